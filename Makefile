@@ -1,0 +1,124 @@
+# Makefile for the quantization toolkit. One plain Makefile; settings in config.mk.
+#
+#   make              build libcommon, the CPU kernels, every tool (CUDA objects when nvcc exists)
+#   make check        build and run every test that needs no GPU (unit tests, CLI tests)
+#   make demo         synthesize a small model and run the pipeline on it
+#   make deps         install the Debian packages the build needs (as root)
+#   make bench        build the benchmarks in tests/bench (run them by hand)
+#   make check-docs   every tool has a man page with the sections in order
+#   make install      install tools and man pages under $(PREFIX)
+#
+#   DEVELOPER=1       -Werror on top of the warnings
+#   SANITIZE=1        build (into build-san/) and test with ASan+UBSan
+#   CUDA=0            never build the CUDA objects, even where nvcc exists
+
+include config.mk
+
+ifeq ($(SANITIZE),1)
+BUILD   ?= build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT      = -O1 -g
+else
+BUILD   ?= build
+SANFLAGS =
+endif
+ifeq ($(DEVELOPER),1)
+WARN += -Werror
+endif
+ifeq ($(CUDA),0)
+NVCC :=
+endif
+
+CPPFLAGS += -Ilibcommon -Ikernels -Itools $(BLAS_CFLAGS) -DQC_VERSION=\"$(VERSION)\"
+CFLAGS   += $(CSTD) $(OPT) -g $(WARN) $(SANFLAGS) -MMD -MP -fPIC
+LDFLAGS  += $(SANFLAGS)
+
+LIB_SRC   := $(sort $(wildcard libcommon/*.c) $(wildcard kernels/cpu/*.c))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB       := $(BUILD)/libcommon.a
+
+ifneq ($(NVCC),)
+CUDA_SRC  := $(sort $(wildcard kernels/cuda/*.cu))
+CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+ifneq ($(CUDA_SRC),)
+CPPFLAGS  += -DQC_HAVE_CUDA=1
+LIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcusolver -lcublas -lcudart
+endif
+endif
+
+TOOL_SRC  := $(sort $(wildcard tools/q*.c))
+TOOLS     := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
+TOOL_UTIL := $(filter-out $(TOOL_SRC),$(wildcard tools/*.c))
+TOOL_UOBJ := $(TOOL_UTIL:%.c=$(BUILD)/%.o)
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+UNITS     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_UTIL := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+UNIT_UOBJ := $(UNIT_UTIL:%.c=$(BUILD)/%.o)
+BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
+BENCHES   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+DEPS_OK   := $(BUILD)/.deps-ok
+
+.PHONY: all check check-unit check-cli demo deps bench check-docs install clean
+all: $(TOOLS)
+
+# ---- dependencies: installed by the project itself (scripts/deps.sh) ----
+deps:
+	@sh scripts/deps.sh install
+$(DEPS_OK): scripts/deps.sh
+	@mkdir -p $(@D)
+	@sh scripts/deps.sh ensure
+	@touch $@
+
+# ---- library, kernels, tools ----
+$(BUILD)/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.cu | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) -Ilibcommon -Ikernels -Xcompiler -fPIC -c -o $@ $<
+
+$(LIB): $(LIB_OBJ) $(CUDA_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/%: $(BUILD)/tools/%.o $(TOOL_UOBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(TOOL_UOBJ) $(LIB) $(LIBS)
+
+# ---- tests ----
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(UNIT_UOBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_UOBJ) $(LIB) $(LIBS) -lcmocka
+
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
+
+check: check-unit check-cli check-docs
+
+check-unit: $(UNITS)
+	@QC_SHARED_DATA=$(abspath ../shared/data) sh tests/run-unit.sh $(UNITS)
+
+check-cli: $(TOOLS)
+	@QBIN=$(abspath $(BUILD)/bin) QC_SHARED_DATA=$(abspath ../shared/data) \
+	  prove --timer -j2 tests/cli/t*.sh
+
+check-docs:
+	@sh scripts/check-docs.sh $(TOOL_SRC)
+
+bench: $(BENCHES) $(TOOLS)
+
+demo: $(TOOLS)
+	@QBIN=$(abspath $(BUILD)/bin) sh scripts/demo.sh
+
+install: $(TOOLS)
+	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1
+	cp -f $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	cp -f man/*.1 $(DESTDIR)$(MANPREFIX)/man1/
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+.SECONDARY:

@@ -1,0 +1,19 @@
+# config.mk: what a user may want to change without editing the Makefile.
+VERSION    = 0.1.0
+PREFIX     = /usr/local
+MANPREFIX  = $(PREFIX)/share/man
+
+CC         = cc
+NVCC       = $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME  = $(patsubst %/bin/nvcc,%,$(NVCC))
+# sm_90: Hopper (H100/H200), the GPUs the toolkit is tuned for; sm_80 keeps A100 working.
+CUDA_ARCH  = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+
+OPT        = -O2
+CSTD       = -std=c11 -D_GNU_SOURCE
+WARN       = -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -Wstrict-prototypes
+# OpenBLAS ships its own cblas.h under this directory; the generic one in
+# /usr/include may belong to the reference BLAS.
+BLAS_CFLAGS = -I/usr/include/x86_64-linux-gnu/openblas-pthread
+BLAS_LIBS   = -llapacke -lopenblas
+LIBS        = $(BLAS_LIBS) -lzstd -lyaml -lxxhash -ljansson -lpcre2-8 -lpthread -lm

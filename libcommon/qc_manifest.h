@@ -1,0 +1,85 @@
+/*
+ * qc_manifest.h - quant_manifest.json, the provenance and integrity record
+ * that every checkpoint written by the toolkit carries (DESIGN 3.6).
+ *
+ * Layout (keys sorted, two-space indent, one trailing newline, so that the
+ * same content always gives the same bytes):
+ *
+ * {
+ *   "base": {"fingerprint": "<xxh3-128 hex>", "source": "<path as given>"},
+ *   "files": {"config.json": {"size": 712, "xxh3_128": "<hex>"}, ...},
+ *   "fingerprint": "<xxh3-128 hex of this checkpoint's tensors>",
+ *   "format": "qtoolkit-manifest",
+ *   "history": [{"argv": ["qsynth", "--preset", "tiny"], "tool": "qsynth",
+ *                "version": "0.1.0"}, ...],
+ *   "tensors": {"model.norm.weight": {"dtype": "BF16", "shape": [64],
+ *               "xxh3_64": "<hex>"}, ...},
+ *   "token_sets": [{"role": "calibration", "xxh3_128": "<hex>"}],
+ *   "version": 1
+ * }
+ *
+ * "files" lists every file of the checkpoint except the manifest itself.
+ * The fingerprint identifies a checkpoint's content independently of its
+ * sharding: XXH3-128 over the tensors sorted by name, each contributing
+ * "name\0dtype\0d0,d1,...\0<xxh3_64 hex>\n". "base" is the fingerprint of the
+ * unquantized model this one descends from (for qsynth and other unmodified
+ * checkpoints, its own fingerprint). History entries are appended by each
+ * tool that changed the content, oldest first.
+ *
+ * Ownership: a qc_manifest owns copies of every string given to it.
+ */
+#ifndef QC_MANIFEST_H
+#define QC_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qc_dtype.h"
+#include "qc_hash.h"
+
+#define QC_MANIFEST_NAME "quant_manifest.json"
+
+typedef struct qc_manifest qc_manifest;
+
+qc_manifest *qc_manifest_new(void);             /* NULL on out of memory */
+void qc_manifest_free(qc_manifest *m);          /* NULL is a no-op */
+
+/* Parse manifest JSON; QC_EFORMAT with a message when it is not one. */
+int qc_manifest_parse(qc_manifest **out, const void *json, size_t len);
+/* Serialize deterministically into a malloc'd, NUL-terminated string. */
+int qc_manifest_to_json(const qc_manifest *m, char **json, size_t *len);
+
+/* Copy history, base and token sets of src (not files or tensors): what a
+ * tool carries from its input's manifest to its output's. */
+int qc_manifest_inherit(qc_manifest *dst, const qc_manifest *src);
+
+int qc_manifest_add_history(qc_manifest *m, const char *tool, const char *version,
+                            int argc, char *const *argv);
+int qc_manifest_set_base(qc_manifest *m, const char *fingerprint_hex, const char *source);
+int qc_manifest_add_token_set(qc_manifest *m, const char *role, qc_h128 hash);
+
+/* Record (or replace) a file's and a tensor's entry. */
+int qc_manifest_set_file(qc_manifest *m, const char *name, uint64_t size, qc_h128 hash);
+int qc_manifest_set_tensor(qc_manifest *m, const char *name, qc_dtype dt, int ndim,
+                           const int64_t *shape, uint64_t hash);
+
+/* Compute the fingerprint over the recorded tensors into out (33 bytes). */
+int qc_manifest_fingerprint(const qc_manifest *m, char out[33]);
+/* The stored "fingerprint" (NULL if absent); set_fingerprint stores the computed one. */
+const char *qc_manifest_get_fingerprint(const qc_manifest *m);
+int qc_manifest_update_fingerprint(qc_manifest *m);
+
+/* Lookups for verification. Return 0, or QC_ENOTFOUND. */
+int qc_manifest_file(const qc_manifest *m, const char *name, uint64_t *size, qc_h128 *hash);
+int qc_manifest_tensor(const qc_manifest *m, const char *name, qc_dtype *dt, int *ndim,
+                       int64_t shape[QC_MAX_DIMS], uint64_t *hash);
+size_t qc_manifest_file_count(const qc_manifest *m);
+const char *qc_manifest_file_name(const qc_manifest *m, size_t i);   /* sorted by name */
+size_t qc_manifest_tensor_count(const qc_manifest *m);
+const char *qc_manifest_tensor_name(const qc_manifest *m, size_t i); /* sorted by name */
+const char *qc_manifest_base(const qc_manifest *m);                  /* base fingerprint or NULL */
+size_t qc_manifest_history_count(const qc_manifest *m);
+/* tool name of history entry i */
+const char *qc_manifest_history_tool(const qc_manifest *m, size_t i);
+
+#endif

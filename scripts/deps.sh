@@ -1,0 +1,63 @@
+#!/bin/sh
+# deps.sh: install the Debian packages the toolkit builds against.
+#
+#   sh scripts/deps.sh ensure    install only if a header or library is missing
+#   sh scripts/deps.sh install   install (or upgrade) them all
+#
+# Without root it prints the exact apt-get command and exits 2.
+set -u
+
+# package:file-that-proves-it-is-installed
+PKGS="
+libopenblas-dev:/usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h
+liblapacke-dev:/usr/include/lapacke.h
+libzstd-dev:/usr/include/zstd.h
+libyaml-dev:/usr/include/yaml.h
+libxxhash-dev:/usr/include/xxhash.h
+libjansson-dev:/usr/include/jansson.h
+libpcre2-dev:/usr/include/pcre2.h
+libcmocka-dev:/usr/include/cmocka.h
+make:/usr/bin/make
+gcc:/usr/bin/gcc
+perl:/usr/bin/prove
+"
+
+all_pkgs() { for p in $PKGS; do printf '%s ' "${p%%:*}"; done; }
+
+missing_pkgs() {
+	for p in $PKGS; do
+		f=${p#*:}
+		[ -e "$f" ] || printf '%s ' "${p%%:*}"
+	done
+}
+
+install() {
+	pkgs=$1
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing packages; run as root:" >&2
+		echo "  apt-get install -y $pkgs" >&2
+		exit 2
+	fi
+	echo "deps: installing $pkgs" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y --no-install-recommends $pkgs >/dev/null 2>&1 ||
+	{ apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $pkgs >/dev/null; } || {
+		echo "deps: apt-get failed; run: apt-get update && apt-get install -y $pkgs" >&2
+		exit 2
+	}
+}
+
+case "${1:-ensure}" in
+ensure)
+	m=$(missing_pkgs)
+	[ -z "$m" ] || install "$m"
+	m=$(missing_pkgs)
+	if [ -n "$m" ]; then
+		echo "deps: still missing after install: $m" >&2
+		exit 2
+	fi
+	;;
+install) install "$(all_pkgs)" ;;
+*) echo "usage: deps.sh ensure|install" >&2; exit 2 ;;
+esac
+exit 0
