@@ -1,0 +1,446 @@
+/* qc_synth.c - synthetic Llama weights (see qc_synth.h for the statistics). */
+#include "qc_synth.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qc_err.h"
+#include "qc_num.h"
+#include "qc_rng.h"
+
+/* ---------------------------------------------------------------- presets */
+
+static const char *const preset_names[] = {
+	"tiny", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", NULL,
+};
+
+const char *const *qc_synth_preset_names(void) { return preset_names; }
+
+void qc_synth_opts_default(qc_synth_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->seed = 0;
+	o->dtype = QC_DT_BF16;
+	o->outlier_channels = -1;
+	o->outlier_min = 20.0;
+	o->outlier_max = 100.0;
+	o->threads = 0;
+}
+
+/* Shapes and hyper-parameters of the real models (their config.json files). */
+static void llama3_common(qc_config *c)
+{
+	snprintf(c->architecture, sizeof c->architecture, "LlamaForCausalLM");
+	snprintf(c->model_type, sizeof c->model_type, "llama");
+	snprintf(c->hidden_act, sizeof c->hidden_act, "silu");
+	c->vocab_size = 128256;
+	c->max_position_embeddings = 131072;
+	c->rms_norm_eps = 1e-5;
+	c->rope_theta = 500000.0;
+	c->rope_type = QC_ROPE_LLAMA3;
+	c->rope_factor = 8.0;
+	c->rope_low_freq_factor = 1.0;
+	c->rope_high_freq_factor = 4.0;
+	c->rope_original_max_position_embeddings = 8192;
+	c->bos_token_id = 128000;
+	c->eos_token_ids[0] = 128001;
+	c->n_eos = 1;
+	c->torch_dtype = QC_DT_BF16;
+	c->num_key_value_heads = 8;
+	c->head_dim = 128;
+}
+
+int qc_synth_preset(const char *name, qc_config *c)
+{
+	memset(c, 0, sizeof *c);
+	llama3_common(c);
+	if (strcmp(name, "tiny") == 0) {
+		/* Small enough for unit tests, yet with GQA, a partial int4 group
+		 * (in 384 = 3 groups of 128) and llama3 rope scaling. */
+		c->hidden_size = 128;
+		c->intermediate_size = 384;
+		c->num_hidden_layers = 2;
+		c->num_attention_heads = 4;
+		c->num_key_value_heads = 2;
+		c->head_dim = 32;
+		c->vocab_size = 512;
+		c->max_position_embeddings = 2048;
+		c->rope_factor = 8.0;
+		c->rope_original_max_position_embeddings = 256;
+		c->tie_word_embeddings = 1;
+		c->bos_token_id = 510;
+		c->eos_token_ids[0] = 511;
+	} else if (strcmp(name, "llama-3.2-1b") == 0) {
+		c->hidden_size = 2048;
+		c->intermediate_size = 8192;
+		c->num_hidden_layers = 16;
+		c->num_attention_heads = 32;
+		c->head_dim = 64;
+		c->rope_factor = 32.0;
+		c->tie_word_embeddings = 1;
+	} else if (strcmp(name, "llama-3.1-8b") == 0) {
+		c->hidden_size = 4096;
+		c->intermediate_size = 14336;
+		c->num_hidden_layers = 32;
+		c->num_attention_heads = 32;
+	} else if (strcmp(name, "llama-3.1-70b") == 0) {
+		c->hidden_size = 8192;
+		c->intermediate_size = 28672;
+		c->num_hidden_layers = 80;
+		c->num_attention_heads = 64;
+	} else if (strcmp(name, "llama-3.1-405b") == 0) {
+		c->hidden_size = 16384;
+		c->intermediate_size = 53248;
+		c->num_hidden_layers = 126;
+		c->num_attention_heads = 128;
+	} else {
+		return qc_seterr(QC_EINVAL, "unknown preset '%s' (tiny, llama-3.2-1b, llama-3.1-8b, "
+		                 "llama-3.1-70b, llama-3.1-405b)", name);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ sampling */
+
+/* Unit-variance Student-t(5) by table lookup: 65536 quantiles of 2^20 exact
+ * draws (made once, deterministically), linearly interpolated with 16 more
+ * random bits. Exact sampling costs ~100 ns a value; this ~2 ns, which makes
+ * a 1B-shaped checkpoint a matter of seconds. */
+#define T_TABLE_BITS 16
+#define T_TABLE_N (1 << T_TABLE_BITS)
+static float t_table[T_TABLE_N + 1];
+static pthread_once_t t_once = PTHREAD_ONCE_INIT;
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static void t_table_init(void)
+{
+	size_t n = (size_t)1 << 20;
+	double *s = malloc(n * sizeof *s);
+	qc_rng r;
+	qc_rng_seed(&r, 0x5eed7ab1eull);
+	if (!s) {
+		/* fall back to exact quantile-free draws: still deterministic */
+		for (int i = 0; i <= T_TABLE_N; i++)
+			t_table[i] = (float)qc_rng_student_t(&r, 5.0);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		s[i] = qc_rng_student_t(&r, 5.0);
+	qsort(s, n, sizeof *s, cmp_double);
+	for (int i = 0; i <= T_TABLE_N; i++) {
+		size_t k = (size_t)(((double)i + 0.5) / (T_TABLE_N + 1) * n);
+		t_table[i] = (float)s[k < n ? k : n - 1];
+	}
+	free(s);
+}
+
+static inline float t_draw(qc_rng *r)
+{
+	uint64_t u = qc_rng_u64(r);
+	uint32_t i = (uint32_t)(u >> (64 - T_TABLE_BITS));
+	float f = (float)((u >> (64 - 2 * T_TABLE_BITS)) & 0xffff) * (1.0f / 65536.0f);
+	return t_table[i] + f * (t_table[i + 1] - t_table[i]);
+}
+
+static uint64_t name_hash(uint64_t seed, const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ seed;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ull;
+	return h;
+}
+
+static void row_rng(qc_rng *r, uint64_t tensor_hash, int64_t row)
+{
+	qc_rng_seed(r, tensor_hash ^ ((uint64_t)row * 0x9e3779b97f4a7c15ull));
+}
+
+/* ------------------------------------------------------------ outliers */
+
+int qc_synth_outliers(const qc_config *cfg, const qc_synth_opts *o, int64_t *out)
+{
+	int64_t h = cfg->hidden_size;
+	int64_t k = o->outlier_channels >= 0 ? o->outlier_channels : (h / 256 > 2 ? h / 256 : 2);
+	if (k > h)
+		k = h;
+	/* partial Fisher-Yates over channel indices, then sort */
+	int64_t *idx = malloc((size_t)h * sizeof *idx);
+	if (!idx)
+		return 0;
+	for (int64_t i = 0; i < h; i++)
+		idx[i] = i;
+	qc_rng r;
+	qc_rng_derive(&r, o->seed, "outlier-channels");
+	for (int64_t i = 0; i < k; i++) {
+		int64_t j = i + (int64_t)qc_rng_below(&r, (uint64_t)(h - i));
+		int64_t t = idx[i];
+		idx[i] = idx[j];
+		idx[j] = t;
+	}
+	for (int64_t i = 0; i < k; i++)
+		out[i] = idx[i];
+	free(idx);
+	/* insertion sort: k is small */
+	for (int64_t i = 1; i < k; i++)
+		for (int64_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
+			int64_t t = out[j];
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	return (int)k;
+}
+
+/* Gain multiple of outlier channel c: log-uniform in [min, max], from the
+ * seed and the channel alone, so every layer shares it. */
+static double outlier_gain(const qc_synth_opts *o, int64_t c)
+{
+	qc_rng r;
+	qc_rng_seed(&r, name_hash(o->seed, "outlier-gain") ^ (uint64_t)c * 0x2545f4914f6cdd1dull);
+	double u = qc_rng_uniform(&r);
+	return o->outlier_min * pow(o->outlier_max / o->outlier_min, u);
+}
+
+/* ------------------------------------------------------------ tensors */
+
+enum kind { K_EMBED, K_NORM, K_LINEAR, K_LM_HEAD };
+
+typedef struct job {
+	const qc_config *cfg;
+	const qc_synth_opts *o;
+	enum kind kind;
+	uint64_t hash;
+	int64_t rows, cols;
+	double sigma;            /* entry std before row scale */
+	const float *col_scale;  /* per input column multiplier or NULL */
+	const float *gain;       /* K_NORM: per channel outlier gain (0 = normal) */
+	void *out;
+	int64_t row_begin, row_end;
+	int rc;
+} job;
+
+static void fill_rows(job *j)
+{
+	float *row = malloc((size_t)j->cols * sizeof *row);
+	if (!row) {
+		j->rc = QC_ENOMEM;
+		return;
+	}
+	size_t esz = qc_dtype_size(j->o->dtype);
+	for (int64_t r = j->row_begin; r < j->row_end; r++) {
+		qc_rng g;
+		row_rng(&g, j->hash, r);
+		if (j->kind == K_NORM) {
+			/* a 1-D tensor is one "row" of cols entries */
+			for (int64_t c = 0; c < j->cols; c++) {
+				double v = 1.0 + 0.1 * qc_rng_normal(&g);
+				if (j->gain && j->gain[c] > 0)
+					v = j->gain[c];
+				row[c] = (float)fabs(v);
+			}
+		} else {
+			double s = j->sigma;
+			if (j->kind == K_LINEAR)
+				s *= exp(0.25 * qc_rng_normal(&g));
+			for (int64_t c = 0; c < j->cols; c++)
+				row[c] = (float)(t_draw(&g) * s);
+			if (j->col_scale)
+				for (int64_t c = 0; c < j->cols; c++)
+					row[c] *= j->col_scale[c];
+		}
+		qc_from_f32((char *)j->out + (size_t)r * (size_t)j->cols * esz, j->o->dtype, row,
+		            (size_t)j->cols);
+	}
+	free(row);
+}
+
+static void *fill_thread(void *arg)
+{
+	fill_rows(arg);
+	return NULL;
+}
+
+static int run_jobs(job *proto, int threads)
+{
+	if (threads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (int)n : 1;
+	}
+	if (threads > 64)
+		threads = 64;
+	if (proto->rows < threads * 4)
+		threads = 1;
+	job jobs[64];
+	pthread_t tid[64];
+	int started = 0;
+	for (int t = 0; t < threads; t++) {
+		jobs[t] = *proto;
+		jobs[t].row_begin = proto->rows * t / threads;
+		jobs[t].row_end = proto->rows * (t + 1) / threads;
+		jobs[t].rc = 0;
+	}
+	for (int t = 1; t < threads; t++) {
+		if (pthread_create(&tid[t], NULL, fill_thread, &jobs[t]) != 0)
+			break;
+		started = t;
+	}
+	/* rows of threads that could not start are filled here */
+	for (int t = started + 1; t < threads; t++)
+		fill_rows(&jobs[t]);
+	fill_rows(&jobs[0]);
+	int rc = jobs[0].rc;
+	for (int t = 1; t <= started; t++) {
+		pthread_join(tid[t], NULL);
+		if (jobs[t].rc)
+			rc = jobs[t].rc;
+	}
+	for (int t = started + 1; t < threads; t++)
+		if (jobs[t].rc)
+			rc = jobs[t].rc;
+	return rc;
+}
+
+/* Which part of the layout a name is: sets kind and, for Linears, which. */
+static int classify(const char *name, enum kind *kind, int *lin, int *is_post_attn_norm)
+{
+	*lin = -1;
+	*is_post_attn_norm = 0;
+	if (strcmp(name, "model.embed_tokens.weight") == 0) {
+		*kind = K_EMBED;
+		return 0;
+	}
+	if (strcmp(name, "lm_head.weight") == 0) {
+		*kind = K_LM_HEAD;
+		return 0;
+	}
+	if (strcmp(name, "model.norm.weight") == 0) {
+		*kind = K_NORM;
+		return 0;
+	}
+	const char *p = "model.layers.";
+	if (strncmp(name, p, strlen(p)) != 0)
+		return QC_EINVAL;
+	const char *q = name + strlen(p);
+	while (*q >= '0' && *q <= '9')
+		q++;
+	if (*q != '.' || q == name + strlen(p))
+		return QC_EINVAL;
+	q++;
+	if (strcmp(q, "input_layernorm.weight") == 0) {
+		*kind = K_NORM;
+		return 0;
+	}
+	if (strcmp(q, "post_attention_layernorm.weight") == 0) {
+		*kind = K_NORM;
+		*is_post_attn_norm = 1;
+		return 0;
+	}
+	for (int l = 0; l < QC_LIN_COUNT; l++) {
+		const char *lp = qc_linear_path((qc_linear)l);
+		size_t n = strlen(lp);
+		if (strncmp(q, lp, n) == 0 && strcmp(q + n, ".weight") == 0) {
+			*kind = K_LINEAR;
+			*lin = l;
+			return 0;
+		}
+	}
+	return QC_EINVAL;
+}
+
+int qc_synth_tensor(const qc_config *cfg, const qc_synth_opts *o, const char *name,
+                    int ndim, const int64_t *shape, void **data, size_t *nbytes)
+{
+	enum kind kind;
+	int lin, post_attn;
+	*data = NULL;
+	if (classify(name, &kind, &lin, &post_attn) != 0)
+		return qc_seterr(QC_EINVAL, "no synthetic values for tensor '%s'", name);
+	if (o->dtype != QC_DT_BF16 && o->dtype != QC_DT_F16 && o->dtype != QC_DT_F32)
+		return qc_seterr(QC_EINVAL, "synthetic weights are BF16, F16 or F32, not %s",
+		                 qc_dtype_name(o->dtype));
+	pthread_once(&t_once, t_table_init);
+
+	int64_t numel = qc_numel(ndim, shape);
+	int64_t nb = numel < 0 ? -1 : qc_nbytes(o->dtype, numel);
+	if (nb < 0 || ndim < 1 || ndim > 2)
+		return qc_seterr(QC_EINVAL, "bad shape for tensor '%s'", name);
+	void *buf = malloc(nb ? (size_t)nb : 1);
+	if (!buf)
+		return qc_seterr(QC_ENOMEM, "out of memory for tensor '%s' (%lld bytes)", name,
+		                 (long long)nb);
+
+	job j;
+	memset(&j, 0, sizeof j);
+	j.cfg = cfg;
+	j.o = o;
+	j.kind = kind;
+	j.hash = name_hash(o->seed, name);
+	j.out = buf;
+	j.rows = ndim == 2 ? shape[0] : 1;
+	j.cols = ndim == 2 ? shape[1] : shape[0];
+
+	int64_t h = cfg->hidden_size;
+	int64_t *oidx = NULL;
+	float *vec = NULL;
+	int rc = 0;
+	int64_t k = 0;
+	if (kind == K_NORM || (kind == K_LINEAR && (lin == QC_LIN_Q || lin == QC_LIN_K ||
+	                                            lin == QC_LIN_V || lin == QC_LIN_GATE ||
+	                                            lin == QC_LIN_UP))) {
+		oidx = malloc((size_t)h * sizeof *oidx);
+		vec = calloc((size_t)j.cols, sizeof *vec);
+		if (!oidx || !vec) {
+			rc = qc_seterr(QC_ENOMEM, "out of memory for tensor '%s'", name);
+			goto out;
+		}
+		k = qc_synth_outliers(cfg, o, oidx);
+	}
+	switch (kind) {
+	case K_EMBED:
+	case K_LM_HEAD:
+		j.sigma = 2.5 / sqrt((double)h);
+		break;
+	case K_NORM:
+		/* the final norm keeps ordinary gains; the layer norms feed q/k/v
+		 * and gate/up and carry the outlier channels */
+		if (strcmp(name, "model.norm.weight") != 0 && j.cols == h) {
+			for (int64_t i = 0; i < k; i++)
+				vec[oidx[i]] = (float)outlier_gain(o, oidx[i]);
+			j.gain = vec;
+		}
+		(void)post_attn;
+		break;
+	case K_LINEAR:
+		j.sigma = (lin == QC_LIN_O || lin == QC_LIN_DOWN ? 0.5 : 1.0) / sqrt((double)j.cols);
+		if (vec && j.cols == h) {
+			for (int64_t c = 0; c < j.cols; c++)
+				vec[c] = 1.0f;
+			for (int64_t i = 0; i < k; i++)
+				vec[oidx[i]] = (float)(1.0 / sqrt(outlier_gain(o, oidx[i])));
+			j.col_scale = vec;
+		}
+		break;
+	}
+	rc = run_jobs(&j, o->threads);
+	if (rc)
+		qc_seterr(rc, "out of memory making tensor '%s'", name);
+out:
+	free(oidx);
+	free(vec);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*data = buf;
+	if (nbytes)
+		*nbytes = (size_t)nb;
+	return 0;
+}
