@@ -1,0 +1,224 @@
+/* qc_quant.c - quantization primitives (see qc_quant.h for the rules). */
+#include "qc_quant.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "qc_err.h"
+#include "qc_num.h"
+
+int qc_qargs_check(const qc_qargs *a)
+{
+	if (a->is_float && a->bits != 8)
+		return qc_seterr(QC_EINVAL, "float quantization is FP8 E4M3 only (8 bits, not %d)", a->bits);
+	if (!a->is_float && a->bits != 4 && a->bits != 8)
+		return qc_seterr(QC_EINVAL, "integer quantization is 4 or 8 bits, not %d", a->bits);
+	if (a->is_float && !a->symmetric)
+		return qc_seterr(QC_EINVAL, "FP8 quantization is symmetric");
+	if (a->strategy == QC_QS_GROUP && a->group_size <= 0)
+		return qc_seterr(QC_EINVAL, "group size must be positive, not %lld", (long long)a->group_size);
+	if (a->strategy != QC_QS_TENSOR && a->strategy != QC_QS_CHANNEL && a->strategy != QC_QS_GROUP)
+		return qc_seterr(QC_EINVAL, "unknown quantization strategy %d", (int)a->strategy);
+	if (a->scale_dtype != QC_DT_BF16 && a->scale_dtype != QC_DT_F16 && a->scale_dtype != QC_DT_F32)
+		return qc_seterr(QC_EINVAL, "scales are BF16, F16 or F32, not %s", qc_dtype_name(a->scale_dtype));
+	if (a->arith != QC_DT_BF16 && a->arith != QC_DT_F16 && a->arith != QC_DT_F32)
+		return qc_seterr(QC_EINVAL, "quantization arithmetic is BF16, F16 or F32, not %s",
+		                 qc_dtype_name(a->arith));
+	return 0;
+}
+
+void qc_qrange(const qc_qargs *a, float *qmin, float *qmax)
+{
+	if (a->is_float) {
+		*qmin = -QC_FP8_E4M3_MAX;
+		*qmax = QC_FP8_E4M3_MAX;
+	} else {
+		*qmin = -(float)(1 << (a->bits - 1));
+		*qmax = (float)((1 << (a->bits - 1)) - 1);
+	}
+}
+
+int64_t qc_qgroups(const qc_qargs *a, int64_t cols)
+{
+	if (a->strategy == QC_QS_GROUP)
+		return (cols + a->group_size - 1) / a->group_size;
+	return 1;
+}
+
+/* One elementwise operation of torch in dtype dt: computed in float, rounded. */
+static inline float rt(qc_dtype dt, float x)
+{
+	return dt == QC_DT_F32 ? x : qc_round_to(x, dt);
+}
+
+void qc_qparams(const qc_qargs *a, float xmin, float xmax, float *scale, float *zp)
+{
+	const qc_dtype sd = a->scale_dtype;
+	float qmin, qmax;
+	qc_qrange(a, &qmin, &qmax);
+	/* min/max are values of the observed tensor, already representable in
+	 * its dtype; widening to include 0 is exact */
+	xmin = xmin < 0 ? xmin : 0;
+	xmax = xmax > 0 ? xmax : 0;
+	float s, z = 0;
+	if (a->symmetric) {
+		float amax = fabsf(xmin) > fabsf(xmax) ? fabsf(xmin) : fabsf(xmax);
+		s = rt(sd, amax / ((qmax - qmin) / 2));
+		if (s < FLT_EPSILON)
+			s = rt(sd, FLT_EPSILON);
+	} else {
+		float range = rt(sd, xmax - xmin);
+		s = rt(sd, range / (qmax - qmin));
+		if (s < FLT_EPSILON)
+			s = rt(sd, FLT_EPSILON);
+		z = rt(sd, qmin - rt(sd, xmin / s));
+		if (z < qmin)
+			z = qmin;
+		if (z > qmax)
+			z = qmax;
+		z = nearbyintf(z); /* round half to even under the default rounding mode */
+	}
+	*scale = s;
+	*zp = z;
+}
+
+float qc_quantize_value(const qc_qargs *a, float x, float scale, float zp)
+{
+	float qmin, qmax;
+	qc_qrange(a, &qmin, &qmax);
+	float v = rt(a->arith, x / scale);
+	if (zp != 0)
+		v = rt(a->arith, v + zp);
+	if (v < qmin)
+		v = qmin;
+	if (v > qmax)
+		v = qmax;
+	if (v != v) /* NaN input: callers reject non-finite weights first */
+		v = 0;
+	if (a->is_float)
+		return qc_fp8e4m3_to_f32(qc_f32_to_fp8e4m3(v));
+	return nearbyintf(v);
+}
+
+float qc_qdq(const qc_qargs *a, float x, float scale, float zp)
+{
+	return qc_dequantize_value(qc_quantize_value(a, x, scale, zp), scale, zp);
+}
+
+float qc_code_load(const qc_qargs *a, const void *codes, size_t i)
+{
+	if (a->is_float)
+		return qc_fp8e4m3_to_f32(((const uint8_t *)codes)[i]);
+	return (float)((const int8_t *)codes)[i];
+}
+
+void qc_clip_opts_default(qc_clip_opts *c, qc_clip mode)
+{
+	c->mode = mode;
+	c->grid = 100;
+	c->maxshrink = 0.20;
+	c->patience = 5;
+	c->norm = 2.4;
+}
+
+static void minmax(const float *x, int64_t n, float *mn, float *mx)
+{
+	float lo = 0, hi = 0; /* zero is always in range, so start there */
+	for (int64_t i = 0; i < n; i++) {
+		if (x[i] < lo)
+			lo = x[i];
+		if (x[i] > hi)
+			hi = x[i];
+	}
+	*mn = lo;
+	*mx = hi;
+}
+
+static double group_err(const qc_qargs *a, const float *x, int64_t n, const float *colw,
+                        float s, float z, double norm)
+{
+	double e = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double d = fabs((double)qc_qdq(a, x[i], s, z) - x[i]);
+		double t = norm == 2.0 ? d * d : pow(d, norm);
+		e += colw ? colw[i] * t : t;
+	}
+	return e;
+}
+
+void qc_group_params(const qc_qargs *a, const qc_clip_opts *c, const float *x, int64_t n,
+                     const float *colw, float *scale, float *zp)
+{
+	float mn, mx;
+	minmax(x, n, &mn, &mx);
+	qc_qparams(a, mn, mx, scale, zp);
+	if (!c || c->mode == QC_CLIP_MINMAX)
+		return;
+	double best = group_err(a, x, n, colw, *scale, *zp, c->norm);
+	int since = 0;
+	int steps = (int)(c->maxshrink * c->grid);
+	for (int i = 1; i < steps; i++) {
+		float p = 1.0f - (float)i / (float)c->grid;
+		float s, z;
+		qc_qparams(a, p * mn, p * mx, &s, &z);
+		double e = group_err(a, x, n, colw, s, z, c->norm);
+		if (e < best) {
+			best = e;
+			*scale = s;
+			*zp = z;
+			since = 0;
+		} else if (++since >= c->patience) {
+			break;
+		}
+	}
+}
+
+int qc_quant_rtn(const qc_qargs *a, const qc_clip_opts *c, const float *W, int64_t rows,
+                 int64_t cols, const float *colw, void *codes, float *scales, float *zps,
+                 float *deq)
+{
+	int rc = qc_qargs_check(a);
+	if (rc)
+		return rc;
+	int64_t ng = qc_qgroups(a, cols);
+	int64_t gs = a->strategy == QC_QS_GROUP ? a->group_size : cols;
+	float ts = 0, tz = 0;
+	if (a->strategy == QC_QS_TENSOR) {
+		/* one scale from the global min and max (clipping search per tensor
+		 * would need the whole matrix per candidate: minmax only) */
+		float mn = 0, mx = 0;
+		for (int64_t r = 0; r < rows; r++) {
+			float a_mn, a_mx;
+			minmax(W + r * cols, cols, &a_mn, &a_mx);
+			if (a_mn < mn)
+				mn = a_mn;
+			if (a_mx > mx)
+				mx = a_mx;
+		}
+		qc_qparams(a, mn, mx, &ts, &tz);
+		scales[0] = ts;
+		if (zps)
+			zps[0] = tz;
+	}
+	for (int64_t r = 0; r < rows; r++) {
+		const float *w = W + r * cols;
+		for (int64_t g = 0; g < ng; g++) {
+			int64_t c0 = g * gs, n = cols - c0 < gs ? cols - c0 : gs;
+			float s = ts, z = tz;
+			if (a->strategy != QC_QS_TENSOR) {
+				qc_group_params(a, c, w + c0, n, colw ? colw + c0 : NULL, &s, &z);
+				scales[r * ng + g] = s;
+				if (zps)
+					zps[r * ng + g] = z;
+			}
+			for (int64_t j = c0; j < c0 + n; j++) {
+				float q = qc_quantize_value(a, w[j], s, z);
+				qc_code_store(a, codes, (size_t)(r * cols + j), q);
+				if (deq)
+					deq[r * cols + j] = qc_dequantize_value(q, s, z);
+			}
+		}
+	}
+	return 0;
+}
