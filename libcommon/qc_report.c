@@ -1,0 +1,121 @@
+/* qc_report.c - JSON Lines error report (see qc_report.h). */
+#include "qc_report.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qc_err.h"
+#include "qc_io.h"
+
+struct qc_report {
+	char **lines;
+	size_t n, cap;
+};
+
+qc_report *qc_report_new(void)
+{
+	return calloc(1, sizeof(qc_report));
+}
+
+void qc_report_free(qc_report *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		free(r->lines[i]);
+	free(r->lines);
+	free(r);
+}
+
+static json_t *num_or_null(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+int qc_report_add(qc_report *r, const qc_report_line *l)
+{
+	/* JSON_PRESERVE_ORDER keeps the fixed key order of DESIGN 3.5 */
+	json_t *o = json_object();
+	if (!o) {
+		json_decref(l->extra);
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	}
+	json_object_set_new(o, "tool", json_string(l->tool));
+	json_object_set_new(o, "layer", json_string(l->layer));
+	json_t *shape = json_array();
+	json_array_append_new(shape, json_integer(l->rows));
+	json_array_append_new(shape, json_integer(l->cols));
+	json_object_set_new(o, "shape", shape);
+	json_object_set_new(o, "scheme", json_string(l->scheme));
+	json_object_set_new(o, "group_size", json_integer(l->group_size));
+	json_object_set_new(o, "symmetric", json_boolean(l->symmetric));
+	json_object_set_new(o, "n_tokens", json_integer(l->n_tokens));
+	json_object_set_new(o, "err_out", num_or_null(l->err_out));
+	json_object_set_new(o, "err_w", num_or_null(l->err_w));
+	json_object_set_new(o, "err_rtn", num_or_null(l->err_rtn));
+	json_object_set_new(o, "seconds", num_or_null(l->seconds));
+	if (l->extra) {
+		const char *k;
+		json_t *v;
+		json_object_foreach(l->extra, k, v)
+			json_object_set(o, k, v);
+		json_decref(l->extra);
+	}
+	char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(6));
+	json_decref(o);
+	if (!s)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	if (r->n == r->cap) {
+		size_t nc = r->cap ? 2 * r->cap : 64;
+		char **nl = realloc(r->lines, nc * sizeof *nl);
+		if (!nl) {
+			free(s);
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		}
+		r->lines = nl;
+		r->cap = nc;
+	}
+	r->lines[r->n++] = s;
+	return 0;
+}
+
+size_t qc_report_count(const qc_report *r)
+{
+	return r->n;
+}
+
+int qc_report_text(const qc_report *r, char **text, size_t *len)
+{
+	size_t total = 1;
+	for (size_t i = 0; i < r->n; i++)
+		total += strlen(r->lines[i]) + 1;
+	char *t = malloc(total), *p = t;
+	if (!t)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	for (size_t i = 0; i < r->n; i++) {
+		size_t n = strlen(r->lines[i]);
+		memcpy(p, r->lines[i], n);
+		p += n;
+		*p++ = '\n';
+	}
+	*p = 0;
+	*text = t;
+	*len = (size_t)(p - t);
+	return 0;
+}
+
+int qc_report_save(const qc_report *r, const char *path)
+{
+	char *t;
+	size_t n;
+	QC_TRY(qc_report_text(r, &t, &n));
+	int rc = qc_write_file_atomic(path, t, n);
+	free(t);
+	return rc;
+}
+
+double qc_rel(double num, double den)
+{
+	return den > 0 ? num / den : NAN;
+}
