@@ -1,0 +1,249 @@
+/*
+ * kernels.h - one C API for the heavy operations of the toolkit (DESIGN 4).
+ *
+ * Every operation takes a qk_ctx, which names the device that runs it and
+ * owns its threads. kernels/cpu implements all of it with OpenBLAS/LAPACK
+ * and plain C; a CUDA implementation (kernels/cuda) provides the same
+ * functions behind the same context, so callers never branch on the device.
+ *
+ * Memory. Every float/int pointer handed to a compute function is memory of
+ * the context's device: allocate it with qk_alloc and move data in and out
+ * with qk_upload / qk_download. On the CPU device that memory is ordinary
+ * host memory (64-byte aligned), and host pointers may be passed directly;
+ * code that wants to run on a GPU later must not rely on that.
+ *
+ * Layout. Matrices are row-major, outermost dimension first, as in PyTorch.
+ * A Linear weight W is [out, in]; a batch of activations X is [T, in] (one
+ * row per token); y = x W^T is [T, out].
+ *
+ * Numbers. Everything is computed in FP32 (weights stored as BF16/F16/F8 are
+ * converted per layer with qk_to_f32). Reductions that decide a result's
+ * accuracy (RMSNorm's mean square, softmax's normalizer) are accumulated in
+ * double. Results are deterministic for a fixed thread count: work is split
+ * over rows in fixed blocks, never reduced across threads in a varying
+ * order.
+ *
+ * Errors. Functions return 0 or a negative QC_E* code with the message set
+ * (qc_err.h): QC_EINVAL for impossible sizes, QC_ENOMEM, QC_ENUMERIC for a
+ * factorization that fails (matrix not positive definite), QC_EUNSUPPORTED
+ * for a device this build lacks. A context may be used by one thread at a
+ * time; separate contexts are independent.
+ */
+#ifndef QC_KERNELS_H
+#define QC_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qc_dtype.h"
+
+/* ---------------------------------------------------------------- context */
+
+typedef enum {
+	QK_DEVICE_CPU = 0,
+	QK_DEVICE_CUDA = 1,
+} qk_device;
+
+typedef struct qk_ctx qk_ctx;
+
+/* Create a context on dev with n_threads worker threads (0: every online
+ * CPU). On the CPU this also sets OpenBLAS's thread count, which is global
+ * to the process: the last context created decides it. QC_EUNSUPPORTED when
+ * the build has no such device. */
+int qk_ctx_new(qk_ctx **out, qk_device dev, int n_threads);
+void qk_ctx_free(qk_ctx *ctx);                    /* NULL is a no-op */
+qk_device qk_ctx_device(const qk_ctx *ctx);
+int qk_ctx_threads(const qk_ctx *ctx);
+
+/* "cpu" / "cuda" <-> qk_device; parse returns 0 or QC_EINVAL. */
+const char *qk_device_name(qk_device dev);
+int qk_device_parse(const char *name, qk_device *dev);
+
+/* Device memory: NULL on failure (qk_alloc sets the message). qk_free(NULL)
+ * is a no-op. Copies are synchronous. */
+void *qk_alloc(qk_ctx *ctx, size_t bytes);
+void qk_free(qk_ctx *ctx, void *p);
+int qk_upload(qk_ctx *ctx, void *dev_dst, const void *host_src, size_t bytes);
+int qk_download(qk_ctx *ctx, void *host_dst, const void *dev_src, size_t bytes);
+
+/* ---------------------------------------------------------------- conversion */
+
+/* dst[n] (device, FP32) = src[n] converted from dt (F32, F16, BF16, F8_E4M3,
+ * F64) as qc_num does it. src is host memory (a mapped checkpoint tensor).
+ * QC_EUNSUPPORTED for other dtypes. */
+int qk_to_f32(qk_ctx *ctx, float *dst, const void *src, qc_dtype dt, size_t n);
+
+/*
+ * Dequantize stored codes to FP32 weights:  w[r][c] = (q[r][c] - z) * s
+ * with s = scale[r * scale_rs + c / group] and z likewise from zero_point
+ * (0 when zero_point is NULL). codes are int8 (code_dt QC_DT_I8, int4 or
+ * int8 values one per byte) or FP8 E4M3 (QC_DT_F8_E4M3). The scale layout
+ * covers compressed-tensors' three strategies:
+ *     tensor   scale [1]               scale_rs 0,       group = cols
+ *     channel  scale [rows, 1]         scale_rs 1,       group = cols
+ *     group    scale [rows, ng]        scale_rs ng,      group = group_size
+ * (ng = ceil(cols / group)). w [rows, cols], codes [rows, cols], scale and
+ * zero_point FP32 (converted by the caller from the checkpoint's dtype).
+ */
+int qk_dequant(qk_ctx *ctx, float *w, const void *codes, qc_dtype code_dt, int64_t rows,
+               int64_t cols, const float *scale, const float *zero_point, int64_t scale_rs,
+               int64_t group);
+
+/* ---------------------------------------------------------------- GEMM */
+
+/*
+ * C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op(X) = X or X^T
+ * (trans_a, trans_b nonzero). lda/ldb/ldc are row strides in elements of
+ * the matrices as stored. This is cblas_sgemm on the CPU.
+ */
+int qk_gemm(qk_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+            const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+            int64_t ldc);
+
+/*
+ * A Linear over T tokens:  y[T, out] = x[T, in] W[out, in]^T (+ bias[out])
+ * With accumulate nonzero y += ... instead (a residual add for free).
+ * bias may be NULL.
+ */
+int qk_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float *bias,
+              int64_t T, int64_t in, int64_t out, int accumulate);
+
+/* ---------------------------------------------------------------- layers */
+
+/*
+ * RMSNorm as transformers' LlamaRMSNorm computes it (in FP32):
+ *     y[t][i] = w[i] * x[t][i] / sqrt(mean_i(x[t][i]^2) + eps)
+ * x, y [T, D]; y may equal x; w [D].
+ */
+int qk_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
+               float eps);
+
+/* Rotary embedding parameters (config.json's rope_theta and rope_scaling). */
+typedef enum {
+	QK_ROPE_DEFAULT = 0,   /* inv_freq[i] = theta^(-2i/d) */
+	QK_ROPE_LLAMA3,        /* Llama 3.1/3.2 frequency-dependent scaling */
+	QK_ROPE_LINEAR,        /* inv_freq / factor (position interpolation) */
+} qk_rope_type;
+
+typedef struct qk_rope {
+	double theta;
+	qk_rope_type type;
+	double factor;              /* llama3, linear */
+	double low_freq_factor;     /* llama3 */
+	double high_freq_factor;    /* llama3 */
+	double original_max_pos;    /* llama3: original_max_position_embeddings */
+} qk_rope;
+
+/*
+ * The inverse frequencies inv_freq[head_dim / 2] (host memory), as
+ * transformers' _compute_default_rope_parameters and
+ * _compute_llama3_parameters define them: with wavelen = 2 pi / f, llama3
+ * keeps high frequencies (wavelen < orig / high_freq_factor), divides low
+ * ones (wavelen > orig / low_freq_factor) by factor, and interpolates
+ * smoothly in between. Computed in double, rounded once to FP32.
+ * head_dim must be even and positive.
+ */
+int qk_rope_inv_freq(float *inv_freq, int64_t head_dim, const qk_rope *rope);
+
+/*
+ * Apply rotary embeddings in place to x [T, n_heads * head_dim], token t at
+ * position pos0 + t, in the "rotate_half" (GPT-NeoX) layout HF Llama uses:
+ * element i pairs with i + head_dim/2 of the same head,
+ *     x1' = x1 cos - x2 sin,  x2' = x2 cos + x1 sin,  angle = pos * inv_freq[i].
+ * inv_freq [head_dim / 2] is host memory. The angle is the FP32 product
+ * pos * inv_freq[i], as transformers and vLLM form it (so long positions get
+ * the same rounding as deployment); its cos and sin are computed in double
+ * and rounded to FP32.
+ */
+int qk_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_t head_dim,
+                  int64_t pos0, const float *inv_freq);
+
+/*
+ * Causal grouped-query attention over one sequence of T tokens:
+ *     q [T, n_heads * head_dim], k, v [T, n_kv * head_dim],
+ *     out [T, n_heads * head_dim]
+ * Head h attends with KV head h / (n_heads / n_kv); token t sees tokens
+ * 0..t; softmax(scale * q k^T) v, with scale usually 1/sqrt(head_dim).
+ * Scratch memory is bounded (a block of query rows by T), whatever T.
+ * out must not overlap the inputs.
+ */
+int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                 int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
+
+/* SwiGLU: out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)).
+ * out may equal gate or up. */
+int qk_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+
+/* ---------------------------------------------------------------- log-probabilities */
+
+/* y[T, V] = log_softmax(x) row by row (max-subtracted, normalizer summed in
+ * double). y may equal x. */
+int qk_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V);
+
+/* nll[t] = logsumexp(x[t]) - x[t][target[t]] in double, for x [T, V] logits,
+ * without materializing the log-probabilities. A target outside [0, V) is
+ * QC_EINVAL. */
+int qk_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int64_t T, int64_t V);
+
+/* ---------------------------------------------------------------- activation quantization */
+
+/*
+ * How a quantized Linear's input is quantized at run time, as vLLM's kernels
+ * do it (csrc/quantization/compressed_tensors/int8_quant_kernels.cu,
+ * csrc/quantization/fp8/common.cu). The input is replaced by its
+ * quantize-dequantize image ("fake quantization"), which is what the integer
+ * or FP8 GEMM computes up to FP32 summation order.
+ *
+ *   INT8_TOKEN  per row: s = amax / 127, q = rne_sat(x * (127 / amax)),
+ *               x' = q * s (amax 0 gives 0)
+ *   FP8_TOKEN   per row: s = max(amax / 448, 1 / (448 * 512)),
+ *               q = e4m3(clamp(x / s, +-448)), x' = q * s
+ *   INT8_TENSOR static s (input_scale) and integer zero point z:
+ *               q = sat(rne(x / s) + z), x' = (q - z) * s
+ *   FP8_TENSOR  static s: q = e4m3(clamp(x * (1 / s), +-448)), x' = q * s
+ *
+ * rne = round half to even, sat = clamp to [-128, 127].
+ */
+typedef enum {
+	QK_ACTQ_NONE = 0,
+	QK_ACTQ_INT8_TOKEN,
+	QK_ACTQ_FP8_TOKEN,
+	QK_ACTQ_INT8_TENSOR,
+	QK_ACTQ_FP8_TENSOR,
+} qk_actq_kind;
+
+typedef struct qk_actq {
+	qk_actq_kind kind;
+	float scale;          /* static kinds: input_scale (> 0, finite) */
+	int32_t zero_point;   /* INT8_TENSOR only: input_zero_point, else 0 */
+} qk_actq;
+
+/* Fake-quantize x [T, D] in place as q says (NONE: no-op). A static scale
+ * that is not finite and positive is QC_EINVAL. */
+int qk_actq_apply(qk_ctx *ctx, float *x, int64_t T, int64_t D, const qk_actq *q);
+
+/* ---------------------------------------------------------------- GPTQ support */
+
+/*
+ * Hessian accumulation for GPTQ:  H[n, n] += alpha * X^T X  for X [T, n]
+ * (the T input rows of a Linear). Only the upper triangle (j >= i) is
+ * updated (ssyrk); qk_sym_upper copies it to the lower one when the sum is
+ * complete.
+ */
+int qk_hessian_accum(qk_ctx *ctx, float *H, const float *X, int64_t T, int64_t n, float alpha);
+int qk_sym_upper(qk_ctx *ctx, float *H, int64_t n);
+
+/*
+ * Cholesky factorization in place of a symmetric positive definite A [n, n]
+ * (only the selected triangle is read): upper nonzero gives A = U^T U with U
+ * in the upper triangle, else A = L L^T with L in the lower triangle. The
+ * other triangle is set to zero. QC_ENUMERIC when A is not positive definite
+ * (the message gives the failing leading minor).
+ */
+int qk_cholesky(qk_ctx *ctx, float *A, int64_t n, int upper);
+
+/* Inverse in place of a triangular A [n, n] (upper or lower as selected;
+ * the other triangle is left as zero). QC_ENUMERIC when A is singular. */
+int qk_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper);
+
+#endif

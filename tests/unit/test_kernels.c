@@ -1,0 +1,613 @@
+/* test_kernels.c - every CPU kernel against a plain double-precision
+ * reference (straightforward loops written here), plus hand-worked values
+ * for the activation quantizers and RoPE frequencies. */
+#include "tutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "qc_err.h"
+#include "qc_num.h"
+#include "qc_rng.h"
+
+/* tolerances, relative to the largest reference magnitude */
+#define TOL_F32 2e-5    /* one FP32 pass with O(K) summation */
+
+static qk_ctx *ctx1, *ctx2;   /* 1 and 2 threads */
+
+static int setup(void **state)
+{
+	(void)state;
+	if (qk_ctx_new(&ctx1, QK_DEVICE_CPU, 1) || qk_ctx_new(&ctx2, QK_DEVICE_CPU, 2))
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	qk_ctx_free(ctx1);
+	qk_ctx_free(ctx2);
+	return 0;
+}
+
+static float *randv(qc_rng *r, size_t n, double sd)
+{
+	float *v = malloc(n * sizeof *v);
+	assert_non_null(v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (float)(qc_rng_normal(r) * sd);
+	return v;
+}
+
+/* max |a - b| / max |b| */
+static double relerr(const float *a, const double *b, size_t n)
+{
+	double m = 0, d = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (fabs(b[i]) > m)
+			m = fabs(b[i]);
+		if (fabs(a[i] - b[i]) > d)
+			d = fabs(a[i] - b[i]);
+	}
+	return m > 0 ? d / m : d;
+}
+
+/* ---------------------------------------------------------------- context */
+
+static void test_ctx(void **state)
+{
+	(void)state;
+	qk_ctx *c;
+	tu_assert_rc(qk_ctx_new(&c, QK_DEVICE_CUDA, 1), QC_EUNSUPPORTED);
+	assert_null(c);
+	tu_assert_rc(qk_ctx_new(&c, QK_DEVICE_CPU, -1), QC_EINVAL);
+	qk_device d;
+	tu_assert_rc(qk_device_parse("cuda", &d), 0);
+	assert_int_equal(d, QK_DEVICE_CUDA);
+	tu_assert_rc(qk_device_parse("tpu", &d), QC_EINVAL);
+	assert_string_equal(qk_device_name(QK_DEVICE_CPU), "cpu");
+	assert_int_equal(qk_ctx_threads(ctx2), 2);
+	float *p = qk_alloc(ctx1, 100);
+	assert_non_null(p);
+	assert_int_equal((uintptr_t)p % 64, 0);
+	float h[3] = { 1, 2, 3 }, g[3];
+	tu_assert_rc(qk_upload(ctx1, p, h, sizeof h), 0);
+	tu_assert_rc(qk_download(ctx1, g, p, sizeof g), 0);
+	assert_memory_equal(h, g, sizeof h);
+	qk_free(ctx1, p);
+	qk_free(ctx1, NULL);
+	qk_ctx_free(NULL);
+}
+
+/* ---------------------------------------------------------------- GEMM, Linear */
+
+static void test_gemm(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 1);
+	const int64_t M = 37, N = 29, K = 53;
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++) {
+			/* A stored [M, K] or [K, M]; padded row strides test lda/ldb/ldc */
+			int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+			int64_t arows = ta ? K : M, brows = tb ? N : K;
+			float *A = randv(&r, (size_t)(arows * lda), 1), *B = randv(&r, (size_t)(brows * ldb), 1);
+			float *C = randv(&r, (size_t)(M * ldc), 1);
+			double *ref = malloc(sizeof(double) * (size_t)(M * N));
+			float *got = malloc(sizeof(float) * (size_t)(M * N));
+			for (int64_t i = 0; i < M; i++)
+				for (int64_t j = 0; j < N; j++) {
+					double s = 0;
+					for (int64_t k = 0; k < K; k++) {
+						double a = ta ? A[k * lda + i] : A[i * lda + k];
+						double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+						s += a * b;
+					}
+					ref[i * N + j] = 0.5 * s - 2.0 * C[i * ldc + j];
+				}
+			tu_assert_rc(qk_gemm(ctx2, ta, tb, M, N, K, 0.5f, A, lda, B, ldb, -2.0f, C, ldc), 0);
+			for (int64_t i = 0; i < M; i++)
+				memcpy(got + i * N, C + i * ldc, sizeof(float) * (size_t)N);
+			assert_true(relerr(got, ref, (size_t)(M * N)) < TOL_F32);
+			free(A); free(B); free(C); free(ref); free(got);
+		}
+	float x = 0;
+	tu_assert_rc(qk_gemm(ctx1, 0, 0, 2, 2, 2, 1, &x, 1, &x, 2, 0, &x, 2), QC_EINVAL);
+}
+
+static void test_linear(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 2);
+	const int64_t T = 9, in = 40, out = 24;
+	float *x = randv(&r, T * in, 1), *w = randv(&r, out * in, 0.2), *b = randv(&r, out, 1);
+	float *y = randv(&r, T * out, 1);
+	double *ref = malloc(sizeof(double) * T * out);
+	for (int pass = 0; pass < 4; pass++) {
+		int acc = pass & 1;
+		const float *bias = pass & 2 ? b : NULL;
+		for (int64_t t = 0; t < T; t++)
+			for (int64_t o = 0; o < out; o++) {
+				double s = acc ? y[t * out + o] : 0;
+				if (bias)
+					s += bias[o];
+				for (int64_t i = 0; i < in; i++)
+					s += (double)x[t * in + i] * w[o * in + i];
+				ref[t * out + o] = s;
+			}
+		tu_assert_rc(qk_linear(ctx2, y, x, w, bias, T, in, out, acc), 0);
+		assert_true(relerr(y, ref, T * out) < TOL_F32);
+	}
+	tu_assert_rc(qk_linear(ctx2, y, x, w, NULL, T, 0, out, 0), QC_EINVAL);
+	free(x); free(w); free(b); free(y); free(ref);
+}
+
+static void test_convert(void **state)
+{
+	(void)state;
+	uint16_t bf[4] = { 0x3f80, 0xc000, 0x0000, 0x3e20 };    /* 1, -2, 0, 0.15625 */
+	float f[4];
+	tu_assert_rc(qk_to_f32(ctx1, f, bf, QC_DT_BF16, 4), 0);
+	assert_true(f[0] == 1.0f && f[1] == -2.0f && f[2] == 0.0f && f[3] == 0.15625f);
+	uint16_t h[2] = { 0x3c00, 0xbc00 };                     /* F16 1, -1 */
+	tu_assert_rc(qk_to_f32(ctx1, f, h, QC_DT_F16, 2), 0);
+	assert_true(f[0] == 1.0f && f[1] == -1.0f);
+	int32_t i32 = 1;
+	tu_assert_rc(qk_to_f32(ctx1, f, &i32, QC_DT_I32, 1), QC_EUNSUPPORTED);
+	/* a large buffer goes through the threads; same bits as qc_num */
+	size_t n = 300000;
+	uint16_t *src = malloc(n * 2);
+	float *a = malloc(n * 4), *b = malloc(n * 4);
+	for (size_t i = 0; i < n; i++)
+		src[i] = (uint16_t)(i * 2654435761u >> 7);
+	tu_assert_rc(qk_to_f32(ctx2, a, src, QC_DT_BF16, n), 0);
+	for (size_t i = 0; i < n; i++)
+		b[i] = qc_bf16_to_f32(src[i]);
+	assert_memory_equal(a, b, n * 4);
+	free(src); free(a); free(b);
+}
+
+/* ---------------------------------------------------------------- RMSNorm, SwiGLU */
+
+static void test_rmsnorm(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 3);
+	const int64_t T = 67, D = 96;
+	float *x = randv(&r, T * D, 3), *w = randv(&r, D, 1);
+	float *y1 = malloc(sizeof(float) * T * D), *y2 = malloc(sizeof(float) * T * D);
+	double *ref = malloc(sizeof(double) * T * D);
+	for (int64_t t = 0; t < T; t++) {
+		double ss = 0;
+		for (int64_t i = 0; i < D; i++)
+			ss += (double)x[t * D + i] * x[t * D + i];
+		double rr = 1 / sqrt(ss / D + 1e-5);
+		for (int64_t i = 0; i < D; i++)
+			ref[t * D + i] = w[i] * x[t * D + i] * rr;
+	}
+	tu_assert_rc(qk_rmsnorm(ctx1, y1, x, w, T, D, 1e-5f), 0);
+	tu_assert_rc(qk_rmsnorm(ctx2, y2, x, w, T, D, 1e-5f), 0);
+	assert_true(relerr(y1, ref, T * D) < 1e-6);
+	assert_memory_equal(y1, y2, sizeof(float) * T * D);   /* thread count does not matter */
+	/* in place */
+	tu_assert_rc(qk_rmsnorm(ctx2, x, x, w, T, D, 1e-5f), 0);
+	assert_memory_equal(x, y1, sizeof(float) * T * D);
+	free(x); free(w); free(y1); free(y2); free(ref);
+}
+
+static void test_swiglu(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 4);
+	size_t n = 50000;
+	float *g = randv(&r, n, 4), *u = randv(&r, n, 1), *o = malloc(n * 4);
+	double *ref = malloc(n * 8);
+	for (size_t i = 0; i < n; i++)
+		ref[i] = g[i] / (1 + exp(-(double)g[i])) * u[i];
+	tu_assert_rc(qk_swiglu(ctx2, o, g, u, n), 0);
+	assert_true(relerr(o, ref, n) < 1e-6);
+	tu_assert_rc(qk_swiglu(ctx1, g, g, u, n), 0);   /* out == gate */
+	assert_memory_equal(g, o, n * 4);
+	free(g); free(u); free(o); free(ref);
+}
+
+/* ---------------------------------------------------------------- RoPE */
+
+static void test_rope_freq(void **state)
+{
+	(void)state;
+	/* default: theta^(-2i/d) */
+	float f[64];
+	qk_rope rp = { .theta = 10000.0, .type = QK_ROPE_DEFAULT };
+	tu_assert_rc(qk_rope_inv_freq(f, 8, &rp), 0);
+	assert_true(f[0] == 1.0f);
+	assert_true(f[1] == 0.1f);              /* 10000^(-2/8) */
+	assert_true(f[2] == 0.01f);
+	assert_true(fabsf(f[3] - 0.001f) < 1e-10f);
+	rp.type = QK_ROPE_LINEAR;
+	rp.factor = 4;
+	tu_assert_rc(qk_rope_inv_freq(f, 8, &rp), 0);
+	assert_true(f[0] == 0.25f && f[1] == 0.025f);
+	/* llama3 with Llama-3.2-1B's rope_scaling (head_dim 64, theta 500000,
+	 * factor 32, low 1, high 4, original 8192): low band below wavelength
+	 * 2048 kept, beyond 8192 divided by 32, blended in between. */
+	rp = (qk_rope){ .theta = 500000.0, .type = QK_ROPE_LLAMA3, .factor = 32,
+	                .low_freq_factor = 1, .high_freq_factor = 4, .original_max_pos = 8192 };
+	tu_assert_rc(qk_rope_inv_freq(f, 64, &rp), 0);
+	int kept = 0, scaled = 0, blended = 0;
+	for (int i = 0; i < 32; i++) {
+		double base = pow(500000.0, -2.0 * i / 64), wl = 2 * M_PI / base, want;
+		if (wl < 8192 / 4.0) {
+			want = base;
+			kept++;
+		} else if (wl > 8192 / 1.0) {
+			want = base / 32;
+			scaled++;
+		} else {
+			double s = (8192 / wl - 1) / (4 - 1);
+			want = (1 - s) * base / 32 + s * base;
+			assert_true(want > base / 32 && want < base);
+			blended++;
+		}
+		assert_true(fabs(f[i] - want) <= 1e-7 * want);
+	}
+	/* all three bands occur for this shape */
+	assert_true(kept > 0 && scaled > 0 && blended > 0);
+	rp.high_freq_factor = 0.5;
+	tu_assert_rc(qk_rope_inv_freq(f, 64, &rp), QC_EINVAL);
+	tu_assert_rc(qk_rope_inv_freq(f, 7, &rp), QC_EINVAL);
+}
+
+static void test_rope_apply(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 5);
+	const int64_t T = 21, nh = 3, hd = 16, pos0 = 100;
+	float inv[8];
+	qk_rope rp = { .theta = 10000.0 };
+	tu_assert_rc(qk_rope_inv_freq(inv, hd, &rp), 0);
+	float *x = randv(&r, T * nh * hd, 1);
+	double *ref = malloc(sizeof(double) * T * nh * hd);
+	for (int64_t t = 0; t < T; t++)
+		for (int64_t h = 0; h < nh; h++)
+			for (int64_t i = 0; i < hd; i++) {
+				/* rotate_half: q*cos + cat(-x2, x1)*sin */
+				int64_t b = (t * nh + h) * hd, i2 = i < hd / 2 ? i + hd / 2 : i - hd / 2;
+				double a = (double)(pos0 + t) * inv[i % (hd / 2)];
+				double rot = i < hd / 2 ? -x[b + i2] : x[b + i2];
+				ref[b + i] = x[b + i] * cos(a) + rot * sin(a);
+			}
+	float *y = malloc(sizeof(float) * T * nh * hd);
+	memcpy(y, x, sizeof(float) * T * nh * hd);
+	tu_assert_rc(qk_rope_apply(ctx2, y, T, nh, hd, pos0, inv), 0);
+	assert_true(relerr(y, ref, T * nh * hd) < 1e-5);
+	/* position 0 is the identity */
+	memcpy(y, x, sizeof(float) * nh * hd);
+	tu_assert_rc(qk_rope_apply(ctx1, y, 1, nh, hd, 0, inv), 0);
+	assert_memory_equal(y, x, sizeof(float) * nh * hd);
+	free(x); free(y); free(ref);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+static void attn_ref(double *out, const float *q, const float *k, const float *v, int64_t T,
+                     int64_t nh, int64_t nkv, int64_t hd, double scale)
+{
+	double *s = malloc(sizeof(double) * T);
+	for (int64_t h = 0; h < nh; h++) {
+		int64_t g = h / (nh / nkv);
+		for (int64_t i = 0; i < T; i++) {
+			double m = -INFINITY, z = 0;
+			for (int64_t j = 0; j <= i; j++) {
+				double d = 0;
+				for (int64_t e = 0; e < hd; e++)
+					d += (double)q[i * nh * hd + h * hd + e] * k[j * nkv * hd + g * hd + e];
+				s[j] = d * scale;
+				if (s[j] > m)
+					m = s[j];
+			}
+			for (int64_t j = 0; j <= i; j++)
+				z += s[j] = exp(s[j] - m);
+			for (int64_t e = 0; e < hd; e++) {
+				double o = 0;
+				for (int64_t j = 0; j <= i; j++)
+					o += s[j] / z * v[j * nkv * hd + g * hd + e];
+				out[i * nh * hd + h * hd + e] = o;
+			}
+		}
+	}
+	free(s);
+}
+
+static void test_attention(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 6);
+	/* T over one query block (128) exercises the blocked causal path */
+	struct { int64_t T, nh, nkv, hd; } cs[] = { { 1, 2, 2, 8 }, { 19, 4, 2, 8 }, { 300, 4, 1, 16 },
+	                                             { 130, 3, 3, 4 } };
+	for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+		int64_t T = cs[c].T, nh = cs[c].nh, nkv = cs[c].nkv, hd = cs[c].hd;
+		float *q = randv(&r, T * nh * hd, 1), *k = randv(&r, T * nkv * hd, 1);
+		float *v = randv(&r, T * nkv * hd, 1), *o = malloc(sizeof(float) * T * nh * hd);
+		double *ref = malloc(sizeof(double) * T * nh * hd);
+		double scale = 1 / sqrt((double)hd);
+		attn_ref(ref, q, k, v, T, nh, nkv, hd, scale);
+		tu_assert_rc(qk_attention(ctx2, o, q, k, v, T, nh, nkv, hd, (float)scale), 0);
+		assert_true(relerr(o, ref, T * nh * hd) < TOL_F32);
+		free(q); free(k); free(v); free(o); free(ref);
+	}
+	float z = 0;
+	tu_assert_rc(qk_attention(ctx1, &z, &z, &z, &z, 1, 3, 2, 4, 1), QC_EINVAL);
+}
+
+/* ---------------------------------------------------------------- log-softmax, NLL */
+
+static void test_logsoftmax(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 7);
+	const int64_t T = 13, V = 1000;
+	float *x = randv(&r, T * V, 5), *y = malloc(sizeof(float) * T * V);
+	x[5] = 80.0f;                    /* a dominant logit must not overflow */
+	double *ref = malloc(sizeof(double) * T * V), nll[13], want[13];
+	int32_t tgt[13];
+	for (int64_t t = 0; t < T; t++) {
+		double m = -INFINITY, s = 0;
+		for (int64_t i = 0; i < V; i++)
+			m = fmax(m, x[t * V + i]);
+		for (int64_t i = 0; i < V; i++)
+			s += exp(x[t * V + i] - m);
+		for (int64_t i = 0; i < V; i++)
+			ref[t * V + i] = x[t * V + i] - m - log(s);
+		tgt[t] = (int32_t)((t * 77) % V);
+		want[t] = -ref[t * V + tgt[t]];
+	}
+	tu_assert_rc(qk_nll(ctx2, nll, x, tgt, T, V), 0);
+	for (int64_t t = 0; t < T; t++)
+		assert_true(fabs(nll[t] - want[t]) < 1e-9 * (1 + fabs(want[t])));
+	tu_assert_rc(qk_log_softmax(ctx2, y, x, T, V), 0);
+	for (int64_t i = 0; i < T * V; i++)
+		assert_true(fabs(y[i] - ref[i]) <= 1e-6 * (1 + fabs(ref[i])));
+	tgt[3] = (int32_t)V;
+	tu_assert_rc(qk_nll(ctx2, nll, x, tgt, T, V), QC_EINVAL);
+	free(x); free(y); free(ref);
+}
+
+/* ---------------------------------------------------------------- activation quantization */
+
+static void test_actq_int8(void **state)
+{
+	(void)state;
+	/* per token: amax 1 -> s = 1/127; x*127 = 63.5 (tie -> 64, even),
+	 * -127, 31.75 -> 32, 16.002 -> 16; a zero row stays zero */
+	float x[8] = { 0.5f, -1.0f, 0.25f, 0.126f, 0, 0, 0, 0 };
+	qk_actq q = { QK_ACTQ_INT8_TOKEN, 0, 0 };
+	tu_assert_rc(qk_actq_apply(ctx1, x, 2, 4, &q), 0);
+	float s = 1.0f / 127.0f;
+	assert_true(x[0] == 64 * s && x[1] == -127 * s && x[2] == 32 * s && x[3] == 16 * s);
+	for (int i = 4; i < 8; i++)
+		assert_true(x[i] == 0.0f);
+	/* 2.5 * 127 / 2.5... a tie that rounds down to even: amax 127 -> s = 1,
+	 * 2.5 -> 2, 3.5 -> 4, -0.5 -> -0 */
+	float y[4] = { 127.0f, 2.5f, 3.5f, -0.5f };
+	tu_assert_rc(qk_actq_apply(ctx1, y, 1, 4, &q), 0);
+	assert_true(y[0] == 127 && y[1] == 2 && y[2] == 4 && y[3] == 0);
+	/* static with zero point: s = 0.5, z = 10: x/s = 250 -> 260 saturates to
+	 * 127 -> (127-10)*0.5 = 58.5; -3 -> -6+10 = 4 -> -3; -70 -> -140+10 =
+	 * -130 -> -128 -> -69 */
+	float w[3] = { 125.0f, -3.0f, -70.0f };
+	q = (qk_actq){ QK_ACTQ_INT8_TENSOR, 0.5f, 10 };
+	tu_assert_rc(qk_actq_apply(ctx1, w, 1, 3, &q), 0);
+	assert_true(w[0] == 58.5f && w[1] == -3.0f && w[2] == -69.0f);
+	q.scale = 0;
+	tu_assert_rc(qk_actq_apply(ctx1, w, 1, 3, &q), QC_EINVAL);
+	q = (qk_actq){ QK_ACTQ_INT8_TENSOR, 1.0f, 300 };
+	tu_assert_rc(qk_actq_apply(ctx1, w, 1, 3, &q), QC_EINVAL);
+}
+
+static void test_actq_fp8(void **state)
+{
+	(void)state;
+	/* per token, amax 448 -> s = 1: 300 lies between E4M3 values 288 and
+	 * 320 (step 32 in [256, 448]) -> 288; 17 between 16 and 18 -> tie to
+	 * even mantissa 16; -448 exact */
+	float x[3] = { 300.0f, 17.0f, -448.0f };
+	qk_actq q = { QK_ACTQ_FP8_TOKEN, 0, 0 };
+	tu_assert_rc(qk_actq_apply(ctx1, x, 1, 3, &q), 0);
+	assert_true(x[0] == 288.0f && x[1] == 16.0f && x[2] == -448.0f);
+	/* a tiny row uses the minimum scale 1/(448*512) */
+	float t[2] = { 1e-9f, 0 };
+	tu_assert_rc(qk_actq_apply(ctx1, t, 1, 2, &q), 0);
+	float smin = 1.0f / (448.0f * 512.0f);
+	float want = qc_fp8e4m3_to_f32(qc_f32_to_fp8e4m3(1e-9f / smin)) * smin;
+	assert_true(t[0] == want && t[1] == 0.0f);
+	/* static: s = 2 -> 1000/2 = 500 clamps to 448 -> 896; 3 -> 1.5 -> 3 */
+	float y[2] = { 1000.0f, 3.0f };
+	q = (qk_actq){ QK_ACTQ_FP8_TENSOR, 2.0f, 0 };
+	tu_assert_rc(qk_actq_apply(ctx1, y, 1, 2, &q), 0);
+	assert_true(y[0] == 896.0f && y[1] == 3.0f);
+	/* NONE leaves data alone */
+	q.kind = QK_ACTQ_NONE;
+	tu_assert_rc(qk_actq_apply(ctx1, y, 1, 2, &q), 0);
+	assert_true(y[0] == 896.0f);
+}
+
+static void test_actq_ref(void **state)
+{
+	(void)state;
+	/* random rows against a direct formula, and 1 vs 2 threads bit for bit */
+	qc_rng r;
+	qc_rng_seed(&r, 8);
+	const int64_t T = 50, D = 64;
+	float *x = randv(&r, T * D, 2), *a = malloc(sizeof(float) * T * D), *b = malloc(sizeof(float) * T * D);
+	qk_actq q = { QK_ACTQ_INT8_TOKEN, 0, 0 };
+	memcpy(a, x, sizeof(float) * T * D);
+	memcpy(b, x, sizeof(float) * T * D);
+	tu_assert_rc(qk_actq_apply(ctx1, a, T, D, &q), 0);
+	tu_assert_rc(qk_actq_apply(ctx2, b, T, D, &q), 0);
+	assert_memory_equal(a, b, sizeof(float) * T * D);
+	for (int64_t t = 0; t < T; t++) {
+		float amax = 0;
+		for (int64_t i = 0; i < D; i++)
+			amax = fmaxf(amax, fabsf(x[t * D + i]));
+		for (int64_t i = 0; i < D; i++) {
+			/* |error| at most half a step, and the value is on the grid */
+			float v = a[t * D + i], step = amax / 127.0f;
+			assert_true(fabsf(v - x[t * D + i]) <= 0.5f * step * (1 + 1e-5f));
+			float k = v / step;
+			assert_true(fabsf(k - nearbyintf(k)) < 1e-3f);
+		}
+	}
+	free(x); free(a); free(b);
+}
+
+/* ---------------------------------------------------------------- dequantization */
+
+static void test_dequant(void **state)
+{
+	(void)state;
+	/* int4 codes, 2 rows x 5 cols, group 2 (3 groups, last partial), with
+	 * zero points: w = (q - z) * s */
+	int8_t codes[10] = { -8, 7, 0, 1, -1, 3, 2, -5, 6, 4 };
+	float sc[6] = { 0.5f, 0.25f, 2.0f, 1.0f, 0.125f, 4.0f };
+	float zp[6] = { 0, 1, -2, 3, 0, 1 };
+	float w[10];
+	tu_assert_rc(qk_dequant(ctx1, w, codes, QC_DT_I8, 2, 5, sc, zp, 3, 2), 0);
+	float want[10] = { -4, 3.5f, -0.25f, 0, 2, 0, -1, -0.625f, 0.75f, 12 };
+	for (int i = 0; i < 10; i++)
+		assert_true(w[i] == want[i]);
+	/* channel (scale per row), symmetric */
+	float cs[2] = { 2, 3 };
+	tu_assert_rc(qk_dequant(ctx2, w, codes, QC_DT_I8, 2, 5, cs, NULL, 1, 5), 0);
+	assert_true(w[0] == -16 && w[4] == -2 && w[5] == 9 && w[9] == 12);
+	/* tensor scale, fp8 codes: 0x38 = 1.0, 0xB8 = -1.0, 0x7E = 448 */
+	uint8_t f8[3] = { 0x38, 0xB8, 0x7E };
+	float ts = 0.5f;
+	tu_assert_rc(qk_dequant(ctx1, w, f8, QC_DT_F8_E4M3, 1, 3, &ts, NULL, 0, 3), 0);
+	assert_true(w[0] == 0.5f && w[1] == -0.5f && w[2] == 224.0f);
+	tu_assert_rc(qk_dequant(ctx1, w, f8, QC_DT_I32, 1, 3, &ts, NULL, 0, 3), QC_EUNSUPPORTED);
+}
+
+/* ---------------------------------------------------------------- GPTQ support */
+
+static void test_hessian(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 9);
+	const int64_t T = 70, n = 33;
+	float *X = randv(&r, T * n, 1), *H = calloc((size_t)(n * n), sizeof(float));
+	double *ref = calloc((size_t)(n * n), sizeof(double));
+	/* two batches accumulate; alpha 2 as GPTQ's H = 2 X^T X */
+	tu_assert_rc(qk_hessian_accum(ctx2, H, X, 40, n, 2.0f), 0);
+	tu_assert_rc(qk_hessian_accum(ctx2, H, X + 40 * n, T - 40, n, 2.0f), 0);
+	tu_assert_rc(qk_sym_upper(ctx2, H, n), 0);
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < n; j++) {
+			double s = 0;
+			for (int64_t t = 0; t < T; t++)
+				s += 2.0 * X[t * n + i] * X[t * n + j];
+			ref[i * n + j] = s;
+		}
+	assert_true(relerr(H, ref, n * n) < TOL_F32);
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < n; j++)
+			assert_true(H[i * n + j] == H[j * n + i]);
+	free(X); free(H); free(ref);
+}
+
+static void test_cholesky(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 10);
+	const int64_t n = 40;
+	float *B = randv(&r, n * n, 1), *A = malloc(sizeof(float) * n * n), *U = malloc(sizeof(float) * n * n);
+	/* A = B B^T + n I: symmetric positive definite */
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < n; j++) {
+			double s = i == j ? n : 0;
+			for (int64_t k = 0; k < n; k++)
+				s += (double)B[i * n + k] * B[j * n + k];
+			A[i * n + j] = (float)s;
+		}
+	for (int upper = 0; upper < 2; upper++) {
+		memcpy(U, A, sizeof(float) * n * n);
+		tu_assert_rc(qk_cholesky(ctx2, U, n, upper), 0);
+		double *re = malloc(sizeof(double) * n * n), *eye = malloc(sizeof(double) * n * n);
+		for (int64_t i = 0; i < n; i++)
+			for (int64_t j = 0; j < n; j++) {
+				/* the other triangle is zero */
+				if (upper ? j < i : j > i)
+					assert_true(U[i * n + j] == 0.0f);
+				double s = 0;
+				for (int64_t k = 0; k < n; k++)  /* U^T U or L L^T */
+					s += upper ? (double)U[k * n + i] * U[k * n + j]
+					           : (double)U[i * n + k] * U[j * n + k];
+				re[i * n + j] = s;
+			}
+		float *Af = A;
+		assert_true(relerr(Af, re, n * n) < 1e-5);
+		/* triangular inverse: F * F^-1 = I */
+		float *Fi = malloc(sizeof(float) * n * n);
+		memcpy(Fi, U, sizeof(float) * n * n);
+		tu_assert_rc(qk_tri_inverse(ctx2, Fi, n, upper), 0);
+		for (int64_t i = 0; i < n; i++)
+			for (int64_t j = 0; j < n; j++) {
+				double s = 0;
+				for (int64_t k = 0; k < n; k++)
+					s += (double)U[i * n + k] * Fi[k * n + j];
+				eye[i * n + j] = s;
+			}
+		for (int64_t i = 0; i < n; i++)
+			for (int64_t j = 0; j < n; j++)
+				assert_true(fabs(eye[i * n + j] - (i == j)) < 1e-5);
+		free(re); free(eye); free(Fi);
+	}
+	/* not positive definite: a negative diagonal entry at minor 3 */
+	memcpy(U, A, sizeof(float) * n * n);
+	U[2 * n + 2] = -1.0f;
+	tu_assert_rc(qk_cholesky(ctx1, U, n, 1), QC_ENUMERIC);
+	assert_non_null(strstr(qc_errmsg(), "not positive definite"));
+	memcpy(U, A, sizeof(float) * n * n);
+	U[5] = NAN;
+	tu_assert_rc(qk_cholesky(ctx1, U, n, 1), QC_ENUMERIC);
+	/* singular triangle */
+	float Z[4] = { 1, 2, 0, 0 };
+	tu_assert_rc(qk_tri_inverse(ctx1, Z, 2, 1), QC_ENUMERIC);
+	free(B); free(A); free(U);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ctx),
+		cmocka_unit_test(test_gemm),
+		cmocka_unit_test(test_linear),
+		cmocka_unit_test(test_convert),
+		cmocka_unit_test(test_rmsnorm),
+		cmocka_unit_test(test_swiglu),
+		cmocka_unit_test(test_rope_freq),
+		cmocka_unit_test(test_rope_apply),
+		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_logsoftmax),
+		cmocka_unit_test(test_actq_int8),
+		cmocka_unit_test(test_actq_fp8),
+		cmocka_unit_test(test_actq_ref),
+		cmocka_unit_test(test_dequant),
+		cmocka_unit_test(test_hessian),
+		cmocka_unit_test(test_cholesky),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
