@@ -47,9 +47,9 @@ static inline uint32_t rne_shift(uint32_t m, unsigned shift)
 
 /*
  * round(|x| * 2^k), ties to even, for a non-NaN FP32 magnitude a (bits
- * without sign) below the target's smallest normal, whose smallest subnormal
- * is 2^-k: the target's subnormal code (a value rounding up to the next power of two gives the code of
- * the smallest normal, which is also correct).
+ * without sign) below the target's smallest normal, whose smallest
+ * subnormal is 2^-k: the target's subnormal code (a value that rounds up to
+ * the smallest normal gives that normal's code, which is also correct).
  * |x| = M * 2^(E - 150) with M the significand (implicit bit included for
  * normal E, E taken as 1 for FP32 subnormals), so |x| * 2^k = M * 2^(E +
  * k - 150), a right shift of M by (150 - k - E). k = 24 for FP16, 9 for FP8.
