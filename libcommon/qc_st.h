@@ -20,9 +20,16 @@
  *
  * The writer lays the file out before writing a byte (so the total size is
  * known, which tar headers need), then streams header and data to a sink.
- * Tensors are ordered by element alignment (largest first) then name, as the
- * Rust writer does, and the JSON header is padded with spaces to a multiple
- * of 8, so every tensor's data is naturally aligned.
+ * Tensors are ordered by element alignment (largest first, in the order of
+ * the Rust Dtype enum) then name, the JSON is compact with the keys in the
+ * Rust order ("__metadata__" first, keys sorted; then per tensor dtype, shape,
+ * data_offsets) and padded with spaces to a multiple of 8, so every tensor's
+ * data is naturally aligned and the bytes equal what safetensors'
+ * serialize() writes for the same tensors.
+ *
+ * Ownership: a qc_st owns its tensor names and metadata strings; views and
+ * strings it returns live until qc_st_close. One qc_st may be read from
+ * several threads at once (nothing mutates after open).
  */
 #ifndef QC_ST_H
 #define QC_ST_H
@@ -68,6 +75,16 @@ uint64_t qc_st_header_size(const qc_st *st);
  * readers before they allocate. */
 int qc_st_check_prefix(const unsigned char prefix[8], uint64_t file_size, uint64_t *header_len);
 
+/* Validate a header alone, before the data has been read (streams): json is
+ * the N header bytes that follow the 8-byte prefix, file_size the size of the
+ * whole file. Every check above is made (including that the data ends exactly
+ * at file_size); the tensor views have data == NULL. Used to decide where a
+ * shard goes (memory, spill, a copy) before reading its data. */
+int qc_st_open_header(qc_st **out, const void *json, size_t n, uint64_t file_size,
+                      const char *name);
+/* Offset of the i-th tensor's data (data order) from the start of the file. */
+uint64_t qc_st_offset(const qc_st *st, size_t i);
+
 /* ---- writer ---- */
 typedef struct qc_st_writer qc_st_writer;
 
@@ -79,9 +96,12 @@ void qc_st_writer_free(qc_st_writer *w);        /* NULL is a no-op; frees owned 
 int qc_st_writer_meta(qc_st_writer *w, const char *key, const char *value);
 
 /* Declare a tensor. name is copied; data must hold exactly the shape's byte
- * size. With own != 0 the writer free()s data when it is freed; otherwise the
- * caller keeps data alive until qc_st_writer_emit returns. Duplicate names
- * are QC_EINVAL. */
+ * size (it may be NULL for an empty tensor). With own != 0 the writer takes
+ * data at once, also when the call fails (it is then freed immediately), and
+ * free()s it when the writer is freed; otherwise the caller keeps data alive
+ * until qc_st_writer_emit returns. Duplicate names, "__metadata__", names that
+ * are not UTF-8, negative dimensions, more than QC_MAX_DIMS dimensions and
+ * sizes that overflow are QC_EINVAL. */
 int qc_st_writer_add(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
                      const int64_t *shape, const void *data, int own);
 
