@@ -26,7 +26,14 @@
  * checkpoints, its own fingerprint). History entries are appended by each
  * tool that changed the content, oldest first.
  *
- * Ownership: a qc_manifest owns copies of every string given to it.
+ * "base" and "fingerprint" are written only when set; the other keys always
+ * (empty when there is nothing to list). "base"."source" is optional. Hashes
+ * are lower-case hex in xxhsum's canonical order (qc_hash.h), so
+ * `xxhsum -H2 FILE` reproduces a file's "xxh3_128".
+ *
+ * Ownership: a qc_manifest owns copies of every string given to it; strings
+ * it returns stay valid until the entry is replaced or the manifest freed.
+ * Not thread-safe: one thread uses a manifest at a time.
  */
 #ifndef QC_MANIFEST_H
 #define QC_MANIFEST_H
@@ -44,32 +51,50 @@ typedef struct qc_manifest qc_manifest;
 qc_manifest *qc_manifest_new(void);             /* NULL on out of memory */
 void qc_manifest_free(qc_manifest *m);          /* NULL is a no-op */
 
-/* Parse manifest JSON; QC_EFORMAT with a message when it is not one. */
+/* Parse manifest JSON into a new manifest (*out NULL on failure). Strict:
+ * "format" must be "qtoolkit-manifest", "version" 1, "files" and "tensors"
+ * present; every key, type and hash is checked and unknown keys are
+ * refused (a new key means a new version). Returns 0; QC_EFORMAT with a
+ * message naming the key ("malformed manifest: 'size' in file
+ * 'config.json' must be a non-negative integer"); QC_EUNSUPPORTED for a
+ * newer version; QC_EINTEGRITY when the stored "fingerprint" is not the one
+ * its "tensors" give. */
 int qc_manifest_parse(qc_manifest **out, const void *json, size_t len);
-/* Serialize deterministically into a malloc'd, NUL-terminated string. */
+/* Serialize deterministically (the layout above, written by qc_json_dump)
+ * into a malloc'd, NUL-terminated string; len may be NULL. The same content
+ * always gives the same bytes, whatever order it was added in. */
 int qc_manifest_to_json(const qc_manifest *m, char **json, size_t *len);
 
-/* Copy history, base and token sets of src (not files or tensors): what a
- * tool carries from its input's manifest to its output's. */
+/* Replace dst's history, base and token sets by copies of src's (files and
+ * tensors are not touched): what a tool carries from its input's manifest
+ * to its output's. dst is unchanged on failure. */
 int qc_manifest_inherit(qc_manifest *dst, const qc_manifest *src);
 
+/* Append a history entry (argv copied; NULL elements become ""). */
 int qc_manifest_add_history(qc_manifest *m, const char *tool, const char *version,
                             int argc, char *const *argv);
+/* Set the base: fingerprint_hex must be 32 lower-case hex digits (else
+ * QC_EINVAL); source (the path or name as given) may be NULL. */
 int qc_manifest_set_base(qc_manifest *m, const char *fingerprint_hex, const char *source);
+/* Append a token set ("calibration", ...) with its file's XXH3-128. */
 int qc_manifest_add_token_set(qc_manifest *m, const char *role, qc_h128 hash);
 
-/* Record (or replace) a file's and a tensor's entry. */
+/* Record (or replace) a file's and a tensor's entry. Names must be
+ * non-empty, ndim 0..QC_MAX_DIMS, dimensions >= 0, dt a valid dtype: else
+ * QC_EINVAL. The stored fingerprint is not updated (see below). */
 int qc_manifest_set_file(qc_manifest *m, const char *name, uint64_t size, qc_h128 hash);
 int qc_manifest_set_tensor(qc_manifest *m, const char *name, qc_dtype dt, int ndim,
                            const int64_t *shape, uint64_t hash);
 
 /* Compute the fingerprint over the recorded tensors into out (33 bytes). */
 int qc_manifest_fingerprint(const qc_manifest *m, char out[33]);
-/* The stored "fingerprint" (NULL if absent); set_fingerprint stores the computed one. */
+/* The stored "fingerprint" (NULL if absent); update_fingerprint stores the
+ * computed one (writers call it once all tensors are recorded). */
 const char *qc_manifest_get_fingerprint(const qc_manifest *m);
 int qc_manifest_update_fingerprint(qc_manifest *m);
 
-/* Lookups for verification. Return 0, or QC_ENOTFOUND. */
+/* Lookups for verification. Return 0, or QC_ENOTFOUND (message set).
+ * Output pointers may be NULL. Name getters return NULL past the end. */
 int qc_manifest_file(const qc_manifest *m, const char *name, uint64_t *size, qc_h128 *hash);
 int qc_manifest_tensor(const qc_manifest *m, const char *name, qc_dtype *dt, int *ndim,
                        int64_t shape[QC_MAX_DIMS], uint64_t *hash);
@@ -78,8 +103,15 @@ const char *qc_manifest_file_name(const qc_manifest *m, size_t i);   /* sorted b
 size_t qc_manifest_tensor_count(const qc_manifest *m);
 const char *qc_manifest_tensor_name(const qc_manifest *m, size_t i); /* sorted by name */
 const char *qc_manifest_base(const qc_manifest *m);                  /* base fingerprint or NULL */
+const char *qc_manifest_base_source(const qc_manifest *m);           /* or NULL */
 size_t qc_manifest_history_count(const qc_manifest *m);
-/* tool name of history entry i */
+/* tool name and version of history entry i (oldest first); NULL past the end */
 const char *qc_manifest_history_tool(const qc_manifest *m, size_t i);
+const char *qc_manifest_history_version(const qc_manifest *m, size_t i);
+/* its command line; QC_ENOTFOUND past the end */
+int qc_manifest_history_argv(const qc_manifest *m, size_t i, int *argc, char *const **argv);
+/* token sets in the order added; QC_ENOTFOUND past the end */
+size_t qc_manifest_token_set_count(const qc_manifest *m);
+int qc_manifest_token_set(const qc_manifest *m, size_t i, const char **role, qc_h128 *hash);
 
 #endif
