@@ -1,0 +1,658 @@
+/* qc_model.c - the Llama graph one decoder layer at a time (see qc_model.h). */
+#include "qc_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qc_err.h"
+#include "qc_num.h"
+
+struct qc_model {
+	qc_config cfg;            /* hyperparameters; raw owned only by qc_model_open */
+	int own_cfg;
+	qc_wsrc src;
+	const qc_ctq *q;
+	qc_ctq *own_q;
+	qk_ctx *kc;
+	qc_model_opts o;
+	int64_t H, I, nh, nkv, hd, V, qd, kvd;
+	float eps, att_scale;
+	float *inv_freq;          /* [hd/2], host */
+	/* ends of the graph, fetched on first use */
+	int have_embed, have_head;
+	qc_ctq_linear embed, head;
+	float *final_norm;        /* [H] */
+	/* scratch for T tokens: h [T,H], a [T,qd], q [T,qd], k, v [T,kvd],
+	 * t [T, max(H,qd)] (a quantized copy of a Linear's input) */
+	int64_t cap_T;
+	float *s_h, *s_a, *s_q, *s_k, *s_v, *s_t;
+	/* MLP rows: g, u [mlp_rows, I], x [mlp_rows, H] (quantized input copy) */
+	float *m_g, *m_u, *m_x;
+	float *head_w;            /* [head_rows, H] */
+};
+
+void qc_model_opts_default(qc_model_opts *o)
+{
+	o->vllm_fused = 1;
+	o->chunk_tokens = 2048;
+	o->mlp_rows = 256;
+	o->head_rows = 0;
+}
+
+const qc_config *qc_model_config(const qc_model *m) { return &m->cfg; }
+const qc_ctq *qc_model_ctq(const qc_model *m) { return m->q; }
+qk_ctx *qc_model_kernels(const qc_model *m) { return m->kc; }
+const qc_wsrc *qc_model_wsrc(const qc_model *m) { return &m->src; }
+
+/* ---------------------------------------------------------------- setup */
+
+static int check_hparams(const qc_config *c)
+{
+	if (c->hidden_size <= 0 || c->intermediate_size <= 0 || c->num_hidden_layers <= 0 ||
+	    c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim <= 0 ||
+	    c->vocab_size <= 0)
+		return qc_seterr(QC_EFORMAT, "model sizes must be positive");
+	if (c->num_attention_heads % c->num_key_value_heads)
+		return qc_seterr(QC_EFORMAT, "num_key_value_heads %lld does not divide num_attention_heads %lld",
+		                 (long long)c->num_key_value_heads, (long long)c->num_attention_heads);
+	if (c->head_dim % 2)
+		return qc_seterr(QC_EFORMAT, "head_dim %lld is odd", (long long)c->head_dim);
+	if (!(c->rms_norm_eps > 0) || !isfinite(c->rms_norm_eps))
+		return qc_seterr(QC_EFORMAT, "rms_norm_eps %g is not positive", c->rms_norm_eps);
+	if (c->hidden_act[0] && strcmp(c->hidden_act, "silu") != 0)
+		return qc_seterr(QC_EUNSUPPORTED, "hidden_act '%s' is not supported (silu only)",
+		                 c->hidden_act);
+	return 0;
+}
+
+int qc_model_new(qc_model **out, const qc_config *cfg, const qc_wsrc *src, const qc_ctq *q,
+                 qk_ctx *kc, const qc_model_opts *opts)
+{
+	*out = NULL;
+	QC_TRY(check_hparams(cfg));
+	qc_model *m = calloc(1, sizeof *m);
+	if (!m)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	m->cfg = *cfg;
+	m->cfg.raw = NULL;
+	m->src = *src;
+	m->q = q;
+	m->kc = kc;
+	qc_model_opts_default(&m->o);
+	if (opts)
+		m->o = *opts;
+	if (m->o.chunk_tokens <= 0)
+		m->o.chunk_tokens = 2048;
+	if (m->o.mlp_rows <= 0)
+		m->o.mlp_rows = 256;
+	m->H = cfg->hidden_size;
+	m->I = cfg->intermediate_size;
+	m->nh = cfg->num_attention_heads;
+	m->nkv = cfg->num_key_value_heads;
+	m->hd = cfg->head_dim;
+	m->V = cfg->vocab_size;
+	m->qd = m->nh * m->hd;
+	m->kvd = m->nkv * m->hd;
+	m->eps = (float)cfg->rms_norm_eps;
+	m->att_scale = (float)(1.0 / sqrt((double)m->hd));
+	if (m->o.head_rows <= 0) {
+		/* about 16 MiB of FP32 rows per lm_head block */
+		int64_t r = (16 << 20) / (4 * m->H);
+		m->o.head_rows = r < 64 ? 64 : r;
+	}
+	if (m->o.head_rows > m->V)
+		m->o.head_rows = m->V;
+	qk_rope rp = { .theta = cfg->rope_theta, .type = QK_ROPE_DEFAULT, .factor = cfg->rope_factor,
+	               .low_freq_factor = cfg->rope_low_freq_factor,
+	               .high_freq_factor = cfg->rope_high_freq_factor,
+	               .original_max_pos = (double)cfg->rope_original_max_position_embeddings };
+	if (cfg->rope_type == QC_ROPE_LLAMA3)
+		rp.type = QK_ROPE_LLAMA3;
+	else if (cfg->rope_type == QC_ROPE_LINEAR)
+		rp.type = QK_ROPE_LINEAR;
+	int rc;
+	m->inv_freq = malloc((size_t)(m->hd / 2) * sizeof *m->inv_freq);
+	if (!m->inv_freq) {
+		rc = qc_seterr(QC_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = qk_rope_inv_freq(m->inv_freq, m->hd, &rp))) {
+		rc = qc_errctx(QC_EFORMAT, "config.json");
+		goto fail;
+	}
+	*out = m;
+	return 0;
+fail:
+	qc_model_free(m);
+	return rc;
+}
+
+static void free_scratch(qc_model *m)
+{
+	float **bufs[] = { &m->s_h, &m->s_a, &m->s_q, &m->s_k, &m->s_v, &m->s_t };
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+		qk_free(m->kc, *bufs[i]);
+		*bufs[i] = NULL;
+	}
+	m->cap_T = 0;
+}
+
+void qc_model_free(qc_model *m)
+{
+	if (!m)
+		return;
+	if (m->have_embed)
+		qc_ctq_linear_release(&m->embed);
+	if (m->have_head)
+		qc_ctq_linear_release(&m->head);
+	qk_free(m->kc, m->final_norm);
+	free_scratch(m);
+	qk_free(m->kc, m->m_g);
+	qk_free(m->kc, m->m_u);
+	qk_free(m->kc, m->m_x);
+	qk_free(m->kc, m->head_w);
+	free(m->inv_freq);
+	qc_ctq_free(m->own_q);
+	if (m->own_cfg)
+		json_decref(m->cfg.raw);
+	free(m);
+}
+
+static float *dalloc(qc_model *m, int64_t n)
+{
+	return qk_alloc(m->kc, (size_t)n * sizeof(float));
+}
+
+/* per-chunk buffers for T tokens, kept and grown as needed */
+static int ensure_scratch(qc_model *m, int64_t T)
+{
+	if (T <= m->cap_T)
+		return 0;
+	free_scratch(m);
+	int64_t tw = m->H > m->qd ? m->H : m->qd;
+	m->s_h = dalloc(m, T * m->H);
+	m->s_a = dalloc(m, T * m->qd);
+	m->s_q = dalloc(m, T * m->qd);
+	m->s_k = dalloc(m, T * m->kvd);
+	m->s_v = dalloc(m, T * m->kvd);
+	m->s_t = dalloc(m, T * tw);
+	if (!m->s_h || !m->s_a || !m->s_q || !m->s_k || !m->s_v || !m->s_t) {
+		free_scratch(m);
+		return qc_seterr(QC_ENOMEM, "cannot allocate activations for %lld tokens", (long long)T);
+	}
+	m->cap_T = T;
+	return 0;
+}
+
+static int ensure_mlp(qc_model *m)
+{
+	if (m->m_g)
+		return 0;
+	int64_t M = m->o.mlp_rows;
+	m->m_g = dalloc(m, M * m->I);
+	m->m_u = dalloc(m, M * m->I);
+	m->m_x = dalloc(m, M * m->H);
+	if (!m->m_g || !m->m_u || !m->m_x) {
+		qk_free(m->kc, m->m_g);
+		qk_free(m->kc, m->m_u);
+		qk_free(m->kc, m->m_x);
+		m->m_g = m->m_u = m->m_x = NULL;
+		return qc_seterr(QC_ENOMEM, "cannot allocate MLP activations");
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- tensor helpers */
+
+static const char *const lin_path[QC_LIN_COUNT] = {
+	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+	"mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
+};
+
+static void lin_shape(const qc_model *m, int l, int64_t *out, int64_t *in)
+{
+	switch (l) {
+	case QC_LIN_Q: *out = m->qd; *in = m->H; break;
+	case QC_LIN_K:
+	case QC_LIN_V: *out = m->kvd; *in = m->H; break;
+	case QC_LIN_O: *out = m->H; *in = m->qd; break;
+	case QC_LIN_GATE:
+	case QC_LIN_UP: *out = m->I; *in = m->H; break;
+	default: *out = m->H; *in = m->I; break;
+	}
+}
+
+static void release_name(qc_model *m, const char *name)
+{
+	if (m->src.release)
+		m->src.release(m->src.ctx, name);
+}
+
+static int check_finite(const float *w, int64_t n, const char *what)
+{
+	int64_t i = qc_first_nonfinite(w, QC_DT_F32, (size_t)n);
+	if (i >= 0)
+		return qc_seterr(QC_EFORMAT, "%s holds a non-finite value at index %lld", what,
+		                 (long long)i);
+	return 0;
+}
+
+/* a float vector tensor [n] (norm weight, bias) into new FP32 memory */
+static int load_vector(qc_model *m, const char *name, int64_t n, float **out)
+{
+	*out = NULL;
+	const qc_tensor *t;
+	int rc = m->src.get(m->src.ctx, name, &t);
+	if (rc == QC_ENOTFOUND)
+		return qc_seterr(QC_ENOTFOUND, "tensor '%s' is missing", name);
+	if (rc)
+		return rc;
+	char a[64];
+	if (!qc_dtype_is_float(t->dtype) || t->dtype == QC_DT_F8_E4M3) {
+		rc = qc_seterr(QC_EFORMAT, "tensor '%s' has dtype %s, expected a float type", name,
+		               qc_dtype_name(t->dtype));
+	} else if (t->ndim != 1 || t->shape[0] != n) {
+		rc = qc_seterr(QC_EFORMAT, "tensor '%s' has shape %s, expected [%lld]", name,
+		               qc_shape_str(a, sizeof a, t->ndim, t->shape), (long long)n);
+	} else if (!(*out = dalloc(m, n))) {
+		rc = qc_seterr(QC_ENOMEM, "out of memory loading '%s'", name);
+	} else if (!(rc = qk_to_f32(m->kc, *out, t->data, t->dtype, (size_t)n))) {
+		char what[300];
+		snprintf(what, sizeof what, "tensor '%s'", name);
+		rc = check_finite(*out, n, what);
+	}
+	release_name(m, name);
+	if (rc) {
+		qk_free(m->kc, *out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------- layers */
+
+void qc_layer_release(qc_model *m, qc_layer *lw)
+{
+	qk_free(m->kc, lw->attn_norm);
+	qk_free(m->kc, lw->mlp_norm);
+	for (int l = 0; l < QC_LIN_COUNT; l++) {
+		qk_free(m->kc, lw->w[l]);
+		qk_free(m->kc, lw->b[l]);
+	}
+	memset(lw, 0, sizeof *lw);
+}
+
+static float fp8_qdq(float v)
+{
+	if (v > QC_FP8_E4M3_MAX)
+		v = QC_FP8_E4M3_MAX;
+	else if (v < -QC_FP8_E4M3_MAX)
+		v = -QC_FP8_E4M3_MAX;
+	return qc_fp8e4m3_to_f32(qc_f32_to_fp8e4m3(v));
+}
+
+/*
+ * What vLLM's fusion of shards [first, first + n) into one Linear does to
+ * the numbers: one static input scale (the maximum; for asymmetric int8 the
+ * scale and zero point covering every shard's range), and FP8 per-tensor
+ * weights requantized to the largest weight scale. wscale[l] holds each
+ * shard's per-tensor weight scale (0 when not per-tensor FP8).
+ */
+static void fuse_like_vllm(qc_model *m, qc_layer *lw, int first, int n, const float *wscale)
+{
+	int static_in = 1, fp8_tensor = 1;
+	for (int l = first; l < first + n; l++) {
+		if (lw->act[l].kind != QK_ACTQ_INT8_TENSOR && lw->act[l].kind != QK_ACTQ_FP8_TENSOR)
+			static_in = 0;
+		if (!(wscale[l] > 0))
+			fp8_tensor = 0;
+	}
+	if (static_in) {
+		int sym = 1;
+		for (int l = first; l < first + n; l++)
+			sym &= lw->act[l].zero_point == 0;
+		float s = 0;
+		int32_t z = 0;
+		if (sym) {
+			for (int l = first; l < first + n; l++)
+				s = fmaxf(s, lw->act[l].scale);
+		} else {
+			/* asymmetric int8 (vLLM compressed_tensors_w8a8_int8.py): the
+			 * union of the shards' ranges [s(-128 - z), s(127 - z)] */
+			float hi = -INFINITY, lo = INFINITY;
+			for (int l = first; l < first + n; l++) {
+				hi = fmaxf(hi, lw->act[l].scale * (127.0f - (float)lw->act[l].zero_point));
+				lo = fminf(lo, lw->act[l].scale * (-128.0f - (float)lw->act[l].zero_point));
+			}
+			s = (hi - lo) / 255.0f;
+			z = (int32_t)nearbyintf(-128.0f - lo / s);
+		}
+		for (int l = first; l < first + n; l++) {
+			lw->act[l].scale = s;
+			lw->act[l].zero_point = z;
+		}
+	}
+	if (fp8_tensor) {
+		float smax = 0;
+		for (int l = first; l < first + n; l++)
+			smax = fmaxf(smax, wscale[l]);
+		float inv = 1.0f / smax;
+		for (int l = first; l < first + n; l++) {
+			if (wscale[l] == smax)
+				continue;
+			float *w = lw->w[l];
+			for (int64_t i = 0; i < lw->out[l] * lw->in[l]; i++)
+				w[i] = fp8_qdq(w[i] * inv) * smax;
+		}
+	}
+}
+
+int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
+{
+	memset(lw, 0, sizeof *lw);
+	lw->index = layer;
+	if (layer < 0 || layer >= m->cfg.num_hidden_layers)
+		return qc_seterr(QC_EINVAL, "layer %d outside 0..%lld", layer,
+		                 (long long)m->cfg.num_hidden_layers - 1);
+	char name[256], module[200];
+	int rc;
+	snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", layer);
+	if ((rc = load_vector(m, name, m->H, &lw->attn_norm)))
+		goto fail;
+	snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", layer);
+	if ((rc = load_vector(m, name, m->H, &lw->mlp_norm)))
+		goto fail;
+	float wscale[QC_LIN_COUNT] = { 0 };
+	for (int l = 0; l < QC_LIN_COUNT; l++) {
+		lin_shape(m, l, &lw->out[l], &lw->in[l]);
+		snprintf(module, sizeof module, "model.layers.%d.%s", layer, lin_path[l]);
+		qc_ctq_linear L;
+		rc = qc_ctq_linear_get(&L, m->q, &m->src, module, lw->out[l], lw->in[l]);
+		if (!rc && !(lw->w[l] = dalloc(m, lw->out[l] * lw->in[l])))
+			rc = qc_seterr(QC_ENOMEM, "out of memory loading '%s'", module);
+		if (!rc)
+			rc = qc_ctq_linear_rows(m->kc, &L, 0, lw->out[l], lw->w[l]);
+		if (!rc) {
+			lw->act[l] = L.act;
+			lw->quantized[l] = L.quantized;
+			if (L.quantized && L.args.is_float && L.args.strategy == QC_QS_TENSOR)
+				qc_to_f32(&wscale[l], L.scale->data, L.scale->dtype, 1);
+		}
+		qc_ctq_linear_release(&L);
+		if (!rc) {
+			char what[300];
+			snprintf(what, sizeof what, "weight of '%s'%s", module,
+			         lw->quantized[l] ? " (dequantized)" : "");
+			rc = check_finite(lw->w[l], lw->out[l] * lw->in[l], what);
+		}
+		if (rc)
+			goto fail;
+		int bias = l <= QC_LIN_O ? m->cfg.attention_bias : m->cfg.mlp_bias;
+		if (bias) {
+			snprintf(name, sizeof name, "%s.bias", module);
+			if ((rc = load_vector(m, name, lw->out[l], &lw->b[l])))
+				goto fail;
+		}
+	}
+	if (m->o.vllm_fused) {
+		fuse_like_vllm(m, lw, QC_LIN_Q, 3, wscale);
+		fuse_like_vllm(m, lw, QC_LIN_GATE, 2, wscale);
+	}
+	return 0;
+fail:
+	qc_layer_release(m, lw);
+	lw->index = layer;
+	return rc;
+}
+
+/* ---------------------------------------------------------------- layer steps */
+
+static int same_actq(const qk_actq *a, const qk_actq *b)
+{
+	return a->kind == b->kind && a->scale == b->scale && a->zero_point == b->zero_point;
+}
+
+/* the input a Linear reads: x itself, or its fake-quantized copy in buf
+ * (made once for Linears that share the same quantization: *have says
+ * which one buf holds) */
+static int lin_input(qc_model *m, const qk_actq *q, const float *x, int64_t T, int64_t D,
+                     float *buf, const qk_actq **have, const float **in)
+{
+	*in = x;
+	if (q->kind == QK_ACTQ_NONE)
+		return 0;
+	if (!*have || !same_actq(*have, q)) {
+		memcpy(buf, x, (size_t)(T * D) * sizeof *buf);
+		QC_TRY(qk_actq_apply(m->kc, buf, T, D, q));
+		*have = q;
+	}
+	*in = buf;
+	return 0;
+}
+
+static int64_t sum_lens(const int64_t *lens, int64_t nseq)
+{
+	int64_t T = 0;
+	for (int64_t i = 0; i < nseq; i++)
+		T += lens[i];
+	return T;
+}
+
+int qc_layer_attn_norm(qc_model *m, const qc_layer *lw, const float *x, float *h, int64_t T)
+{
+	return qk_rmsnorm(m->kc, h, x, lw->attn_norm, T, m->H, m->eps);
+}
+
+int qc_layer_mlp_norm(qc_model *m, const qc_layer *lw, const float *x, float *h, int64_t T)
+{
+	return qk_rmsnorm(m->kc, h, x, lw->mlp_norm, T, m->H, m->eps);
+}
+
+int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
+                       const int64_t *lens, int64_t nseq)
+{
+	int64_t T = sum_lens(lens, nseq);
+	if (T == 0)
+		return 0;
+	QC_TRY(ensure_scratch(m, T));
+	qk_ctx *kc = m->kc;
+	float *dst[3] = { m->s_q, m->s_k, m->s_v };
+	const qk_actq *have = NULL;
+	for (int l = QC_LIN_Q; l <= QC_LIN_V; l++) {
+		const float *in;
+		QC_TRY(lin_input(m, &lw->act[l], h, T, m->H, m->s_t, &have, &in));
+		QC_TRY(qk_linear(kc, dst[l], in, lw->w[l], lw->b[l], T, m->H, lw->out[l], 0));
+	}
+	int64_t off = 0;
+	for (int64_t s = 0; s < nseq; s++) {
+		int64_t n = lens[s];
+		QC_TRY(qk_rope_apply(kc, m->s_q + off * m->qd, n, m->nh, m->hd, 0, m->inv_freq));
+		QC_TRY(qk_rope_apply(kc, m->s_k + off * m->kvd, n, m->nkv, m->hd, 0, m->inv_freq));
+		QC_TRY(qk_attention(kc, a + off * m->qd, m->s_q + off * m->qd, m->s_k + off * m->kvd,
+		                    m->s_v + off * m->kvd, n, m->nh, m->nkv, m->hd, m->att_scale));
+		off += n;
+	}
+	return 0;
+}
+
+int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, int64_t T)
+{
+	if (T == 0)
+		return 0;
+	QC_TRY(ensure_scratch(m, T));
+	const qk_actq *have = NULL;
+	const float *in;
+	QC_TRY(lin_input(m, &lw->act[QC_LIN_O], a, T, m->qd, m->s_t, &have, &in));
+	return qk_linear(m->kc, x, in, lw->w[QC_LIN_O], lw->b[QC_LIN_O], T, m->qd, m->H, 1);
+}
+
+int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int64_t T,
+                 qc_mlp_observe observe, void *ctx)
+{
+	QC_TRY(ensure_mlp(m));
+	qk_ctx *kc = m->kc;
+	for (int64_t r0 = 0; r0 < T; r0 += m->o.mlp_rows) {
+		int64_t rows = T - r0 < m->o.mlp_rows ? T - r0 : m->o.mlp_rows;
+		const float *hr = h + r0 * m->H;
+		const qk_actq *have = NULL;
+		const float *in;
+		/* g, u [rows, I] */
+		QC_TRY(lin_input(m, &lw->act[QC_LIN_GATE], hr, rows, m->H, m->m_x, &have, &in));
+		QC_TRY(qk_linear(kc, m->m_g, in, lw->w[QC_LIN_GATE], lw->b[QC_LIN_GATE], rows, m->H, m->I, 0));
+		QC_TRY(lin_input(m, &lw->act[QC_LIN_UP], hr, rows, m->H, m->m_x, &have, &in));
+		QC_TRY(qk_linear(kc, m->m_u, in, lw->w[QC_LIN_UP], lw->b[QC_LIN_UP], rows, m->H, m->I, 0));
+		QC_TRY(qk_swiglu(kc, m->m_g, m->m_g, m->m_u, (size_t)(rows * m->I)));
+		if (observe)
+			QC_TRY(observe(ctx, m->m_g, r0, rows, m->I));
+		if (x) {
+			/* the down_proj input is quantized in place: it is not needed after */
+			QC_TRY(qk_actq_apply(kc, m->m_g, rows, m->I, &lw->act[QC_LIN_DOWN]));
+			QC_TRY(qk_linear(kc, x + r0 * m->H, m->m_g, lw->w[QC_LIN_DOWN], lw->b[QC_LIN_DOWN],
+			                 rows, m->I, m->H, 1));
+		}
+	}
+	return 0;
+}
+
+int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq)
+{
+	int64_t T = sum_lens(lens, nseq);
+	if (T == 0)
+		return 0;
+	QC_TRY(ensure_scratch(m, T));
+	/* s_h and s_a are this function's; the steps use the other buffers */
+	QC_TRY(qc_layer_attn_norm(m, lw, x, m->s_h, T));
+	QC_TRY(qc_layer_attention(m, lw, m->s_h, m->s_a, lens, nseq));
+	QC_TRY(qc_layer_o_proj(m, lw, m->s_a, x, T));
+	QC_TRY(qc_layer_mlp_norm(m, lw, x, m->s_h, T));
+	return qc_layer_mlp(m, lw, m->s_h, x, T, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- embedding, head */
+
+static int get_embed(qc_model *m)
+{
+	if (m->have_embed)
+		return 0;
+	int rc = qc_ctq_linear_get(&m->embed, NULL, &m->src, "model.embed_tokens", m->V, m->H);
+	if (rc) {
+		qc_ctq_linear_release(&m->embed);
+		return rc;
+	}
+	m->have_embed = 1;
+	return 0;
+}
+
+void qc_model_drop_embed(qc_model *m)
+{
+	if (m->have_embed && !m->cfg.tie_word_embeddings) {
+		qc_ctq_linear_release(&m->embed);
+		m->have_embed = 0;
+	}
+}
+
+int qc_model_embed(qc_model *m, const int32_t *ids, int64_t n, float *x)
+{
+	QC_TRY(get_embed(m));
+	for (int64_t i = 0; i < n; i++) {
+		if (ids[i] < 0 || ids[i] >= m->V)
+			return qc_seterr(QC_EFORMAT, "token id %d at position %lld is outside the vocabulary "
+			                 "of %lld", (int)ids[i], (long long)i, (long long)m->V);
+		QC_TRY(qc_ctq_linear_rows(m->kc, &m->embed, ids[i], ids[i] + 1, x + i * m->H));
+	}
+	return check_finite(x, n * m->H, "tensor 'model.embed_tokens.weight'");
+}
+
+static int get_head(qc_model *m)
+{
+	if (m->have_head)
+		return 0;
+	int rc;
+	if ((rc = load_vector(m, "model.norm.weight", m->H, &m->final_norm)))
+		return rc;
+	if (m->cfg.tie_word_embeddings) {
+		/* tied: the lm_head is the embedding matrix */
+		QC_TRY(get_embed(m));
+		m->have_head = 1;
+		return 0;
+	}
+	rc = qc_ctq_linear_get(&m->head, m->q, &m->src, "lm_head", m->V, m->H);
+	if (rc) {
+		qc_ctq_linear_release(&m->head);
+		return rc;
+	}
+	m->have_head = 1;
+	return 0;
+}
+
+int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits)
+{
+	if (T == 0)
+		return 0;
+	QC_TRY(get_head(m));
+	QC_TRY(ensure_scratch(m, T));
+	const qc_ctq_linear *W = m->cfg.tie_word_embeddings ? &m->embed : &m->head;
+	qk_ctx *kc = m->kc;
+	float *h = m->s_h;
+	QC_TRY(qk_rmsnorm(kc, h, x, m->final_norm, T, m->H, m->eps));
+	QC_TRY(qk_actq_apply(kc, h, T, m->H, &W->act));
+	if (!W->quantized && W->weight->dtype == QC_DT_F32)
+		/* already FP32: one product over the whole vocabulary */
+		return qk_gemm(kc, 0, 1, T, m->V, m->H, 1.0f, h, m->H, W->weight->data, m->H, 0.0f,
+		               logits, m->V);
+	if (!m->head_w && !(m->head_w = dalloc(m, m->o.head_rows * m->H)))
+		return qc_seterr(QC_ENOMEM, "cannot allocate lm_head rows");
+	for (int64_t v0 = 0; v0 < m->V; v0 += m->o.head_rows) {
+		int64_t v1 = v0 + m->o.head_rows < m->V ? v0 + m->o.head_rows : m->V;
+		QC_TRY(qc_ctq_linear_rows(kc, W, v0, v1, m->head_w));
+		QC_TRY(check_finite(m->head_w, (v1 - v0) * m->H, "lm_head weight"));
+		/* logits[:, v0:v1] = h W[v0:v1]^T */
+		QC_TRY(qk_gemm(kc, 0, 1, T, v1 - v0, m->H, 1.0f, h, m->H, m->head_w, m->H, 0.0f,
+		               logits + v0, m->V));
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- whole model */
+
+int qc_model_forward(qc_model *m, const int32_t *ids, const int64_t *lens, int64_t nseq,
+                     float *out, qc_out_kind kind)
+{
+	int64_t T = sum_lens(lens, nseq);
+	for (int64_t s = 0; s < nseq; s++)
+		if (lens[s] < 0)
+			return qc_seterr(QC_EINVAL, "sequence %lld has negative length", (long long)s);
+	if (T == 0)
+		return 0;
+	float *x = dalloc(m, T * m->H);
+	if (!x)
+		return qc_seterr(QC_ENOMEM, "cannot allocate activations for %lld tokens", (long long)T);
+	int rc = qc_model_embed(m, ids, T, x);
+	qc_model_drop_embed(m);
+	for (int l = 0; !rc && l < m->cfg.num_hidden_layers; l++) {
+		qc_layer lw;
+		if ((rc = qc_model_load_layer(m, l, &lw)))
+			break;
+		/* chunks of whole sequences, about chunk_tokens each */
+		int64_t s0 = 0, off = 0;
+		while (!rc && s0 < nseq) {
+			int64_t s1 = s0, n = 0;
+			while (s1 < nseq && (s1 == s0 || n + lens[s1] <= m->o.chunk_tokens))
+				n += lens[s1++];
+			rc = qc_layer_forward(m, &lw, x + off * m->H, lens + s0, s1 - s0);
+			off += n;
+			s0 = s1;
+		}
+		qc_layer_release(m, &lw);
+	}
+	for (int64_t r0 = 0; !rc && r0 < T; r0 += m->o.chunk_tokens) {
+		int64_t r = T - r0 < m->o.chunk_tokens ? T - r0 : m->o.chunk_tokens;
+		rc = qc_model_logits(m, x + r0 * m->H, r, out + r0 * m->V);
+		if (!rc && kind == QC_OUT_LOGPROBS)
+			rc = qk_log_softmax(m->kc, out + r0 * m->V, out + r0 * m->V, r, m->V);
+	}
+	qk_free(m->kc, x);
+	return rc;
+}

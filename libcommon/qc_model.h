@@ -1,0 +1,161 @@
+/*
+ * qc_model.h - the Llama-family graph, evaluated one decoder layer at a
+ * time (DESIGN 4, 5).
+ *
+ *   x = embed_tokens[ids]                                  [T, hidden]
+ *   for each layer:
+ *     h   = RMSNorm(x; input_layernorm)                    [T, hidden]
+ *     q,k,v = h Wq^T, h Wk^T, h Wv^T  (+ biases)           [T, nh*hd], [T, nkv*hd] x2
+ *     q,k = RoPE(q, k) at positions 0..len-1 of each sequence
+ *     a   = causal GQA attention per sequence              [T, nh*hd]
+ *     x  += a Wo^T
+ *     h   = RMSNorm(x; post_attention_layernorm)
+ *     x  += (silu(h Wg^T) * (h Wu^T)) Wd^T                 (chunks of rows)
+ *   logits = RMSNorm(x; norm) W_lm^T                       [T, vocab]
+ *   (W_lm = embed_tokens when tie_word_embeddings)
+ *
+ * Weights come from a qc_wsrc (a checkpoint, or tensors in memory) under
+ * their HuggingFace names and are turned into FP32 per layer: converted
+ * from BF16/F16/F32, or dequantized from compressed-tensors codes
+ * (qc_ctq.h). A quantized Linear's input is fake-quantized exactly as its
+ * scheme's input_activations say (qk_actq). Only one layer's FP32 weights
+ * exist at a time: qc_model_load_layer / qc_layer_release. The embedding and
+ * lm_head stay in their stored dtype and are converted a block of rows at a
+ * time.
+ *
+ * Sequences are passed packed: T = sum of lens[i] tokens, sequence i
+ * occupying rows off[i] .. off[i] + lens[i] - 1 (no padding). Attention and
+ * positions restart at every sequence.
+ *
+ * vLLM fuses q/k/v into one qkv_proj and gate/up into gate_up_proj; with
+ * opts.vllm_fused (the default) the runtime reproduces what that fusion
+ * does to the numbers: the shards' static input scales are replaced by
+ * their maximum, and per-tensor FP8 weight scales are unified by
+ * requantizing each shard's weights to the maximum scale
+ * (requantize_with_max_scale in vLLM's w8a8_utils.py).
+ *
+ * Memory: buffers come from the kernel context (device memory); scratch for
+ * a chunk of T tokens is about T * (3 hidden + 3 q_dim) floats plus
+ * opts.mlp_rows * 2 * intermediate floats for the MLP, never T x
+ * intermediate. Not thread-safe: one thread per qc_model.
+ */
+#ifndef QC_MODEL_H
+#define QC_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+#include "qc_ckpt.h"
+#include "qc_config.h"
+#include "qc_ctq.h"
+
+typedef struct qc_model qc_model;
+
+typedef struct qc_model_opts {
+	int vllm_fused;       /* reproduce vLLM's q/k/v and gate/up fusion (1) */
+	int64_t chunk_tokens; /* qc_model_forward: tokens per layer call (2048) */
+	int64_t mlp_rows;     /* rows of the MLP computed at once (256) */
+	int64_t head_rows;    /* lm_head rows converted at once (0: about 16 MiB) */
+} qc_model_opts;
+
+void qc_model_opts_default(qc_model_opts *o);
+
+/*
+ * A model over cfg's hyperparameters (copied; raw is not used) and weights
+ * from src (the struct is copied; what it points to must outlive the
+ * model). q is the quantization config or NULL for a dense model (borrowed,
+ * must outlive the model). kc is borrowed too. opts may be NULL. Checks the
+ * hyperparameters (QC_EUNSUPPORTED for activations other than silu,
+ * QC_EFORMAT for inconsistent sizes); tensors are checked when loaded.
+ */
+int qc_model_new(qc_model **out, const qc_config *cfg, const qc_wsrc *src, const qc_ctq *q,
+                 qk_ctx *kc, const qc_model_opts *opts);
+
+/* A model over a checkpoint: config.json and its quantization_config are
+ * read now (owned by the model), tensors as layers are loaded. ck and kc are
+ * borrowed. */
+int qc_model_open(qc_model **out, qc_ckpt *ck, qk_ctx *kc, const qc_model_opts *opts);
+
+void qc_model_free(qc_model *m);                   /* NULL is a no-op */
+
+const qc_config *qc_model_config(const qc_model *m);
+const qc_ctq *qc_model_ctq(const qc_model *m);    /* NULL when dense */
+qk_ctx *qc_model_kernels(const qc_model *m);
+/* The model's weight source (e.g. for qverify's per-tensor checks). */
+const qc_wsrc *qc_model_wsrc(const qc_model *m);
+
+/* A qc_wsrc over a checkpoint (qc_ckpt_get / qc_ckpt_release). */
+void qc_wsrc_ckpt(qc_wsrc *src, qc_ckpt *ck);
+
+/* ---------------------------------------------------------------- one layer */
+
+typedef struct qc_layer {
+	int index;
+	int64_t out[QC_LIN_COUNT], in[QC_LIN_COUNT];
+	float *attn_norm;             /* [hidden]  input_layernorm */
+	float *mlp_norm;              /* [hidden]  post_attention_layernorm */
+	float *w[QC_LIN_COUNT];       /* [out, in] FP32 (dequantized) */
+	float *b[QC_LIN_COUNT];       /* [out] or NULL */
+	qk_actq act[QC_LIN_COUNT];    /* input quantization per Linear */
+	int quantized[QC_LIN_COUNT];  /* stored as codes */
+} qc_layer;
+
+/* Load decoder layer `layer` into lw (FP32 buffers from the kernel
+ * context), releasing the source tensors as soon as they are converted.
+ * QC_ENOTFOUND / QC_EFORMAT name the tensor that is missing, has the wrong
+ * dtype or shape, or holds a NaN or Inf. On failure lw holds nothing. */
+int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw);
+void qc_layer_release(qc_model *m, qc_layer *lw); /* frees the buffers; idempotent */
+
+/* The whole layer over a chunk of packed sequences: x [T, hidden] in place. */
+int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq);
+
+/* Its steps, for the calibration walker and methods that re-run part of a
+ * layer (AWQ's loss, SmoothQuant's statistics). Shapes as in the top
+ * comment; T is the sum of lens. */
+int qc_layer_attn_norm(qc_model *m, const qc_layer *lw, const float *x, float *h, int64_t T);
+int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
+                       const int64_t *lens, int64_t nseq);
+/* x += a Wo^T (+ bias), the o_proj input quantized as the scheme says */
+int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, int64_t T);
+int qc_layer_mlp_norm(qc_model *m, const qc_layer *lw, const float *x, float *h, int64_t T);
+
+/*
+ * The MLP over h [T, hidden], mlp_rows rows at a time. For each block of
+ * rows, observe (if not NULL) is called with the down_proj input
+ * silu(gate) * up [rows, intermediate] before it is quantized, and row0 its
+ * first row; then, if x is not NULL, x[rows] += down(...). A non-zero
+ * return of observe stops and is returned.
+ */
+typedef int (*qc_mlp_observe)(void *ctx, const float *act, int64_t row0, int64_t rows,
+                              int64_t cols);
+int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int64_t T,
+                 qc_mlp_observe observe, void *ctx);
+
+/* ---------------------------------------------------------------- ends of the graph */
+
+/* x[n, hidden] = embed_tokens rows of ids; an id outside the vocabulary is
+ * QC_EFORMAT naming it. */
+int qc_model_embed(qc_model *m, const int32_t *ids, int64_t n, float *x);
+/* Forget the embedding view when the lm_head does not need it (untied): a
+ * stream checkpoint can then free its first shard. */
+void qc_model_drop_embed(qc_model *m);
+
+/* logits [T, vocab] = lm_head(RMSNorm(x; model.norm)), x [T, hidden]. */
+int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits);
+
+/* ---------------------------------------------------------------- whole model */
+
+typedef enum { QC_OUT_LOGITS = 0, QC_OUT_LOGPROBS } qc_out_kind;
+
+/*
+ * The whole forward pass over nseq packed sequences (ids [T], T = sum of
+ * lens), layer by layer (each layer loaded, run over all tokens in chunks of
+ * whole sequences, released): out [T, vocab] logits or log-probabilities.
+ * Holds [T, hidden] activations; for large token sets use qc_walk.
+ */
+int qc_model_forward(qc_model *m, const int32_t *ids, const int64_t *lens, int64_t nseq,
+                     float *out, qc_out_kind kind);
+
+#endif

@@ -1,0 +1,483 @@
+/* tmodel.c - in-memory test models and the double-precision reference
+ * forward pass (see tmodel.h). */
+#include "tmodel.h"
+
+#include "tutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qc_err.h"
+#include "qc_rng.h"
+
+static const char *const paths[7] = {
+	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+	"mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
+};
+
+void tm_config(qc_config *c, int64_t hidden, int64_t inter, int64_t layers, int64_t heads,
+               int64_t kv_heads, int64_t head_dim, int64_t vocab, int tied)
+{
+	memset(c, 0, sizeof *c);
+	snprintf(c->architecture, sizeof c->architecture, "LlamaForCausalLM");
+	snprintf(c->model_type, sizeof c->model_type, "llama");
+	snprintf(c->hidden_act, sizeof c->hidden_act, "silu");
+	c->hidden_size = hidden;
+	c->intermediate_size = inter;
+	c->num_hidden_layers = layers;
+	c->num_attention_heads = heads;
+	c->num_key_value_heads = kv_heads;
+	c->head_dim = head_dim;
+	c->vocab_size = vocab;
+	c->max_position_embeddings = 4096;
+	c->rms_norm_eps = 1e-5;
+	c->rope_theta = 10000.0;
+	c->rope_type = QC_ROPE_DEFAULT;
+	c->tie_word_embeddings = tied;
+	c->torch_dtype = QC_DT_F32;
+	c->bos_token_id = -1;
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static int src_get(void *ctx, const char *name, const qc_tensor **t)
+{
+	tm_model *m = ctx;
+	*t = tm_find(m, name);
+	if (!*t)
+		return qc_seterr(QC_ENOTFOUND, "no tensor '%s'", name);
+	m->gets++;
+	return 0;
+}
+
+static void src_release(void *ctx, const char *name)
+{
+	tm_model *m = ctx;
+	if (tm_find(m, name))
+		m->releases++;
+}
+
+const qc_tensor *tm_find(const tm_model *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->t[i].name, name) == 0)
+			return &m->t[i];
+	return NULL;
+}
+
+void tm_remove(tm_model *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->t[i].name, name) == 0) {
+			free((void *)m->t[i].name);
+			free((void *)m->t[i].data);
+			m->t[i] = m->t[--m->n];
+			return;
+		}
+}
+
+void tm_put(tm_model *m, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
+            const void *data)
+{
+	tm_remove(m, name);
+	if (m->n == m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 64;
+		m->t = realloc(m->t, m->cap * sizeof *m->t);
+		assert_non_null(m->t);
+	}
+	qc_tensor *t = &m->t[m->n++];
+	memset(t, 0, sizeof *t);
+	t->name = strdup(name);
+	t->dtype = dt;
+	t->ndim = ndim;
+	memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+	t->nbytes = (size_t)qc_nbytes(dt, qc_numel(ndim, shape));
+	void *d = malloc(t->nbytes ? t->nbytes : 1);
+	assert_non_null(d);
+	memcpy(d, data, t->nbytes);
+	t->data = d;
+}
+
+/* ---------------------------------------------------------------- values */
+
+static uint16_t to_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	u += 0x7fff + ((u >> 16) & 1);   /* round to nearest even (finite inputs) */
+	return (uint16_t)(u >> 16);
+}
+
+static double from_half(uint16_t h)
+{
+	int e = (h >> 10) & 31, f = h & 1023;
+	double v = e ? ldexp(1024 + f, e - 25) : ldexp(f, -24);
+	return h & 0x8000 ? -v : v;
+}
+
+double *tm_values(const qc_tensor *t)
+{
+	int64_t n = qc_numel(t->ndim, t->shape);
+	double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+	assert_non_null(v);
+	for (int64_t i = 0; i < n; i++) {
+		if (t->dtype == QC_DT_F32) {
+			float f;
+			memcpy(&f, (const char *)t->data + 4 * i, 4);
+			v[i] = f;
+		} else if (t->dtype == QC_DT_BF16) {
+			uint16_t h;
+			memcpy(&h, (const char *)t->data + 2 * i, 2);
+			uint32_t u = (uint32_t)h << 16;
+			float f;
+			memcpy(&f, &u, 4);
+			v[i] = f;
+		} else if (t->dtype == QC_DT_F16) {
+			uint16_t h;
+			memcpy(&h, (const char *)t->data + 2 * i, 2);
+			v[i] = from_half(h);
+		} else {
+			fail_msg("tm_values: dtype %s", qc_dtype_name(t->dtype));
+		}
+	}
+	return v;
+}
+
+static void put_random(tm_model *m, qc_rng *r, const char *name, qc_dtype dt, int ndim,
+                       const int64_t *shape, double mean, double sd)
+{
+	int64_t n = qc_numel(ndim, shape);
+	void *d = malloc((size_t)n * 4);
+	assert_non_null(d);
+	for (int64_t i = 0; i < n; i++) {
+		float f = (float)(mean + sd * qc_rng_normal(r));
+		if (dt == QC_DT_F32) {
+			((float *)d)[i] = f;
+		} else if (dt == QC_DT_BF16) {
+			((uint16_t *)d)[i] = to_bf16(f);
+		} else {
+			/* F16 by rounding through a double search of the nearest half;
+			 * values here are well inside the normal range */
+			int e;
+			double fr = frexp(f, &e);              /* f = fr * 2^e, 0.5 <= |fr| < 1 */
+			double mant = nearbyint(fabs(fr) * 2048.0);   /* 11 significant bits */
+			uint16_t h;
+			if (fabsf(f) < 0x1p-14f) {
+				/* subnormal: multiples of 2^-24 */
+				h = (uint16_t)nearbyint(fabs(f) * 0x1p24);
+				if (f < 0)
+					h |= 0x8000;
+			} else {
+				if (mant == 2048.0) {
+					mant = 1024.0;
+					e++;
+				}
+				h = (uint16_t)(((e + 14) << 10) | ((int)mant - 1024));
+				if (f < 0)
+					h |= 0x8000;
+			}
+			((uint16_t *)d)[i] = h;
+		}
+	}
+	tm_put(m, name, dt, ndim, shape, d);
+	free(d);
+}
+
+void tm_make(tm_model *m, const qc_config *c, qc_dtype dt, uint64_t seed)
+{
+	memset(m, 0, sizeof *m);
+	m->cfg = *c;
+	m->src = (qc_wsrc){ m, src_get, src_release };
+	qc_rng r;
+	qc_rng_seed(&r, seed);
+	int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+	int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
+	int64_t sh[2] = { V, H };
+	put_random(m, &r, "model.embed_tokens.weight", dt, 2, sh, 0, 1);
+	char name[256];
+	for (int l = 0; l < c->num_hidden_layers; l++) {
+		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+		put_random(m, &r, name, dt, 1, &H, 1, 0.1);
+		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+		put_random(m, &r, name, dt, 1, &H, 1, 0.1);
+		int64_t shapes[7][2] = { { qd, H }, { kvd, H }, { kvd, H }, { H, qd },
+		                         { I, H },  { I, H },   { H, I } };
+		for (int k = 0; k < 7; k++) {
+			snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, paths[k]);
+			put_random(m, &r, name, dt, 2, shapes[k], 0, 1 / sqrt((double)shapes[k][1]));
+			if (k <= 3 ? c->attention_bias : c->mlp_bias) {
+				snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, paths[k]);
+				put_random(m, &r, name, dt, 1, shapes[k], 0, 0.1);
+			}
+		}
+	}
+	put_random(m, &r, "model.norm.weight", dt, 1, &H, 1, 0.1);
+	if (!c->tie_word_embeddings)
+		put_random(m, &r, "lm_head.weight", dt, 2, sh, 0, 2 / sqrt((double)H));
+}
+
+void tm_free(tm_model *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		free((void *)m->t[i].name);
+		free((void *)m->t[i].data);
+	}
+	free(m->t);
+	memset(m, 0, sizeof *m);
+}
+
+double tm_relerr(const float *a, const double *b, size_t n)
+{
+	double mx = 0, d = 0;
+	for (size_t i = 0; i < n; i++) {
+		mx = fmax(mx, fabs(b[i]));
+		d = fmax(d, fabs(a[i] - b[i]));
+	}
+	return mx > 0 ? d / mx : d;
+}
+
+/* ---------------------------------------------------------------- reference */
+
+static double *get(const tm_model *m, const char *name)
+{
+	const qc_tensor *t = tm_find(m, name);
+	if (!t)
+		fail_msg("reference: no tensor '%s'", name);
+	return tm_values(t);
+}
+
+static void rmsnorm(double *y, const double *x, const double *w, int64_t T, int64_t D, double eps)
+{
+	for (int64_t t = 0; t < T; t++) {
+		double s = 0;
+		for (int64_t i = 0; i < D; i++)
+			s += x[t * D + i] * x[t * D + i];
+		double r = 1 / sqrt(s / D + eps);
+		for (int64_t i = 0; i < D; i++)
+			y[t * D + i] = w[i] * x[t * D + i] * r;
+	}
+}
+
+/* y[T, out] (+)= x[T, in] W[out, in]^T + b */
+static void linear(double *y, const double *x, const double *W, const double *b, int64_t T,
+                   int64_t in, int64_t out, int acc)
+{
+	for (int64_t t = 0; t < T; t++)
+		for (int64_t o = 0; o < out; o++) {
+			double s = b ? b[o] : 0;
+			for (int64_t i = 0; i < in; i++)
+				s += x[t * in + i] * W[o * in + i];
+			y[t * out + o] = acc ? y[t * out + o] + s : s;
+		}
+}
+
+/* nearest even of v; values here are small integers plus fractions */
+static float rne(float v)
+{
+	float f = floorf(v), d = v - f;
+	if (d > 0.5f || (d == 0.5f && fmodf(f, 2.0f) != 0))
+		f += 1;
+	return f;
+}
+
+/* E4M3 nearest-even rounding of a float in [-448, 448], found by search
+ * over the 127 non-negative finite codes' values */
+static float e4m3_round(float v)
+{
+	float a = fabsf(v), best = 0, bd = INFINITY;
+	int bm = 0;
+	for (int c = 0; c < 127; c++) {
+		int e = c >> 3, mt = c & 7;
+		float val = e ? ldexpf(1.0f + mt / 8.0f, e - 7) : ldexpf(mt / 8.0f, -6);
+		float d = fabsf(val - a);
+		if (d < bd || (d == bd && (mt & 1) == 0 && (bm & 1))) {
+			bd = d;
+			best = val;
+			bm = mt;
+		}
+	}
+	return v < 0 ? -best : best;
+}
+
+/* the activation quantization spec of kernels.h, re-derived from vLLM's
+ * kernels: float arithmetic where they use float */
+static void fake_quant(double *x, int64_t T, int64_t D, const tm_actq *q)
+{
+	if (!q || q->kind == 0)
+		return;
+	for (int64_t t = 0; t < T; t++) {
+		double *r = x + t * D;
+		float amax = 0;
+		for (int64_t i = 0; i < D; i++)
+			amax = fmaxf(amax, fabsf((float)r[i]));
+		for (int64_t i = 0; i < D; i++) {
+			float v = (float)r[i], out;
+			switch (q->kind) {
+			case 1: {   /* int8 token */
+				float k = amax == 0 ? 0 : rne(v * (127.0f / amax));
+				k = fminf(127, fmaxf(-128, k));
+				out = k * (amax / 127.0f);
+				break;
+			}
+			case 2: {   /* fp8 token */
+				float s = fmaxf(amax / 448.0f, 1.0f / (448.0f * 512.0f));
+				out = e4m3_round(fminf(448, fmaxf(-448, v / s))) * s;
+				break;
+			}
+			case 3: {   /* int8 tensor, zero point */
+				float k = rne(v / q->scale) + (float)q->zp;
+				k = fminf(127, fmaxf(-128, k));
+				out = (k - (float)q->zp) * q->scale;
+				break;
+			}
+			default: {  /* fp8 tensor */
+				out = e4m3_round(fminf(448, fmaxf(-448, v * (1.0f / q->scale)))) * q->scale;
+				break;
+			}
+			}
+			r[i] = out;
+		}
+	}
+}
+
+static void ref_inv_freq(const qc_config *c, double *f)
+{
+	int64_t d = c->head_dim;
+	for (int64_t i = 0; i < d / 2; i++) {
+		double base = 1.0 / pow(c->rope_theta, 2.0 * i / d);
+		if (c->rope_type == QC_ROPE_LINEAR) {
+			base /= c->rope_factor;
+		} else if (c->rope_type == QC_ROPE_LLAMA3) {
+			/* transformers _compute_llama3_parameters, restated */
+			double wl = 2 * M_PI / base, orig = (double)c->rope_original_max_position_embeddings;
+			double lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor, fac = c->rope_factor;
+			if (wl < orig / hi) {
+				/* high frequency: unchanged */
+			} else if (wl > orig / lo) {
+				base /= fac;
+			} else {
+				double sm = (orig / wl - lo) / (hi - lo);
+				base = (1 - sm) * base / fac + sm * base;
+			}
+		}
+		f[i] = base;
+	}
+}
+
+void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, int64_t nseq,
+                   const tm_actq *act, tm_weight_fn wdeq, void *wctx, double *logits)
+{
+	const qc_config *c = &m->cfg;
+	int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, hd = c->head_dim;
+	int64_t nh = c->num_attention_heads, nkv = c->num_key_value_heads;
+	int64_t qd = nh * hd, kvd = nkv * hd, T = 0;
+	for (int64_t s = 0; s < nseq; s++)
+		T += lens[s];
+	double *x = calloc((size_t)(T * H), 8), *h = calloc((size_t)(T * H), 8);
+	double *q = calloc((size_t)(T * qd), 8), *k = calloc((size_t)(T * kvd), 8);
+	double *v = calloc((size_t)(T * kvd), 8), *a = calloc((size_t)(T * qd), 8);
+	double *g = calloc((size_t)(T * I), 8), *u = calloc((size_t)(T * I), 8);
+	double *hq = calloc((size_t)(T * (H > I ? (H > qd ? H : qd) : (I > qd ? I : qd))), 8);
+	double *inv = calloc((size_t)hd, 8), *sc = calloc((size_t)T, 8);
+	ref_inv_freq(c, inv);
+	double *E = get(m, "model.embed_tokens.weight");
+	for (int64_t t = 0; t < T; t++)
+		memcpy(x + t * H, E + (int64_t)ids[t] * H, sizeof(double) * (size_t)H);
+	char name[256];
+	for (int l = 0; l < c->num_hidden_layers; l++) {
+		double *W[7], *B[7] = { 0 };
+		for (int j = 0; j < 7; j++) {
+			snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, paths[j]);
+			W[j] = wdeq ? wdeq(wctx, l, j) : NULL;
+			if (!W[j])
+				W[j] = get(m, name);
+			if (j <= 3 ? c->attention_bias : c->mlp_bias) {
+				snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, paths[j]);
+				B[j] = get(m, name);
+			}
+		}
+		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+		double *n1 = get(m, name);
+		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+		double *n2 = get(m, name);
+		/* attention */
+		rmsnorm(h, x, n1, T, H, c->rms_norm_eps);
+		double *outs[3] = { q, k, v };
+		int64_t dims[3] = { qd, kvd, kvd };
+		for (int j = 0; j < 3; j++) {
+			memcpy(hq, h, sizeof(double) * (size_t)(T * H));
+			fake_quant(hq, T, H, act ? &act[j] : NULL);
+			linear(outs[j], hq, W[j], B[j], T, H, dims[j], 0);
+		}
+		int64_t off = 0;
+		for (int64_t s = 0; s < nseq; s++) {
+			int64_t n = lens[s];
+			/* rotary: rotate_half pairs (i, i + hd/2) */
+			for (int64_t t = 0; t < n; t++)
+				for (int pass = 0; pass < 2; pass++) {
+					double *base = pass ? k + (off + t) * kvd : q + (off + t) * qd;
+					int64_t heads = pass ? nkv : nh;
+					for (int64_t hh = 0; hh < heads; hh++)
+						for (int64_t i = 0; i < hd / 2; i++) {
+							double *p = base + hh * hd;
+							double ang = (double)t * inv[i];
+							double x1 = p[i], x2 = p[i + hd / 2];
+							p[i] = x1 * cos(ang) - x2 * sin(ang);
+							p[i + hd / 2] = x2 * cos(ang) + x1 * sin(ang);
+						}
+				}
+			for (int64_t hh = 0; hh < nh; hh++) {
+				int64_t gk = hh / (nh / nkv);
+				for (int64_t i = 0; i < n; i++) {
+					double mx = -INFINITY, z = 0;
+					for (int64_t j = 0; j <= i; j++) {
+						double d = 0;
+						for (int64_t e = 0; e < hd; e++)
+							d += q[(off + i) * qd + hh * hd + e] * k[(off + j) * kvd + gk * hd + e];
+						sc[j] = d / sqrt((double)hd);
+						mx = fmax(mx, sc[j]);
+					}
+					for (int64_t j = 0; j <= i; j++)
+						z += sc[j] = exp(sc[j] - mx);
+					for (int64_t e = 0; e < hd; e++) {
+						double o = 0;
+						for (int64_t j = 0; j <= i; j++)
+							o += sc[j] / z * v[(off + j) * kvd + gk * hd + e];
+						a[(off + i) * qd + hh * hd + e] = o;
+					}
+				}
+			}
+			off += n;
+		}
+		fake_quant(a, T, qd, act ? &act[3] : NULL);
+		linear(x, a, W[3], B[3], T, qd, H, 1);
+		/* MLP */
+		rmsnorm(h, x, n2, T, H, c->rms_norm_eps);
+		memcpy(hq, h, sizeof(double) * (size_t)(T * H));
+		fake_quant(hq, T, H, act ? &act[4] : NULL);
+		linear(g, hq, W[4], B[4], T, H, I, 0);
+		memcpy(hq, h, sizeof(double) * (size_t)(T * H));
+		fake_quant(hq, T, H, act ? &act[5] : NULL);
+		linear(u, hq, W[5], B[5], T, H, I, 0);
+		for (int64_t i = 0; i < T * I; i++)
+			g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+		fake_quant(g, T, I, act ? &act[6] : NULL);
+		linear(x, g, W[6], B[6], T, I, H, 1);
+		for (int j = 0; j < 7; j++) {
+			free(W[j]);
+			free(B[j]);
+		}
+		free(n1);
+		free(n2);
+	}
+	double *nf = get(m, "model.norm.weight");
+	rmsnorm(h, x, nf, T, H, c->rms_norm_eps);
+	double *LM = c->tie_word_embeddings ? E : get(m, "lm_head.weight");
+	linear(logits, h, LM, NULL, T, H, V, 0);
+	if (LM != E)
+		free(LM);
+	free(E); free(nf); free(x); free(h); free(q); free(k); free(v); free(a);
+	free(g); free(u); free(hq); free(inv); free(sc);
+}

@@ -1,0 +1,68 @@
+/*
+ * tmodel.h - small Llama models held in memory for the runtime's tests, and
+ * an independent double-precision reference of the forward pass written
+ * with plain loops (it shares no code with libcommon's model or kernels).
+ *
+ * A tm_model owns a table of named tensors (HF names, little-endian data)
+ * and exposes it as a qc_wsrc. Tests may add, replace or remove tensors
+ * (e.g. to store a Linear as compressed-tensors codes).
+ */
+#ifndef TMODEL_H
+#define TMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qc_config.h"
+#include "qc_ctq.h"
+#include "qc_dtype.h"
+
+typedef struct tm_model {
+	qc_config cfg;
+	qc_tensor *t;
+	size_t n, cap;
+	qc_wsrc src;
+	int gets, releases;       /* counters: every get must be released */
+} tm_model;
+
+/* A config with the given shape (silu, eps 1e-5, theta 10000, no scaling). */
+void tm_config(qc_config *c, int64_t hidden, int64_t inter, int64_t layers, int64_t heads,
+               int64_t kv_heads, int64_t head_dim, int64_t vocab, int tied);
+
+/* Random weights in dtype dt (F32, F16 or BF16) for cfg, deterministic from
+ * seed: Linear weights N(0, 1/in), norms 1 + 0.1 N(0,1), embeddings N(0,1),
+ * lm_head N(0, 4/hidden), biases N(0, 0.01) when the config has them. */
+void tm_make(tm_model *m, const qc_config *cfg, qc_dtype dt, uint64_t seed);
+void tm_free(tm_model *m);
+
+const qc_tensor *tm_find(const tm_model *m, const char *name);
+/* Add (or replace) a tensor; data is copied. */
+void tm_put(tm_model *m, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
+            const void *data);
+void tm_remove(tm_model *m, const char *name);
+/* Tensor values as doubles (F32, F16, BF16), malloc'd. */
+double *tm_values(const qc_tensor *t);
+
+/* Activation quantization the reference applies to each Linear's input
+ * (NULL: none); indexed by qc_linear. */
+typedef struct tm_actq {
+	int kind;      /* qk_actq_kind */
+	float scale;
+	int zp;
+} tm_actq;
+
+/*
+ * Reference logits [T, vocab] (double) for packed sequences ids [T] with
+ * lens [nseq]. Weights are read from the table: dense tensors directly;
+ * if wdeq is not NULL it supplies the weight of Linear l of layer i instead
+ * (wdeq(ctx, i, l) returns a malloc'd double [out, in] that the reference
+ * frees). act (may be NULL) quantizes Linear inputs.
+ */
+typedef double *(*tm_weight_fn)(void *ctx, int layer, int lin);
+void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, int64_t nseq,
+                   const tm_actq *act, tm_weight_fn wdeq, void *wctx, double *logits);
+
+/* max |a - b| / max |b| over n values */
+double tm_relerr(const float *a, const double *b, size_t n);
+
+#endif
