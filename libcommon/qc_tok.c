@@ -941,15 +941,17 @@ static int add_dec(qc_tok *t, const json_t *o)
 		op->type = DEC_STRIP;
 		if (!c)
 			c = " ";
+		const json_t *s = json_object_get(o, "start"), *e = json_object_get(o, "stop");
+		json_int_t a = json_is_integer(s) ? json_integer_value(s) : 0;
+		json_int_t b = json_is_integer(e) ? json_integer_value(e) : 0;
+		if (a < 0 || b < 0 || a > 1024 || b > 1024)
+			return qc_seterr(QC_EFORMAT, "bad Strip decoder counts in '%s'", t->name);
+		op->start = (int)a;
+		op->stop = (int)b;
 		op->alen = strlen(c);
 		op->a = xstrndup(c, op->alen);
 		if (!op->a)
 			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		const json_t *s = json_object_get(o, "start"), *e = json_object_get(o, "stop");
-		op->start = json_is_integer(s) ? (int)json_integer_value(s) : 0;
-		op->stop = json_is_integer(e) ? (int)json_integer_value(e) : 0;
-		if (op->start < 0 || op->stop < 0 || op->start > 1024 || op->stop > 1024)
-			return qc_seterr(QC_EFORMAT, "bad Strip decoder counts in '%s'", t->name);
 	} else {
 		if (!t->dec_unsupported && !(t->dec_unsupported = strdup(type)))
 			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
