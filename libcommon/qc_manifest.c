@@ -739,7 +739,7 @@ int qc_manifest_parse(qc_manifest **out, const void *json, size_t len)
 {
 	json_error_t err;
 	*out = NULL;
-	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
+	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
 	if (!root)
 		return qc_seterr(QC_EFORMAT, "malformed manifest: invalid JSON at line %d, column %d: %s",
 		                 err.line, err.column, err.text);

@@ -356,6 +356,7 @@ static void test_malformed(void **state)
 		{ "{\"format\": ", "invalid JSON" },
 		{ HEAD GOOD_FILES ", " GOOD_TENSORS "} trailing", "invalid JSON" },
 		{ "[]", "must be a JSON object" },
+		{ "42", "must be a JSON object" },
 		{ "{\"format\": \"other\", \"version\": 1, " GOOD_FILES ", " GOOD_TENSORS "}", "'format' must be" },
 		{ "{\"version\": 1, " GOOD_FILES ", " GOOD_TENSORS "}", "'format' must be" },
 		{ "{\"format\": \"qtoolkit-manifest\", \"version\": \"1\", " GOOD_FILES ", " GOOD_TENSORS "}", "'version'" },

@@ -1,0 +1,619 @@
+/*
+ * test_config.c - config.json of the Llama family.
+ *
+ * The four configs below are those of the released checkpoints on the
+ * Hugging Face hub (meta-llama/Llama-3.2-1B, Llama-3.1-8B, -70B, -405B), as
+ * the files are laid out there: transformers writes them sorted with a
+ * two-space indent, except that the 3.1 files carry a hand-ordered
+ * rope_scaling block.
+ */
+#include "tutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qc_config.h"
+#include "qc_err.h"
+
+static const char llama32_1b[] =
+	"{\n"
+	"  \"architectures\": [\n"
+	"    \"LlamaForCausalLM\"\n"
+	"  ],\n"
+	"  \"attention_bias\": false,\n"
+	"  \"attention_dropout\": 0.0,\n"
+	"  \"bos_token_id\": 128000,\n"
+	"  \"eos_token_id\": 128001,\n"
+	"  \"head_dim\": 64,\n"
+	"  \"hidden_act\": \"silu\",\n"
+	"  \"hidden_size\": 2048,\n"
+	"  \"initializer_range\": 0.02,\n"
+	"  \"intermediate_size\": 8192,\n"
+	"  \"max_position_embeddings\": 131072,\n"
+	"  \"mlp_bias\": false,\n"
+	"  \"model_type\": \"llama\",\n"
+	"  \"num_attention_heads\": 32,\n"
+	"  \"num_hidden_layers\": 16,\n"
+	"  \"num_key_value_heads\": 8,\n"
+	"  \"pretraining_tp\": 1,\n"
+	"  \"rms_norm_eps\": 1e-05,\n"
+	"  \"rope_scaling\": {\n"
+	"    \"factor\": 32.0,\n"
+	"    \"high_freq_factor\": 4.0,\n"
+	"    \"low_freq_factor\": 1.0,\n"
+	"    \"original_max_position_embeddings\": 8192,\n"
+	"    \"rope_type\": \"llama3\"\n"
+	"  },\n"
+	"  \"rope_theta\": 500000.0,\n"
+	"  \"tie_word_embeddings\": true,\n"
+	"  \"torch_dtype\": \"bfloat16\",\n"
+	"  \"transformers_version\": \"4.45.0.dev0\",\n"
+	"  \"use_cache\": true,\n"
+	"  \"vocab_size\": 128256\n"
+	"}\n";
+
+/* Llama-3.1 files differ only in these values; the rope_scaling block is
+ * in the files' own (unsorted) order. */
+#define LLAMA31(hidden, inter, heads, layers)                                  \
+	"{\n"                                                                  \
+	"  \"architectures\": [\n"                                             \
+	"    \"LlamaForCausalLM\"\n"                                           \
+	"  ],\n"                                                               \
+	"  \"attention_bias\": false,\n"                                       \
+	"  \"attention_dropout\": 0.0,\n"                                      \
+	"  \"bos_token_id\": 128000,\n"                                        \
+	"  \"eos_token_id\": 128001,\n"                                        \
+	"  \"hidden_act\": \"silu\",\n"                                        \
+	"  \"hidden_size\": " hidden ",\n"                                     \
+	"  \"initializer_range\": 0.02,\n"                                     \
+	"  \"intermediate_size\": " inter ",\n"                                \
+	"  \"max_position_embeddings\": 131072,\n"                             \
+	"  \"mlp_bias\": false,\n"                                             \
+	"  \"model_type\": \"llama\",\n"                                       \
+	"  \"num_attention_heads\": " heads ",\n"                              \
+	"  \"num_hidden_layers\": " layers ",\n"                               \
+	"  \"num_key_value_heads\": 8,\n"                                      \
+	"  \"pretraining_tp\": 1,\n"                                           \
+	"  \"rms_norm_eps\": 1e-05,\n"                                         \
+	"  \"rope_scaling\": {\n"                                              \
+	"    \"factor\": 8.0,\n"                                               \
+	"    \"low_freq_factor\": 1.0,\n"                                      \
+	"    \"high_freq_factor\": 4.0,\n"                                     \
+	"    \"original_max_position_embeddings\": 8192,\n"                    \
+	"    \"rope_type\": \"llama3\"\n"                                      \
+	"  },\n"                                                               \
+	"  \"rope_theta\": 500000.0,\n"                                        \
+	"  \"tie_word_embeddings\": false,\n"                                  \
+	"  \"torch_dtype\": \"bfloat16\",\n"                                   \
+	"  \"transformers_version\": \"4.43.0.dev0\",\n"                       \
+	"  \"use_cache\": true,\n"                                             \
+	"  \"vocab_size\": 128256\n"                                           \
+	"}\n"
+
+static const char llama31_8b[] = LLAMA31("4096", "14336", "32", "32");
+static const char llama31_70b[] = LLAMA31("8192", "28672", "64", "80");
+static const char llama31_405b[] = LLAMA31("16384", "53248", "128", "126");
+
+static const struct real_model {
+	const char *name, *json;
+	int64_t hidden, inter, layers, heads, head_dim;
+	int tie;
+	double factor;
+	int64_t n_tensors, n_params;   /* public counts: 146/1.24B, 291/8.03B, 723/70.6B, 1137/405.9B */
+} models[] = {
+	{ "Llama-3.2-1B", llama32_1b, 2048, 8192, 16, 32, 64, 1, 32.0, 146, 1235814400LL },
+	{ "Llama-3.1-8B", llama31_8b, 4096, 14336, 32, 32, 128, 0, 8.0, 291, 8030261248LL },
+	{ "Llama-3.1-70B", llama31_70b, 8192, 28672, 80, 64, 128, 0, 8.0, 723, 70553706496LL },
+	{ "Llama-3.1-405B", llama31_405b, 16384, 53248, 126, 128, 128, 0, 8.0, 1137, 405853388800LL },
+};
+#define N_MODELS (sizeof models / sizeof models[0])
+
+static void parse_ok(qc_config *c, const char *json)
+{
+	tu_assert_rc(qc_config_parse(c, json, strlen(json), "config.json"), 0);
+}
+
+/* The document with the 3.1 rope_scaling block in sorted order, which is
+ * what a json.dumps(sort_keys=True) of the same content writes. */
+static char *sorted_version(const char *json)
+{
+	static const char from[] = "    \"factor\": 8.0,\n    \"low_freq_factor\": 1.0,\n    \"high_freq_factor\": 4.0,\n";
+	static const char to[] = "    \"factor\": 8.0,\n    \"high_freq_factor\": 4.0,\n    \"low_freq_factor\": 1.0,\n";
+	char *s = strdup(json);
+	assert_non_null(s);
+	char *p = strstr(s, from);
+	if (p)
+		memcpy(p, to, sizeof to - 1);
+	return s;
+}
+
+static void test_real_configs(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < N_MODELS; i++) {
+		const struct real_model *m = &models[i];
+		qc_config c;
+		parse_ok(&c, m->json);
+		assert_string_equal(c.architecture, "LlamaForCausalLM");
+		assert_string_equal(c.model_type, "llama");
+		assert_int_equal(c.hidden_size, m->hidden);
+		assert_int_equal(c.intermediate_size, m->inter);
+		assert_int_equal(c.num_hidden_layers, m->layers);
+		assert_int_equal(c.num_attention_heads, m->heads);
+		assert_int_equal(c.num_key_value_heads, 8);
+		assert_int_equal(c.head_dim, m->head_dim);
+		assert_int_equal(c.vocab_size, 128256);
+		assert_int_equal(c.max_position_embeddings, 131072);
+		assert_true(c.rms_norm_eps == 1e-5);
+		assert_true(c.rope_theta == 500000.0);
+		assert_int_equal(c.rope_type, QC_ROPE_LLAMA3);
+		assert_true(c.rope_factor == m->factor);
+		assert_true(c.rope_low_freq_factor == 1.0);
+		assert_true(c.rope_high_freq_factor == 4.0);
+		assert_int_equal(c.rope_original_max_position_embeddings, 8192);
+		assert_int_equal(c.tie_word_embeddings, m->tie);
+		assert_int_equal(c.attention_bias, 0);
+		assert_int_equal(c.mlp_bias, 0);
+		assert_int_equal(c.bos_token_id, 128000);
+		assert_int_equal(c.n_eos, 1);
+		assert_int_equal(c.eos_token_ids[0], 128001);
+		assert_int_equal(c.torch_dtype, QC_DT_BF16);
+		assert_string_equal(c.hidden_act, "silu");
+		assert_non_null(c.raw);
+
+		/* dump writes the file as transformers would: byte-identical for
+		 * 3.2 (already sorted), and for 3.1 up to the hand-ordered block */
+		char *out, *want = sorted_version(m->json);
+		size_t len;
+		tu_assert_rc(qc_config_dump(&c, &out, &len), 0);
+		assert_string_equal(out, want);
+		assert_int_equal(len, strlen(want));
+		free(out);
+		free(want);
+		qc_config_free(&c);
+		assert_null(c.raw);
+		qc_config_free(&c);   /* twice is harmless */
+	}
+	qc_config_free(NULL);
+}
+
+/* Build from the fields alone reproduces the released files. */
+static void test_build_real(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < N_MODELS; i++) {
+		qc_config c;
+		parse_ok(&c, models[i].json);
+		qc_config b = c;            /* the fields, without the document */
+		b.raw = NULL;
+		tu_assert_rc(qc_config_build(&b), 0);
+		char *out, *want = sorted_version(models[i].json);
+		tu_assert_rc(qc_config_dump(&b, &out, NULL), 0);
+		assert_string_equal(out, want);
+		free(out);
+		qc_config_free(&b);
+
+		/* a few layers of the big shape: the same file but for the count */
+		b = c;
+		b.raw = NULL;
+		b.num_hidden_layers = 2;
+		tu_assert_rc(qc_config_build(&b), 0);
+		tu_assert_rc(qc_config_dump(&b, &out, NULL), 0);
+		char layers[64];
+		snprintf(layers, sizeof layers, "\"num_hidden_layers\": %lld,", (long long)models[i].layers);
+		char *p = strstr(want, layers);
+		assert_non_null(p);
+		memmove(p + strlen("\"num_hidden_layers\": 2,"), p + strlen(layers), strlen(p + strlen(layers)) + 1);
+		memcpy(p, "\"num_hidden_layers\": 2,", strlen("\"num_hidden_layers\": 2,"));
+		assert_string_equal(out, want);
+		free(out);
+		free(want);
+		qc_config_free(&b);
+		qc_config_free(&c);
+	}
+}
+
+static void test_build_other_shapes(void **state)
+{
+	(void)state;
+	/* a tiny model from a handful of fields: defaults filled, 3.2 key set */
+	qc_config b;
+	memset(&b, 0, sizeof b);
+	b.hidden_size = 64;
+	b.intermediate_size = 160;
+	b.num_hidden_layers = 2;
+	b.num_attention_heads = 4;
+	b.num_key_value_heads = 2;
+	b.vocab_size = 512;
+	b.bos_token_id = 1;
+	b.n_eos = 3;
+	b.eos_token_ids[0] = 2;
+	b.eos_token_ids[1] = 5;
+	b.eos_token_ids[2] = 7;
+	b.tie_word_embeddings = 1;
+	tu_assert_rc(qc_config_build(&b), 0);
+	assert_int_equal(b.head_dim, 16);
+	assert_string_equal(b.architecture, "LlamaForCausalLM");
+	assert_true(b.rms_norm_eps == 1e-5);
+	char *out;
+	tu_assert_rc(qc_config_dump(&b, &out, NULL), 0);
+	const char *want =
+		"{\n  \"architectures\": [\n    \"LlamaForCausalLM\"\n  ],\n  \"attention_bias\": false,\n"
+		"  \"attention_dropout\": 0.0,\n  \"bos_token_id\": 1,\n  \"eos_token_id\": [\n    2,\n    5,\n    7\n  ],\n"
+		"  \"head_dim\": 16,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": 64,\n  \"initializer_range\": 0.02,\n"
+		"  \"intermediate_size\": 160,\n  \"max_position_embeddings\": 2048,\n  \"mlp_bias\": false,\n"
+		"  \"model_type\": \"llama\",\n  \"num_attention_heads\": 4,\n  \"num_hidden_layers\": 2,\n"
+		"  \"num_key_value_heads\": 2,\n  \"pretraining_tp\": 1,\n  \"rms_norm_eps\": 1e-05,\n"
+		"  \"rope_scaling\": null,\n  \"rope_theta\": 10000.0,\n  \"tie_word_embeddings\": true,\n"
+		"  \"torch_dtype\": \"bfloat16\",\n  \"transformers_version\": \"4.45.0.dev0\",\n  \"use_cache\": true,\n"
+		"  \"vocab_size\": 512\n}\n";
+	assert_string_equal(out, want);
+	/* and it parses back to the same fields */
+	qc_config p;
+	parse_ok(&p, out);
+	assert_int_equal(p.n_eos, 3);
+	assert_int_equal(p.eos_token_ids[2], 7);
+	assert_int_equal(p.rope_type, QC_ROPE_DEFAULT);
+	qc_config_free(&p);
+	free(out);
+
+	/* rebuilding replaces the previous document */
+	b.rope_type = QC_ROPE_LINEAR;
+	b.rope_factor = 2.0;
+	b.bos_token_id = -1;
+	b.n_eos = 0;
+	tu_assert_rc(qc_config_build(&b), 0);
+	tu_assert_rc(qc_config_dump(&b, &out, NULL), 0);
+	assert_non_null(strstr(out, "\"rope_scaling\": {\n    \"factor\": 2.0,\n    \"rope_type\": \"linear\"\n  },"));
+	assert_non_null(strstr(out, "\"bos_token_id\": null,"));
+	assert_non_null(strstr(out, "\"eos_token_id\": null,"));
+	free(out);
+	qc_config_free(&b);
+
+	/* Mistral: its own key set (no biases, sliding_window null) */
+	memset(&b, 0, sizeof b);
+	snprintf(b.architecture, sizeof b.architecture, "MistralForCausalLM");
+	b.hidden_size = 128;
+	b.intermediate_size = 256;
+	b.num_hidden_layers = 1;
+	b.num_attention_heads = 4;
+	b.vocab_size = 1000;
+	b.max_position_embeddings = 32768;
+	b.torch_dtype = QC_DT_F16;
+	tu_assert_rc(qc_config_build(&b), 0);
+	tu_assert_rc(qc_config_dump(&b, &out, NULL), 0);
+	assert_non_null(strstr(out, "\"model_type\": \"mistral\""));
+	assert_non_null(strstr(out, "\"sliding_window\": null"));
+	assert_non_null(strstr(out, "\"torch_dtype\": \"float16\""));
+	assert_null(strstr(out, "attention_bias"));
+	assert_int_equal(b.torch_dtype, QC_DT_F16);
+	free(out);
+	qc_config_free(&b);
+
+	/* fields that make no valid config: QC_EINVAL, cfg untouched */
+	memset(&b, 0, sizeof b);
+	b.hidden_size = 100;
+	b.intermediate_size = 10;
+	b.num_hidden_layers = 1;
+	b.num_attention_heads = 3;
+	b.vocab_size = 10;
+	tu_assert_rc(qc_config_build(&b), QC_EINVAL);
+	assert_non_null(strstr(qc_errmsg(), "cannot build config.json from these fields: "));
+	assert_non_null(strstr(qc_errmsg(), "does not divide hidden_size"));
+	assert_null(b.raw);
+	assert_int_equal(b.head_dim, 0);
+	b.num_attention_heads = 4;
+	b.vocab_size = 0;
+	tu_assert_rc(qc_config_build(&b), QC_EINVAL);
+	assert_non_null(strstr(qc_errmsg(), "'vocab_size' must be a positive integer"));
+}
+
+static void test_variants(void **state)
+{
+	(void)state;
+	qc_config c;
+	/* minimal: the required keys; LlamaConfig's defaults for the rest */
+	parse_ok(&c, "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+	             " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100}");
+	assert_string_equal(c.architecture, "LlamaForCausalLM");
+	assert_int_equal(c.num_key_value_heads, 4);
+	assert_int_equal(c.head_dim, 16);
+	assert_int_equal(c.max_position_embeddings, 2048);
+	assert_true(c.rms_norm_eps == 1e-6);
+	assert_true(c.rope_theta == 10000.0);
+	assert_int_equal(c.rope_type, QC_ROPE_DEFAULT);
+	assert_int_equal(c.tie_word_embeddings, 0);
+	assert_int_equal(c.bos_token_id, -1);
+	assert_int_equal(c.n_eos, 0);
+	assert_int_equal(c.torch_dtype, QC_DT_BF16);
+	qc_config_free(&c);
+
+#define BASE "\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"intermediate_size\": 128, " \
+	     "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 1000"
+	/* Llama-3 Instruct: eos is a list; explicit nulls mean defaults */
+	parse_ok(&c, "{" BASE ", \"eos_token_id\": [128, 129, 130], \"bos_token_id\": null, \"head_dim\": null,"
+	             " \"num_key_value_heads\": null, \"rope_scaling\": null}");
+	assert_int_equal(c.n_eos, 3);
+	assert_int_equal(c.eos_token_ids[1], 129);
+	assert_int_equal(c.bos_token_id, -1);
+	assert_int_equal(c.head_dim, 16);
+	assert_int_equal(c.num_key_value_heads, 4);
+	qc_config_free(&c);
+	/* an explicit head_dim that is not hidden/heads (as in Mistral-Nemo) */
+	parse_ok(&c, "{" BASE ", \"head_dim\": 32, \"num_key_value_heads\": 2}");
+	assert_int_equal(c.head_dim, 32);
+	int64_t sh[2];
+	qc_linear_shape(&c, QC_LIN_Q, sh);
+	assert_int_equal(sh[0], 128);
+	assert_int_equal(sh[1], 64);
+	qc_linear_shape(&c, QC_LIN_O, sh);
+	assert_int_equal(sh[0], 64);
+	assert_int_equal(sh[1], 128);
+	qc_linear_shape(&c, QC_LIN_V, sh);
+	assert_int_equal(sh[0], 64);
+	qc_config_free(&c);
+	/* older rope_scaling spelling "type"; linear scaling */
+	parse_ok(&c, "{" BASE ", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0}, \"rope_theta\": 1000000}");
+	assert_int_equal(c.rope_type, QC_ROPE_LINEAR);
+	assert_true(c.rope_factor == 4.0);
+	assert_true(c.rope_theta == 1e6);
+	qc_config_free(&c);
+	parse_ok(&c, "{" BASE ", \"rope_scaling\": {\"type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 1,"
+	             " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 8192}}");
+	assert_int_equal(c.rope_type, QC_ROPE_LLAMA3);
+	assert_true(c.rope_factor == 8.0);
+	qc_config_free(&c);
+	parse_ok(&c, "{" BASE ", \"rope_scaling\": {\"rope_type\": \"default\"}}");
+	assert_int_equal(c.rope_type, QC_ROPE_DEFAULT);
+	qc_config_free(&c);
+	/* transformers 5: rope_parameters carries rope_theta too; "dtype" key */
+	parse_ok(&c, "{" BASE ", \"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0,"
+	             " \"factor\": 32.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+	             " \"original_max_position_embeddings\": 8192}, \"dtype\": \"float16\"}");
+	assert_int_equal(c.rope_type, QC_ROPE_LLAMA3);
+	assert_true(c.rope_theta == 500000.0);
+	assert_true(c.rope_factor == 32.0);
+	assert_int_equal(c.torch_dtype, QC_DT_F16);
+	qc_config_free(&c);
+	parse_ok(&c, "{" BASE ", \"torch_dtype\": \"float32\", \"attention_bias\": true, \"mlp_bias\": true}");
+	assert_int_equal(c.torch_dtype, QC_DT_F32);
+	assert_int_equal(c.attention_bias, 1);
+	assert_int_equal(c.mlp_bias, 1);
+	qc_config_free(&c);
+	/* extra keys (quantization_config and the like) are kept, not judged */
+	parse_ok(&c, "{" BASE ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\"}}");
+	json_t *q = json_object_get(c.raw, "quantization_config");
+	assert_non_null(q);
+	/* and tools can edit raw and write it back */
+	json_object_set_new(c.raw, "torch_dtype", json_string("float16"));
+	char *out;
+	tu_assert_rc(qc_config_dump(&c, &out, NULL), 0);
+	assert_non_null(strstr(out, "  \"quantization_config\": {\n    \"quant_method\": \"compressed-tensors\"\n  },\n"));
+	assert_non_null(strstr(out, "\"torch_dtype\": \"float16\""));
+	free(out);
+	qc_config_free(&c);
+	/* Mistral without a sliding window shorter than the context */
+	parse_ok(&c, "{\"architectures\": [\"MistralForCausalLM\"], \"model_type\": \"mistral\", \"hidden_size\": 64,"
+	             " \"intermediate_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+	             " \"num_key_value_heads\": 1, \"vocab_size\": 32768, \"sliding_window\": null,"
+	             " \"max_position_embeddings\": 32768}");
+	assert_string_equal(c.architecture, "MistralForCausalLM");
+	assert_int_equal(c.num_key_value_heads, 1);
+	qc_config_free(&c);
+	parse_ok(&c, "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+	             " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+	             " \"sliding_window\": 4096, \"max_position_embeddings\": 4096}");
+	assert_string_equal(c.architecture, "MistralForCausalLM");
+	qc_config_free(&c);
+	/* dump without a document */
+	memset(&c, 0, sizeof c);
+	tu_assert_rc(qc_config_dump(&c, &out, NULL), QC_EINVAL);
+}
+
+static void test_malformed(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *json;
+		int rc;
+		const char *msg;
+	} cases[] = {
+		{ "", QC_EFORMAT, "malformed 'config.json': invalid JSON" },
+		{ "{\"hidden_size\": 64,", QC_EFORMAT, "invalid JSON" },
+		{ "[]", QC_EFORMAT, "malformed 'config.json': not a JSON object" },
+		{ "\"llama\"", QC_EFORMAT, "not a JSON object" },
+		{ "{\"architectures\": [\"Qwen2MoeForCausalLM\"], \"hidden_size\": 64}", QC_EUNSUPPORTED,
+		  "unsupported architecture 'Qwen2MoeForCausalLM' in 'config.json' (supported: LlamaForCausalLM, "
+		  "MistralForCausalLM)" },
+		{ "{\"architectures\": [\"LlamaForCausalLM\", \"GPT2LMHeadModel\"]}", QC_EUNSUPPORTED,
+		  "unsupported architecture 'GPT2LMHeadModel'" },
+		{ "{\"model_type\": \"qwen2\"}", QC_EUNSUPPORTED, "unsupported model_type 'qwen2' in 'config.json'" },
+		{ "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"mistral\"}", QC_EFORMAT,
+		  "model_type 'mistral' does not match architecture 'LlamaForCausalLM'" },
+		{ "{\"architectures\": \"LlamaForCausalLM\"}", QC_EFORMAT, "'architectures' must be a non-empty list" },
+		{ "{\"architectures\": []}", QC_EFORMAT, "'architectures' must be a non-empty list" },
+		{ "{\"hidden_size\": 64}", QC_EFORMAT, "missing 'architectures' and 'model_type'" },
+		{ "{\"model_type\": \"llama\", \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EFORMAT, "missing 'hidden_size'" },
+		{ "{\"model_type\": \"llama\", \"hidden_size\": -64, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EFORMAT, "'hidden_size' must be a positive integer" },
+		{ "{\"model_type\": \"llama\", \"hidden_size\": 0, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EFORMAT, "'hidden_size' must be a positive integer" },
+		{ "{\"model_type\": \"llama\", \"hidden_size\": \"64\", \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EFORMAT, "'hidden_size' must be a positive integer" },
+		{ "{\"model_type\": \"llama\", \"hidden_size\": 64.0, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EFORMAT, "'hidden_size' must be a positive integer" },
+		{ "{\"model_type\": \"llama\", \"hidden_size\": 99999999999, \"intermediate_size\": 128,"
+		  " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EFORMAT,
+		  "'hidden_size' must be a positive integer of at most 2147483648" },
+		{ "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": -1, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EFORMAT, "'intermediate_size'" },
+		{ "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 9999999,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EFORMAT, "'num_hidden_layers'" },
+		{ "{" BASE ", \"num_key_value_heads\": -2}", QC_EFORMAT, "'num_key_value_heads' is -2, outside" },
+		{ "{\"model_type\": \"llama\", \"hidden_size\": 100, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 3, \"vocab_size\": 100}", QC_EFORMAT,
+		  "num_attention_heads 3 does not divide hidden_size 100 (and there is no head_dim)" },
+		{ "{" BASE ", \"num_key_value_heads\": 3}", QC_EFORMAT,
+		  "num_key_value_heads 3 does not divide num_attention_heads 4" },
+		{ "{" BASE ", \"head_dim\": 15}", QC_EFORMAT, "head_dim 15 is odd" },
+		{ "{" BASE ", \"head_dim\": 0}", QC_EFORMAT, "'head_dim' is 0, outside" },
+		{ "{" BASE ", \"rms_norm_eps\": 0}", QC_EFORMAT, "'rms_norm_eps' must be a positive number" },
+		{ "{" BASE ", \"rms_norm_eps\": \"1e-5\"}", QC_EFORMAT, "'rms_norm_eps' must be a positive number" },
+		{ "{" BASE ", \"rope_theta\": -10000.0}", QC_EFORMAT, "'rope_theta' must be a positive number" },
+		{ "{" BASE ", \"rope_scaling\": \"llama3\"}", QC_EFORMAT, "'rope_scaling' must be an object or null" },
+		{ "{" BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"high_freq_factor\": 4.0,"
+		  " \"original_max_position_embeddings\": 8192}}", QC_EFORMAT,
+		  "'rope_scaling' of type 'llama3' needs 'low_freq_factor'" },
+		{ "{" BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+		  " \"original_max_position_embeddings\": 8192}}", QC_EFORMAT, "'rope_scaling' of type 'llama3' needs 'factor'" },
+		{ "{" BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4.0,"
+		  " \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}}", QC_EFORMAT,
+		  "llama3 rope needs high_freq_factor > low_freq_factor (got 4 and 4)" },
+		{ "{" BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": -8.0, \"low_freq_factor\": 1.0,"
+		  " \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}}", QC_EFORMAT,
+		  "'factor' must be a positive number" },
+		{ "{" BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0,"
+		  " \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192.5}}", QC_EFORMAT,
+		  "'original_max_position_embeddings' must be an integer" },
+		{ "{" BASE ", \"rope_scaling\": {\"rope_type\": 3}}", QC_EFORMAT, "'rope_type' in 'rope_scaling' must be a string" },
+		{ "{" BASE ", \"rope_scaling\": {\"type\": \"linear\"}}", QC_EFORMAT, "'rope_scaling' of type 'linear' needs 'factor'" },
+		{ "{" BASE ", \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}}", QC_EUNSUPPORTED,
+		  "unsupported rope type 'yarn' in 'config.json' (supported: default, linear, llama3)" },
+		{ "{" BASE ", \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}", QC_EUNSUPPORTED,
+		  "unsupported rope type 'dynamic'" },
+		{ "{" BASE ", \"rope_parameters\": [1]}", QC_EFORMAT, "'rope_parameters' must be an object or null" },
+		{ "{" BASE ", \"tie_word_embeddings\": \"false\"}", QC_EFORMAT, "'tie_word_embeddings' must be true or false" },
+		{ "{" BASE ", \"tie_word_embeddings\": 0}", QC_EFORMAT, "'tie_word_embeddings' must be true or false" },
+		{ "{" BASE ", \"attention_bias\": 1}", QC_EFORMAT, "'attention_bias' must be true or false" },
+		{ "{" BASE ", \"hidden_act\": \"gelu\"}", QC_EUNSUPPORTED, "unsupported hidden_act 'gelu' in 'config.json'" },
+		{ "{" BASE ", \"hidden_act\": 5}", QC_EFORMAT, "'hidden_act' must be a string" },
+		{ "{" BASE ", \"bos_token_id\": -1}", QC_EFORMAT, "'bos_token_id' is -1, outside [0, 999]" },
+		{ "{" BASE ", \"bos_token_id\": 1000}", QC_EFORMAT, "'bos_token_id' is 1000, outside [0, 999]" },
+		{ "{" BASE ", \"eos_token_id\": 1000}", QC_EFORMAT, "'eos_token_id' must be a token id below vocab_size 1000" },
+		{ "{" BASE ", \"eos_token_id\": [1, \"2\"]}", QC_EFORMAT, "'eos_token_id' must be a token id" },
+		{ "{" BASE ", \"eos_token_id\": [1,2,3,4,5,6,7,8,9]}", QC_EUNSUPPORTED, "more than 8 eos_token_id" },
+		{ "{" BASE ", \"torch_dtype\": 16}", QC_EFORMAT, "'torch_dtype' must be a string" },
+		{ "{" BASE ", \"max_position_embeddings\": 0}", QC_EFORMAT, "'max_position_embeddings' is 0, outside" },
+		{ "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100, \"sliding_window\": 4096,"
+		  " \"max_position_embeddings\": 32768}", QC_EUNSUPPORTED,
+		  "unsupported sliding-window attention in 'config.json' (sliding_window 4096 < max_position_embeddings 32768)" },
+		/* MistralConfig's default window (4096) applies when the key is absent */
+		{ "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EUNSUPPORTED, "sliding_window 4096" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		qc_config c;
+		memset(&c, 0x5A, sizeof c);
+		int rc = qc_config_parse(&c, cases[i].json, strlen(cases[i].json), NULL);
+		if (rc != cases[i].rc || !strstr(qc_errmsg(), cases[i].msg)) {
+			print_error("case %zu: rc %d, message '%s'; expected rc %d and '%s'\n", i, rc, qc_errmsg(),
+			            cases[i].rc, cases[i].msg);
+			fail();
+		}
+		assert_null(c.raw);          /* zeroed on failure: qc_config_free is safe */
+		qc_config_free(&c);
+	}
+	/* the name given is the one in messages */
+	qc_config c;
+	tu_assert_rc(qc_config_parse(&c, "[]", 2, "model/config.json"), QC_EFORMAT);
+	assert_string_equal(qc_errmsg(), "malformed 'model/config.json': not a JSON object");
+}
+
+// ---------------------------------------------------------------- tensors
+
+typedef struct visit {
+	int64_t count, params, stop_at;
+	char first[128], last[128];
+	int ok_order;
+	char prev[128];
+} visit;
+
+static int count_visit(void *ctx, const char *name, int ndim, const int64_t *shape)
+{
+	visit *v = ctx;
+	int64_t n = 1;
+	for (int i = 0; i < ndim; i++)
+		n *= shape[i];
+	v->params += n;
+	if (v->count == 0)
+		snprintf(v->first, sizeof v->first, "%s", name);
+	snprintf(v->last, sizeof v->last, "%s", name);
+	v->count++;
+	return v->count == v->stop_at ? 42 : 0;
+}
+
+static void test_tensors(void **state)
+{
+	(void)state;
+	/* counts and parameter totals of the released models */
+	for (size_t i = 0; i < N_MODELS; i++) {
+		qc_config c;
+		parse_ok(&c, models[i].json);
+		visit v = { 0 };
+		tu_assert_rc(qc_config_each_tensor(&c, count_visit, &v), 0);
+		assert_int_equal(v.count, models[i].n_tensors);
+		assert_int_equal(v.params, models[i].n_params);
+		assert_string_equal(v.first, "model.embed_tokens.weight");
+		assert_string_equal(v.last, models[i].tie ? "model.norm.weight" : "lm_head.weight");
+		qc_config_free(&c);
+	}
+
+	/* Llama-3.1-8B shapes and names */
+	qc_config c;
+	parse_ok(&c, llama31_8b);
+	static const int64_t want[QC_LIN_COUNT][2] = {
+		{ 4096, 4096 }, { 1024, 4096 }, { 1024, 4096 }, { 4096, 4096 },
+		{ 14336, 4096 }, { 14336, 4096 }, { 4096, 14336 },
+	};
+	static const char *paths[QC_LIN_COUNT] = {
+		"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+		"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+	};
+	for (int l = 0; l < QC_LIN_COUNT; l++) {
+		int64_t sh[2];
+		qc_linear_shape(&c, (qc_linear)l, sh);
+		assert_int_equal(sh[0], want[l][0]);
+		assert_int_equal(sh[1], want[l][1]);
+		assert_string_equal(qc_linear_path((qc_linear)l), paths[l]);
+	}
+	char name[128];
+	qc_linear_name(name, sizeof name, 31, QC_LIN_K, "weight");
+	assert_string_equal(name, "model.layers.31.self_attn.k_proj.weight");
+	qc_linear_name(name, sizeof name, 0, QC_LIN_DOWN, "weight_scale");
+	assert_string_equal(name, "model.layers.0.mlp.down_proj.weight_scale");
+
+	/* the visitor's first non-zero return stops the walk */
+	visit v = { 0 };
+	v.stop_at = 5;
+	assert_int_equal(qc_config_each_tensor(&c, count_visit, &v), 42);
+	assert_int_equal(v.count, 5);
+	assert_string_equal(v.last, "model.layers.0.self_attn.o_proj.weight");
+	qc_config_free(&c);
+
+	/* biases follow their weights, with the weight's output size */
+	parse_ok(&c, "{" BASE ", \"attention_bias\": true, \"num_key_value_heads\": 2}");
+	v = (visit){ 0 };
+	tu_assert_rc(qc_config_each_tensor(&c, count_visit, &v), 0);
+	/* embed 1000x64, per layer: q 64x64+64, k 32x64+32, v 32x64+32, o 64x64+64,
+	 * gate/up 128x64, down 64x128, 2 norms of 64; final norm; lm_head */
+	int64_t layer = (4096 + 64) + (2048 + 32) * 2 + (4096 + 64) + 3 * 8192 + 128;
+	assert_int_equal(v.params, 64000 + 2 * layer + 64 + 64000);
+	assert_int_equal(v.count, 1 + 2 * 13 + 1 + 1);
+	qc_config_free(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_real_configs),
+		cmocka_unit_test(test_build_real),
+		cmocka_unit_test(test_build_other_shapes),
+		cmocka_unit_test(test_variants),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_tensors),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
