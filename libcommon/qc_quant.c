@@ -122,10 +122,10 @@ void qc_clip_opts_default(qc_clip_opts *c, qc_clip mode)
 	c->norm = 2.4;
 }
 
-static void minmax(const float *x, int64_t n, float *mn, float *mx)
+void qc_minmax(const float *x, size_t n, float *mn, float *mx)
 {
 	float lo = 0, hi = 0; /* zero is always in range, so start there */
-	for (int64_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (x[i] < lo)
 			lo = x[i];
 		if (x[i] > hi)
@@ -151,7 +151,7 @@ void qc_group_params(const qc_qargs *a, const qc_clip_opts *c, const float *x, i
                      const float *colw, float *scale, float *zp)
 {
 	float mn, mx;
-	minmax(x, n, &mn, &mx);
+	qc_minmax(x, (size_t)n, &mn, &mx);
 	qc_qparams(a, mn, mx, scale, zp);
 	if (!c || c->mode == QC_CLIP_MINMAX)
 		return;
@@ -190,7 +190,7 @@ int qc_quant_rtn(const qc_qargs *a, const qc_clip_opts *c, const float *W, int64
 		float mn = 0, mx = 0;
 		for (int64_t r = 0; r < rows; r++) {
 			float a_mn, a_mx;
-			minmax(W + r * cols, cols, &a_mn, &a_mx);
+			qc_minmax(W + r * cols, (size_t)cols, &a_mn, &a_mx);
 			if (a_mn < mn)
 				mn = a_mn;
 			if (a_mx > mx)
@@ -214,6 +214,30 @@ int qc_quant_rtn(const qc_qargs *a, const qc_clip_opts *c, const float *W, int64
 			}
 			for (int64_t j = c0; j < c0 + n; j++) {
 				float q = qc_quantize_value(a, w[j], s, z);
+				qc_code_store(a, codes, (size_t)(r * cols + j), q);
+				if (deq)
+					deq[r * cols + j] = qc_dequantize_value(q, s, z);
+			}
+		}
+	}
+	return 0;
+}
+
+int qc_quant_apply(const qc_qargs *a, const float *W, int64_t rows, int64_t cols,
+                   const float *scales, const float *zps, void *codes, float *deq)
+{
+	int rc = qc_qargs_check(a);
+	if (rc)
+		return rc;
+	int64_t ng = qc_qgroups(a, cols);
+	int64_t gs = a->strategy == QC_QS_GROUP ? a->group_size : cols;
+	for (int64_t r = 0; r < rows; r++) {
+		for (int64_t g = 0; g < ng; g++) {
+			size_t k = a->strategy == QC_QS_TENSOR ? 0 : (size_t)(r * ng + g);
+			float s = scales[k], z = zps ? zps[k] : 0;
+			int64_t c0 = g * gs, c1 = c0 + gs < cols ? c0 + gs : cols;
+			for (int64_t j = c0; j < c1; j++) {
+				float q = qc_quantize_value(a, W[r * cols + j], s, z);
 				qc_code_store(a, codes, (size_t)(r * cols + j), q);
 				if (deq)
 					deq[r * cols + j] = qc_dequantize_value(q, s, z);

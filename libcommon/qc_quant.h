@@ -120,6 +120,17 @@ int qc_quant_rtn(const qc_qargs *a, const qc_clip_opts *c, const float *W, int64
                  int64_t cols, const float *colw, void *codes, float *scales, float *zps,
                  float *deq);
 
+/* Quantize W [rows, cols] with given parameters (no search): scales/zps in
+ * the layout qc_quant_rtn produces (zps NULL when symmetric). Rows are
+ * independent, so callers may split a matrix across threads by rows, with
+ * scales/zps/codes/deq offset to the first row. For the tensor strategy
+ * scales[0] (and zps[0]) apply to every row. */
+int qc_quant_apply(const qc_qargs *a, const float *W, int64_t rows, int64_t cols,
+                   const float *scales, const float *zps, void *codes, float *deq);
+
+/* Min and max over a whole matrix, widened to include 0. */
+void qc_minmax(const float *W, size_t n, float *mn, float *mx);
+
 /* Store one code computed by qc_quantize_value into its byte. */
 static inline void qc_code_store(const qc_qargs *a, void *codes, size_t i, float q);
 /* Read a stored code back as a float code value. */
