@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "qc_err.h"
+#include "qc_io.h"
 #include "qc_json.h"
 
 #define MANIFEST_FORMAT "qtoolkit-manifest"
@@ -234,8 +235,14 @@ static int upsert(void **arr, size_t *n, size_t *cap, size_t elem, const char *n
 
 int qc_manifest_set_file(qc_manifest *m, const char *name, uint64_t size, qc_h128 hash)
 {
-	if (!name || !*name)
-		return qc_seterr(QC_EINVAL, "cannot record file: empty name");
+	/* names are joined to the checkpoint directory by verifiers: plain
+	 * names only, as the checkpoint writer makes them */
+	if (!name || !qc_safe_filename(name))
+		return qc_seterr(QC_EINVAL, "cannot record file '%.256s': not a plain file name",
+		                 name ? name : "(null)");
+	if (strcmp(name, QC_MANIFEST_NAME) == 0)
+		return qc_seterr(QC_EINVAL, "cannot record file '%s': the manifest does not list itself",
+		                 name);
 	if (size > (uint64_t)INT64_MAX)
 		return qc_seterr(QC_EINVAL, "cannot record file '%s': size out of range", name);
 	size_t at;
@@ -572,8 +579,10 @@ static int parse_files(qc_manifest *m, json_t *files)
 			return malformed("'%s' in %s must be a non-negative integer", "size", where);
 		qc_h128 h;
 		QC_TRY(get_hex128(o, "xxh3_128", where, &h));
-		if (!*name)
-			return malformed("empty file name");
+		if (!qc_safe_filename(name))
+			return malformed("%s is not a plain file name", where);
+		if (strcmp(name, QC_MANIFEST_NAME) == 0)
+			return malformed("the manifest lists itself");
 		QC_TRY(qc_manifest_set_file(m, name, (uint64_t)json_integer_value(size), h));
 	}
 	return 0;

@@ -79,9 +79,12 @@ int qc_manifest_set_base(qc_manifest *m, const char *fingerprint_hex, const char
 /* Append a token set ("calibration", ...) with its file's XXH3-128. */
 int qc_manifest_add_token_set(qc_manifest *m, const char *role, qc_h128 hash);
 
-/* Record (or replace) a file's and a tensor's entry. Names must be
- * non-empty, ndim 0..QC_MAX_DIMS, dimensions >= 0, dt a valid dtype: else
- * QC_EINVAL. The stored fingerprint is not updated (see below). */
+/* Record (or replace) a file's and a tensor's entry. File names must be
+ * plain names (qc_safe_filename: no '/', no "..") other than
+ * QC_MANIFEST_NAME; tensor names non-empty, ndim 0..QC_MAX_DIMS, dimensions
+ * >= 0, dt a valid dtype: else QC_EINVAL. parse applies the same rules
+ * (QC_EFORMAT), so a manifest cannot point a verifier outside its
+ * checkpoint. The stored fingerprint is not updated (see below). */
 int qc_manifest_set_file(qc_manifest *m, const char *name, uint64_t size, qc_h128 hash);
 int qc_manifest_set_tensor(qc_manifest *m, const char *name, qc_dtype dt, int ndim,
                            const int64_t *shape, uint64_t hash);

@@ -306,6 +306,10 @@ static void test_setters_reject(void **state)
 	tu_assert_rc(qc_manifest_set_tensor(m, "t", QC_DT_BF16, 1, neg, 0), QC_EINVAL);
 	assert_string_equal(qc_errmsg(), "cannot record tensor 't': negative dimension");
 	tu_assert_rc(qc_manifest_set_file(m, "", 1, h128(0, 0)), QC_EINVAL);
+	tu_assert_rc(qc_manifest_set_file(m, "a/b", 1, h128(0, 0)), QC_EINVAL);
+	assert_string_equal(qc_errmsg(), "cannot record file 'a/b': not a plain file name");
+	tu_assert_rc(qc_manifest_set_file(m, "..", 1, h128(0, 0)), QC_EINVAL);
+	tu_assert_rc(qc_manifest_set_file(m, QC_MANIFEST_NAME, 1, h128(0, 0)), QC_EINVAL);
 	tu_assert_rc(qc_manifest_set_file(m, "big", (uint64_t)INT64_MAX + 1, h128(0, 0)), QC_EINVAL);
 	tu_assert_rc(qc_manifest_set_base(m, "99AA06D3014798D86001C324468D497F", NULL), QC_EINVAL);
 	tu_assert_rc(qc_manifest_set_base(m, "99aa", NULL), QC_EINVAL);
@@ -382,7 +386,11 @@ static void test_malformed(void **state)
 		{ HEAD "\"files\": {\"c.json\": {\"size\": 3, \"md5\": \"x\", \"xxh3_128\": \"00000000000000010000000000000002\"}}, " GOOD_TENSORS "}",
 		  "unknown key 'md5' in file 'c.json'" },
 		{ HEAD "\"files\": {\"\": {\"size\": 3, \"xxh3_128\": \"00000000000000010000000000000002\"}}, " GOOD_TENSORS "}",
-		  "empty file name" },
+		  "file '' is not a plain file name" },
+		{ HEAD "\"files\": {\"../../etc/passwd\": {\"size\": 3, \"xxh3_128\": \"00000000000000010000000000000002\"}}, " GOOD_TENSORS "}",
+		  "file '../../etc/passwd' is not a plain file name" },
+		{ HEAD "\"files\": {\"quant_manifest.json\": {\"size\": 3, \"xxh3_128\": \"00000000000000010000000000000002\"}}, " GOOD_TENSORS "}",
+		  "the manifest lists itself" },
 		{ HEAD GOOD_FILES ", \"tensors\": {\"w\": {\"dtype\": \"BF17\", \"shape\": [2, 3], \"xxh3_64\": \"0000000000000001\"}}}",
 		  "'dtype' in tensor 'w' must be a safetensors dtype name" },
 		{ HEAD GOOD_FILES ", \"tensors\": {\"w\": {\"dtype\": 7, \"shape\": [2, 3], \"xxh3_64\": \"0000000000000001\"}}}",
