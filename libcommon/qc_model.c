@@ -31,6 +31,10 @@ struct qc_model {
 	/* MLP rows: g, u [mlp_rows, I], x [mlp_rows, H] (quantized input copy) */
 	float *m_g, *m_u, *m_x;
 	float *head_w;            /* [head_rows, H] */
+	/* buffers of released layers, reused by the next load: fresh pages
+	 * cost the kernel a clear each (a third of a layer's load time) */
+	struct { float *p; int64_t n; } pool[2 * QC_LIN_COUNT + 2];
+	int npool;
 };
 
 void qc_model_opts_default(qc_model_opts *o)
@@ -153,6 +157,8 @@ void qc_model_free(qc_model *m)
 	qk_free(m->kc, m->m_u);
 	qk_free(m->kc, m->m_x);
 	qk_free(m->kc, m->head_w);
+	for (int i = 0; i < m->npool; i++)
+		qk_free(m->kc, m->pool[i].p);
 	free(m->inv_freq);
 	qc_ctq_free(m->own_q);
 	if (m->own_cfg)
@@ -273,13 +279,37 @@ static int load_vector(qc_model *m, const char *name, int64_t n, float **out)
 
 /* ---------------------------------------------------------------- layers */
 
+/* a weight buffer of n floats: a pooled one of that size, or a new one */
+static float *walloc(qc_model *m, int64_t n)
+{
+	for (int i = 0; i < m->npool; i++)
+		if (m->pool[i].n == n) {
+			float *p = m->pool[i].p;
+			m->pool[i] = m->pool[--m->npool];
+			return p;
+		}
+	return dalloc(m, n);
+}
+
+static void wfree(qc_model *m, float *p, int64_t n)
+{
+	if (!p)
+		return;
+	if (m->npool < (int)(sizeof m->pool / sizeof m->pool[0])) {
+		m->pool[m->npool].p = p;
+		m->pool[m->npool++].n = n;
+	} else {
+		qk_free(m->kc, p);
+	}
+}
+
 void qc_layer_release(qc_model *m, qc_layer *lw)
 {
-	qk_free(m->kc, lw->attn_norm);
-	qk_free(m->kc, lw->mlp_norm);
+	wfree(m, lw->attn_norm, m->H);
+	wfree(m, lw->mlp_norm, m->H);
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
-		qk_free(m->kc, lw->w[l]);
-		qk_free(m->kc, lw->b[l]);
+		wfree(m, lw->w[l], lw->out[l] * lw->in[l]);
+		wfree(m, lw->b[l], lw->out[l]);
 	}
 	memset(lw, 0, sizeof *lw);
 }
@@ -370,7 +400,7 @@ int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
 		snprintf(module, sizeof module, "model.layers.%d.%s", layer, lin_path[l]);
 		qc_ctq_linear L;
 		rc = qc_ctq_linear_get(&L, m->q, &m->src, module, lw->out[l], lw->in[l]);
-		if (!rc && !(lw->w[l] = dalloc(m, lw->out[l] * lw->in[l])))
+		if (!rc && !(lw->w[l] = walloc(m, lw->out[l] * lw->in[l])))
 			rc = qc_seterr(QC_ENOMEM, "out of memory loading '%s'", module);
 		if (!rc)
 			rc = qc_ctq_linear_rows(m->kc, &L, 0, lw->out[l], lw->w[l]);

@@ -7,6 +7,8 @@
  */
 #include "qk_cpu.h"
 
+#include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +185,46 @@ static void softmax_causal(float *row, int64_t n, int64_t len)
 		row[j] = 0.0f;
 }
 
+typedef struct {
+	float *out;
+	const float *q, *k, *v;
+	int64_t T, nh, nkv, hd;
+	float scale;
+	int failed;    /* a worker could not allocate its scores */
+} att_job;
+
+/* heads [h0, h1) of one sequence, each head by one thread with
+ * single-threaded GEMMs: the same arithmetic whatever the thread count */
+static void att_heads(void *p, int64_t h0, int64_t h1)
+{
+	att_job *j = p;
+	int64_t T = j->T, hd = j->hd, qs = j->nh * hd, ks = j->nkv * hd, group = j->nh / j->nkv;
+	int64_t bm = T < ATT_BLOCK ? T : ATT_BLOCK;
+	float *S = malloc((size_t)bm * (size_t)T * sizeof *S);
+	if (!S) {
+		j->failed = 1;
+		return;
+	}
+	for (int64_t h = h0; h < h1; h++) {
+		int64_t g = h / group;
+		for (int64_t i0 = 0; i0 < T; i0 += bm) {
+			int64_t rows = T - i0 < bm ? T - i0 : bm;
+			int64_t keys = i0 + rows;  /* causal: no row of the block sees past its end */
+			/* S[rows, keys] = scale * Q[i0.., h] K[0..keys, g]^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)keys,
+			            (blasint)hd, j->scale, j->q + i0 * qs + h * hd, (blasint)qs,
+			            j->k + g * hd, (blasint)ks, 0.0f, S, (blasint)keys);
+			for (int64_t r = 0; r < rows; r++)
+				softmax_causal(S + r * keys, i0 + r + 1, keys);
+			/* O[i0.., h] = P[rows, keys] V[0..keys, g] */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)hd,
+			            (blasint)keys, 1.0f, S, (blasint)keys, j->v + g * hd, (blasint)ks, 0.0f,
+			            j->out + i0 * qs + h * hd, (blasint)qs);
+		}
+	}
+	free(S);
+}
+
 int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                  int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
 {
@@ -190,34 +232,24 @@ int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const 
 	if (T < 0 || n_heads <= 0 || n_kv <= 0 || head_dim <= 0 || n_heads % n_kv)
 		return qc_seterr(QC_EINVAL, "attention: invalid shape (%lld heads, %lld kv heads)",
 		                 (long long)n_heads, (long long)n_kv);
+	if (T > INT_MAX / 2 || n_heads * head_dim > INT_MAX)
+		return qc_seterr(QC_EINVAL, "attention: sequence of %lld tokens too long", (long long)T);
 	if (T == 0)
 		return 0;
-	int64_t qs = n_heads * head_dim, ks = n_kv * head_dim, group = n_heads / n_kv;
-	int64_t bm = T < ATT_BLOCK ? T : ATT_BLOCK;
-	float *S = malloc((size_t)bm * (size_t)T * sizeof *S);
-	if (!S)
-		return qc_seterr(QC_ENOMEM, "attention: cannot allocate scores [%lld, %lld]",
-		                 (long long)bm, (long long)T);
-	int rc = 0;
-	for (int64_t h = 0; h < n_heads && rc == 0; h++) {
-		int64_t g = h / group;
-		for (int64_t i0 = 0; i0 < T && rc == 0; i0 += bm) {
-			int64_t rows = T - i0 < bm ? T - i0 : bm;
-			int64_t keys = i0 + rows;  /* causal: no row of the block sees past its end */
-			/* S[rows, keys] = scale * Q[i0.., h] K[0..keys, g]^T */
-			rc = qk_gemm(ctx, 0, 1, rows, keys, head_dim, scale, q + i0 * qs + h * head_dim, qs,
-			             k + g * head_dim, ks, 0.0f, S, keys);
-			if (rc)
-				break;
-			for (int64_t r = 0; r < rows; r++)
-				softmax_causal(S + r * keys, i0 + r + 1, keys);
-			/* O[i0.., h] = P[rows, keys] V[0..keys, g] */
-			rc = qk_gemm(ctx, 0, 0, rows, head_dim, keys, 1.0f, S, keys, v + g * head_dim, ks,
-			             0.0f, out + i0 * qs + h * head_dim, qs);
-		}
-	}
-	free(S);
-	return rc;
+	att_job j = { out, q, k, v, T, n_heads, n_kv, head_dim, scale, 0 };
+	/* The per-head products are small; splitting heads over threads beats
+	 * splitting each product, so OpenBLAS runs single-threaded inside the
+	 * workers (the pattern its FAQ prescribes for threaded callers) and
+	 * gets its thread count back afterwards. */
+	if (ctx->threads > 1)
+		openblas_set_num_threads(1);
+	qk_cpu_parallel(ctx, n_heads, 1, att_heads, &j);
+	if (ctx->threads > 1)
+		openblas_set_num_threads(ctx->threads);
+	if (j.failed)
+		return qc_seterr(QC_ENOMEM, "attention: cannot allocate scores [%d, %lld]", ATT_BLOCK,
+		                 (long long)T);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- SwiGLU */
