@@ -14,6 +14,7 @@ liblapacke-dev:/usr/include/lapacke.h
 libzstd-dev:/usr/include/zstd.h
 libyaml-dev:/usr/include/yaml.h
 libxxhash-dev:/usr/include/xxhash.h
+xxhash:/usr/bin/xxhsum
 libjansson-dev:/usr/include/jansson.h
 libpcre2-dev:/usr/include/pcre2.h
 libcmocka-dev:/usr/include/cmocka.h
