@@ -1,0 +1,809 @@
+/* qcalib - build calibration and evaluation token sets with the model's own
+ * tokenizer (see man/qcalib.1). Reading, tokenizing and the file format are
+ * in libcommon (qc_tok, qc_tokset); this file parses options, turns inputs
+ * into documents, samples, and reports. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qc_err.h"
+#include "qc_hash.h"
+#include "qc_io.h"
+#include "qc_log.h"
+#include "qc_rng.h"
+#include "qc_tok.h"
+#include "qc_tokset.h"
+#include "tool.h"
+
+static const char usage[] =
+	"qcalib -m DIR [-n N] [-L LEN] [--seed S] [--mode pack|pad] [--split lines|docs|none]\n"
+	"              [--field NAME | --template T] [--strict] [-o FILE] [FILE...]\n"
+	"       qcalib -m DIR --random [-n N] [-L LEN] [--seed S] [-o FILE]\n"
+	"       qcalib --show FILE [--decode K -m DIR]\n"
+	"       qcalib -m DIR --encode FILE [--special]";
+
+static const char help[] =
+	"Build a token set (calibration or evaluation tokens, safetensors with\n"
+	"input_ids I32 [N, L] and lengths I32 [N]) with the model's own tokenizer.\n"
+	"\n"
+	"Inputs (files, '-' for standard input, zstd-compressed files accepted):\n"
+	"  -m, --model DIR       model directory (tokenizer.json, config.json)\n"
+	"      --tokenizer DIR   take the tokenizer from DIR instead of -m\n"
+	"      --split MODE      text files: lines (one document per line), docs\n"
+	"                        (documents separated by blank lines, default), none\n"
+	"      --field NAME      JSON Lines: the document is the string field NAME\n"
+	"      --template T      JSON Lines: the document is T with {name} replaced by\n"
+	"                        field name; \\n \\t \\\\ are escapes, {{ }} braces\n"
+	"      --strict          a JSON line that is not an object or lacks a field\n"
+	"                        is an error (default: skipped and counted)\n"
+	"      --random          uniform random ids, special and added tokens excluded\n"
+	"\n"
+	"Shape and sampling:\n"
+	"  -n N                  number of rows (default 128)\n"
+	"  -L LEN                tokens per row (default 2048)\n"
+	"      --seed S          seed of the shuffle and of --random (default 0)\n"
+	"      --mode MODE       pack: documents shuffled, each followed by EOS,\n"
+	"                        concatenated and cut into rows of LEN (default);\n"
+	"                        pad: one shuffled document per row with the\n"
+	"                        tokenizer's BOS/EOS rules, truncated or right-padded\n"
+	"\n"
+	"Output and inspection:\n"
+	"  -o FILE               write the token set to FILE (default: standard output,\n"
+	"                        which must not be a terminal)\n"
+	"      --show FILE       print a summary of a token set\n"
+	"      --decode K        with --show: print the text of row K (needs -m)\n"
+	"      --encode FILE     print the ids of FILE's text on one line\n"
+	"      --special         with --encode: apply the tokenizer's BOS/EOS rules\n"
+	"  -q, --quiet           no report on standard error\n"
+	"  -v, --verbose         more detail\n"
+	"      --help            this help\n"
+	"      --version         version\n"
+	"\n"
+	"Exit status: 0 success, 2 usage or input error.\n";
+
+enum { SPLIT_LINES, SPLIT_DOCS, SPLIT_NONE };
+enum { MODE_PACK, MODE_PAD };
+
+typedef struct opts {
+	const char *model, *tokdir, *field, *tmpl, *out, *show, *encode;
+	int split, mode, random, strict, special;
+	int64_t n, len, decode;
+	uint64_t seed;
+} opts;
+
+/* ------------------------------------------------------------------------ */
+/* documents                                                                 */
+
+typedef struct doc {
+	char *p;           /* owned */
+	size_t n;
+} doc;
+
+typedef struct docs {
+	doc *v;
+	size_t n, cap;
+	int64_t skipped_not_object, skipped_no_field, records;
+} docs;
+
+static void docs_add(docs *d, const char *p, size_t n)
+{
+	if (d->n == d->cap) {
+		d->cap = d->cap ? 2 * d->cap : 256;
+		d->v = realloc(d->v, d->cap * sizeof *d->v);
+		if (!d->v) {
+			tool_err("out of memory");
+			exit(2);
+		}
+	}
+	char *c = malloc(n + 1);
+	if (!c) {
+		tool_err("out of memory");
+		exit(2);
+	}
+	memcpy(c, p, n);
+	c[n] = 0;
+	d->v[d->n++] = (doc){ c, n };
+}
+
+static int blank(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\f' && p[i] != '\v')
+			return 0;
+	return 1;
+}
+
+/* Plain text: lines, paragraphs (blank-line separated) or the whole file. */
+static void split_text(docs *d, const char *p, size_t n, int split)
+{
+	if (split == SPLIT_NONE) {
+		if (!blank(p, n) && n > 0)
+			docs_add(d, p, n);
+		return;
+	}
+	size_t start = 0, dstart = 0, dend = 0;
+	int in_doc = 0;
+	while (start < n) {
+		const char *nl = memchr(p + start, '\n', n - start);
+		size_t end = nl ? (size_t)(nl - p) : n, lend = end;
+		if (lend > start && p[lend - 1] == '\r')
+			lend--;
+		int b = blank(p + start, lend - start);
+		if (split == SPLIT_LINES) {
+			if (!b)
+				docs_add(d, p + start, lend - start);
+		} else if (b) {
+			if (in_doc)
+				docs_add(d, p + dstart, dend - dstart);
+			in_doc = 0;
+		} else {
+			if (!in_doc)
+				dstart = start;
+			in_doc = 1;
+			dend = lend;
+		}
+		start = end + 1;
+	}
+	if (in_doc)
+		docs_add(d, p + dstart, dend - dstart);
+}
+
+/* Append a field's text to out: strings as they are, numbers and other
+ * scalars as JSON writes them. 0, or -1 when the field is missing. */
+static int field_text(json_t *obj, const char *name, size_t nlen, char **out, size_t *olen, size_t *ocap)
+{
+	json_t *v = json_object_getn(obj, name, nlen);
+	const char *s;
+	size_t sl;
+	char *tmp = NULL;
+	if (!v || json_is_null(v) || json_is_object(v) || json_is_array(v))
+		return -1;
+	if (json_is_string(v)) {
+		s = json_string_value(v);
+		sl = json_string_length(v);
+	} else {
+		tmp = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+		if (!tmp)
+			return -1;
+		s = tmp;
+		sl = strlen(tmp);
+	}
+	if (*olen + sl + 1 > *ocap) {
+		while (*olen + sl + 1 > *ocap)
+			*ocap = *ocap ? 2 * *ocap : 256;
+		*out = realloc(*out, *ocap);
+		if (!*out) {
+			tool_err("out of memory");
+			exit(2);
+		}
+	}
+	memcpy(*out + *olen, s, sl);
+	*olen += sl;
+	free(tmp);
+	return 0;
+}
+
+static void put(char **out, size_t *olen, size_t *ocap, char c)
+{
+	if (*olen + 2 > *ocap) {
+		*ocap = *ocap ? 2 * *ocap : 256;
+		*out = realloc(*out, *ocap);
+		if (!*out) {
+			tool_err("out of memory");
+			exit(2);
+		}
+	}
+	(*out)[(*olen)++] = c;
+}
+
+/* Expand --template over one record; -1 when a field is missing. */
+static int expand(const char *t, json_t *obj, char **out, size_t *olen, size_t *ocap)
+{
+	*olen = 0;
+	for (const char *p = t; *p; p++) {
+		if (p[0] == '\\' && p[1]) {
+			p++;
+			put(out, olen, ocap, *p == 'n' ? '\n' : *p == 't' ? '\t' : *p);
+		} else if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+			put(out, olen, ocap, *p++);
+		} else if (p[0] == '{') {
+			const char *e = strchr(p, '}');
+			if (!e || field_text(obj, p + 1, (size_t)(e - p - 1), out, olen, ocap) < 0)
+				return -1;
+			p = e;
+		} else {
+			put(out, olen, ocap, *p);
+		}
+	}
+	return 0;
+}
+
+/* Check a template's braces once, before any input is read. */
+static void check_template(const char *t)
+{
+	for (const char *p = t; *p; p++) {
+		if (p[0] == '\\' && p[1]) {
+			p++;
+		} else if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+			p++;
+		} else if (p[0] == '{') {
+			const char *e = strchr(p, '}');
+			if (!e || e == p + 1)
+				tool_usage_error(usage, "bad --template '%s': '{' without a field name and '}'", t);
+			p = e;
+		} else if (p[0] == '}') {
+			tool_usage_error(usage, "bad --template '%s': '}' without '{'", t);
+		}
+	}
+}
+
+/* JSON Lines: one record per non-blank line. */
+static int split_jsonl(docs *d, const char *name, const char *p, size_t n, const opts *o)
+{
+	char *buf = NULL;
+	size_t blen = 0, bcap = 0;
+	int64_t lineno = 0;
+	size_t start = 0;
+	int rc = 0;
+	while (start < n && rc == 0) {
+		const char *nl = memchr(p + start, '\n', n - start);
+		size_t end = nl ? (size_t)(nl - p) : n;
+		lineno++;
+		if (!blank(p + start, end - start)) {
+			d->records++;
+			json_error_t e;
+			json_t *obj = json_loadb(p + start, end - start, 0, &e);
+			if (!json_is_object(obj)) {
+				d->skipped_not_object++;
+				if (o->strict)
+					rc = qc_seterr(QC_EFORMAT, "'%s' line %" PRId64 ": not a JSON object", name, lineno);
+			} else {
+				int miss;
+				if (o->field) {
+					blen = 0;
+					miss = field_text(obj, o->field, strlen(o->field), &buf, &blen, &bcap);
+				} else {
+					miss = expand(o->tmpl, obj, &buf, &blen, &bcap);
+				}
+				if (miss < 0) {
+					d->skipped_no_field++;
+					if (o->strict)
+						rc = qc_seterr(QC_EFORMAT, "'%s' line %" PRId64 ": %s", name, lineno,
+						               o->field ? "no string field of that name" : "a template field is missing");
+				} else if (blen > 0) {
+					docs_add(d, buf, blen);
+				}
+			}
+			json_decref(obj);
+		}
+		start = end + 1;
+	}
+	free(buf);
+	return rc;
+}
+
+/* Read a whole input (file, '-', zstd) and hash its bytes. */
+static int read_input(const char *path, char **data, size_t *len, qc_h128 *hash)
+{
+	qc_source *s;
+	QC_TRY(qc_source_open(&s, path));
+	size_t n = 0, cap = 1 << 16;
+	char *b = malloc(cap);
+	int rc = b ? 0 : qc_seterr(QC_ENOMEM, "cannot read '%s': out of memory", path);
+	while (rc == 0) {
+		if (n == cap) {
+			char *nb = cap < ((size_t)1 << 40) ? realloc(b, cap * 2) : NULL;
+			if (!nb) {
+				rc = qc_seterr(QC_ENOMEM, "cannot read '%s': out of memory", path);
+				break;
+			}
+			b = nb;
+			cap *= 2;
+		}
+		size_t got;
+		if ((rc = qc_source_read(s, b + n, cap - n, &got)) < 0 || got == 0)
+			break;
+		n += got;
+	}
+	qc_source_close(s);
+	if (rc < 0) {
+		free(b);
+		return rc;
+	}
+	*data = b;
+	*len = n;
+	*hash = qc_xxh3_128(b, n);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* model directory                                                           */
+
+/* vocab_size and the first eos_token_id of DIR/config.json, when present. */
+static void read_model_config(const char *dir, int64_t *vocab, int64_t *eos)
+{
+	*vocab = -1;
+	*eos = -1;
+	char *p = qc_path_join(dir, "config.json");
+	json_t *j = p ? json_load_file(p, 0, NULL) : NULL;
+	free(p);
+	if (!j)
+		return;
+	json_t *v = json_object_get(j, "vocab_size"), *e = json_object_get(j, "eos_token_id");
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		*vocab = json_integer_value(v);
+	if (json_is_array(e))
+		e = json_array_get(e, 0);
+	if (json_is_integer(e))
+		*eos = json_integer_value(e);
+	json_decref(j);
+}
+
+static qc_tok *load_tokenizer(const char *dir, qc_h128 *hash)
+{
+	qc_tok *t;
+	int rc = qc_tok_load(&t, dir);
+	if (rc < 0)
+		exit(tool_fail(rc));
+	if (hash) {
+		char *p = qc_path_join(dir, "tokenizer.json");
+		if (!p || (rc = qc_hash_file(p, hash, NULL)) < 0)
+			exit(tool_fail(rc < 0 ? rc : QC_ENOMEM));
+		free(p);
+	}
+	if (qc_tok_approx(t))
+		qc_log(QC_LOG_INFO, "warning: tokenizer of '%s': %s", dir, qc_tok_approx(t));
+	return t;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the three ways of filling rows                                            */
+
+typedef struct rows {
+	int32_t *ids;      /* [n, len] */
+	int32_t *lens;     /* [n] */
+	int64_t n;         /* rows filled */
+} rows;
+
+static void shuffle(docs *d, uint64_t seed)
+{
+	qc_rng r;
+	qc_rng_derive(&r, seed, "qcalib shuffle");
+	for (size_t i = d->n; i > 1; i--) {
+		size_t j = (size_t)qc_rng_below(&r, i);
+		doc t = d->v[i - 1];
+		d->v[i - 1] = d->v[j];
+		d->v[j] = t;
+	}
+}
+
+static void fill_random(const opts *o, qc_tok *t, int64_t vocab, rows *r)
+{
+	/* the ids a model can meet in text: its ordinary vocabulary */
+	int32_t *ok = malloc((size_t)vocab * sizeof *ok);
+	if (!ok) {
+		tool_err("out of memory");
+		exit(2);
+	}
+	int64_t k = 0;
+	for (int64_t id = 0; id < vocab; id++)
+		if (qc_tok_id_type(t, id) == QC_TOK_ID_NORMAL)
+			ok[k++] = (int32_t)id;
+	if (k == 0) {
+		tool_err("no ordinary token ids below %" PRId64 " to sample from", vocab);
+		exit(2);
+	}
+	qc_rng g;
+	qc_rng_derive(&g, o->seed, "qcalib random");
+	for (int64_t i = 0; i < o->n * o->len; i++)
+		r->ids[i] = ok[qc_rng_below(&g, (uint64_t)k)];
+	for (int64_t i = 0; i < o->n; i++)
+		r->lens[i] = (int32_t)o->len;
+	r->n = o->n;
+	free(ok);
+}
+
+static void encode_or_die(qc_tok *t, const doc *d, unsigned flags, qc_ids *ids)
+{
+	int rc = qc_tok_encode(t, d->p, d->n, flags, ids);
+	if (rc < 0)
+		exit(tool_fail(rc));
+}
+
+/* pack: documents, each followed by EOS, cut into rows of len. */
+static int64_t fill_pack(const opts *o, qc_tok *t, const docs *d, int32_t eos, rows *r, int64_t *used)
+{
+	qc_ids ids = { 0 };
+	int64_t need = o->n * o->len, have = 0;
+	*used = 0;
+	for (size_t i = 0; i < d->n && have < need; i++) {
+		ids.n = 0;
+		encode_or_die(t, &d->v[i], 0, &ids);
+		if (qc_ids_push(&ids, eos) < 0)
+			exit(tool_fail(QC_ENOMEM));
+		int64_t take = (int64_t)ids.n < need - have ? (int64_t)ids.n : need - have;
+		memcpy(r->ids + have, ids.v, (size_t)take * sizeof *ids.v);
+		have += take;
+		(*used)++;
+	}
+	qc_ids_release(&ids);
+	r->n = have / o->len;   /* an incomplete last row is dropped */
+	for (int64_t i = 0; i < r->n; i++)
+		r->lens[i] = (int32_t)o->len;
+	return have;
+}
+
+/* pad: one document per row, the tokenizer's own BOS/EOS, truncated. */
+static void fill_pad(const opts *o, qc_tok *t, const docs *d, int32_t pad, rows *r, int64_t *used)
+{
+	qc_ids ids = { 0 };
+	*used = 0;
+	r->n = 0;
+	for (size_t i = 0; i < d->n && r->n < o->n; i++) {
+		ids.n = 0;
+		encode_or_die(t, &d->v[i], QC_TOK_ADD_SPECIAL, &ids);
+		int64_t k = (int64_t)ids.n < o->len ? (int64_t)ids.n : o->len;
+		int32_t *row = r->ids + r->n * o->len;
+		memcpy(row, ids.v, (size_t)k * sizeof *row);
+		for (int64_t j = k; j < o->len; j++)
+			row[j] = pad;
+		r->lens[r->n++] = (int32_t)k;
+		(*used)++;
+	}
+	qc_ids_release(&ids);
+}
+
+/* ------------------------------------------------------------------------ */
+/* --show, --encode                                                          */
+
+static int do_show(const opts *o)
+{
+	qc_tokset *ts;
+	int rc = qc_tokset_open(&ts, o->show);
+	if (rc < 0)
+		return tool_fail(rc);
+	int64_t n = qc_tokset_rows(ts), l = qc_tokset_len(ts);
+	if (o->decode >= 0) {
+		if (o->decode >= n) {
+			qc_tokset_close(ts);
+			tool_usage_error(usage, "--decode %" PRId64 ": '%s' has rows 0 to %" PRId64, o->decode,
+			                 o->show, n - 1);
+		}
+		qc_h128 h;
+		qc_tok *t = load_tokenizer(o->tokdir, &h);
+		char hex[33];
+		if (strcmp(qc_h128_hex(h, hex), qc_tokset_meta(ts, "tokenizer_xxh3_128")) != 0)
+			qc_log(QC_LOG_INFO, "warning: '%s' was made with another tokenizer than '%s'", o->show,
+			       o->tokdir);
+		int32_t len;
+		const int32_t *row = qc_tokset_row(ts, o->decode, &len);
+		char *text;
+		size_t tl;
+		rc = qc_tok_decode(t, row, (size_t)len, 0, &text, &tl);
+		qc_tok_free(t);
+		qc_tokset_close(ts);
+		if (rc < 0)
+			return tool_fail(rc);
+		fwrite(text, 1, tl, stdout);
+		putchar('\n');
+		free(text);
+		return tool_close_stdout();
+	}
+	const int32_t *lens = qc_tokset_lengths(ts);
+	int64_t mn = INT64_MAX, mx = 0;
+	for (int64_t i = 0; i < n; i++) {
+		mn = lens[i] < mn ? lens[i] : mn;
+		mx = lens[i] > mx ? lens[i] : mx;
+	}
+	char hex[33];
+	printf("file:       %s\n", qc_tokset_name(ts));
+	printf("xxh3_128:   %s\n", qc_h128_hex(qc_tokset_hash(ts), hex));
+	printf("rows:       %" PRId64 "\n", n);
+	printf("length:     %" PRId64 "\n", l);
+	printf("tokens:     %" PRId64 " of %" PRId64 " (%.1f%%)\n", qc_tokset_n_tokens(ts), n * l,
+	       100.0 * (double)qc_tokset_n_tokens(ts) / (double)(n * l));
+	printf("row tokens: min %" PRId64 ", mean %.1f, max %" PRId64 "\n", mn,
+	       (double)qc_tokset_n_tokens(ts) / (double)n, mx);
+	printf("vocab_size: %" PRId64 "\n", qc_tokset_vocab_size(ts));
+	printf("special:    bos %s, eos %s, pad %s\n", qc_tokset_meta(ts, "bos_id"),
+	       qc_tokset_meta(ts, "eos_id"), qc_tokset_meta(ts, "pad_id"));
+	printf("tokenizer:  %s\n", qc_tokset_meta(ts, "tokenizer_xxh3_128"));
+	printf("seed:       %s\n", qc_tokset_meta(ts, "seed"));
+	printf("options:    %s\n", qc_tokset_meta(ts, "options"));
+	json_t *src = json_loads(qc_tokset_meta(ts, "sources"), 0, NULL);
+	size_t i;
+	json_t *e;
+	if (json_array_size(src) == 0)
+		printf("sources:    none\n");
+	json_array_foreach(src, i, e)
+		printf("%s %s  %s\n", i == 0 ? "sources:   " : "           ", json_string_value(json_object_get(e, "xxh3_128")),
+		       json_string_value(json_object_get(e, "name")));
+	json_decref(src);
+	qc_tokset_close(ts);
+	return tool_close_stdout();
+}
+
+static int do_encode(const opts *o)
+{
+	qc_tok *t = load_tokenizer(o->tokdir, NULL);
+	char *data;
+	size_t len;
+	qc_h128 h;
+	int rc = read_input(o->encode, &data, &len, &h);
+	if (rc < 0)
+		return tool_fail(rc);
+	qc_ids ids = { 0 };
+	rc = qc_tok_encode(t, data, len, o->special ? QC_TOK_ADD_SPECIAL : 0, &ids);
+	if (rc < 0)
+		return tool_fail(rc);
+	for (size_t i = 0; i < ids.n; i++)
+		printf(i ? " %d" : "%d", ids.v[i]);
+	putchar('\n');
+	qc_ids_release(&ids);
+	free(data);
+	qc_tok_free(t);
+	return tool_close_stdout();
+}
+
+/* ------------------------------------------------------------------------ */
+/* main                                                                      */
+
+static char *options_json(const opts *o)
+{
+	static const char *splits[] = { "lines", "docs", "none" };
+	json_t *j = json_pack("{s:s, s:I, s:I, s:b, s:b}", "mode", o->mode == MODE_PACK ? "pack" : "pad",
+	                      "n", (json_int_t)o->n, "length", (json_int_t)o->len, "random", o->random,
+	                      "strict", o->strict);
+	if (!o->random) {
+		if (o->field || o->tmpl)
+			json_object_set_new(j, o->field ? "field" : "template", json_string(o->field ? o->field : o->tmpl));
+		else
+			json_object_set_new(j, "split", json_string(splits[o->split]));
+	}
+	char *s = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+	json_decref(j);
+	if (!s) {
+		tool_err("out of memory");
+		exit(2);
+	}
+	return s;
+}
+
+static void parse(int argc, char **argv, opts *o, char ***files, int *nfiles)
+{
+	enum { O_TOK = 256, O_SPLIT, O_FIELD, O_TEMPLATE, O_STRICT, O_RANDOM, O_SEED, O_MODE, O_SHOW,
+	       O_DECODE, O_ENCODE, O_SPECIAL, O_HELP, O_VERSION };
+	static const struct option lo[] = {
+		{ "model", required_argument, 0, 'm' }, { "tokenizer", required_argument, 0, O_TOK },
+		{ "split", required_argument, 0, O_SPLIT }, { "field", required_argument, 0, O_FIELD },
+		{ "template", required_argument, 0, O_TEMPLATE }, { "strict", no_argument, 0, O_STRICT },
+		{ "random", no_argument, 0, O_RANDOM }, { "seed", required_argument, 0, O_SEED },
+		{ "mode", required_argument, 0, O_MODE }, { "output", required_argument, 0, 'o' },
+		{ "show", required_argument, 0, O_SHOW }, { "decode", required_argument, 0, O_DECODE },
+		{ "encode", required_argument, 0, O_ENCODE }, { "special", no_argument, 0, O_SPECIAL },
+		{ "quiet", no_argument, 0, 'q' }, { "verbose", no_argument, 0, 'v' },
+		{ "help", no_argument, 0, O_HELP }, { "version", no_argument, 0, O_VERSION },
+		{ 0, 0, 0, 0 },
+	};
+	int c, level = QC_LOG_INFO, split_set = 0;
+	*o = (opts){ .split = SPLIT_DOCS, .mode = MODE_PACK, .n = 128, .len = 2048, .decode = -1 };
+	while ((c = getopt_long(argc, argv, "m:n:L:o:qv", lo, NULL)) != -1) {
+		switch (c) {
+		case 'm': o->model = optarg; break;
+		case O_TOK: o->tokdir = optarg; break;
+		case 'n': o->n = tool_parse_i64(usage, "-n", optarg, 1, 1 << 24); break;
+		case 'L': o->len = tool_parse_i64(usage, "-L", optarg, 1, 1 << 24); break;
+		case 'o': o->out = optarg; break;
+		case 'q': level = QC_LOG_QUIET; break;
+		case 'v': level = level < QC_LOG_DEBUG ? level + 1 : level; break;
+		case O_SPLIT:
+			split_set = 1;
+			if (strcmp(optarg, "lines") == 0)
+				o->split = SPLIT_LINES;
+			else if (strcmp(optarg, "docs") == 0)
+				o->split = SPLIT_DOCS;
+			else if (strcmp(optarg, "none") == 0)
+				o->split = SPLIT_NONE;
+			else
+				tool_usage_error(usage, "--split must be lines, docs or none, not '%s'", optarg);
+			break;
+		case O_FIELD: o->field = optarg; break;
+		case O_TEMPLATE: o->tmpl = optarg; break;
+		case O_STRICT: o->strict = 1; break;
+		case O_RANDOM: o->random = 1; break;
+		case O_SEED: o->seed = (uint64_t)tool_parse_i64(usage, "--seed", optarg, 0, INT64_MAX); break;
+		case O_MODE:
+			if (strcmp(optarg, "pack") == 0)
+				o->mode = MODE_PACK;
+			else if (strcmp(optarg, "pad") == 0)
+				o->mode = MODE_PAD;
+			else
+				tool_usage_error(usage, "--mode must be pack or pad, not '%s'", optarg);
+			break;
+		case O_SHOW: o->show = optarg; break;
+		case O_DECODE: o->decode = tool_parse_i64(usage, "--decode", optarg, 0, INT64_MAX); break;
+		case O_ENCODE: o->encode = optarg; break;
+		case O_SPECIAL: o->special = 1; break;
+		case O_HELP:
+			printf("usage: %s\n\n%s", usage, help);
+			exit(tool_close_stdout());
+		case O_VERSION: tool_version();
+		default: tool_usage_error(usage, "unknown or incomplete option");
+		}
+	}
+	qc_log_set_level(level);
+	*files = argv + optind;
+	*nfiles = argc - optind;
+	if (!o->tokdir)
+		o->tokdir = o->model;
+	if (o->show) {
+		if (*nfiles || o->encode || o->random)
+			tool_usage_error(usage, "--show takes no inputs and no --encode or --random");
+		if (o->decode >= 0 && !o->tokdir)
+			tool_usage_error(usage, "--decode needs the tokenizer: give -m DIR or --tokenizer DIR");
+		return;
+	}
+	if (o->decode >= 0)
+		tool_usage_error(usage, "--decode goes with --show FILE");
+	if (!o->tokdir)
+		tool_usage_error(usage, "no model: give -m DIR (or --tokenizer DIR)");
+	if (o->encode) {
+		if (*nfiles || o->random)
+			tool_usage_error(usage, "--encode takes one FILE and no other inputs");
+		return;
+	}
+	if (o->special)
+		tool_usage_error(usage, "--special goes with --encode");
+	if (o->field && o->tmpl)
+		tool_usage_error(usage, "give --field or --template, not both");
+	if ((o->field || o->tmpl) && split_set)
+		tool_usage_error(usage, "--split is for text files, not with --field or --template");
+	if (o->tmpl)
+		check_template(o->tmpl);
+	if (o->random && (*nfiles || o->field || o->tmpl || split_set || o->strict))
+		tool_usage_error(usage, "--random takes no inputs");
+	if (!o->random && *nfiles == 0)
+		tool_usage_error(usage, "no inputs: give text or JSON Lines files, '-' for standard input, or --random");
+	if (o->n > INT64_MAX / o->len || o->n * o->len > ((int64_t)1 << 31))
+		tool_usage_error(usage, "-n times -L must be at most 2^31 tokens");
+}
+
+int main(int argc, char **argv)
+{
+	opts o;
+	char **files;
+	int nfiles;
+	tool_init(argc, argv);
+	parse(argc, argv, &o, &files, &nfiles);
+	if (o.show)
+		return do_show(&o);
+	if (o.encode)
+		return do_encode(&o);
+	/* refuse before doing any work */
+	if ((!o.out || strcmp(o.out, "-") == 0) && isatty(STDOUT_FILENO)) {
+		tool_err("refusing to write a binary token set to a terminal; use -o FILE or a pipe");
+		return 2;
+	}
+
+	qc_h128 tok_hash;
+	qc_tok *t = load_tokenizer(o.tokdir, &tok_hash);
+	int64_t cfg_vocab, cfg_eos;
+	read_model_config(o.model ? o.model : o.tokdir, &cfg_vocab, &cfg_eos);
+	int64_t vocab = qc_tok_vocab_size(t);
+	if (cfg_vocab > 0) {
+		/* the embedding may have more rows than the tokenizer has ids
+		 * (padding for speed), never fewer */
+		if (cfg_vocab < vocab) {
+			tool_err("config.json says vocab_size %" PRId64 " but the tokenizer has ids up to %" PRId64,
+			         cfg_vocab, vocab - 1);
+			return 2;
+		}
+		vocab = cfg_vocab;
+	}
+	int32_t eos = qc_tok_eos(t);
+	if (eos < 0 && cfg_eos >= 0 && cfg_eos < vocab)
+		eos = (int32_t)cfg_eos;
+	int32_t pad = eos >= 0 ? eos : 0;
+
+	rows r = { 0 };
+	r.ids = calloc((size_t)(o.n * o.len), sizeof *r.ids);
+	r.lens = calloc((size_t)o.n, sizeof *r.lens);
+	if (!r.ids || !r.lens) {
+		tool_err("out of memory for %" PRId64 " x %" PRId64 " tokens", o.n, o.len);
+		return 2;
+	}
+	json_t *sources = json_array();
+	docs d = { 0 };
+	int64_t used = 0, produced;
+	if (o.random) {
+		fill_random(&o, t, qc_tok_vocab_size(t) < vocab ? qc_tok_vocab_size(t) : vocab, &r);
+		produced = o.n * o.len;
+	} else {
+		for (int i = 0; i < nfiles; i++) {
+			char *data;
+			size_t len;
+			qc_h128 h;
+			int rc = read_input(files[i], &data, &len, &h);
+			if (rc < 0)
+				return tool_fail(rc);
+			char hex[33];
+			const char *name = strcmp(files[i], "-") == 0 ? "<stdin>" : files[i];
+			json_array_append_new(sources, json_pack("{s:s, s:s}", "name", name, "xxh3_128", qc_h128_hex(h, hex)));
+			if (o.field || o.tmpl)
+				rc = split_jsonl(&d, name, data, len, &o);
+			else
+				split_text(&d, data, len, o.split);
+			free(data);
+			if (rc < 0)
+				return tool_fail(rc);
+		}
+		if (d.records > 0)
+			qc_log(QC_LOG_INFO, "%" PRId64 " records, %" PRId64 " skipped (%" PRId64
+			       " not JSON objects, %" PRId64 " without the field)",
+			       d.records, d.skipped_not_object + d.skipped_no_field, d.skipped_not_object,
+			       d.skipped_no_field);
+		if (d.n == 0) {
+			tool_err("no text in the inputs: every input is empty%s",
+			         o.field || o.tmpl ? " or every record was skipped" : " or blank");
+			return 2;
+		}
+		shuffle(&d, o.seed);
+		if (o.mode == MODE_PACK) {
+			if (eos < 0) {
+				tool_err("the tokenizer has no EOS token to separate documents; use --mode pad");
+				return 2;
+			}
+			produced = fill_pack(&o, t, &d, eos, &r, &used);
+			if (r.n == 0) {
+				tool_err("not enough text for one row: %" PRId64 " tokens, -L is %" PRId64, produced, o.len);
+				return 2;
+			}
+		} else {
+			fill_pad(&o, t, &d, pad, &r, &used);
+			produced = 0;
+			for (int64_t i = 0; i < r.n; i++)
+				produced += r.lens[i];
+		}
+		qc_log(QC_LOG_INFO, "%zu documents, %" PRId64 " used, %" PRId64 " tokens", d.n, used, produced);
+		if (r.n < o.n)
+			qc_log(QC_LOG_INFO, "warning: the inputs fill only %" PRId64 " of %" PRId64 " rows", r.n, o.n);
+	}
+
+	char *src = json_dumps(sources, JSON_COMPACT);
+	char *optj = options_json(&o);
+	qc_tokset_spec spec = {
+		.n = r.n, .l = o.len, .ids = r.ids, .lengths = r.lens, .vocab_size = vocab, .pad_id = pad,
+		.bos_id = qc_tok_bos(t), .eos_id = eos, .tokenizer_hash = tok_hash, .seed = o.seed,
+		.sources = src, .options = optj,
+	};
+	int rc;
+	if (o.out && strcmp(o.out, "-") != 0) {
+		rc = qc_tokset_save(&spec, o.out);
+	} else {
+		qc_sink s;
+		qc_sink_fd(&s, STDOUT_FILENO, "<stdout>");
+		rc = qc_tokset_emit(&spec, &s);
+	}
+	int64_t total = 0;
+	for (int64_t i = 0; i < r.n; i++)
+		total += r.lens[i];
+	if (rc == 0)
+		qc_log(QC_LOG_INFO, "wrote %" PRId64 " rows of %" PRId64 " (%" PRId64 " tokens) to %s", r.n, o.len,
+		       total, o.out && strcmp(o.out, "-") != 0 ? o.out : "<stdout>");
+	for (size_t i = 0; i < d.n; i++)
+		free(d.v[i].p);
+	free(d.v);
+	free(src);
+	free(optj);
+	json_decref(sources);
+	free(r.ids);
+	free(r.lens);
+	qc_tok_free(t);
+	if (rc < 0)
+		return tool_fail(rc);
+	return tool_close_stdout();
+}
