@@ -162,7 +162,7 @@ void qc_model_free(qc_model *m)
 	free(m->inv_freq);
 	qc_ctq_free(m->own_q);
 	if (m->own_cfg)
-		json_decref(m->cfg.raw);
+		qc_config_free(&m->cfg);
 	free(m);
 }
 
@@ -211,24 +211,6 @@ static int ensure_mlp(qc_model *m)
 }
 
 /* ---------------------------------------------------------------- tensor helpers */
-
-static const char *const lin_path[QC_LIN_COUNT] = {
-	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-	"mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
-};
-
-static void lin_shape(const qc_model *m, int l, int64_t *out, int64_t *in)
-{
-	switch (l) {
-	case QC_LIN_Q: *out = m->qd; *in = m->H; break;
-	case QC_LIN_K:
-	case QC_LIN_V: *out = m->kvd; *in = m->H; break;
-	case QC_LIN_O: *out = m->H; *in = m->qd; break;
-	case QC_LIN_GATE:
-	case QC_LIN_UP: *out = m->I; *in = m->H; break;
-	default: *out = m->H; *in = m->I; break;
-	}
-}
 
 static void release_name(qc_model *m, const char *name)
 {
@@ -396,8 +378,11 @@ int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
 		goto fail;
 	float wscale[QC_LIN_COUNT] = { 0 };
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
-		lin_shape(m, l, &lw->out[l], &lw->in[l]);
-		snprintf(module, sizeof module, "model.layers.%d.%s", layer, lin_path[l]);
+		int64_t sh[2];
+		qc_linear_shape(&m->cfg, (qc_linear)l, sh);
+		lw->out[l] = sh[0];
+		lw->in[l] = sh[1];
+		snprintf(module, sizeof module, "model.layers.%d.%s", layer, qc_linear_path((qc_linear)l));
 		qc_ctq_linear L;
 		rc = qc_ctq_linear_get(&L, m->q, &m->src, module, lw->out[l], lw->in[l]);
 		if (!rc && !(lw->w[l] = walloc(m, lw->out[l] * lw->in[l])))
@@ -685,4 +670,53 @@ int qc_model_forward(qc_model *m, const int32_t *ids, const int64_t *lens, int64
 	}
 	qk_free(m->kc, x);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static int ck_get(void *ctx, const char *name, const qc_tensor **t)
+{
+	return qc_ckpt_get(ctx, name, t);
+}
+
+static void ck_release(void *ctx, const char *name)
+{
+	qc_ckpt_release(ctx, name);
+}
+
+void qc_wsrc_ckpt(qc_wsrc *src, qc_ckpt *ck)
+{
+	*src = (qc_wsrc){ ck, ck_get, ck_release };
+}
+
+int qc_model_open(qc_model **out, qc_ckpt *ck, qk_ctx *kc, const qc_model_opts *opts)
+{
+	*out = NULL;
+	const void *data;
+	size_t len;
+	int rc = qc_ckpt_file(ck, "config.json", &data, &len);
+	if (rc == QC_ENOTFOUND)
+		return qc_seterr(QC_EFORMAT, "checkpoint '%s' has no config.json", qc_ckpt_name(ck));
+	if (rc)
+		return rc;
+	char name[4200];
+	snprintf(name, sizeof name, "%s/config.json", qc_ckpt_name(ck));
+	qc_config cfg;
+	QC_TRY(qc_config_parse(&cfg, data, len, name));
+	qc_ctq *q = NULL;
+	if ((rc = qc_ctq_from_config(&q, cfg.raw))) {
+		qc_config_free(&cfg);
+		return qc_errctx(rc, "reading '%s'", name);
+	}
+	qc_wsrc src;
+	qc_wsrc_ckpt(&src, ck);
+	if ((rc = qc_model_new(out, &cfg, &src, q, kc, opts))) {
+		qc_ctq_free(q);
+		qc_config_free(&cfg);
+		return rc;
+	}
+	(*out)->cfg.raw = cfg.raw;
+	(*out)->own_cfg = 1;
+	(*out)->own_q = q;
+	return 0;
 }
