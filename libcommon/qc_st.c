@@ -365,9 +365,16 @@ int qc_st_open_header(qc_st **out, const void *json, size_t n, uint64_t file_siz
 	if (!st)
 		return qc_seterr(QC_ENOMEM, "cannot read '%s': out of memory", name ? name : "<stream>");
 	int rc = 0;
-	if (n < 2 || n > QC_ST_MAX_HEADER || file_size < 8 || n > file_size - 8)
-		rc = BAD(st, "header length %zu does not fit a file of %llu bytes", n,
+	uint64_t len = n;
+	unsigned char p[8];
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(len >> (8 * i));
+	/* the same length checks, and messages, as a whole file gets */
+	if (file_size < 8)
+		rc = BAD(st, "truncated to %llu bytes (shorter than the 8-byte prefix)",
 		         (unsigned long long)file_size);
+	if (rc == 0)
+		rc = prefix_check(p, file_size, &len, st->name);
 	if (rc == 0)
 		rc = parse_header(st, json, n, file_size);
 	return finish_open(out, st, rc);

@@ -78,7 +78,9 @@ int qc_st_check_prefix(const unsigned char prefix[8], uint64_t file_size, uint64
 /* Validate a header alone, before the data has been read (streams): json is
  * the N header bytes that follow the 8-byte prefix, file_size the size of the
  * whole file. Every check above is made (including that the data ends exactly
- * at file_size); the tensor views have data == NULL. Used to decide where a
+ * at file_size), with the messages qc_st_open gives; a length n that cannot
+ * fit is refused before json is read (json may then be NULL). The tensor
+ * views have data == NULL. Used to decide where a
  * shard goes (memory, spill, a copy) before reading its data. */
 int qc_st_open_header(qc_st **out, const void *json, size_t n, uint64_t file_size,
                       const char *name);
