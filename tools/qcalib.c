@@ -530,23 +530,22 @@ static int do_show(const opts *o)
 static int do_encode(const opts *o)
 {
 	qc_tok *t = load_tokenizer(o->tokdir, NULL);
-	char *data;
+	char *data = NULL;
 	size_t len;
 	qc_h128 h;
-	int rc = read_input(o->encode, &data, &len, &h);
-	if (rc < 0)
-		return tool_fail(rc);
 	qc_ids ids = { 0 };
-	rc = qc_tok_encode(t, data, len, o->special ? QC_TOK_ADD_SPECIAL : 0, &ids);
-	if (rc < 0)
-		return tool_fail(rc);
-	for (size_t i = 0; i < ids.n; i++)
-		printf(i ? " %d" : "%d", ids.v[i]);
-	putchar('\n');
+	int rc = read_input(o->encode, &data, &len, &h);
+	if (rc == 0)
+		rc = qc_tok_encode(t, data, len, o->special ? QC_TOK_ADD_SPECIAL : 0, &ids);
+	if (rc == 0) {
+		for (size_t i = 0; i < ids.n; i++)
+			printf(i ? " %d" : "%d", ids.v[i]);
+		putchar('\n');
+	}
 	qc_ids_release(&ids);
 	free(data);
 	qc_tok_free(t);
-	return tool_close_stdout();
+	return rc < 0 ? tool_fail(rc) : tool_close_stdout();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -691,6 +690,11 @@ int main(int argc, char **argv)
 
 	qc_h128 tok_hash;
 	qc_tok *t = load_tokenizer(o.tokdir, &tok_hash);
+	rows r = { 0 };
+	json_t *sources = json_array();
+	docs d = { 0 };
+	char *src = NULL, *optj = NULL;
+	int st = 2, rc = 0;
 	int64_t cfg_vocab, cfg_eos;
 	read_model_config(o.model ? o.model : o.tokdir, &cfg_vocab, &cfg_eos);
 	int64_t vocab = qc_tok_vocab_size(t);
@@ -700,7 +704,7 @@ int main(int argc, char **argv)
 		if (cfg_vocab < vocab) {
 			tool_err("config.json says vocab_size %" PRId64 " but the tokenizer has ids up to %" PRId64,
 			         cfg_vocab, vocab - 1);
-			return 2;
+			goto out;
 		}
 		vocab = cfg_vocab;
 	}
@@ -709,15 +713,12 @@ int main(int argc, char **argv)
 		eos = (int32_t)cfg_eos;
 	int32_t pad = eos >= 0 ? eos : 0;
 
-	rows r = { 0 };
 	r.ids = calloc((size_t)(o.n * o.len), sizeof *r.ids);
 	r.lens = calloc((size_t)o.n, sizeof *r.lens);
-	if (!r.ids || !r.lens) {
+	if (!r.ids || !r.lens || !sources) {
 		tool_err("out of memory for %" PRId64 " x %" PRId64 " tokens", o.n, o.len);
-		return 2;
+		goto out;
 	}
-	json_t *sources = json_array();
-	docs d = { 0 };
 	int64_t used = 0, produced;
 	if (o.random) {
 		fill_random(&o, t, qc_tok_vocab_size(t) < vocab ? qc_tok_vocab_size(t) : vocab, &r);
@@ -727,9 +728,8 @@ int main(int argc, char **argv)
 			char *data;
 			size_t len;
 			qc_h128 h;
-			int rc = read_input(files[i], &data, &len, &h);
-			if (rc < 0)
-				return tool_fail(rc);
+			if ((rc = read_input(files[i], &data, &len, &h)) < 0)
+				goto out;
 			char hex[33];
 			const char *name = strcmp(files[i], "-") == 0 ? "<stdin>" : files[i];
 			json_array_append_new(sources, json_pack("{s:s, s:s}", "name", name, "xxh3_128", qc_h128_hex(h, hex)));
@@ -739,7 +739,7 @@ int main(int argc, char **argv)
 				split_text(&d, data, len, o.split);
 			free(data);
 			if (rc < 0)
-				return tool_fail(rc);
+				goto out;
 		}
 		if (d.records > 0)
 			qc_log(QC_LOG_INFO, "%" PRId64 " records, %" PRId64 " skipped (%" PRId64
@@ -749,18 +749,18 @@ int main(int argc, char **argv)
 		if (d.n == 0) {
 			tool_err("no text in the inputs: every input is empty%s",
 			         o.field || o.tmpl ? " or every record was skipped" : " or blank");
-			return 2;
+			goto out;
 		}
 		shuffle(&d, o.seed);
 		if (o.mode == MODE_PACK) {
 			if (eos < 0) {
 				tool_err("the tokenizer has no EOS token to separate documents; use --mode pad");
-				return 2;
+				goto out;
 			}
 			produced = fill_pack(&o, t, &d, eos, &r, &used);
 			if (r.n == 0) {
 				tool_err("not enough text for one row: %" PRId64 " tokens, -L is %" PRId64, produced, o.len);
-				return 2;
+				goto out;
 			}
 		} else {
 			fill_pad(&o, t, &d, pad, &r, &used);
@@ -773,14 +773,13 @@ int main(int argc, char **argv)
 			qc_log(QC_LOG_INFO, "warning: the inputs fill only %" PRId64 " of %" PRId64 " rows", r.n, o.n);
 	}
 
-	char *src = json_dumps(sources, JSON_COMPACT);
-	char *optj = options_json(&o);
+	src = json_dumps(sources, JSON_COMPACT);
+	optj = options_json(&o);
 	qc_tokset_spec spec = {
 		.n = r.n, .l = o.len, .ids = r.ids, .lengths = r.lens, .vocab_size = vocab, .pad_id = pad,
 		.bos_id = qc_tok_bos(t), .eos_id = eos, .tokenizer_hash = tok_hash, .seed = o.seed,
 		.sources = src, .options = optj,
 	};
-	int rc;
 	if (o.out && strcmp(o.out, "-") != 0) {
 		rc = qc_tokset_save(&spec, o.out);
 	} else {
@@ -788,12 +787,17 @@ int main(int argc, char **argv)
 		qc_sink_fd(&s, STDOUT_FILENO, "<stdout>");
 		rc = qc_tokset_emit(&spec, &s);
 	}
-	int64_t total = 0;
-	for (int64_t i = 0; i < r.n; i++)
-		total += r.lens[i];
-	if (rc == 0)
+	if (rc == 0) {
+		int64_t total = 0;
+		for (int64_t i = 0; i < r.n; i++)
+			total += r.lens[i];
 		qc_log(QC_LOG_INFO, "wrote %" PRId64 " rows of %" PRId64 " (%" PRId64 " tokens) to %s", r.n, o.len,
 		       total, o.out && strcmp(o.out, "-") != 0 ? o.out : "<stdout>");
+		st = tool_close_stdout();
+	}
+out:
+	if (rc < 0)
+		st = tool_fail(rc);
 	for (size_t i = 0; i < d.n; i++)
 		free(d.v[i].p);
 	free(d.v);
@@ -803,7 +807,5 @@ int main(int argc, char **argv)
 	free(r.ids);
 	free(r.lens);
 	qc_tok_free(t);
-	if (rc < 0)
-		return tool_fail(rc);
-	return tool_close_stdout();
+	return st;
 }

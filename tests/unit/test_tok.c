@@ -72,7 +72,7 @@ static void expect_ids(qc_tok *t, const char *text, size_t len, unsigned flags, 
 {
 	qc_ids ids = { 0 };
 	tu_assert_rc(qc_tok_encode(t, text, len, flags, &ids), 0);
-	if (ids.n != n || memcmp(ids.v, want, n * sizeof *want) != 0) {
+	if (ids.n != n || (n > 0 && memcmp(ids.v, want, n * sizeof *want) != 0)) {
 		print_error("encoding of '%.*s': got", (int)len, text);
 		for (size_t i = 0; i < ids.n; i++)
 			print_error(" %d", ids.v[i]);
@@ -88,7 +88,8 @@ static void expect_ids(qc_tok *t, const char *text, size_t len, unsigned flags, 
 	tu_assert_rc(qc_tok_encode(t, text, len, flags, &ref), 0);
 	qc_tok_set_reference(t, 0);
 	assert_int_equal(ref.n, n);
-	assert_memory_equal(ref.v, want, n * sizeof *want);
+	if (n > 0)
+		assert_memory_equal(ref.v, want, n * sizeof *want);
 	qc_ids_release(&ids);
 	qc_ids_release(&ref);
 }
