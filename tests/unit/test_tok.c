@@ -261,6 +261,78 @@ static void test_merge_order(void **state)
 	qc_tok_free(t);
 }
 
+
+/* Split behaviors, seen through ignore_merges: a word that is a whole
+ * vocabulary entry becomes that one id, so the ids show the word cuts. */
+static qc_tok *split_tok(const char *pre_json)
+{
+	json_t *vocab = json_object();
+	char sp[4];
+	for (int b = 0; b < 256; b++) {
+		bl_spell(b, sp);
+		json_object_set_new(vocab, sp, json_integer(b));
+	}
+	static const char *words[] = { "a-", "-b", "a-b", "--", "a,", "a,b" };
+	for (int i = 0; i < 6; i++)
+		json_object_set_new(vocab, words[i], json_integer(300 + i));
+	json_error_t e;
+	json_t *pre = json_loads(pre_json, 0, &e);
+	assert_non_null(pre);
+	return load_json(json_pack("{s:o, s:{s:s, s:b, s:o, s:[]}}", "pre_tokenizer", pre, "model", "type",
+	                           "BPE", "ignore_merges", 1, "vocab", vocab),
+	                 NULL);
+}
+
+static void test_split_behaviors(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *beh;
+		int invert;
+		const char *text;
+		int32_t want[4];
+		size_t n;
+	} cases[] = {
+		{ "Isolated", 0, "a-b", { 97, 45, 98 }, 3 },
+		{ "Removed", 0, "a-b", { 97, 98 }, 2 },
+		{ "MergedWithPrevious", 0, "a-b", { 300, 98 }, 2 },
+		{ "MergedWithNext", 0, "a-b", { 97, 301 }, 2 },
+		{ "Contiguous", 0, "a--b", { 97, 303, 98 }, 3 },
+		{ "Isolated", 0, "a--b", { 97, 45, 45, 98 }, 4 },
+		{ "Removed", 1, "a-b", { 45 }, 1 },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char pre[512];
+		snprintf(pre, sizeof pre,
+		         "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+		         "{\"String\": \"-\"}, \"behavior\": \"%s\", \"invert\": %s}, "
+		         "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]}",
+		         cases[i].beh, cases[i].invert ? "true" : "false");
+		qc_tok *t = split_tok(pre);
+		expect_ids(t, cases[i].text, strlen(cases[i].text), 0, cases[i].want, cases[i].n);
+		qc_tok_free(t);
+	}
+	/* without a split the whole word is one entry; Punctuation cuts it */
+	qc_tok *t = split_tok("{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}");
+	expect_ids(t, TXT("a,b"), 0, IDS(305));
+	qc_tok_free(t);
+	t = split_tok("{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Punctuation\"}, "
+	              "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]}");
+	expect_ids(t, TXT("a,b"), 0, IDS(97, 44, 98));
+	qc_tok_free(t);
+	t = split_tok("{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Punctuation\", "
+	              "\"behavior\": \"MergedWithPrevious\"}, {\"type\": \"ByteLevel\", \"use_regex\": false, "
+	              "\"add_prefix_space\": false}]}");
+	expect_ids(t, TXT("a,b"), 0, IDS(304, 98));
+	qc_tok_free(t);
+	/* Digits in runs; add_prefix_space puts a space before the first word */
+	t = split_tok("{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Digits\", "
+	              "\"individual_digits\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+	              "\"use_regex\": false}]}");
+	expect_ids(t, TXT("a12"), 0, IDS(32, 97, 32, 49, 50));
+	qc_tok_free(t);
+}
+
 /* ------------------------------------------------------------------------ */
 /* a small SentencePiece-style BPE                                           */
 
@@ -550,6 +622,7 @@ int main(void)
 		cmocka_unit_test(test_bytelevel_config),
 		cmocka_unit_test(test_bytelevel_invalid_utf8),
 		cmocka_unit_test(test_merge_order),
+		cmocka_unit_test(test_split_behaviors),
 		cmocka_unit_test(test_spm_small),
 		cmocka_unit_test(test_spm_cut_matches_reference),
 		cmocka_unit_test(test_errors),
