@@ -279,7 +279,7 @@ static qc_tok *split_tok(const char *pre_json)
 	json_t *pre = json_loads(pre_json, 0, &e);
 	assert_non_null(pre);
 	return load_json(json_pack("{s:o, s:{s:s, s:b, s:o, s:[]}}", "pre_tokenizer", pre, "model", "type",
-	                           "BPE", "ignore_merges", 1, "vocab", vocab),
+	                           "BPE", "ignore_merges", 1, "vocab", vocab, "merges"),
 	                 NULL);
 }
 
