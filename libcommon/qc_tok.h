@@ -44,7 +44,7 @@
 
 typedef struct qc_tok qc_tok;
 
-/* Files larger than this are rejected as malformed (Llama-3's is 9 MB). */
+/* Files larger than this are rejected as malformed (Llama-3's is 6 to 9 MB). */
 #define QC_TOK_MAX_JSON (512u << 20)
 
 /* ---- loading ---- */
@@ -165,7 +165,10 @@ typedef struct qc_tok_built {
  *   vocab_size - 1.
  * The post-processor adds BOS; tokenizer_config says add_bos_token true,
  * add_eos_token false. The output is deterministic for the same arguments
- * and loads with qc_tok_load_mem (and with the tokenizers library).
+ * and loads with qc_tok_load_mem (and is meant to load with the tokenizers
+ * library: the same schema as Llama-3's file). Each reserved special costs
+ * about 200 bytes of JSON: V = 128256 on a short text gives a 26 MB
+ * tokenizer.json, built in about 0.5 s.
  * QC_EINVAL for vocab_size < 259 or > 2^31 - 1; text may be empty. */
 int qc_tok_build_bytelevel(int64_t vocab_size, const char *text, size_t len, qc_tok_built *out);
 void qc_tok_built_release(qc_tok_built *b);      /* frees and zeroes */
