@@ -3,8 +3,8 @@
 # Lines starting "$ " inside .Bd -literal blocks under .Sh EXAMPLES are run in
 # order by bash -e -o pipefail, in one fresh directory per page, with the
 # tools on PATH.
-. "$(dirname "$0")/lib.sh"
 top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 
 extract() { # page -> commands on stdout
 	awk '
