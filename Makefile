@@ -34,7 +34,7 @@ CFLAGS   += $(CSTD) $(OPT) -g $(WARN) $(SANFLAGS) -MMD -MP -fPIC
 LDFLAGS  += $(SANFLAGS)
 
 LIB_SRC   := $(sort $(wildcard libcommon/*.c) $(wildcard kernels/cpu/*.c))
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/corpus.o
 LIB       := $(BUILD)/libcommon.a
 
 ifneq ($(NVCC),)
@@ -73,6 +73,14 @@ $(DEPS_OK): scripts/deps.sh
 $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# the bundled public-domain text, compiled in (qsynth trains its tokenizer on it)
+$(BUILD)/gen/corpus.c: calib/public-domain.txt scripts/embed.sh
+	@mkdir -p $(@D)
+	sh scripts/embed.sh qc_builtin_corpus calib/public-domain.txt >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/corpus.o: $(BUILD)/gen/corpus.c
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.cu | $(DEPS_OK)
 	@mkdir -p $(@D)

@@ -60,6 +60,6 @@ int qc_exit_status(int code);
 
 /* Broken invariant (a bug, not bad input): print file:line and abort. */
 #define QC_ASSERT(c) do { if (!(c)) qc_assert_fail(#c, __FILE__, __LINE__); } while (0)
-void qc_assert_fail(const char *what, const char *file, int line) __attribute__((noreturn));
+void qc_assert_fail(const char *what, const char *file, int line) __attribute__((__noreturn__));
 
 #endif

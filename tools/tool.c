@@ -31,6 +31,29 @@ const char *tool_prog(void) { return prog; }
 int tool_argc(void) { return g_argc; }
 char *const *tool_argv(void) { return g_argv; }
 
+char *const *tool_manifest_argv(void)
+{
+	static char **clean;
+	if (clean)
+		return clean;
+	clean = calloc((size_t)g_argc + 1, sizeof *clean);
+	if (!clean)
+		return g_argv;
+	for (int i = 0; i < g_argc; i++) {
+		const char *a = g_argv[i];
+		if (i == 0)
+			a = prog;
+		else if (strcmp(g_argv[i - 1], "-o") == 0 || strcmp(g_argv[i - 1], "--output") == 0)
+			a = "OUT";
+		else if (strncmp(a, "--output=", 9) == 0)
+			a = "--output=OUT";
+		else if (strncmp(a, "-o", 2) == 0 && a[2] && a[1] != '-')
+			a = "-oOUT";
+		clean[i] = (char *)a;
+	}
+	return clean;
+}
+
 void tool_err(const char *fmt, ...)
 {
 	va_list ap;

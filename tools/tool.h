@@ -22,6 +22,13 @@ const char *tool_prog(void);
 int tool_argc(void);
 char *const *tool_argv(void);
 
+/* The command line as the manifest records it: argv[0] reduced to the tool's
+ * name and the output path (the argument of -o/--output, also in the forms
+ * -oPATH and --output=PATH) written as "OUT", so that the same options give
+ * the same bytes wherever the tool is installed and whatever the output is
+ * called. Valid for the life of the process. */
+char *const *tool_manifest_argv(void);
+
 /* Print "prog: <qc_errmsg() or generic text>" and return the exit status for rc. */
 int tool_fail(int rc);
 /* Print "prog: fmt..." to stderr. */
