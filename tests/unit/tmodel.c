@@ -195,7 +195,9 @@ void tm_make(tm_model *m, const qc_config *c, qc_dtype dt, uint64_t seed)
 	int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
 	int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
 	int64_t sh[2] = { V, H };
-	put_random(m, &r, "model.embed_tokens.weight", dt, 2, sh, 0, 1);
+	/* logits (tied or not) spread with a standard deviation of a few units,
+	 * as in trained models */
+	put_random(m, &r, "model.embed_tokens.weight", dt, 2, sh, 0, 2.5 / sqrt((double)H));
 	char name[256];
 	for (int l = 0; l < c->num_hidden_layers; l++) {
 		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
@@ -215,7 +217,7 @@ void tm_make(tm_model *m, const qc_config *c, qc_dtype dt, uint64_t seed)
 	}
 	put_random(m, &r, "model.norm.weight", dt, 1, &H, 1, 0.1);
 	if (!c->tie_word_embeddings)
-		put_random(m, &r, "lm_head.weight", dt, 2, sh, 0, 2 / sqrt((double)H));
+		put_random(m, &r, "lm_head.weight", dt, 2, sh, 0, 2.5 / sqrt((double)H));
 }
 
 void tm_free(tm_model *m)
@@ -480,4 +482,225 @@ void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, i
 		free(LM);
 	free(E); free(nf); free(x); free(h); free(q); free(k); free(v); free(a);
 	free(g); free(u); free(hq); free(inv); free(sc);
+}
+
+/* ---------------------------------------------------------------- RTN writer */
+
+float tm_e4m3_value(uint8_t b)
+{
+	int e = (b >> 3) & 15, mt = b & 7;
+	float v = e ? ldexpf(1.0f + mt / 8.0f, e - 7) : ldexpf(mt / 8.0f, -6);
+	return b & 0x80 ? -v : v;
+}
+
+uint8_t tm_e4m3(float v)
+{
+	float r = e4m3_round(v), a = fabsf(r);
+	for (int c = 0; c < 127; c++)
+		if (tm_e4m3_value((uint8_t)c) == a)
+			return (uint8_t)(c | (r < 0 || (r == 0 && signbit(v)) ? 0x80 : 0));
+	fail_msg("tm_e4m3: %g", (double)v);
+	return 0;
+}
+
+/* a scale as stored (rounded to dt) */
+static float store_round(float s, qc_dtype dt)
+{
+	if (dt == QC_DT_BF16) {
+		uint32_t u = (uint32_t)to_bf16(s) << 16;
+		memcpy(&s, &u, 4);
+	}
+	return s;
+}
+
+static void put_scalar_dt(void *buf, size_t i, float v, qc_dtype dt)
+{
+	if (dt == QC_DT_BF16)
+		((uint16_t *)buf)[i] = to_bf16(v);
+	else
+		((float *)buf)[i] = v;
+}
+
+static double get_scalar(const qc_tensor *t, int64_t i)
+{
+	if (t->dtype == QC_DT_F32) {
+		float f;
+		memcpy(&f, (const char *)t->data + 4 * i, 4);
+		return f;
+	}
+	uint16_t h;
+	memcpy(&h, (const char *)t->data + 2 * i, 2);
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+void tm_quantize(tm_model *m, const tm_qspec *q)
+{
+	const qc_config *c = &m->cfg;
+	int qmin = -(1 << (q->bits - 1)), qmax = (1 << (q->bits - 1)) - 1;
+	for (int l = 0; l < c->num_hidden_layers; l++)
+		for (int k = 0; k < 7; k++) {
+			char name[256], base[200];
+			snprintf(base, sizeof base, "model.layers.%d.%s", l, paths[k]);
+			snprintf(name, sizeof name, "%s.weight", base);
+			const qc_tensor *t = tm_find(m, name);
+			assert_non_null(t);
+			assert_int_equal(t->dtype, QC_DT_F32);
+			int64_t out = t->shape[0], in = t->shape[1];
+			const float *w = t->data;
+			int64_t g = q->strategy == 2 ? q->group : in;
+			int64_t ng = (in + g - 1) / g, srows = q->strategy == 0 ? 1 : out;
+			float *sc = malloc(sizeof(float) * (size_t)(srows * ng));
+			float *zp = calloc((size_t)(srows * ng), sizeof(float));
+			uint8_t *codes = malloc((size_t)(out * in));
+			/* parameters per (row or whole, group) */
+			for (int64_t r = 0; r < srows; r++)
+				for (int64_t gi = 0; gi < ng; gi++) {
+					float mn = 0, mx = 0;
+					int64_t r0 = q->strategy == 0 ? 0 : r, r1 = q->strategy == 0 ? out : r + 1;
+					for (int64_t rr = r0; rr < r1; rr++)
+						for (int64_t cc = gi * g; cc < (gi + 1) * g && cc < in; cc++) {
+							mn = fminf(mn, w[rr * in + cc]);
+							mx = fmaxf(mx, w[rr * in + cc]);
+						}
+					float s, z = 0;
+					if (q->is_float) {
+						s = fmaxf(fabsf(mn), mx) / 448.0f;
+					} else if (q->symmetric) {
+						s = fmaxf(fabsf(mn), mx) / ((float)(qmax - qmin) / 2.0f);
+					} else {
+						s = (mx - mn) / (float)(qmax - qmin);
+					}
+					s = store_round(fmaxf(s, 1.1920929e-07f), q->scale_dt);
+					if (!q->is_float && !q->symmetric)
+						z = fminf((float)qmax, fmaxf((float)qmin, rne((float)qmin - mn / s)));
+					sc[r * ng + gi] = s;
+					zp[r * ng + gi] = z;
+				}
+			for (int64_t r = 0; r < out; r++)
+				for (int64_t cc = 0; cc < in; cc++) {
+					int64_t si = (q->strategy == 0 ? 0 : r) * ng + cc / g;
+					float v = w[r * in + cc] / sc[si];
+					if (q->is_float) {
+						codes[r * in + cc] = tm_e4m3(fminf(448, fmaxf(-448, v)));
+					} else {
+						float k2 = fminf((float)qmax, fmaxf((float)qmin, rne(v + zp[si])));
+						codes[r * in + cc] = (uint8_t)(int8_t)k2;
+					}
+				}
+			tm_remove(m, name);
+			int64_t ss[2] = { srows, ng }, one = 1;
+			void *sbuf = malloc(4 * (size_t)(srows * ng));
+			for (int64_t i = 0; i < srows * ng; i++)
+				put_scalar_dt(sbuf, (size_t)i, sc[i], q->scale_dt);
+			snprintf(name, sizeof name, "%s.weight_scale", base);
+			if (q->strategy == 0)
+				tm_put(m, name, q->scale_dt, 1, &one, sbuf);
+			else
+				tm_put(m, name, q->scale_dt, 2, ss, sbuf);
+			if (!q->packed) {
+				int64_t ws[2] = { out, in };
+				snprintf(name, sizeof name, "%s.weight", base);
+				tm_put(m, name, q->is_float ? QC_DT_F8_E4M3 : QC_DT_I8, 2, ws, codes);
+				if (!q->is_float && !q->symmetric) {
+					int8_t *z8 = malloc((size_t)(srows * ng));
+					for (int64_t i = 0; i < srows * ng; i++)
+						z8[i] = (int8_t)zp[i];
+					snprintf(name, sizeof name, "%s.weight_zero_point", base);
+					if (q->strategy == 0)
+						tm_put(m, name, QC_DT_I8, 1, &one, z8);
+					else
+						tm_put(m, name, QC_DT_I8, 2, ss, z8);
+					free(z8);
+				}
+			} else {
+				/* value c of a row in word c / pf at bits b * (c % pf), as q + 2^(b-1) */
+				int b = q->bits, pf = 32 / b;
+				int64_t nw = (in + pf - 1) / pf, ps[2] = { out, nw };
+				uint32_t *pk = calloc((size_t)(out * nw), 4);
+				for (int64_t r = 0; r < out; r++)
+					for (int64_t cc = 0; cc < in; cc++) {
+						uint32_t u = (uint32_t)((int8_t)codes[r * in + cc] + (1 << (b - 1)));
+						pk[r * nw + cc / pf] |= u << (b * (cc % pf));
+					}
+				snprintf(name, sizeof name, "%s.weight_packed", base);
+				tm_put(m, name, QC_DT_I32, 2, ps, pk);
+				int64_t shp[2] = { out, in }, two = 2;
+				snprintf(name, sizeof name, "%s.weight_shape", base);
+				tm_put(m, name, QC_DT_I64, 1, &two, shp);
+				if (!q->symmetric) {
+					int64_t zr = (out + pf - 1) / pf, zs[2] = { zr, ng };
+					uint32_t *zpk = calloc((size_t)(zr * ng), 4);
+					for (int64_t r = 0; r < out; r++)
+						for (int64_t gi = 0; gi < ng; gi++) {
+							uint32_t u = (uint32_t)((int)zp[r * ng + gi] + (1 << (b - 1)));
+							zpk[(r / pf) * ng + gi] |= u << (b * (r % pf));
+						}
+					snprintf(name, sizeof name, "%s.weight_zero_point", base);
+					tm_put(m, name, QC_DT_I32, 2, zs, zpk);
+					free(zpk);
+				}
+				free(pk);
+			}
+			free(sbuf);
+			free(sc);
+			free(zp);
+			free(codes);
+		}
+}
+
+double *tm_dequant(void *ctx, int layer, int lin)
+{
+	const tm_qref *qr = ctx;
+	const tm_model *m = qr->m;
+	const tm_qspec *q = qr->q;
+	char base[200], name[256];
+	snprintf(base, sizeof base, "model.layers.%d.%s", layer, paths[lin]);
+	snprintf(name, sizeof name, "%s.weight_scale", base);
+	const qc_tensor *st = tm_find(m, name);
+	if (!st)
+		return NULL;   /* not quantized: the reference reads the dense weight */
+	snprintf(name, sizeof name, "%s.%s", base, q->packed ? "weight_packed" : "weight");
+	const qc_tensor *wt = tm_find(m, name);
+	snprintf(name, sizeof name, "%s.weight_zero_point", base);
+	const qc_tensor *zt = tm_find(m, name);
+	int64_t out, in;
+	if (q->packed) {
+		int64_t shp[2];
+		snprintf(name, sizeof name, "%s.weight_shape", base);
+		memcpy(shp, tm_find(m, name)->data, 16);
+		out = shp[0];
+		in = shp[1];
+	} else {
+		out = wt->shape[0];
+		in = wt->shape[1];
+	}
+	int b = q->bits, pf = 32 / b;
+	int64_t g = q->strategy == 2 ? q->group : in, ng = (in + g - 1) / g, nw = (in + pf - 1) / pf;
+	double *w = malloc(sizeof(double) * (size_t)(out * in));
+	for (int64_t r = 0; r < out; r++)
+		for (int64_t c = 0; c < in; c++) {
+			int64_t si = (q->strategy == 0 ? 0 : r) * ng + c / g;
+			double code, z = 0;
+			if (q->packed) {
+				uint32_t wd;
+				memcpy(&wd, (const char *)wt->data + 4 * (r * nw + c / pf), 4);
+				code = (double)((int)((wd >> (b * (c % pf))) & ((1u << b) - 1)) - (1 << (b - 1)));
+				if (zt) {
+					uint32_t zw;
+					memcpy(&zw, (const char *)zt->data + 4 * ((r / pf) * ng + c / g), 4);
+					z = (double)((int)((zw >> (b * (r % pf))) & ((1u << b) - 1)) - (1 << (b - 1)));
+				}
+			} else if (q->is_float) {
+				code = tm_e4m3_value(((const uint8_t *)wt->data)[r * in + c]);
+			} else {
+				code = ((const int8_t *)wt->data)[r * in + c];
+				if (zt)
+					z = ((const int8_t *)zt->data)[si];
+			}
+			w[r * in + c] = (code - z) * get_scalar(st, si);
+		}
+	return w;
 }

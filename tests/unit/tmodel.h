@@ -30,8 +30,9 @@ void tm_config(qc_config *c, int64_t hidden, int64_t inter, int64_t layers, int6
                int64_t kv_heads, int64_t head_dim, int64_t vocab, int tied);
 
 /* Random weights in dtype dt (F32, F16 or BF16) for cfg, deterministic from
- * seed: Linear weights N(0, 1/in), norms 1 + 0.1 N(0,1), embeddings N(0,1),
- * lm_head N(0, 4/hidden), biases N(0, 0.01) when the config has them. */
+ * seed: Linear weights N(0, 1/in), norms 1 + 0.1 N(0,1), embeddings and
+ * lm_head N(0, 6.25/hidden) (logits with a standard deviation near 2.5),
+ * biases N(0, 0.01) when the config has them. */
 void tm_make(tm_model *m, const qc_config *cfg, qc_dtype dt, uint64_t seed);
 void tm_free(tm_model *m);
 
@@ -61,6 +62,39 @@ typedef struct tm_actq {
 typedef double *(*tm_weight_fn)(void *ctx, int layer, int lin);
 void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, int64_t nseq,
                    const tm_actq *act, tm_weight_fn wdeq, void *wctx, double *logits);
+
+/*
+ * A small round-to-nearest writer, independent of libcommon's quantizer:
+ * replaces every Linear weight of the decoder layers by compressed-tensors
+ * tensors (formats.md 1.2-1.5): codes (I8, or F8_E4M3 for float; I32 words
+ * when packed), weight_scale in scale_dt, weight_zero_point when
+ * asymmetric (I8, or I32 packed along the output dimension when packed),
+ * weight_shape when packed. The weights must be F32.
+ */
+typedef struct tm_qspec {
+	int bits;          /* 4 or 8 */
+	int is_float;      /* fp8 E4M3 */
+	int strategy;      /* 0 tensor, 1 channel, 2 group */
+	int64_t group;
+	int symmetric;
+	qc_dtype scale_dt; /* BF16 or F32 */
+	int packed;        /* pack-quantized layout */
+} tm_qspec;
+
+void tm_quantize(tm_model *m, const tm_qspec *q);
+/* The dequantized weight of Linear `lin` of `layer` read back from the
+ * stored tensors: (q - z) * s in double, [out, in] malloc'd; usable as a
+ * tm_weight_fn with ctx = the tm_qspec. */
+double *tm_dequant(void *qspec_and_model, int layer, int lin);
+typedef struct tm_qref {
+	const tm_model *m;
+	const tm_qspec *q;
+} tm_qref;
+
+/* E4M3 byte of a value already clamped to [-448, 448] (nearest, ties to
+ * even) and back */
+uint8_t tm_e4m3(float v);
+float tm_e4m3_value(uint8_t b);
 
 /* max |a - b| / max |b| over n values */
 double tm_relerr(const float *a, const double *b, size_t n);
