@@ -237,9 +237,12 @@ static int read_block(qc_tar_reader *r, unsigned char *h)
 	QC_TRY(qc_source_read(r->src, h, QC_TAR_BLOCK, &got));
 	if (got == 0)
 		return 0;
+	uint64_t off = qc_source_offset(r->src) - got;
+	if (got < QC_TAR_BLOCK && off == 0)
+		return TBAD(r, "not a tar stream (%zu bytes, shorter than one tar header)", got);
 	if (got < QC_TAR_BLOCK)
 		return TBAD(r, "unexpected end of archive (partial header block at offset %llu)",
-		            (unsigned long long)(qc_source_offset(r->src) - got));
+		            (unsigned long long)off);
 	return 1;
 }
 
