@@ -5,10 +5,10 @@
 fail=0
 for t in "$@"; do
 	if "$t" >"$t.log" 2>&1; then
-		skipped=$(grep -c '^\[  SKIPPED \]' "$t.log")
+		names=$(sed -n 's/^\[  SKIPPED \] \([A-Za-z_][A-Za-z0-9_]*\)$/\1/p' "$t.log" | sort -u)
+		skipped=$(printf '%s' "$names" | grep -c .)
 		if [ "$skipped" -gt 0 ]; then
-			printf 'ok    %s (%s skipped: %s)\n' "${t##*/}" "$skipped" \
-				"$(sed -n 's/^\[  SKIPPED \] //p' "$t.log" | tr '\n' ' ')"
+			printf 'ok    %s (%s skipped: %s)\n' "${t##*/}" "$skipped" "$(echo $names)"
 		else
 			printf 'ok    %s\n' "${t##*/}"
 		fi
