@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,8 @@
 #define SMALL_MAX ((size_t)1 << 30)
 #define INDEX_MAX ((size_t)256 << 20)
 #define DEFAULT_MEM_LIMIT ((uint64_t)4 << 30)
+/* Threads of the hash pass over a directory (see hash_members). */
+#define HASH_THREADS 4
 
 // ---------------------------------------------------------------- shared helpers
 
@@ -1391,35 +1394,101 @@ static int hash_image(qc_ckpt *ck, struct shard *s)
 	return 0;
 }
 
+/* Hash one member that has no hash yet (see hash_all). */
+static int hash_member(qc_ckpt *ck, struct member *mb)
+{
+	if (mb->kind == MK_SHARD) {
+		struct shard *s = &ck->sh[mb->shard];
+		if (mb->hashed && (s->count == 0 || ck->t[s->first].hashed))
+			return 0;
+		if (!s->st)
+			return qc_seterr(QC_EINVAL, "cannot hash '%s' of '%s': its tensors were released "
+			                 "before they were hashed", mb->name, ck->name);
+		return hash_image(ck, s);
+	}
+	if (mb->hashed)
+		return 0;
+	if (ck->stream || mb->loaded) {
+		QC_TRY(load_member(ck, mb));
+		mb->hash = qc_xxh3_128(mb->data, (size_t)mb->size);
+	} else {
+		/* directory files are read in blocks, not kept */
+		char *p = member_path(ck, mb->name);
+		if (!p)
+			return nomem();
+		int rc = qc_hash_file(p, &mb->hash, &mb->size);
+		free(p);
+		QC_TRY(rc);
+	}
+	mb->hashed = 1;
+	return 0;
+}
+
+/* Directory members are hashed by a few threads, one member at a time each:
+ * one thread alone leaves the device idle while it hashes (reads overlap
+ * with hashing only across threads). Every member's fields belong to the
+ * one thread that took it. */
+struct hash_job {
+	qc_ckpt *ck;
+	size_t next;            /* next member to take (under lock) */
+	pthread_mutex_t lock;
+	int rc;                 /* first failure, with its message */
+	char msg[1024];
+};
+
+static void *hash_worker(void *arg)
+{
+	struct hash_job *j = arg;
+	for (;;) {
+		pthread_mutex_lock(&j->lock);
+		size_t i = j->next++;
+		int stop = j->rc != 0;
+		pthread_mutex_unlock(&j->lock);
+		if (stop || i >= j->ck->nm)
+			return NULL;
+		int rc = hash_member(j->ck, &j->ck->m[i]);
+		if (rc) {
+			pthread_mutex_lock(&j->lock);
+			if (!j->rc) {
+				j->rc = rc;
+				snprintf(j->msg, sizeof j->msg, "%s", qc_errmsg());
+			}
+			pthread_mutex_unlock(&j->lock);
+		}
+	}
+}
+
+static int hash_members(qc_ckpt *ck)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nt = ncpu < 1 ? 1 : ncpu > HASH_THREADS ? HASH_THREADS : (size_t)ncpu;
+	if (nt > ck->nm)
+		nt = ck->nm;
+	if (ck->stream || nt <= 1) {
+		for (size_t i = 0; i < ck->nm; i++)
+			QC_TRY(hash_member(ck, &ck->m[i]));
+		return 0;
+	}
+	struct hash_job j = { .ck = ck };
+	pthread_t th[HASH_THREADS];
+	size_t started = 0;
+	pthread_mutex_init(&j.lock, NULL);
+	for (; started < nt - 1; started++)
+		if (pthread_create(&th[started], NULL, hash_worker, &j) != 0)
+			break;
+	hash_worker(&j);            /* the calling thread works too */
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&j.lock);
+	if (j.rc)
+		return qc_seterr(j.rc, "%s", j.msg);
+	return 0;
+}
+
 /* Every member and tensor hashed (reading a stream through). */
 static int hash_all(qc_ckpt *ck)
 {
-	for (size_t i = 0; i < ck->nm; i++) {
-		struct member *mb = &ck->m[i];
-		if (mb->kind == MK_SHARD) {
-			struct shard *s = &ck->sh[mb->shard];
-			if (mb->hashed && (s->count == 0 || ck->t[s->first].hashed))
-				continue;
-			if (!s->st)
-				return qc_seterr(QC_EINVAL, "cannot hash '%s' of '%s': its tensors were released "
-				                 "before they were hashed", mb->name, ck->name);
-			QC_TRY(hash_image(ck, s));
-		} else if (!mb->hashed) {
-			if (ck->stream || mb->loaded) {
-				QC_TRY(load_member(ck, mb));
-				mb->hash = qc_xxh3_128(mb->data, (size_t)mb->size);
-			} else {
-				/* directory files are read in blocks, not kept */
-				char *p = member_path(ck, mb->name);
-				if (!p)
-					return nomem();
-				int rc = qc_hash_file(p, &mb->hash, &mb->size);
-				free(p);
-				QC_TRY(rc);
-			}
-			mb->hashed = 1;
-		}
-	}
+	QC_TRY(hash_members(ck));
 	if (ck->stream) {
 		ck->touched = 1;
 		for (;;) {

@@ -698,6 +698,12 @@ static void test_verify_mismatch(void **state)
 	tu_assert_rc(qc_ckpt_verify(ck), QC_EINTEGRITY);
 	assert_non_null(strstr(qc_errmsg(), "file 'quant_report.jsonl' listed in the manifest is missing"));
 	qc_ckpt_close(ck);
+	/* a file that vanishes after open: the hashing threads report it */
+	assert_int_equal(qc_ckpt_open(&ck, d, NULL), 0);
+	assert_int_equal(sh("rm '%s/tokenizer.json'", d), 0);
+	tu_assert_rc(qc_ckpt_verify(ck), QC_EIO);
+	assert_non_null(strstr(qc_errmsg(), "tokenizer.json': No such file or directory"));
+	qc_ckpt_close(ck);
 	/* no manifest */
 	assert_int_equal(sh("rm '%s/quant_manifest.json'", d), 0);
 	assert_int_equal(qc_ckpt_open(&ck, d, NULL), 0);
