@@ -96,8 +96,10 @@ static void summary(const json_t *rep)
 		       (long long)json_integer_value(json_object_get(in, "quantized_linears")),
 		       (long long)json_integer_value(json_object_get(in, "tensors_checked")));
 	else
-		qc_log(QC_LOG_INFO, "integrity: FAILED (%lld findings)",
-		       (long long)json_integer_value(json_object_get(in, "findings_total")));
+	{
+		long long n = (long long)json_integer_value(json_object_get(in, "findings_total"));
+		qc_log(QC_LOG_INFO, "integrity: FAILED (%lld finding%s)", n, n == 1 ? "" : "s");
+	}
 	if (json_is_object(nu))
 		qc_log(QC_LOG_INFO, "numerics: relative weight error mean %.3g, max %.3g (%s); base %s",
 		       jnum(nu, "err_w_mean"), jnum(nu, "err_w_max"),
