@@ -12,6 +12,7 @@
 #include "kernels.h"
 #include "qc_err.h"
 #include "qc_model.h"
+#include "qc_synth.h"
 #include "tmodel.h"
 
 /* the bound for FP32 weights: max relative logit error */
@@ -112,6 +113,67 @@ static void test_shapes_f32(void **state)
 		              c, e1, e2);
 		assert_true(e1 < TOL_LOGITS);
 		assert_true(e2 < TOL_LOGITS);
+		tm_free(&tm);
+	}
+}
+
+/* ---- the weights qsynth writes: heavy tails, outlier channels 20-100x ---- */
+
+typedef struct {
+	tm_model *tm;
+	qc_synth_opts o;
+} synth_ctx;
+
+static int synth_visit(void *ctx, const char *name, int ndim, const int64_t *shape)
+{
+	synth_ctx *c = ctx;
+	void *data;
+	size_t nb;
+	int rc = qc_synth_tensor(&c->tm->cfg, &c->o, name, ndim, shape, &data, &nb);
+	if (rc)
+		return rc;
+	tm_put(c->tm, name, c->o.dtype, ndim, shape, data);
+	free(data);
+	return 0;
+}
+
+static void test_synth_shapes(void **state)
+{
+	(void)state;
+	/* qsynth's tiny preset (GQA, tied, llama3 scaling), and variations of
+	 * it: untied, no GQA, no rope scaling, head_dim != hidden / heads */
+	struct {
+		int64_t nkv, hd;
+		int tied;
+		qc_rope_type rope;
+	} cs[] = {
+		{ 2, 32, 1, QC_ROPE_LLAMA3 },
+		{ 4, 32, 0, QC_ROPE_DEFAULT },
+		{ 1, 48, 0, QC_ROPE_LLAMA3 },
+	};
+	int64_t lens[] = { 30, 7 };
+	for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+		qc_config cfg;
+		tu_assert_rc(qc_synth_preset("tiny", &cfg), 0);
+		cfg.num_key_value_heads = cs[c].nkv;
+		cfg.head_dim = cs[c].hd;
+		cfg.tie_word_embeddings = cs[c].tied;
+		cfg.rope_type = cs[c].rope;
+		tm_model tm;
+		memset(&tm, 0, sizeof tm);
+		tm.cfg = cfg;
+		tm_make(&tm, &cfg, QC_DT_F32, 1);    /* the table; values replaced below */
+		synth_ctx sc = { &tm, { 0 } };
+		qc_synth_opts_default(&sc.o);
+		sc.o.dtype = QC_DT_F32;
+		sc.o.seed = 5 + c;
+		sc.o.threads = 1;
+		tu_assert_rc(qc_config_each_tensor(&cfg, synth_visit, &sc), 0);
+		double e = compare(&tm, lens, 2, NULL);
+		print_message("qsynth tiny, %lld kv heads, head_dim %lld, %s, %s rope: %.2e\n",
+		              (long long)cs[c].nkv, (long long)cs[c].hd, cs[c].tied ? "tied" : "untied",
+		              cs[c].rope == QC_ROPE_LLAMA3 ? "llama3" : "default", e);
+		assert_true(e < TOL_LOGITS);
 		tm_free(&tm);
 	}
 }
@@ -245,6 +307,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shapes_f32),
+		cmocka_unit_test(test_synth_shapes),
 		cmocka_unit_test(test_half_weights),
 		cmocka_unit_test(test_logprobs),
 		cmocka_unit_test(test_sequences_independent),
