@@ -475,7 +475,7 @@ static int register_shard(qc_ckpt *ck, struct member *mb, const qc_st *st, int c
 		if (r == -1) {
 			char gd[48];
 			const char *tn = qc_st_at(st, badi)->name;
-			return bad(ck, "out of layer order: tensor '%s' in '%s' comes after %s was complete "
+			return bad(ck, "out of layer order: tensor '%s' in '%s' comes after the stream completed %s "
 			           "(untar the stream and pass the directory instead)", tn, mb->name,
 			           qc_ckpt__group_desc(qc_ckpt_group_of(tn), gd));
 		}
@@ -1633,7 +1633,7 @@ static int dir_streamable(const qc_ckpt *ck)
 			char gd[48];
 			const char *tn = qc_st_at(ck->sh[mb->shard].st, badi)->name;
 			return bad(ck, "its shards cannot be streamed in layer order: '%s' holds tensor '%s' "
-			           "of %s after that was complete (re-shard it by layer)", mb->name, tn,
+			           "of %s after earlier shards completed it (re-shard it by layer)", mb->name, tn,
 			           qc_ckpt__group_desc(qc_ckpt_group_of(tn), gd));
 		}
 	}

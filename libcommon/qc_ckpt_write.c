@@ -435,8 +435,8 @@ int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
 	const qc_tensor *views = qc_st_writer_at(w->cur, 0);
 	if (qc_ckpt__order_names(&w->complete, views, n, groups_complete, &badi) != 0) {
 		char gd[48];
-		rc = qc_seterr(QC_EINVAL, "cannot write '%s': tensor '%s' of %s comes after that was "
-		               "complete (shards must be written in layer order)", sname, views[badi].name,
+		rc = qc_seterr(QC_EINVAL, "cannot write '%s': tensor '%s' of %s comes after earlier shards "
+		               "completed it (shards must be written in layer order)", sname, views[badi].name,
 		               qc_ckpt__group_desc(qc_ckpt_group_of(views[badi].name), gd));
 		goto out;
 	}

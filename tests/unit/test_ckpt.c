@@ -845,7 +845,7 @@ static void test_bad_streams(void **state)
 	write_members(tar, d, order, 5, 1);
 	tu_assert_rc(read_stream_all(tar), QC_EFORMAT);
 	assert_non_null(strstr(qc_errmsg(), "out of layer order: tensor 'model.embed_tokens.weight' in "
-	                                    "'model-00001-of-00003.safetensors' comes after the embeddings"));
+	                                    "'model-00001-of-00003.safetensors' comes after the stream completed the embeddings"));
 	assert_non_null(strstr(qc_errmsg(), "untar the stream"));
 	/* several shards, no index */
 	const char *noidx[] = { "config.json", s1, s2, s3 };
