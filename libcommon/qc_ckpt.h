@@ -41,9 +41,13 @@
  * Lifetimes: tensor views returned by qc_ckpt_get stay valid until
  * qc_ckpt_release(name) or qc_ckpt_close. Releasing every tensor of a stream
  * shard frees that shard's memory, so a tool that releases each layer when
- * done holds about one layer of the checkpoint at a time.
+ * done holds about one layer of the checkpoint at a time. A directory's
+ * shards stay mapped until close (their pages belong to the page cache);
+ * releasing there only marks the tensor. Everything a qc_ckpt returns is
+ * owned by it.
  *
- * Not thread-safe: one thread uses a qc_ckpt at a time.
+ * Not thread-safe: one thread uses a qc_ckpt at a time (the hash pass over a
+ * directory runs a few threads of its own, joined before it returns).
  */
 #ifndef QC_CKPT_H
 #define QC_CKPT_H
