@@ -1,0 +1,949 @@
+/* qc_gptq.c - the GPTQ solver (see qc_gptq.h for the algorithm and contracts). */
+#include "qc_gptq.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qc_err.h"
+#include "qc_log.h"
+#include "qc_num.h"
+
+void qc_gptq_opts_default(qc_gptq_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->method = QC_GPTQ_METHOD_GPTQ;
+	o->damp = 0.01;
+	o->damp_max = 1.0;
+	o->block = 128;
+	o->actorder = QC_GPTQ_ACTORDER_STATIC;
+	qc_clip_opts_default(&o->clip, QC_CLIP_MSE);
+	o->clip_hweight = 0;
+}
+
+const char *qc_gptq_actorder_name(qc_gptq_actorder a)
+{
+	return a == QC_GPTQ_ACTORDER_STATIC ? "static" : "none";
+}
+
+int qc_gptq_actorder_parse(const char *s, qc_gptq_actorder *a)
+{
+	if (strcmp(s, "static") == 0 || strcmp(s, "weight") == 0)
+		*a = QC_GPTQ_ACTORDER_STATIC;
+	else if (strcmp(s, "none") == 0)
+		*a = QC_GPTQ_ACTORDER_NONE;
+	else
+		return qc_seterr(QC_EINVAL, "unknown activation order '%s' (use static or none)", s);
+	return 0;
+}
+
+const char *qc_gptq_method_name(qc_gptq_method m)
+{
+	return m == QC_GPTQ_METHOD_RTN ? "rtn" : "gptq";
+}
+
+int qc_gptq_method_parse(const char *s, qc_gptq_method *m)
+{
+	if (strcmp(s, "gptq") == 0)
+		*m = QC_GPTQ_METHOD_GPTQ;
+	else if (strcmp(s, "rtn") == 0)
+		*m = QC_GPTQ_METHOD_RTN;
+	else
+		return qc_seterr(QC_EINVAL, "unknown method '%s' (use gptq or rtn)", s);
+	return 0;
+}
+
+// ---------------------------------------------------------------- the solver object
+
+/* One output row of the stacked matrix (rows of all parts in order). */
+typedef struct grow {
+	const float *w;      /* original weights [cols] */
+	uint8_t *code;       /* codes [cols] */
+	float *deq;          /* dequantized [cols] or NULL */
+	float *sc, *zp;      /* parameters used by the sweep: [ng] for groups, [1]
+	                        otherwise (zp NULL when symmetric) */
+	float *rsc, *rzp;    /* round-to-nearest parameters (the same pointers
+	                        unless groups are computed during the sweep) */
+	int part;
+} grow;
+
+/* Per-row sums (double) that become the errors of a part. "p" quantities
+ * are in sweep order with dead columns zeroed. */
+typedef struct rsum {
+	double w2, werr;     /* ||W||^2, ||W - Q||^2 of the original row */
+	double xv_w, n_w;    /* ||Wp V||^2, ||Wp||^2 */
+	double xv_r, n_r;    /* ||(W - Qrtn)p V||^2, ||(W - Qrtn)p||^2 */
+	double xv_g, n_g;    /* ||(Wp - Q) V||^2 (the sweep's S), ||Wp - Q||^2 */
+} rsum;
+
+struct qc_gptq {
+	qk_ctx *kc;
+	qc_gptq_opts o;
+	int nthreads;
+	/* scratch, grown on demand and kept between runs */
+	float *S;            /* [R, n] accumulated errors D V */
+	size_t S_cap;
+	float *blk[4];       /* [R, b] block buffers; [bb] for U_BB */
+	size_t blk_cap[4];
+	float *ubb;          /* [block, block] */
+	size_t ubb_cap;
+	float *rpar;         /* RTN parameters for dynamic groups [R, ng] x 2 */
+	size_t rpar_cap;
+	float *xbuf, *ybuf;  /* error pass chunks */
+	size_t xbuf_cap, ybuf_cap;
+	grow *rows;
+	size_t rows_cap;
+	rsum *sums;
+	size_t sums_cap;
+	int64_t *perm;       /* sweep position -> original column */
+	size_t perm_cap;
+	int64_t *sigma;      /* combined order with the reversal */
+	size_t sigma_cap;
+	float *d0;           /* undamped diag(H), original order */
+	size_t d0_cap;
+	float *mdiag;        /* diag after the dead fix, factored order */
+	size_t mdiag_cap;
+	uint8_t *dead;       /* original order */
+	size_t dead_cap;
+};
+
+/* Grow *p to hold n elements of size sz (contents not kept). */
+static int grow_buf(void **p, size_t *cap, size_t n, size_t sz)
+{
+	if (n <= *cap)
+		return 0;
+	free(*p);
+	*p = NULL;
+	*cap = 0;
+	if (n > SIZE_MAX / sz)
+		return qc_seterr(QC_ENOMEM, "out of memory (%zu elements)", n);
+	void *q = malloc(n * sz);
+	if (!q)
+		return qc_seterr(QC_ENOMEM, "out of memory (%zu bytes of GPTQ scratch)", n * sz);
+	*p = q;
+	*cap = n;
+	return 0;
+}
+#define GROW(p, cap, n) grow_buf((void **)&(p), &(cap), (size_t)(n), sizeof *(p))
+
+int qc_gptq_new(qc_gptq **out, qk_ctx *kc, const qc_gptq_opts *o)
+{
+	*out = NULL;
+	qc_gptq_opts d;
+	if (!o) {
+		qc_gptq_opts_default(&d);
+		o = &d;
+	}
+	if (!kc)
+		return qc_seterr(QC_EINVAL, "gptq: no kernel context");
+	if (!(o->damp > 0) || !(o->damp_max >= o->damp) || !isfinite(o->damp_max))
+		return qc_seterr(QC_EINVAL, "damping must be positive and at most %g, not %g",
+		                 o->damp_max, o->damp);
+	if (o->block < 1 || o->block > 4096)
+		return qc_seterr(QC_EINVAL, "block size must be between 1 and 4096, not %lld",
+		                 (long long)o->block);
+	if (o->method != QC_GPTQ_METHOD_GPTQ && o->method != QC_GPTQ_METHOD_RTN)
+		return qc_seterr(QC_EINVAL, "unknown method %d", (int)o->method);
+	if (o->actorder != QC_GPTQ_ACTORDER_NONE && o->actorder != QC_GPTQ_ACTORDER_STATIC)
+		return qc_seterr(QC_EINVAL, "unknown activation order %d", (int)o->actorder);
+	if (o->clip.mode == QC_CLIP_MSE &&
+	    (o->clip.grid < 1 || !(o->clip.maxshrink >= 0 && o->clip.maxshrink < 1) ||
+	     o->clip.patience < 1 || !(o->clip.norm > 0)))
+		return qc_seterr(QC_EINVAL, "invalid MSE clipping options");
+	qc_gptq *g = calloc(1, sizeof *g);
+	if (!g)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	g->kc = kc;
+	g->o = *o;
+	g->nthreads = qk_ctx_threads(kc);
+	if (g->nthreads < 1)
+		g->nthreads = 1;
+	if (g->nthreads > 64)
+		g->nthreads = 64;
+	*out = g;
+	return 0;
+}
+
+void qc_gptq_free(qc_gptq *g)
+{
+	if (!g)
+		return;
+	free(g->S);
+	for (int i = 0; i < 4; i++)
+		free(g->blk[i]);
+	free(g->ubb);
+	free(g->rpar);
+	free(g->xbuf);
+	free(g->ybuf);
+	free(g->rows);
+	free(g->sums);
+	free(g->perm);
+	free(g->sigma);
+	free(g->d0);
+	free(g->mdiag);
+	free(g->dead);
+	free(g);
+}
+
+// ---------------------------------------------------------------- row-parallel helper
+
+/* Work that is not a BLAS call is split over rows: [0, n) is cut into one
+ * contiguous range per thread, and each row is computed by exactly one
+ * thread with the same code as a serial run, so results do not depend on
+ * the thread count. BLAS calls stay on the calling thread. fn gets the
+ * index of its range (0 .. threads-1) for per-thread scratch. */
+typedef void (*range_fn)(void *arg, int t, int64_t begin, int64_t end);
+
+typedef struct job {
+	range_fn fn;
+	void *arg;
+	int t;
+	int64_t b, e;
+} job;
+
+static void *run_job(void *p)
+{
+	job *j = p;
+	j->fn(j->arg, j->t, j->b, j->e);
+	return NULL;
+}
+
+static void par_rows(const qc_gptq *g, int64_t n, int64_t min_per, range_fn fn, void *arg)
+{
+	int nt = g->nthreads;
+	if (min_per < 1)
+		min_per = 1;
+	if (n / min_per < nt)
+		nt = (int)(n / min_per);
+	if (nt <= 1) {
+		if (n > 0)
+			fn(arg, 0, 0, n);
+		return;
+	}
+	job jobs[64];
+	pthread_t tid[64];
+	int started[64] = { 0 };
+	for (int i = 0; i < nt; i++) {
+		jobs[i].fn = fn;
+		jobs[i].arg = arg;
+		jobs[i].t = i;
+		jobs[i].b = n * i / nt;
+		jobs[i].e = n * (i + 1) / nt;
+	}
+	for (int i = 1; i < nt; i++)
+		started[i] = pthread_create(&tid[i], NULL, run_job, &jobs[i]) == 0;
+	run_job(&jobs[0]);
+	for (int i = 1; i < nt; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		else /* no thread to spare: run it here, same result */
+			run_job(&jobs[i]);
+	}
+}
+
+// ---------------------------------------------------------------- group parameters
+
+/*
+ * The parameters of one group, exactly as qc_group_params computes them
+ * (same candidates, same error terms summed in the same order, same
+ * comparisons), only faster:
+ *  - a candidate whose partial error already reaches the best one cannot
+ *    win (every term is >= 0), so its sum stops there: it counts as "no
+ *    improvement", as its full sum would;
+ *  - a candidate with the same scale and zero point as the one before it
+ *    has the same error, so it is not summed again;
+ *  - for integer codes with FP32 arithmetic, quantize-dequantize is inlined
+ *    (the same operations as qc_qdq).
+ * colw values must be >= 0 (a Hessian diagonal) for the early stop; with a
+ * negative weight the sums run to the end.
+ */
+static inline float qdq_int_f32(float x, float s, float z, float qmin, float qmax)
+{
+	float v = x / s;
+	if (z != 0)
+		v = v + z;
+	if (v < qmin)
+		v = qmin;
+	if (v > qmax)
+		v = qmax;
+	if (v != v)
+		v = 0;
+	/* round half to even for |v| < 2^22 in the default rounding mode, the
+	 * same result as nearbyintf (v is clamped to the code range) */
+	float r = (v + 12582912.0f) - 12582912.0f;
+	return (r - z) * s;
+}
+
+/* Sum of |qdq(x) - x|^norm (weighted), stopping once it reaches `stop`. */
+static double group_err_upto(const qc_qargs *a, int fast, float qmin, float qmax, const float *x,
+                             int64_t n, const float *colw, float s, float z, double norm,
+                             double stop)
+{
+	double e = 0;
+	for (int64_t i = 0; i < n; i++) {
+		float q = fast ? qdq_int_f32(x[i], s, z, qmin, qmax) : qc_qdq(a, x[i], s, z);
+		double d = fabs((double)q - x[i]);
+		double t = norm == 2.0 ? d * d : pow(d, norm);
+		e += colw ? colw[i] * t : t;
+		if (e >= stop)
+			return e;
+	}
+	return e;
+}
+
+static void gparams(const qc_qargs *a, const qc_clip_opts *c, const float *x, int64_t n,
+                    const float *colw, float *scale, float *zp)
+{
+	float mn, mx;
+	qc_minmax(x, (size_t)n, &mn, &mx);
+	qc_qparams(a, mn, mx, scale, zp);
+	if (!c || c->mode == QC_CLIP_MINMAX)
+		return;
+	float qmin, qmax;
+	qc_qrange(a, &qmin, &qmax);
+	int fast = !a->is_float && a->arith == QC_DT_F32;
+	int monotone = 1;
+	if (colw)
+		for (int64_t i = 0; i < n; i++)
+			if (!(colw[i] >= 0))
+				monotone = 0;
+	double best = group_err_upto(a, fast, qmin, qmax, x, n, colw, *scale, *zp, c->norm, INFINITY);
+	float ps = *scale, pz = *zp;
+	int since = 0;
+	int steps = (int)(c->maxshrink * c->grid);
+	for (int i = 1; i < steps; i++) {
+		float p = 1.0f - (float)i / (float)c->grid;
+		float s, z;
+		qc_qparams(a, p * mn, p * mx, &s, &z);
+		if (s == ps && z == pz) { /* the candidate before, again: no improvement */
+			if (++since >= c->patience)
+				break;
+			continue;
+		}
+		ps = s;
+		pz = z;
+		double e = group_err_upto(a, fast, qmin, qmax, x, n, colw, s, z, c->norm,
+		                          monotone ? best : INFINITY);
+		if (e < best) {
+			best = e;
+			*scale = s;
+			*zp = z;
+			since = 0;
+		} else if (++since >= c->patience) {
+			break;
+		}
+	}
+}
+
+// ---------------------------------------------------------------- run state
+
+typedef struct run {
+	qc_gptq *g;
+	const qc_qargs *a;
+	int64_t R, n;        /* stacked rows, columns */
+	int64_t gs;          /* group size (cols for channel and tensor) */
+	int64_t ng;          /* groups per row */
+	int dynamic;         /* group parameters computed during the sweep */
+	const float *colw;   /* MSE weights (undamped diag H, original order) or NULL */
+	const int64_t *perm; /* sweep position -> original column */
+	const uint8_t *dead; /* original order, or NULL */
+	/* sweep block */
+	int64_t i1, b;
+	float *Wp;           /* [R, b] original weights (dead: 0), then D = Wp - Q */
+	float *W1;           /* [R, b] GPTQ-updated weights; then S_B and E_B */
+	float *Qb;           /* [R, b] dequantized codes */
+	const float *ubb;    /* [b, b] U_BB = inverse of V's diagonal block */
+	const float *S;      /* [R, n] */
+	/* error pass chunk */
+	int64_t r0, m;
+	float *X;            /* [2m, n] */
+	/* H preparation */
+	float *H;
+	const int64_t *sigma;
+	float *tmp;          /* [threads, n] */
+} run;
+
+static inline int64_t group_of(const run *st, int64_t c)
+{
+	return st->a->strategy == QC_QS_GROUP ? c / st->gs : 0;
+}
+
+static inline void row_params(const float *sc, const float *zp, int64_t g, float *s, float *z)
+{
+	*s = sc[g];
+	*z = zp ? zp[g] : 0.0f;
+}
+
+/* ||W||^2 of rows [b, e) (weights already checked finite). */
+static void w2_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	for (int64_t r = b; r < e; r++) {
+		const float *w = st->g->rows[r].w;
+		double s = 0;
+		for (int64_t c = 0; c < st->n; c++)
+			s += (double)w[c] * w[c];
+		st->g->sums[r].w2 = s;
+	}
+}
+
+/* Up-front parameters of rows [b, e): the sweep's into sc/zp, or, for
+ * dynamic groups, RTN's into rsc/rzp. Tensor parameters are per part and
+ * set by the caller. */
+static void params_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	const qc_gptq_opts *o = &st->g->o;
+	for (int64_t r = b; r < e; r++) {
+		grow *gr = &st->g->rows[r];
+		float *sc = st->dynamic ? gr->rsc : gr->sc;
+		float *zp = st->dynamic ? gr->rzp : gr->zp;
+		for (int64_t gi = 0; gi < st->ng; gi++) {
+			int64_t c0 = gi * st->gs, len = st->n - c0 < st->gs ? st->n - c0 : st->gs;
+			float s, z;
+			gparams(st->a, &o->clip, gr->w + c0, len, st->colw ? st->colw + c0 : NULL, &s, &z);
+			sc[gi] = s;
+			if (zp)
+				zp[gi] = z;
+		}
+	}
+}
+
+/* Method RTN: codes, deq and ||W - Q||^2 of rows [b, e). */
+static void rtn_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	for (int64_t r = b; r < e; r++) {
+		grow *gr = &st->g->rows[r];
+		double werr = 0;
+		for (int64_t c = 0; c < st->n; c++) {
+			float s, z;
+			row_params(gr->rsc, gr->rzp, group_of(st, c), &s, &z);
+			float q = qc_quantize_value(st->a, gr->w[c], s, z);
+			qc_code_store(st->a, gr->code, (size_t)c, q);
+			float dq = qc_dequantize_value(q, s, z);
+			double d = (double)gr->w[c] - dq;
+			werr += d * d;
+			if (gr->deq)
+				gr->deq[c] = dq;
+		}
+		st->g->sums[r].werr = werr;
+	}
+}
+
+// ---------------------------------------------------------------- the Hessian
+
+/* Order of decreasing value, ties by index (a stable sort). */
+typedef struct dsort {
+	float v;
+	int64_t i;
+} dsort;
+
+static int dsort_cmp(const void *pa, const void *pb)
+{
+	const dsort *x = pa, *y = pb;
+	if (x->v != y->v)
+		return x->v > y->v ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Columns of rows [b, e) of H: row[j] = row[sigma[j]]. */
+static void permute_cols_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	float *tmp = st->tmp + (size_t)t * (size_t)st->n;
+	for (int64_t i = b; i < e; i++) {
+		float *row = st->H + i * st->n;
+		for (int64_t j = 0; j < st->n; j++)
+			tmp[j] = row[st->sigma[j]];
+		memcpy(row, tmp, (size_t)st->n * sizeof *row);
+	}
+}
+
+/*
+ * H (upper triangle) -> V in place, the upper triangular factor of the
+ * damped H in sweep order: P H P^T + lambda I = V V^T (see "factor" in the
+ * header). Sets g->d0, g->dead, g->perm, *lambda and info's damp, retries
+ * and dead.
+ */
+static int prepare_hessian(qc_gptq *g, float *H, int64_t n, const char *name, double *lambda,
+                           qc_gptq_info *info)
+{
+	const qc_gptq_opts *o = &g->o;
+	QC_TRY(GROW(g->d0, g->d0_cap, n));
+	QC_TRY(GROW(g->dead, g->dead_cap, n));
+	QC_TRY(GROW(g->perm, g->perm_cap, n));
+	QC_TRY(GROW(g->sigma, g->sigma_cap, n));
+	QC_TRY(GROW(g->mdiag, g->mdiag_cap, n));
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = i; j < n; j++)
+			if (!isfinite(H[i * n + j]))
+				return qc_seterr(QC_ENUMERIC,
+				                 "hessian of '%s' has a non-finite value at [%lld, %lld]",
+				                 name, (long long)i, (long long)j);
+	/* dead inputs (zero in every calibration token): diag 1, weights 0 */
+	double sum = 0;
+	int64_t ndead = 0;
+	for (int64_t i = 0; i < n; i++) {
+		float d = H[i * n + i];
+		g->d0[i] = d;
+		g->dead[i] = d == 0.0f;
+		ndead += g->dead[i];
+		sum += g->dead[i] ? 1.0 : d;
+	}
+	info->dead = ndead;
+	double mean = sum / (double)n;
+	/* sweep order: decreasing diag(H) for static act-order */
+	if (o->method == QC_GPTQ_METHOD_GPTQ && o->actorder == QC_GPTQ_ACTORDER_STATIC) {
+		dsort *ds = malloc((size_t)n * sizeof *ds);
+		if (!ds)
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		for (int64_t i = 0; i < n; i++) {
+			ds[i].v = g->dead[i] ? 1.0f : g->d0[i];
+			ds[i].i = i;
+		}
+		qsort(ds, (size_t)n, sizeof *ds, dsort_cmp);
+		for (int64_t i = 0; i < n; i++)
+			g->perm[i] = ds[i].i;
+		free(ds);
+	} else {
+		for (int64_t i = 0; i < n; i++)
+			g->perm[i] = i;
+	}
+	/* M = J P H P^T J in place: M[i][j] = H[sigma[i]][sigma[j]] with
+	 * sigma[i] = perm[n-1-i]. H is made symmetric first; rows move along
+	 * the cycles of sigma with one spare row, then each row's columns are
+	 * gathered. */
+	for (int64_t i = 0; i < n; i++)
+		g->sigma[i] = g->perm[n - 1 - i];
+	QC_TRY(qk_sym_upper(g->kc, H, n));
+	float *tmp = malloc((size_t)n * (size_t)g->nthreads * sizeof *tmp);
+	uint8_t *seen = calloc((size_t)n, 1);
+	if (!tmp || !seen) {
+		free(tmp);
+		free(seen);
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	}
+	for (int64_t s = 0; s < n; s++) {
+		if (seen[s])
+			continue;
+		seen[s] = 1;
+		if (g->sigma[s] == s)
+			continue;
+		memcpy(tmp, H + s * n, (size_t)n * sizeof *tmp);
+		for (int64_t i = s;;) {
+			int64_t j = g->sigma[i];
+			if (j == s) {
+				memcpy(H + i * n, tmp, (size_t)n * sizeof *tmp);
+				break;
+			}
+			memcpy(H + i * n, H + j * n, (size_t)n * sizeof *tmp);
+			seen[j] = 1;
+			i = j;
+		}
+	}
+	free(seen);
+	run st = { .g = g, .n = n, .H = H, .sigma = g->sigma, .tmp = tmp };
+	par_rows(g, n, 64, permute_cols_range, &st);
+	free(tmp);
+	for (int64_t i = 0; i < n; i++) {
+		int64_t c = g->sigma[i];
+		g->mdiag[i] = g->dead[c] ? 1.0f : g->d0[c];
+	}
+	/* damping, doubled while the factorization fails. A failed lower
+	 * factorization leaves the strict upper triangle (the mirror of the
+	 * lower one) as it was, so the matrix is restored from it. */
+	double damp = o->damp;
+	int retries = 0;
+	for (;;) {
+		double lam = damp * mean;
+		for (int64_t i = 0; i < n; i++)
+			H[i * n + i] = (float)((double)g->mdiag[i] + lam);
+		int rc = qk_cholesky(g->kc, H, n, 0);
+		if (rc == 0) {
+			*lambda = lam;
+			break;
+		}
+		if (rc != QC_ENUMERIC)
+			return rc;
+		if (damp >= o->damp_max)
+			return qc_seterr(QC_ENUMERIC,
+			                 "hessian of '%s' is not positive definite even with damping %g",
+			                 name, damp);
+		retries++;
+		damp = damp * 2 < o->damp_max ? damp * 2 : o->damp_max;
+		for (int64_t i = 1; i < n; i++)
+			for (int64_t j = 0; j < i; j++)
+				H[i * n + j] = H[j * n + i];
+	}
+	info->damp = damp;
+	info->retries = retries;
+	/* V = J L J: reverse the whole array (L's zero upper triangle becomes
+	 * V's zero lower triangle) */
+	for (int64_t k = 0, l = n * n - 1; k < l; k++, l--) {
+		float t = H[k];
+		H[k] = H[l];
+		H[l] = t;
+	}
+	return 0;
+}
+
+// ---------------------------------------------------------------- errors: tr(A H A^T)
+
+/* Rows [b, e) of the chunk: X[i] = Wp (sweep order, dead columns 0) and
+ * X[m + i] = the same of W - Q_rtn; their squared norms. */
+static void xrows_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	for (int64_t i = b; i < e; i++) {
+		int64_t r = st->r0 + i;
+		const grow *gr = &st->g->rows[r];
+		float *xw = st->X + i * st->n, *xr = st->X + (st->m + i) * st->n;
+		double nw = 0, nr = 0;
+		for (int64_t j = 0; j < st->n; j++) {
+			int64_t c = st->perm[j];
+			if (st->dead && st->dead[c]) {
+				xw[j] = xr[j] = 0;
+				continue;
+			}
+			float w = gr->w[c], s, z;
+			row_params(gr->rsc, gr->rzp, group_of(st, c), &s, &z);
+			float d = w - qc_qdq(st->a, w, s, z);
+			xw[j] = w;
+			xr[j] = d;
+			nw += (double)w * w;
+			nr += (double)d * d;
+		}
+		st->g->sums[r].n_w = nw;
+		st->g->sums[r].n_r = nr;
+	}
+}
+
+/* Squared norms of the rows of Y [rows, cols] (ld), added to acc[rows]. */
+static void add_row_sq(const float *Y, int64_t rows, int64_t cols, int64_t ld, double *acc,
+                       size_t acc_stride)
+{
+	for (int64_t i = 0; i < rows; i++) {
+		const float *y = Y + i * ld;
+		double s = 0;
+		for (int64_t j = 0; j < cols; j++)
+			s += (double)y[j] * y[j];
+		*(double *)((char *)acc + (size_t)i * acc_stride) += s;
+	}
+}
+
+/*
+ * ||Wp V||^2 and ||(W - Q_rtn)p V||^2 for every row, in chunks of m rows:
+ * X [2m, n] times the upper triangular V, one column block J of width nb at
+ * a time, Y_J = X[:, :end(J)] V[:end(J), J] (V's zero lower triangle makes
+ * the rectangular product the triangular one).
+ */
+static int error_pass(run *st, const float *V)
+{
+	qc_gptq *g = st->g;
+	const int64_t n = st->n, nb = 512;
+	int64_t m = st->R < 256 ? st->R : 256;
+	QC_TRY(GROW(g->xbuf, g->xbuf_cap, 2 * m * n));
+	QC_TRY(GROW(g->ybuf, g->ybuf_cap, 2 * m * (n < nb ? n : nb)));
+	for (int64_t r0 = 0; r0 < st->R; r0 += m) {
+		int64_t mm = st->R - r0 < m ? st->R - r0 : m;
+		st->r0 = r0;
+		st->m = mm;
+		st->X = g->xbuf;
+		par_rows(g, mm, 8, xrows_range, st);
+		for (int64_t j0 = 0; j0 < n; j0 += nb) {
+			int64_t jb = n - j0 < nb ? n - j0 : nb;
+			QC_TRY(qk_gemm(g->kc, 0, 0, 2 * mm, jb, j0 + jb, 1.0f, g->xbuf, n, V + j0, n, 0.0f,
+			               g->ybuf, jb));
+			add_row_sq(g->ybuf, mm, jb, jb, &g->sums[r0].xv_w, sizeof(rsum));
+			add_row_sq(g->ybuf + mm * jb, mm, jb, jb, &g->sums[r0].xv_r, sizeof(rsum));
+		}
+	}
+	return 0;
+}
+
+// ---------------------------------------------------------------- the sweep
+
+/* Gather block columns of rows [b, e): Wp (dead columns 0) and W1 = Wp. */
+static void gather_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	for (int64_t r = b; r < e; r++) {
+		const grow *gr = &st->g->rows[r];
+		float *wp = st->Wp + r * st->b, *w1 = st->W1 + r * st->b;
+		double werr = 0;
+		for (int64_t jj = 0; jj < st->b; jj++) {
+			int64_t c = st->perm[st->i1 + jj];
+			float w = gr->w[c];
+			if (st->dead[c]) {
+				werr += (double)w * w; /* Q is 0 there */
+				w = 0;
+			}
+			wp[jj] = w1[jj] = w;
+		}
+		st->g->sums[r].werr += werr;
+	}
+}
+
+/*
+ * The block's columns, one by one, for rows [b, e): group parameters when a
+ * group is entered (dynamic), quantize with the stored scale, and spread
+ * the error over the rest of the block through U_BB, as GPTQ does.
+ */
+static void inblock_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	const qc_qargs *a = st->a;
+	const int64_t bw = st->b;
+	for (int64_t r = b; r < e; r++) {
+		grow *gr = &st->g->rows[r];
+		float *w1 = st->W1 + r * bw, *qb = st->Qb + r * bw;
+		for (int64_t jj = 0; jj < bw; jj++) {
+			int64_t j = st->i1 + jj, c = st->perm[j];
+			int64_t gi = group_of(st, c);
+			if (st->dynamic && j % st->gs == 0) {
+				/* blocks hold whole groups: the group's updated weights
+				 * are all in w1 (no act-order here, so c == j) */
+				int64_t len = st->n - j < st->gs ? st->n - j : st->gs;
+				float s, z;
+				gparams(a, &st->g->o.clip, w1 + jj, len, st->colw ? st->colw + j : NULL, &s, &z);
+				gr->sc[gi] = s;
+				if (gr->zp)
+					gr->zp[gi] = z;
+			}
+			float s, z;
+			row_params(gr->sc, gr->zp, gi, &s, &z);
+			float q = qc_quantize_value(a, w1[jj], s, z);
+			qc_code_store(a, gr->code, (size_t)c, q);
+			float dq = qc_dequantize_value(q, s, z);
+			if (gr->deq)
+				gr->deq[c] = dq;
+			qb[jj] = dq;
+			const float *u = st->ubb + jj * bw;
+			float err = (w1[jj] - dq) / u[jj];
+			for (int64_t kk = jj + 1; kk < bw; kk++)
+				w1[kk] -= err * u[kk];
+		}
+	}
+}
+
+/* D = Wp - Q for rows [b, e) with its squared norms, and W1 = S_B (the
+ * start of E_B = S_B + D V_BB). */
+static void delta_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	for (int64_t r = b; r < e; r++) {
+		float *wp = st->Wp + r * st->b;
+		const float *qb = st->Qb + r * st->b;
+		double s = 0, se = 0;
+		for (int64_t jj = 0; jj < st->b; jj++) {
+			double de = (double)wp[jj] - qb[jj];
+			float d = wp[jj] - qb[jj];
+			wp[jj] = d;
+			s += (double)d * d;
+			se += de * de;
+		}
+		st->g->sums[r].n_g += s;
+		st->g->sums[r].werr += se;
+		memcpy(st->W1 + r * st->b, st->S + r * st->n + st->i1, (size_t)st->b * sizeof(float));
+	}
+}
+
+/* End of the next block starting at i1: blocks of `block` columns, or, when
+ * groups are computed during the sweep, a whole number of groups (at most
+ * `block` columns, or one group when groups are larger). */
+static int64_t block_end(const run *st, int64_t i1, int64_t block)
+{
+	int64_t w = block;
+	if (st->dynamic)
+		w = st->gs <= block ? block / st->gs * st->gs : st->gs;
+	return st->n - i1 < w ? st->n : i1 + w;
+}
+
+static int sweep(run *st, const float *V)
+{
+	qc_gptq *g = st->g;
+	const int64_t R = st->R, n = st->n, B = g->o.block;
+	int64_t wmax = st->dynamic && st->gs > B ? st->gs : B;
+	if (wmax > n)
+		wmax = n;
+	QC_TRY(GROW(g->S, g->S_cap, R * n));
+	for (int i = 0; i < 3; i++)
+		QC_TRY(GROW(g->blk[i], g->blk_cap[i], R * wmax));
+	QC_TRY(GROW(g->ubb, g->ubb_cap, wmax * wmax));
+	memset(g->S, 0, (size_t)(R * n) * sizeof(float));
+	st->S = g->S;
+	st->Wp = g->blk[0];
+	st->W1 = g->blk[1];
+	st->Qb = g->blk[2];
+	st->ubb = g->ubb;
+	for (int64_t i1 = 0; i1 < n;) {
+		int64_t i2 = block_end(st, i1, B), b = i2 - i1;
+		st->i1 = i1;
+		st->b = b;
+		/* U_BB = V_BB^-1: U's diagonal block */
+		for (int64_t i = 0; i < b; i++)
+			memcpy(g->ubb + i * b, V + (i1 + i) * n + i1, (size_t)b * sizeof(float));
+		QC_TRY(qk_tri_inverse(g->kc, g->ubb, b, 1));
+		/* W1 = Wp_B + S_B U_BB: the weights as GPTQ has updated them */
+		par_rows(g, R, 16, gather_range, st);
+		if (i1 > 0)
+			QC_TRY(qk_gemm(g->kc, 0, 0, R, b, b, 1.0f, g->S + i1, n, g->ubb, b, 1.0f, st->W1, b));
+		par_rows(g, R, 4, inblock_range, st);
+		/* D_B = Wp_B - Q_B; E_B = S_B + D_B V_BB, whose squared norm is
+		 * this block's share of tr(D H_damped D^T) */
+		par_rows(g, R, 16, delta_range, st);
+		QC_TRY(qk_gemm(g->kc, 0, 0, R, b, b, 1.0f, st->Wp, b, V + i1 * n + i1, n, 1.0f, st->W1, b));
+		add_row_sq(st->W1, R, b, b, &g->sums[0].xv_g, sizeof(rsum));
+		/* the lazy update of every later column: S[:, i2:] += D_B V[B, i2:] */
+		if (i2 < n)
+			QC_TRY(qk_gemm(g->kc, 0, 0, R, n - i2, b, 1.0f, st->Wp, b, V + i1 * n + i2, n, 1.0f,
+			               g->S + i2, n));
+		i1 = i2;
+	}
+	return 0;
+}
+
+// ---------------------------------------------------------------- run
+
+int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_part *parts,
+                int nparts, qc_gptq_info *info)
+{
+	double t0 = qc_now();
+	qc_gptq_info dummy;
+	if (!info)
+		info = &dummy;
+	memset(info, 0, sizeof *info);
+	info->damp = NAN;
+	if (!g || !a || !parts || nparts < 1 || cols < 1)
+		return qc_seterr(QC_EINVAL, "gptq: invalid arguments");
+	QC_TRY(qc_qargs_check(a));
+	const qc_gptq_opts *o = &g->o;
+	if (!H && o->method == QC_GPTQ_METHOD_GPTQ)
+		return qc_seterr(QC_EINVAL, "gptq of '%s' needs a hessian (or method rtn)",
+		                 parts[0].name ? parts[0].name : "?");
+	int64_t R = 0;
+	for (int p = 0; p < nparts; p++) {
+		qc_gptq_part *pt = &parts[p];
+		if (!pt->name)
+			pt->name = "?";
+		if (!pt->W || pt->rows < 1 || !pt->codes || !pt->scales || (!a->symmetric && !pt->zps))
+			return qc_seterr(QC_EINVAL, "gptq: invalid part '%s'", pt->name);
+		if (pt->rows > INT64_MAX / cols - R)
+			return qc_seterr(QC_EINVAL, "gptq: too many rows");
+		R += pt->rows;
+		pt->err_out = pt->err_rtn = pt->err_w = NAN;
+		pt->seconds = 0;
+		int64_t bad = qc_first_nonfinite(pt->W, QC_DT_F32, (size_t)(pt->rows * cols));
+		if (bad >= 0)
+			return qc_seterr(QC_ENUMERIC, "weight '%s' has a non-finite value at [%lld, %lld]",
+			                 pt->name, (long long)(bad / cols), (long long)(bad % cols));
+	}
+	const int64_t n = cols;
+	const int64_t gs = a->strategy == QC_QS_GROUP ? a->group_size : n;
+	const int64_t ng = qc_qgroups(a, n);
+	const int dynamic = o->method == QC_GPTQ_METHOD_GPTQ && a->strategy == QC_QS_GROUP &&
+	                    o->actorder == QC_GPTQ_ACTORDER_NONE;
+	QC_TRY(GROW(g->rows, g->rows_cap, R));
+	QC_TRY(GROW(g->sums, g->sums_cap, R));
+	memset(g->sums, 0, (size_t)R * sizeof *g->sums);
+	if (dynamic)
+		QC_TRY(GROW(g->rpar, g->rpar_cap, 2 * R * ng));
+	for (int p = 0, r = 0; p < nparts; p++) {
+		qc_gptq_part *pt = &parts[p];
+		for (int64_t lr = 0; lr < pt->rows; lr++, r++) {
+			grow *gr = &g->rows[r];
+			gr->w = pt->W + lr * n;
+			gr->code = (uint8_t *)pt->codes + lr * n;
+			gr->deq = pt->deq ? pt->deq + lr * n : NULL;
+			int64_t off = a->strategy == QC_QS_TENSOR ? 0 : lr * ng;
+			gr->sc = pt->scales + off;
+			gr->zp = a->symmetric ? NULL : pt->zps + off;
+			gr->rsc = dynamic ? g->rpar + (int64_t)r * ng : gr->sc;
+			gr->rzp = a->symmetric ? NULL : dynamic ? g->rpar + (R + r) * ng : gr->zp;
+			gr->part = p;
+		}
+	}
+	run st = { .g = g, .a = a, .R = R, .n = n, .gs = gs, .ng = ng, .dynamic = dynamic };
+	par_rows(g, R, 64, w2_range, &st);
+
+	/* the Hessian: dead inputs, order, damping, factor V */
+	double lambda = 0;
+	if (H) {
+		QC_TRY(prepare_hessian(g, H, n, parts[0].name, &lambda, info));
+		st.perm = g->perm;
+		st.dead = g->dead;
+		if (o->clip_hweight)
+			st.colw = g->d0;
+	} else {
+		QC_TRY(GROW(g->perm, g->perm_cap, n));
+		for (int64_t i = 0; i < n; i++)
+			g->perm[i] = i;
+		st.perm = g->perm;
+	}
+	double t1 = qc_now();
+	info->t_factor = t1 - t0;
+
+	/* parameters fixed up front: per part for tensor, per row otherwise */
+	if (a->strategy == QC_QS_TENSOR) {
+		for (int p = 0; p < nparts; p++) {
+			float mn = 0, mx = 0;
+			for (int64_t r = 0; r < parts[p].rows; r++) {
+				float rmn, rmx;
+				qc_minmax(parts[p].W + r * n, (size_t)n, &rmn, &rmx);
+				mn = rmn < mn ? rmn : mn;
+				mx = rmx > mx ? rmx : mx;
+			}
+			float s, z;
+			qc_qparams(a, mn, mx, &s, &z);
+			parts[p].scales[0] = s;
+			if (!a->symmetric)
+				parts[p].zps[0] = z;
+		}
+	} else {
+		par_rows(g, R, 4, params_range, &st);
+	}
+	double t2 = qc_now();
+
+	/* tr(W H W^T) and RTN's tr(D H D^T) through V */
+	if (H)
+		QC_TRY(error_pass(&st, H));
+	double t3 = qc_now();
+	info->t_errors = t3 - t2;
+
+	if (o->method == QC_GPTQ_METHOD_RTN)
+		par_rows(g, R, 16, rtn_range, &st);
+	else
+		QC_TRY(sweep(&st, H));
+	info->t_sweep = (t2 - t1) + (qc_now() - t3);
+
+	/* per part: the row sums in row order */
+	double total = qc_now() - t0;
+	for (int p = 0, r = 0; p < nparts; p++) {
+		rsum s = { 0 };
+		for (int64_t lr = 0; lr < parts[p].rows; lr++, r++) {
+			const rsum *x = &g->sums[r];
+			s.w2 += x->w2;
+			s.werr += x->werr;
+			s.xv_w += x->xv_w;
+			s.n_w += x->n_w;
+			s.xv_r += x->xv_r;
+			s.n_r += x->n_r;
+			s.xv_g += x->xv_g;
+			s.n_g += x->n_g;
+		}
+		qc_gptq_part *pt = &parts[p];
+		pt->err_w = s.w2 > 0 ? s.werr / s.w2 : NAN;
+		if (H) {
+			/* tr(A H A^T) = ||A V||^2 - lambda ||A||^2 (dead columns of A are 0) */
+			double den = s.xv_w - lambda * s.n_w;
+			double rtn = s.xv_r - lambda * s.n_r;
+			pt->err_rtn = den > 0 ? rtn / den : NAN;
+			pt->err_out = o->method == QC_GPTQ_METHOD_RTN ? pt->err_rtn
+			            : den > 0 ? (s.xv_g - lambda * s.n_g) / den : NAN;
+		}
+		pt->seconds = total * (double)parts[p].rows / (double)R;
+	}
+	return 0;
+}
