@@ -252,6 +252,13 @@ int qc_ckw_add_tensor(qc_ckpt_writer *w, const char *name, qc_dtype dt, int ndim
  * holding a later group) is QC_EINVAL, as is a shard beyond n_shards. */
 int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete);
 
+/* Carry the provenance of an input whose manifest became known only after
+ * open (a stream's manifest comes last): its history, base and token sets
+ * are put before what this writer has recorded so far (its own history
+ * entry, token sets, and a base it set, which wins). Same effect as
+ * opts->inherit at open. */
+int qc_ckw_inherit(qc_ckpt_writer *w, const qc_manifest *m);
+
 /* Record the base model's fingerprint and the token sets used (manifest). */
 int qc_ckw_set_base(qc_ckpt_writer *w, const char *fingerprint_hex, const char *source);
 int qc_ckw_add_token_set(qc_ckpt_writer *w, const char *role, qc_h128 hash);

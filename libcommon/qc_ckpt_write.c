@@ -476,6 +476,47 @@ int qc_ckw_set_base(qc_ckpt_writer *w, const char *fingerprint_hex, const char *
 	return qc_manifest_set_base(w->man, fingerprint_hex, source);
 }
 
+int qc_ckw_inherit(qc_ckpt_writer *w, const qc_manifest *m)
+{
+	if (w->verbatim)
+		return qc_seterr(QC_EINVAL, "cannot inherit a manifest: the writer is in verbatim mode");
+	/* qc_manifest_inherit replaces provenance: keep ours aside, take the
+	 * input's, then append ours after it */
+	qc_manifest *own = qc_manifest_new();
+	if (!own)
+		return nomem();
+	int rc = qc_manifest_inherit(own, w->man);
+	if (rc == 0)
+		rc = qc_manifest_inherit(w->man, m);
+	for (size_t i = 0; rc == 0 && i < qc_manifest_history_count(own); i++) {
+		int argc;
+		char *const *argv;
+		if ((rc = qc_manifest_history_argv(own, i, &argc, &argv)) == 0)
+			rc = qc_manifest_add_history(w->man, qc_manifest_history_tool(own, i),
+			                             qc_manifest_history_version(own, i), argc, argv);
+	}
+	for (size_t i = 0; rc == 0 && i < qc_manifest_token_set_count(own); i++) {
+		const char *role;
+		qc_h128 h;
+		int dup = 0;
+		if ((rc = qc_manifest_token_set(own, i, &role, &h)) != 0)
+			break;
+		for (size_t j = 0; j < qc_manifest_token_set_count(w->man); j++) {
+			const char *r2;
+			qc_h128 h2;
+			if (qc_manifest_token_set(w->man, j, &r2, &h2) == 0 && strcmp(r2, role) == 0 &&
+			    qc_h128_eq(h, h2))
+				dup = 1;
+		}
+		if (!dup)
+			rc = qc_manifest_add_token_set(w->man, role, h);
+	}
+	if (rc == 0 && qc_manifest_base(own))
+		rc = qc_manifest_set_base(w->man, qc_manifest_base(own), qc_manifest_base_source(own));
+	qc_manifest_free(own);
+	return rc;
+}
+
 int qc_ckw_add_token_set(qc_ckpt_writer *w, const char *role, qc_h128 hash)
 {
 	if (w->verbatim)

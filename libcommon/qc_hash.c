@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include <xxhash.h>
+/* Debian's libxxhash is built for SSE2; the dispatch entry points pick its
+ * AVX2/AVX-512 code at run time (about 4x faster per core). */
+#include <xxh_x86dispatch.h>
 
 #include "qc_err.h"
 

@@ -9,7 +9,7 @@
 #include "qc_io.h"
 
 struct qc_report {
-	char **lines;
+	json_t **lines;   /* one object per line, keys in DESIGN 3.5 order */
 	size_t n, cap;
 };
 
@@ -23,7 +23,7 @@ void qc_report_free(qc_report *r)
 	if (!r)
 		return;
 	for (size_t i = 0; i < r->n; i++)
-		free(r->lines[i]);
+		json_decref(r->lines[i]);
 	free(r->lines);
 	free(r);
 }
@@ -62,21 +62,17 @@ int qc_report_add(qc_report *r, const qc_report_line *l)
 			json_object_set(o, k, v);
 		json_decref(l->extra);
 	}
-	char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(6));
-	json_decref(o);
-	if (!s)
-		return qc_seterr(QC_ENOMEM, "out of memory");
 	if (r->n == r->cap) {
 		size_t nc = r->cap ? 2 * r->cap : 64;
-		char **nl = realloc(r->lines, nc * sizeof *nl);
+		json_t **nl = realloc(r->lines, nc * sizeof *nl);
 		if (!nl) {
-			free(s);
+			json_decref(o);
 			return qc_seterr(QC_ENOMEM, "out of memory");
 		}
 		r->lines = nl;
 		r->cap = nc;
 	}
-	r->lines[r->n++] = s;
+	r->lines[r->n++] = o;
 	return 0;
 }
 
@@ -85,23 +81,45 @@ size_t qc_report_count(const qc_report *r)
 	return r->n;
 }
 
-int qc_report_text(const qc_report *r, char **text, size_t *len)
+int qc_report_text(const qc_report *r, int with_seconds, char **text, size_t *len)
 {
-	size_t total = 1;
-	for (size_t i = 0; i < r->n; i++)
-		total += strlen(r->lines[i]) + 1;
-	char *t = malloc(total), *p = t;
+	size_t cap = 256, used = 0;
+	char *t = malloc(cap);
 	if (!t)
 		return qc_seterr(QC_ENOMEM, "out of memory");
+	t[0] = 0;
 	for (size_t i = 0; i < r->n; i++) {
-		size_t n = strlen(r->lines[i]);
-		memcpy(p, r->lines[i], n);
-		p += n;
-		*p++ = '\n';
+		json_t *o = r->lines[i];
+		json_t *secs = json_object_get(o, "seconds");
+		json_incref(secs);
+		if (!with_seconds)
+			json_object_set_new(o, "seconds", json_null());
+		char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(6));
+		json_object_set_new(o, "seconds", secs);
+		if (!s) {
+			free(t);
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		}
+		size_t n = strlen(s);
+		if (used + n + 2 > cap) {
+			while (used + n + 2 > cap)
+				cap *= 2;
+			char *nt = realloc(t, cap);
+			if (!nt) {
+				free(s);
+				free(t);
+				return qc_seterr(QC_ENOMEM, "out of memory");
+			}
+			t = nt;
+		}
+		memcpy(t + used, s, n);
+		used += n;
+		t[used++] = '\n';
+		t[used] = 0;
+		free(s);
 	}
-	*p = 0;
 	*text = t;
-	*len = (size_t)(p - t);
+	*len = used;
 	return 0;
 }
 
@@ -109,7 +127,7 @@ int qc_report_save(const qc_report *r, const char *path)
 {
 	char *t;
 	size_t n;
-	QC_TRY(qc_report_text(r, &t, &n));
+	QC_TRY(qc_report_text(r, 1, &t, &n));
 	int rc = qc_write_file_atomic(path, t, n);
 	free(t);
 	return rc;

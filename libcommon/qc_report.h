@@ -13,7 +13,10 @@
  *
  * A qc_report accumulates lines in memory (they are small: one per Linear,
  * 7 per decoder layer) and is written to --report FILE and into the output
- * checkpoint as quant_report.jsonl.
+ * checkpoint as quant_report.jsonl. Wall time is not a property of the
+ * artifact: the copy inside the checkpoint has "seconds": null, so that the
+ * same inputs and options give byte-identical checkpoints (DESIGN 6); the
+ * --report file keeps the measured seconds.
  */
 #ifndef QC_REPORT_H
 #define QC_REPORT_H
@@ -43,9 +46,10 @@ qc_report *qc_report_new(void);               /* NULL on out of memory */
 void qc_report_free(qc_report *r);            /* NULL is a no-op */
 int qc_report_add(qc_report *r, const qc_report_line *line);
 size_t qc_report_count(const qc_report *r);
-/* The whole report as JSON Lines text (malloc'd, NUL-terminated). */
-int qc_report_text(const qc_report *r, char **text, size_t *len);
-/* Write the report to path atomically. */
+/* The whole report as JSON Lines text (malloc'd, NUL-terminated); with
+ * with_seconds 0, every "seconds" is null (the checkpoint's copy). */
+int qc_report_text(const qc_report *r, int with_seconds, char **text, size_t *len);
+/* Write the report (with seconds) to path atomically. */
 int qc_report_save(const qc_report *r, const char *path);
 
 /* Relative errors from sums: num / den, NAN when den is 0. */

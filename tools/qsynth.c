@@ -8,6 +8,7 @@
 #include "qc_config.h"
 #include "qc_corpus.h"
 #include "qc_io.h"
+#include "qc_json.h"
 #include "qc_synth.h"
 #include "qc_tok.h"
 #include "tool.h"
@@ -134,19 +135,13 @@ static int add_generation_config(qc_ckpt_writer *w, const qc_config *cfg)
 		json_object_set_new(g, "eos_token_id", a);
 	}
 	json_object_set_new(g, "transformers_version", json_string("4.45.0"));
-	char *s = json_dumps(g, JSON_SORT_KEYS | JSON_INDENT(2));
+	char *t;
+	size_t n;
+	int rc = qc_json_dump(g, &t, &n);
 	json_decref(g);
-	if (!s)
-		return qc_seterr(QC_ENOMEM, "out of memory");
-	size_t n = strlen(s);
-	char *t = realloc(s, n + 2);
-	if (!t) {
-		free(s);
-		return qc_seterr(QC_ENOMEM, "out of memory");
-	}
-	t[n] = '\n';
-	t[n + 1] = 0;
-	int rc = qc_ckw_add_file(w, "generation_config.json", t, n + 1);
+	if (rc)
+		return rc;
+	rc = qc_ckw_add_file(w, "generation_config.json", t, n);
 	free(t);
 	return rc;
 }

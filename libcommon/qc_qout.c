@@ -1,0 +1,218 @@
+/* qc_qout.c - naive-quantized checkpoint writer (see qc_qout.h). */
+#include "qc_qout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qc_err.h"
+#include "qc_json.h"
+#include "qc_num.h"
+
+struct qc_qout {
+	qc_ckpt_writer *w;
+	qc_ckpt *in;
+	const qc_qscheme *s;
+	int n_layers;
+};
+
+/* Small files of the input that the output writes anew. */
+static int carried(const char *name)
+{
+	return strcmp(name, "config.json") != 0 && strcmp(name, QC_MANIFEST_NAME) != 0 &&
+	       strcmp(name, QC_REPORT_NAME) != 0 && strcmp(name, "model.safetensors.index.json") != 0;
+}
+
+static int write_config(qc_qout *q, const qc_config *cfg)
+{
+	json_t *qc;
+	QC_TRY(qc_qscheme_to_json(q->s, &qc));
+	/* work on a copy so the caller's parsed config stays as it was */
+	json_t *doc = json_deep_copy(cfg->raw);
+	if (!doc) {
+		json_decref(qc);
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	}
+	json_object_set_new(doc, "quantization_config", qc);
+	char *t;
+	size_t n;
+	int rc = qc_json_dump(doc, &t, &n);
+	json_decref(doc);
+	if (rc)
+		return rc;
+	rc = qc_ckw_add_file(q->w, "config.json", t, n);
+	free(t);
+	return rc;
+}
+
+int qc_qout_open(qc_qout **out, qc_ckpt *in, const qc_config *cfg, const qc_qscheme *s,
+                 const qc_qout_opts *o)
+{
+	*out = NULL;
+	qc_qout *q = calloc(1, sizeof *q);
+	if (!q)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	q->in = in;
+	q->s = s;
+	q->n_layers = (int)cfg->num_hidden_layers;
+	qc_ckw_opts wo;
+	memset(&wo, 0, sizeof wo);
+	wo.n_shards = q->n_layers;
+	wo.force = o->force;
+	wo.keep_partial = o->keep_partial;
+	wo.tool = o->tool;
+	wo.version = QC_VERSION;
+	wo.argc = o->argc;
+	wo.argv = o->argv;
+	int rc = qc_ckw_open(&q->w, o->path, &wo);
+	if (rc) {
+		free(q);
+		return rc;
+	}
+	rc = write_config(q, cfg);
+	for (size_t i = 0; rc == 0 && i < qc_ckpt_file_count(in); i++) {
+		const char *name = qc_ckpt_file_name(in, i);
+		const void *data;
+		size_t len;
+		if (!carried(name))
+			continue;
+		if ((rc = qc_ckpt_file(in, name, &data, &len)) == 0)
+			rc = qc_ckw_add_file(q->w, name, data, len);
+	}
+	if (rc) {
+		qc_qout_abort(q);
+		return rc;
+	}
+	*out = q;
+	return 0;
+}
+
+/* Convert n floats to the scale dtype into a new buffer. */
+static void *to_dtype(qc_dtype dt, const float *v, size_t n)
+{
+	void *b = malloc(n * qc_dtype_size(dt) + 1);
+	if (b)
+		qc_from_f32(b, dt, v, n);
+	return b;
+}
+
+int qc_qout_linear(qc_qout *q, const char *module, int64_t rows, int64_t cols,
+                   const void *codes, const float *scales, const float *zps,
+                   const float *input_scale)
+{
+	const qc_qargs *a = &q->s->weights;
+	char name[512];
+	int64_t wshape[2] = { rows, cols };
+	int64_t ng = qc_qgroups(a, cols);
+	int64_t sshape[2] = { rows, ng };
+	int sdims = 2;
+	size_t nscale = (size_t)(rows * ng);
+	if (a->strategy == QC_QS_TENSOR) {
+		sshape[0] = 1;
+		sdims = 1;
+		nscale = 1;
+	}
+	size_t ncodes = (size_t)(rows * cols);
+	void *c = malloc(ncodes ? ncodes : 1);
+	void *sc = to_dtype(a->scale_dtype, scales, nscale);
+	if (!c || !sc) {
+		free(c);
+		free(sc);
+		return qc_seterr(QC_ENOMEM, "out of memory for '%s'", module);
+	}
+	memcpy(c, codes, ncodes);
+	snprintf(name, sizeof name, "%s.weight", module);
+	int rc = qc_ckw_add_tensor(q->w, name, a->is_float ? QC_DT_F8_E4M3 : QC_DT_I8, 2, wshape, c, 1);
+	snprintf(name, sizeof name, "%s.weight_scale", module);
+	if (rc == 0)
+		rc = qc_ckw_add_tensor(q->w, name, a->scale_dtype, sdims, sshape, sc, 1);
+	else
+		free(sc);
+	if (rc == 0 && zps && !a->symmetric) {
+		int8_t *z = malloc(nscale);
+		if (!z)
+			return qc_seterr(QC_ENOMEM, "out of memory for '%s'", module);
+		for (size_t i = 0; i < nscale; i++)
+			z[i] = (int8_t)zps[i];
+		snprintf(name, sizeof name, "%s.weight_zero_point", module);
+		rc = qc_ckw_add_tensor(q->w, name, QC_DT_I8, sdims, sshape, z, 1);
+	}
+	if (rc == 0 && input_scale) {
+		int64_t one = 1;
+		void *is = to_dtype(a->scale_dtype, input_scale, 1);
+		if (!is)
+			return qc_seterr(QC_ENOMEM, "out of memory for '%s'", module);
+		snprintf(name, sizeof name, "%s.input_scale", module);
+		rc = qc_ckw_add_tensor(q->w, name, a->scale_dtype, 1, &one, is, 1);
+	}
+	return rc;
+}
+
+int qc_qout_tensor(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
+                   const void *data)
+{
+	int64_t nb = qc_nbytes(dt, qc_numel(ndim, shape));
+	if (nb < 0)
+		return qc_seterr(QC_EINVAL, "bad shape for tensor '%s'", name);
+	void *c = malloc(nb ? (size_t)nb : 1);
+	if (!c)
+		return qc_seterr(QC_ENOMEM, "out of memory for '%s'", name);
+	memcpy(c, data, (size_t)nb);
+	return qc_ckw_add_tensor(q->w, name, dt, ndim, shape, c, 1);
+}
+
+int qc_qout_copy(qc_qout *q, const qc_tensor *t)
+{
+	return qc_qout_tensor(q, t->name, t->dtype, t->ndim, t->shape, t->data);
+}
+
+int qc_qout_end_layer(qc_qout *q, int layer)
+{
+	return qc_ckw_end_shard(q->w, layer == q->n_layers - 1 ? QC_GROUP_POST : layer);
+}
+
+int qc_qout_token_set(qc_qout *q, const char *role, qc_h128 hash)
+{
+	return qc_ckw_add_token_set(q->w, role, hash);
+}
+
+int qc_qout_close(qc_qout *q, const qc_report *r)
+{
+	int rc = 0;
+	if (r && qc_report_count(r) > 0) {
+		char *t;
+		size_t n;
+		if ((rc = qc_report_text(r, 0, &t, &n)) == 0) {
+			rc = qc_ckw_add_file(q->w, QC_REPORT_NAME, t, n);
+			free(t);
+		}
+	}
+	/* provenance: carry the input's manifest (history, base, token sets),
+	 * or, for a checkpoint without one, record it as the base by the
+	 * fingerprint of the tensors we read */
+	const qc_manifest *m = NULL;
+	if (rc == 0)
+		rc = qc_ckpt_manifest(q->in, &m);
+	if (rc == 0 && m) {
+		rc = qc_ckw_inherit(q->w, m);
+	} else if (rc == 0) {
+		char fp[33];
+		if ((rc = qc_ckpt_fingerprint(q->in, fp)) == 0)
+			rc = qc_ckw_set_base(q->w, fp, qc_ckpt_name(q->in));
+	}
+	if (rc) {
+		qc_qout_abort(q);
+		return rc;
+	}
+	rc = qc_ckw_close(q->w);
+	free(q);
+	return rc;
+}
+
+void qc_qout_abort(qc_qout *q)
+{
+	if (!q)
+		return;
+	qc_ckw_abort(q->w);
+	free(q);
+}

@@ -1,0 +1,67 @@
+#!/bin/sh
+# t0600: qfp8 writes FP8 checkpoints, deterministic, from directories and pipes.
+. "$(dirname "$0")/lib.sh"
+
+test_expect_success 'setup: a small model' '
+	qsynth -q --preset tiny --layers 3 --seed 5 -o m
+'
+test_expect_success 'quantize a directory; the manifest verifies' '
+	qfp8 -q --report r.jsonl -o f m && qcat --verify f &&
+	test "$(wc -l <r.jsonl)" = 21 && test "$(wc -l <f/quant_report.jsonl)" = 21
+'
+test_expect_success 'config.json carries the float-quantized scheme' '
+	expect_grep f/config.json "\"format\": \"float-quantized\"" &&
+	expect_grep f/config.json "\"quant_method\": \"compressed-tensors\"" &&
+	expect_grep f/config.json "\"strategy\": \"token\"" &&
+	expect_grep f/config.json "\"lm_head\""
+'
+test_expect_success 'the tensors are F8_E4M3 codes with BF16 channel scales' '
+	qcat --list f >list &&
+	grep "model.layers.0.self_attn.q_proj.weight	" list | grep -q F8_E4M3 &&
+	grep "model.layers.0.self_attn.q_proj.weight_scale	" list | grep -q "BF16" &&
+	grep "model.layers.0.self_attn.q_proj.weight_scale	" list | grep -q "\[128, 1\]" &&
+	grep "model.embed_tokens.weight	" list | grep -q BF16
+'
+test_expect_success 'the report shows small weight errors and no output errors' '
+	! grep -v "\"err_out\":null" r.jsonl &&
+	awk -F"\"err_w\":" "{ split(\$2, a, \",\"); if (a[1] > 0.01 || a[1] <= 0) exit 1 }" r.jsonl
+'
+test_expect_success 'a stream in and out gives the same checkpoint as directories' '
+	qsynth -q --preset tiny --layers 3 --seed 5 -o - | qfp8 -q -o - - >s.tar &&
+	mkdir x && tar xf s.tar -C x && qcat --verify x &&
+	for f in f/*.safetensors f/config.json f/quant_report.jsonl; do cmp "$f" "x/${f#f/}"; done
+'
+test_expect_success 'two runs give identical checkpoints' '
+	qfp8 -q --report r.jsonl -o g m && diff -r f g
+'
+test_expect_success 'the history records both tools and the base model' '
+	expect_grep f/quant_manifest.json "\"tool\": \"qsynth\"" &&
+	expect_grep f/quant_manifest.json "\"tool\": \"qfp8\"" &&
+	base=$(sed -n "/\"base\"/,/}/s/.*\"fingerprint\": \"\\(.*\\)\".*/\\1/p" m/quant_manifest.json) &&
+	expect_grep f/quant_manifest.json "$base"
+'
+test_expect_success '--shared-scale gives q/k/v one scale' '
+	qfp8 -q --shared-scale -o sh m && qcat --list sh >l2 &&
+	grep "layers.1.self_attn.k_proj.weight_scale	" l2 | grep -q "\[1\]"
+'
+test_expect_success '--ignore leaves matching layers in BF16' '
+	qfp8 -q --ignore "re:.*down_proj" -o ig m && qcat --list ig >l3 &&
+	grep "layers.0.mlp.down_proj.weight	" l3 | grep -q BF16 &&
+	! grep -q "down_proj.weight_scale" l3 && expect_grep ig/config.json "re:.*down_proj"
+'
+test_expect_code 2 'an already quantized input is refused' 'qfp8 -q -o z f'
+test_expect_code 2 'static activations are refused in this build' 'qfp8 --act static --calib x -o z m'
+test_expect_code 2 'a missing model is an input error' 'qfp8 -o z nowhere'
+test_expect_success 'NaN in a weight is an error naming the tensor' '
+	cp -r m bad && python3 - <<-PY &&
+	import json, struct
+	p = "bad/model-00002-of-00003.safetensors"
+	b = bytearray(open(p, "rb").read()); n = struct.unpack("<Q", b[:8])[0]
+	h = json.loads(b[8:8+n]); o = h["model.layers.1.mlp.up_proj.weight"]["data_offsets"][0]
+	b[8+n+o+2:8+n+o+4] = bytes([0xc0, 0x7f])   # a BF16 NaN at element 1
+	open(p, "wb").write(b)
+	PY
+	! qfp8 -q -o z bad 2>err && expect_one_message qfp8 err &&
+	expect_grep err "model.layers.1.mlp.up_proj.weight" && test ! -e z && test ! -e z.partial
+'
+test_done
