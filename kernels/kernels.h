@@ -185,6 +185,34 @@ int qk_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V);
  * QC_EINVAL. */
 int qk_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int64_t T, int64_t V);
 
+/*
+ * Softmax statistics of rows of logits folded in a block of columns at a
+ * time ("online softmax"), so that NLL, KL and top-1 over a vocabulary of
+ * V columns never need a [T, V] array. For each row:
+ *   max, sum     running maximum and sum of exp(z - max): the row's
+ *                log-normalizer is max + log(sum)
+ *   target       the logit of the row's target column, once folded
+ *   arg          the first column holding the maximum (ties: lowest)
+ *   cross        with a second model's logits z2 on the same columns:
+ *                sum of exp(z - max) (z - z2), so that
+ *                KL(p || p2) = cross / sum - lse + lse2
+ * All in double. Blocks must come in increasing column order.
+ */
+typedef struct qk_rowstat {
+	double max, sum, target, cross;
+	int64_t arg;
+} qk_rowstat;
+
+/* Start T rows: max -inf, sums 0, target NaN, arg -1. */
+void qk_rowstat_init(qk_rowstat *st, int64_t T);
+
+/* Fold columns [col0, col0 + n) of z [T, n] (row stride ldz) into st[T];
+ * target[t] (target may be NULL, an entry may be -1) names the column whose
+ * logit is kept. z2 (may be NULL) holds the second model's logits of the
+ * same block with the same layout. Host memory for st and target. */
+int qk_softmax_fold(qk_ctx *ctx, qk_rowstat *st, const float *z, const float *z2, int64_t ldz,
+                    int64_t T, int64_t n, int64_t col0, const int32_t *target);
+
 /* ---------------------------------------------------------------- activation quantization */
 
 /*

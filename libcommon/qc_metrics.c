@@ -48,15 +48,6 @@ static int spread(const double *v, int64_t n, qc_spread *s)
 	return 0;
 }
 
-static int64_t argmax(const float *x, int64_t V)
-{
-	int64_t k = 0;
-	for (int64_t i = 1; i < V; i++)
-		if (x[i] > x[k])
-			k = i;
-	return k;
-}
-
 static int finish(qc_metrics *r, int64_t total_pos, double nll, double nll_b, double kl,
                   double kl_max, int64_t agree)
 {
@@ -133,7 +124,9 @@ static int run(qc_model *base, qc_model *m, const int32_t *ids, int64_t stride, 
 
 	qc_walk_opts wo = { o.chunk_tokens, o.act_dtype, NULL, NULL };
 	qc_walk *wq = NULL, *wb = NULL;
-	float *xq = NULL, *lq = NULL, *xb = NULL, *lb = NULL;
+	float *xq = NULL, *lq = NULL, *xb = NULL, *lb = NULL, *wq_rows = NULL, *wb_rows = NULL;
+	qk_rowstat *stq = NULL, *stb = NULL;
+	int32_t *tgt = NULL;
 	qk_ctx *kc = qc_model_kernels(m);
 	int rc = qc_walk_new(&wq, m, ids, stride, lens, nseq, &wo);
 	if (!rc && base)
@@ -154,62 +147,94 @@ static int run(qc_model *base, qc_model *m, const int32_t *ids, int64_t stride, 
 	if (rc)
 		goto out;
 
+	/* The lm_head a block of positions by a block of vocabulary rows at a
+	 * time: each block of lm_head rows is converted once per P positions
+	 * and the softmax statistics are folded block by block (qk_softmax_fold),
+	 * so neither [T, vocab] logits nor repeated conversions of the whole
+	 * lm_head per few positions are needed. */
 	int64_t T = qc_walk_tokens(wq);
 	const int64_t *off = qc_walk_offsets(wq);
 	const int32_t *pid = qc_walk_ids(wq);
-	int64_t C = o.head_tokens;
-	if (C <= 0) {
-		C = (int64_t)((128u << 20) / (sizeof(float) * (size_t)V * (base ? 2 : 1)));
-		if (C < 1)
-			C = 1;
-	}
-	if (C > T)
-		C = T;
-	xq = qk_alloc(kc, (size_t)(C * H) * sizeof(float));
-	lq = qk_alloc(kc, (size_t)(C * V) * sizeof(float));
+	int64_t P = o.head_tokens > 0 ? o.head_tokens : (int64_t)((64u << 20) / (sizeof(float) * (size_t)H));
+	if (P < 1)
+		P = 1;
+	if (P > T)
+		P = T;
+	int64_t Vb = o.head_vocab > 0 ? o.head_vocab : (int64_t)((64u << 20) / (sizeof(float) * (size_t)P));
+	if (Vb < 1)
+		Vb = 1;
+	if (Vb > V)
+		Vb = V;
+	xq = qk_alloc(kc, (size_t)(P * H) * sizeof(float));
+	lq = qk_alloc(kc, (size_t)(P * Vb) * sizeof(float));
+	wq_rows = qk_alloc(kc, (size_t)(Vb * H) * sizeof(float));
+	stq = malloc(sizeof *stq * (size_t)P);
+	tgt = malloc(sizeof *tgt * (size_t)P);
 	if (base) {
-		xb = qk_alloc(kc, (size_t)(C * H) * sizeof(float));
-		lb = qk_alloc(kc, (size_t)(C * V) * sizeof(float));
+		xb = qk_alloc(kc, (size_t)(P * H) * sizeof(float));
+		lb = qk_alloc(kc, (size_t)(P * Vb) * sizeof(float));
+		wb_rows = qk_alloc(kc, (size_t)(Vb * H) * sizeof(float));
+		stb = malloc(sizeof *stb * (size_t)P);
 	}
-	if (!xq || !lq || (base && (!xb || !lb))) {
-		rc = qc_seterr(QC_ENOMEM, "cannot allocate logits for %lld positions", (long long)C);
+	if (!xq || !lq || !wq_rows || !stq || !tgt || (base && (!xb || !lb || !wb_rows || !stb))) {
+		rc = qc_seterr(QC_ENOMEM, "cannot allocate the lm_head blocks for %lld positions", (long long)P);
 		goto out;
 	}
 	double nll = 0, nll_b = 0, kl = 0, kl_max = 0;
 	int64_t agree = 0, s = 0;
-	for (int64_t r0 = 0; r0 < T; r0 += C) {
-		int64_t n = T - r0 < C ? T - r0 : C;
-		if ((rc = qc_walk_hidden(wq, r0, r0 + n, xq)) || (rc = qc_model_logits(m, xq, n, lq)) ||
-		    (rc = qk_log_softmax(kc, lq, lq, n, V)))
+	for (int64_t p0 = 0; p0 < T; p0 += P) {
+		int64_t n = T - p0 < P ? T - p0 : P;
+		/* targets: the next token of the same sequence, -1 for a last token */
+		for (int64_t i = 0, sq = s; i < n; i++) {
+			while (p0 + i >= off[sq + 1])
+				sq++;
+			tgt[i] = p0 + i == off[sq + 1] - 1 ? -1 : pid[p0 + i + 1];
+		}
+		if ((rc = qc_walk_hidden(wq, p0, p0 + n, xq)) || (rc = qc_model_head_input(m, xq, n, xq)))
 			goto out;
-		if (base && ((rc = qc_walk_hidden(wb, r0, r0 + n, xb)) ||
-		             (rc = qc_model_logits(base, xb, n, lb)) || (rc = qk_log_softmax(kc, lb, lb, n, V))))
+		if (base && ((rc = qc_walk_hidden(wb, p0, p0 + n, xb)) ||
+		             (rc = qc_model_head_input(base, xb, n, xb))))
 			goto out;
+		qk_rowstat_init(stq, n);
+		if (base)
+			qk_rowstat_init(stb, n);
+		for (int64_t v0 = 0; v0 < V; v0 += Vb) {
+			int64_t nv = V - v0 < Vb ? V - v0 : Vb;
+			const float *w;
+			/* lq[n, nv] = h W[v0 .. v0 + nv]^T */
+			if ((rc = qc_model_head_rows(m, v0, v0 + nv, wq_rows, &w)) ||
+			    (rc = qk_gemm(kc, 0, 1, n, nv, H, 1.0f, xq, H, w, H, 0.0f, lq, nv)))
+				goto out;
+			if (base) {
+				if ((rc = qc_model_head_rows(base, v0, v0 + nv, wb_rows, &w)) ||
+				    (rc = qk_gemm(kc, 0, 1, n, nv, H, 1.0f, xb, H, w, H, 0.0f, lb, nv)) ||
+				    (rc = qk_softmax_fold(kc, stb, lb, lq, nv, n, nv, v0, tgt)))
+					goto out;
+			}
+			if ((rc = qk_softmax_fold(kc, stq, lq, NULL, nv, n, nv, v0, tgt)))
+				goto out;
+		}
 		for (int64_t i = 0; i < n; i++) {
-			int64_t row = r0 + i;
-			while (row >= off[s + 1])
+			while (p0 + i >= off[s + 1])
 				s++;
-			if (row == off[s + 1] - 1)
+			if (tgt[i] < 0)
 				continue;   /* the last token predicts nothing in the set */
-			int32_t tgt = pid[row + 1];
-			const float *q = lq + i * V;
 			qc_seq_metrics *sm = &r->seq[s];
+			double lse_q = stq[i].max + log(stq[i].sum), nq = lse_q - stq[i].target;
 			sm->n++;
-			sm->nll += -(double)q[tgt];
-			nll += -(double)q[tgt];
+			sm->nll += nq;
+			nll += nq;
 			if (!base)
 				continue;
-			const float *b = lb + i * V;
-			double k = 0;
-			for (int64_t v = 0; v < V; v++)
-				k += exp((double)b[v]) * ((double)b[v] - (double)q[v]);
+			double lse_b = stb[i].max + log(stb[i].sum), nb = lse_b - stb[i].target;
+			double k = stb[i].cross / stb[i].sum - lse_b + lse_q;
 			if (k < 0)
 				k = 0;
-			int a = argmax(b, V) == argmax(q, V);
-			sm->nll_base += -(double)b[tgt];
+			int a = stb[i].arg == stq[i].arg;
+			sm->nll_base += nb;
 			sm->kl += k;
 			sm->top1 += a;
-			nll_b += -(double)b[tgt];
+			nll_b += nb;
 			kl += k;
 			if (k > kl_max)
 				kl_max = k;
@@ -233,6 +258,11 @@ out:
 	qk_free(kc, lq);
 	qk_free(kc, xb);
 	qk_free(kc, lb);
+	qk_free(kc, wq_rows);
+	qk_free(kc, wb_rows);
+	free(stq);
+	free(stb);
+	free(tgt);
 	if (rc)
 		qc_metrics_free(r);
 	return rc;

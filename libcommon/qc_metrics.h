@@ -12,8 +12,8 @@
  *   PPL ratio PPL(quantized) / PPL(base)
  *   KL        KL(base || quantized) = sum_v p_b(v) (log p_b(v) - log p_q(v))
  *             per position, averaged (and its maximum); computed in double
- *             from FP32 log-probabilities, clamped at 0 (rounding can make
- *             it -1e-9 where the distributions agree)
+ *             from the FP32 logits, clamped at 0 (rounding can make it
+ *             -1e-12 where the distributions agree)
  *   top-1     fraction of positions where both models' most probable tokens
  *             agree (ties: the lowest token id)
  * Per sequence the same quantities are kept (seq[i]); the spread gives min,
@@ -24,9 +24,11 @@
  * of the base, then the same layer of the quantized model, so only one
  * layer's weights are ever loaded; activations of both models for the whole
  * token set are held ([T, hidden] each, FP32 or BF16 as opts say). The
- * lm_head runs on blocks of positions (opts.head_tokens) for both models at
- * once. Identical models give KL exactly 0, top-1 exactly 1 and PPL ratio
- * exactly 1.
+ * lm_head runs on blocks of positions (opts.head_tokens) by blocks of
+ * vocabulary rows (opts.head_vocab), each block of lm_head rows converted
+ * once per block of positions, the softmax statistics folded a block at a
+ * time (qk_softmax_fold): no [T, vocab] array exists. Identical models give
+ * KL exactly 0, top-1 exactly 1 and PPL ratio exactly 1.
  */
 #ifndef QC_METRICS_H
 #define QC_METRICS_H
@@ -40,7 +42,8 @@
 typedef struct qc_metrics_opts {
 	int64_t chunk_tokens;   /* walker chunk (0: 2048) */
 	qc_dtype act_dtype;     /* walker storage: F32 (default) or BF16 */
-	int64_t head_tokens;    /* positions per lm_head block (0: about 128 MiB of logits) */
+	int64_t head_tokens;    /* positions per lm_head block (0: 64 MiB of hidden states) */
+	int64_t head_vocab;     /* lm_head rows per block (0: 64 MiB of logits) */
 	/* after each layer of each model (may be NULL) */
 	void (*progress)(void *ctx, int done, int total);
 	void *progress_ctx;

@@ -602,30 +602,52 @@ static int get_head(qc_model *m)
 	return 0;
 }
 
+static const qc_ctq_linear *head_of(const qc_model *m)
+{
+	return m->cfg.tie_word_embeddings ? &m->embed : &m->head;
+}
+
+int qc_model_head_input(qc_model *m, const float *x, int64_t T, float *h)
+{
+	QC_TRY(get_head(m));
+	QC_TRY(qk_rmsnorm(m->kc, h, x, m->final_norm, T, m->H, m->eps));
+	return qk_actq_apply(m->kc, h, T, m->H, &head_of(m)->act);
+}
+
+int qc_model_head_rows(qc_model *m, int64_t v0, int64_t v1, float *buf, const float **rows)
+{
+	QC_TRY(get_head(m));
+	const qc_ctq_linear *W = head_of(m);
+	if (v0 < 0 || v1 > m->V || v0 > v1)
+		return qc_seterr(QC_EINVAL, "lm_head rows [%lld, %lld) outside the vocabulary",
+		                 (long long)v0, (long long)v1);
+	if (!W->quantized && W->weight->dtype == QC_DT_F32) {
+		/* already FP32: used in place (scanned for NaN/Inf below, block by
+		 * block, like converted rows) */
+		*rows = (const float *)W->weight->data + v0 * m->H;
+	} else {
+		QC_TRY(qc_ctq_linear_rows(m->kc, W, v0, v1, buf));
+		*rows = buf;
+	}
+	return check_finite(*rows, (v1 - v0) * m->H, "lm_head weight");
+}
+
 int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits)
 {
 	if (T == 0)
 		return 0;
-	QC_TRY(get_head(m));
 	QC_TRY(ensure_scratch(m, T));
-	const qc_ctq_linear *W = m->cfg.tie_word_embeddings ? &m->embed : &m->head;
-	qk_ctx *kc = m->kc;
 	float *h = m->s_h;
-	QC_TRY(qk_rmsnorm(kc, h, x, m->final_norm, T, m->H, m->eps));
-	QC_TRY(qk_actq_apply(kc, h, T, m->H, &W->act));
-	if (!W->quantized && W->weight->dtype == QC_DT_F32)
-		/* already FP32: one product over the whole vocabulary */
-		return qk_gemm(kc, 0, 1, T, m->V, m->H, 1.0f, h, m->H, W->weight->data, m->H, 0.0f,
-		               logits, m->V);
+	QC_TRY(qc_model_head_input(m, x, T, h));
 	if (!m->head_w && !(m->head_w = dalloc(m, m->o.head_rows * m->H)))
 		return qc_seterr(QC_ENOMEM, "cannot allocate lm_head rows");
 	for (int64_t v0 = 0; v0 < m->V; v0 += m->o.head_rows) {
 		int64_t v1 = v0 + m->o.head_rows < m->V ? v0 + m->o.head_rows : m->V;
-		QC_TRY(qc_ctq_linear_rows(kc, W, v0, v1, m->head_w));
-		QC_TRY(check_finite(m->head_w, (v1 - v0) * m->H, "lm_head weight"));
+		const float *w;
+		QC_TRY(qc_model_head_rows(m, v0, v1, m->head_w, &w));
 		/* logits[:, v0:v1] = h W[v0:v1]^T */
-		QC_TRY(qk_gemm(kc, 0, 1, T, v1 - v0, m->H, 1.0f, h, m->H, m->head_w, m->H, 0.0f,
-		               logits + v0, m->V));
+		QC_TRY(qk_gemm(m->kc, 0, 1, T, v1 - v0, m->H, 1.0f, h, m->H, w, m->H, 0.0f, logits + v0,
+		               m->V));
 	}
 	return 0;
 }

@@ -145,6 +145,15 @@ void qc_model_drop_embed(qc_model *m);
 /* logits [T, vocab] = lm_head(RMSNorm(x; model.norm)), x [T, hidden]. */
 int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits);
 
+/* The same in pieces, for callers that walk the vocabulary a block at a
+ * time (qc_metrics): h [T, hidden] = the lm_head's input (final norm, then
+ * the lm_head's input quantization if it has one); rows [v0, v1) of the
+ * lm_head (the embedding when tied) as FP32 in *rows: a pointer into the
+ * stored weights when they are FP32 already, else buf [v1 - v0, hidden]
+ * converted or dequantized. */
+int qc_model_head_input(qc_model *m, const float *x, int64_t T, float *h);
+int qc_model_head_rows(qc_model *m, int64_t v0, int64_t v1, float *buf, const float **rows);
+
 /* ---------------------------------------------------------------- whole model */
 
 typedef enum { QC_OUT_LOGITS = 0, QC_OUT_LOGPROBS } qc_out_kind;

@@ -340,6 +340,74 @@ int qk_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int6
 	return 0;
 }
 
+void qk_rowstat_init(qk_rowstat *st, int64_t T)
+{
+	for (int64_t t = 0; t < T; t++)
+		st[t] = (qk_rowstat){ -INFINITY, 0.0, NAN, 0.0, -1 };
+}
+
+typedef struct {
+	qk_rowstat *st;
+	const float *z, *z2;
+	int64_t ldz, n, col0;
+	const int32_t *target;
+} fold_job;
+
+static void fold_rows(void *p, int64_t b, int64_t e)
+{
+	fold_job *j = p;
+	for (int64_t t = b; t < e; t++) {
+		qk_rowstat *s = &j->st[t];
+		const float *z = j->z + t * j->ldz, *z2 = j->z2 ? j->z2 + t * j->ldz : NULL;
+		int64_t bi = 0;
+		for (int64_t i = 1; i < j->n; i++)
+			if (z[i] > z[bi])
+				bi = i;
+		double bm = z[bi];
+		if (s->arg < 0 || bm > s->max) {
+			/* the first block, or a new maximum: rescale what was summed */
+			if (s->arg >= 0) {
+				double f = exp(s->max - bm);
+				s->sum *= f;
+				s->cross *= f;
+			}
+			s->max = bm;
+			s->arg = j->col0 + bi;
+		}
+		double m = s->max, sum = 0, cross = 0;
+		if (isinf(m) && m < 0) {
+			/* every logit so far is -inf: nothing to add */
+		} else if (z2) {
+			for (int64_t i = 0; i < j->n; i++) {
+				double e1 = exp((double)z[i] - m);
+				sum += e1;
+				cross += e1 * ((double)z[i] - (double)z2[i]);
+			}
+		} else {
+			for (int64_t i = 0; i < j->n; i++)
+				sum += exp((double)z[i] - m);
+		}
+		s->sum += sum;
+		s->cross += cross;
+		if (j->target) {
+			int64_t c = (int64_t)j->target[t] - j->col0;
+			if (c >= 0 && c < j->n)
+				s->target = z[c];
+		}
+	}
+}
+
+int qk_softmax_fold(qk_ctx *ctx, qk_rowstat *st, const float *z, const float *z2, int64_t ldz,
+                    int64_t T, int64_t n, int64_t col0, const int32_t *target)
+{
+	QC_TRY(qk_cpu_check(ctx, "softmax fold"));
+	if (T < 0 || n <= 0 || ldz < n || col0 < 0)
+		return qc_seterr(QC_EINVAL, "softmax fold: invalid shape");
+	fold_job j = { st, z, z2, ldz, n, col0, target };
+	qk_cpu_parallel(ctx, T, 4, fold_rows, &j);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- activation quantization */
 
 /* round half to even, then saturate to int8 (vLLM: cvt.rni.sat.s8.f32);

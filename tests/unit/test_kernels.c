@@ -384,6 +384,69 @@ static void test_logsoftmax(void **state)
 	free(x); free(y); free(ref);
 }
 
+static void test_softmax_fold(void **state)
+{
+	(void)state;
+	/* blocks of uneven widths against whole rows in double */
+	qc_rng r;
+	qc_rng_seed(&r, 11);
+	const int64_t T = 9, V = 1000;
+	float *z = randv(&r, T * V, 4), *z2 = randv(&r, T * V, 4);
+	for (int64_t i = 0; i < T * V; i++)
+		z2[i] = z[i] + 0.3f * z2[i] / 4;       /* a nearby second model */
+	z[2 * V + 700] = 40.0f;                    /* a late maximum rescales the sums */
+	z[3 * V + 10] = z[3 * V + 900] = 30.0f;    /* a tie: the lowest column wins */
+	int32_t tgt[9] = { 0, 999, 700, 10, 500, -1, 3, 250, 251 };
+	qk_rowstat a[9], b[9];
+	qk_rowstat_init(a, T);
+	qk_rowstat_init(b, T);
+	int64_t cuts[] = { 0, 1, 100, 400, 999, 1000 };
+	for (int k = 0; k + 1 < 6; k++) {
+		int64_t c0 = cuts[k], n = cuts[k + 1] - c0;
+		/* block [T, n] with row stride V: straight out of the full rows */
+		tu_assert_rc(qk_softmax_fold(ctx2, a, z + c0, z2 + c0, V, T, n, c0, tgt), 0);
+		tu_assert_rc(qk_softmax_fold(ctx1, b, z2 + c0, NULL, V, T, n, c0, tgt), 0);
+	}
+	for (int64_t t = 0; t < T; t++) {
+		const float *x = z + t * V, *y = z2 + t * V;
+		double m = -INFINITY, m2 = -INFINITY, s = 0, s2 = 0;
+		int64_t arg = 0;
+		for (int64_t v = 0; v < V; v++) {
+			if (x[v] > x[arg])
+				arg = v;
+			m = fmax(m, x[v]);
+			m2 = fmax(m2, y[v]);
+		}
+		for (int64_t v = 0; v < V; v++) {
+			s += exp(x[v] - m);
+			s2 += exp(y[v] - m2);
+		}
+		double lse = m + log(s), lse2 = m2 + log(s2), kl = 0;
+		for (int64_t v = 0; v < V; v++)
+			kl += exp(x[v] - lse) * ((x[v] - lse) - (y[v] - lse2));
+		double got_lse = a[t].max + log(a[t].sum), got_lse2 = b[t].max + log(b[t].sum);
+		assert_true(fabs(got_lse - lse) < 1e-12 * fabs(lse) + 1e-12);
+		assert_true(fabs(got_lse2 - lse2) < 1e-12 * fabs(lse2) + 1e-12);
+		assert_int_equal(a[t].arg, arg);
+		double got_kl = a[t].cross / a[t].sum - got_lse + got_lse2;
+		assert_true(fabs(got_kl - kl) < 1e-9 * kl + 1e-12);
+		if (tgt[t] >= 0)
+			assert_true(a[t].target == x[tgt[t]] && b[t].target == y[tgt[t]]);
+		else
+			assert_true(isnan(a[t].target));
+	}
+	assert_int_equal(a[3].arg, 10);
+	/* the same logits on both sides: KL exactly 0 */
+	qk_rowstat c[9], d[9];
+	qk_rowstat_init(c, T);
+	qk_rowstat_init(d, T);
+	tu_assert_rc(qk_softmax_fold(ctx2, c, z, z, V, T, V, 0, NULL), 0);
+	tu_assert_rc(qk_softmax_fold(ctx2, d, z, NULL, V, T, V, 0, NULL), 0);
+	for (int64_t t = 0; t < T; t++)
+		assert_true(c[t].cross / c[t].sum - (c[t].max + log(c[t].sum)) + (d[t].max + log(d[t].sum)) == 0.0);
+	free(z); free(z2);
+}
+
 /* ---------------------------------------------------------------- activation quantization */
 
 static void test_actq_int8(void **state)
@@ -602,6 +665,7 @@ int main(void)
 		cmocka_unit_test(test_rope_apply),
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_logsoftmax),
+		cmocka_unit_test(test_softmax_fold),
 		cmocka_unit_test(test_actq_int8),
 		cmocka_unit_test(test_actq_fp8),
 		cmocka_unit_test(test_actq_ref),

@@ -124,7 +124,7 @@ static void test_identical(void **state)
 	qc_dtype dts[2] = { QC_DT_F32, QC_DT_BF16 };
 	for (int d = 0; d < 2; d++) {
 		qc_metrics r;
-		qc_metrics_opts o = { .act_dtype = dts[d], .head_tokens = 5, .chunk_tokens = 20 };
+		qc_metrics_opts o = { .act_dtype = dts[d], .head_tokens = 5, .head_vocab = 8, .chunk_tokens = 20 };
 		tu_assert_rc(qc_metrics_compare(a, b, ids, L, lens, N, &o, &r), 0);
 		/* the same model on both sides: exactly no difference */
 		assert_true(r.kl_mean == 0.0 && r.kl_max == 0.0);
@@ -207,7 +207,7 @@ static void test_quantized(void **state)
 	tu_assert_rc(qc_model_new(&mb, &cfg, &base.src, NULL, kc, NULL), 0);
 	tu_assert_rc(qc_model_new(&mq, &cfg, &qm.src, q, kc, NULL), 0);
 	qc_metrics r;
-	qc_metrics_opts o = { .head_tokens = 7 };
+	qc_metrics_opts o = { .head_tokens = 7, .head_vocab = 13 };   /* several blocks each way */
 	tu_assert_rc(qc_metrics_compare(mb, mq, ids, L, lens, N, &o, &r), 0);
 	double kl = ref.kl / ref.n, ratio = exp((ref.nll - ref.nll_b) / ref.n), top1 = ref.top1 / ref.n;
 	print_message("kl %.3e (ref %.3e), ppl ratio %.6f (ref %.6f), top1 %.4f (ref %.4f)\n",
