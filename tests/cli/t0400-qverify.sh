@@ -143,6 +143,40 @@ test_expect_success 'a config.json that is not JSON: exit 2' '
 	test $st = 2 && expect_one_message qverify err
 '
 
+# quantized artifacts made by the toolkit's own quantizer
+if command -v qfp8 >/dev/null; then
+	test_expect_success 'qfp8 (channel weights, dynamic per-token inputs) against its base' '
+		qfp8 -q -o fp8 model &&
+		qverify fp8 --base model --tokens tok.st --max-ppl-ratio 2 --min-top1 0.5 >rep.json 2>err &&
+		expect_grep rep.json "\"quantized_linears\": 14," &&
+		expect_grep rep.json "\"weights\": \"fp8 channel symmetric\"" &&
+		expect_grep rep.json "\"input_activations\": \"fp8 dynamic per-token\"" &&
+		expect_grep rep.json "\"base_fingerprint\": \"matches\"" &&
+		! grep -q "\"err_w_max\": 0.0," rep.json &&
+		! grep -q "\"kl_mean\": 0.0," rep.json &&
+		expect_grep err "qverify: pass"
+	'
+	test_expect_success 'qfp8 per-tensor with shared q/k/v and gate/up scales, as a stream' '
+		qfp8 -q --shared-scale -o - model | qverify -q - --base model --tokens tok.st >rep.json &&
+		expect_grep rep.json "\"weights\": \"fp8 tensor symmetric\""
+	'
+	test_expect_success 'an FP8 artifact under a KL bound it cannot meet: exit 1' '
+		st=0 && qverify fp8 --base model --tokens tok.st --max-kl 0 >/dev/null 2>err || st=$? &&
+		test $st = 1 && expect_grep err "FAIL: function: kl_mean"
+	'
+	test_expect_success 'a flipped byte in FP8 codes: exit 1, the tensor named' '
+		rm -rf fp8b && cp -r fp8 fp8b &&
+		f=fp8b/model-00001-of-00002.safetensors &&
+		off=$(tensor_offset $f model.layers.0.self_attn.o_proj.weight) &&
+		flip_byte $f $((off + 7)) &&
+		st=0 && qverify -q fp8b >rep.json 2>err || st=$? &&
+		test $st = 1 &&
+		expect_grep rep.json "manifest: tensor '"'"'model.layers.0.self_attn.o_proj.weight'"'"'"
+	'
+else
+	test_skip 'quantized artifacts' 'qfp8 not built'
+fi
+
 test_expect_success '--help and --version on stdout, exit 0' '
 	qverify --help >out &&
 	expect_grep out "usage: qverify ARTIFACT" &&
