@@ -405,6 +405,12 @@ int qc_synth_tensor(const qc_config *cfg, const qc_synth_opts *o, const char *na
 	}
 	switch (kind) {
 	case K_EMBED:
+		/* untied: a unit-scale residual stream that each layer changes by a
+		 * fraction, which keeps the network from amplifying small errors
+		 * the way random deep networks otherwise do; tied: the embedding is
+		 * also the output matrix and sets the logit scale */
+		j.sigma = cfg->tie_word_embeddings ? 2.5 / sqrt((double)h) : 1.0;
+		break;
 	case K_LM_HEAD:
 		j.sigma = 2.5 / sqrt((double)h);
 		break;
@@ -419,7 +425,7 @@ int qc_synth_tensor(const qc_config *cfg, const qc_synth_opts *o, const char *na
 		(void)post_attn;
 		break;
 	case K_LINEAR:
-		j.sigma = (lin == QC_LIN_O || lin == QC_LIN_DOWN ? 0.5 : 1.0) / sqrt((double)j.cols);
+		j.sigma = (lin == QC_LIN_O || lin == QC_LIN_DOWN ? 0.35 : 1.0) / sqrt((double)j.cols);
 		if (vec && j.cols == h) {
 			for (int64_t c = 0; c < j.cols; c++)
 				vec[c] = 1.0f;

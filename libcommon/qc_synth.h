@@ -22,11 +22,18 @@
  *    group scale: RTN visibly loses accuracy, outlier-aware methods help.
  *  - Scales chosen so activations keep unit order through the residual
  *    stream: Linear weights have standard deviation c/sqrt(in_features)
- *    (c = 1.0 for q/k/v/gate/up, 0.5 for o and down), so attention logits
- *    have a standard deviation near 1; embeddings and lm_head have standard
- *    deviation 2.5/sqrt(hidden), so that logits (tied or not) spread with a
- *    standard deviation near 2.5 and next-token distributions are neither
- *    flat nor one-hot. Norm gains other than the outliers are 1 + 0.1 N(0,1).
+ *    (c = 1.0 for q/k/v/gate/up, 0.35 for o and down), so attention logits
+ *    have a standard deviation near 1 and each layer changes the residual
+ *    by a fraction of its size; lm_head has standard deviation
+ *    2.5/sqrt(hidden), so logits spread with a standard deviation near 2.5
+ *    and next-token distributions are neither flat nor one-hot. Untied
+ *    embeddings have standard deviation 1 (a unit-scale residual stream);
+ *    tied ones, which are also the output matrix, 2.5/sqrt(hidden). Norm
+ *    gains other than the outliers are 1 + 0.1 N(0,1).
+ *  - Random networks amplify small perturbations more than trained ones
+ *    do, tied ones most (their residual stream starts small): PPL ratios
+ *    and KL measured on synthetic models are larger than on real models of
+ *    the same shape. Use them to compare methods, not as absolute quality.
  *
  * Determinism: every value depends only on (seed, tensor name, row), never
  * on the thread count or the order tensors are made in; with --layers N the
