@@ -118,7 +118,7 @@ check-docs:
 bench: $(BENCHES) $(TOOLS)
 
 demo: $(TOOLS)
-	@QBIN=$(abspath $(BUILD)/bin) sh scripts/demo.sh
+	@QBIN=$(abspath $(BUILD)/bin) DEMO_DIR=$(abspath $(BUILD)/demo) sh scripts/demo.sh
 
 install: $(TOOLS)
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1
