@@ -35,7 +35,7 @@ missing_pkgs() {
 install() {
 	pkgs=$1
 	if [ "$(id -u)" != 0 ]; then
-		echo "deps: missing packages; run as root:" >&2
+		echo "deps: installing packages needs root; as root, run:" >&2
 		echo "  apt-get install -y $pkgs" >&2
 		exit 2
 	fi
