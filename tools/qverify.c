@@ -75,7 +75,7 @@ static void on_progress(void *ctx, const char *stage, int done, int total)
 		qc_progress_begin(&g->p, stage, total);
 		g->active = 1;
 	}
-	qc_progress_update(&g->p, done, strcmp(stage, "function") == 0 ? "layers (base and artifact)" : "layers");
+	qc_progress_update(&g->p, done, "layers");
 }
 
 static double jnum(const json_t *o, const char *k)
