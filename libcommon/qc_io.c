@@ -500,6 +500,22 @@ int qc_atomic_open(qc_atomic *a, const char *path)
 	a->final_path = NULL;
 	a->tmp_path = NULL;
 	a->fd = -1;
+	a->direct = 0;
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		if (S_ISDIR(st.st_mode))
+			return qc_seterr(QC_EINVAL, "cannot write '%s': it is a directory", path);
+		int dfd = open(path, O_WRONLY | O_CLOEXEC);
+		if (dfd < 0)
+			return qc_seterr(QC_EIO, "cannot open '%s':", path);
+		if (!(a->final_path = strdup(path))) {
+			close(dfd);
+			return qc_seterr(QC_ENOMEM, "cannot write '%s': out of memory", path);
+		}
+		a->fd = dfd;
+		a->direct = 1;
+		return 0;
+	}
 	const char *slash = strrchr(path, '/');
 	size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
 	const char *base = slash ? slash + 1 : path;
@@ -531,6 +547,14 @@ int qc_atomic_open(qc_atomic *a, const char *path)
 
 int qc_atomic_commit(qc_atomic *a)
 {
+	if (a->direct) {
+		int rc = close(a->fd) != 0 ? qc_seterr(QC_EIO, "write error on '%s':", a->final_path) : 0;
+		a->fd = -1;
+		a->direct = 0;
+		free(a->final_path);
+		a->final_path = NULL;
+		return rc;
+	}
 	if (!a->tmp_path)
 		return qc_seterr(QC_EINVAL, "nothing to commit");
 	int rc = 0;
@@ -552,6 +576,7 @@ void qc_atomic_abort(qc_atomic *a)
 	if (a->fd >= 0)
 		close(a->fd);
 	a->fd = -1;
+	a->direct = 0;
 	if (a->tmp_path)
 		unlink(a->tmp_path);
 	free(a->tmp_path);

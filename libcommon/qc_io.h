@@ -90,6 +90,8 @@ typedef struct qc_atomic {
 	char *final_path;
 	char *tmp_path;
 	int fd;
+	int direct;       /* path is a device or FIFO (/dev/null, /dev/stdout):
+	                     written in place, never renamed over */
 } qc_atomic;
 
 /* Create "<dir>/.<base>.tmp-XXXXXX" beside path (mode 0644) and open it for

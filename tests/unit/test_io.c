@@ -362,6 +362,20 @@ static void test_paths(void **state)
 	free(root), free(deep), free(f), free(outside), free(link), free(dlink);
 }
 
+/* Writing "atomically" to a device must write to it, never rename a file
+ * over it (which, as root, would replace /dev/null with a regular file). */
+static void test_atomic_device(void **state)
+{
+	(void)state;
+	struct stat st;
+	if (stat("/dev/null", &st) != 0 || !S_ISCHR(st.st_mode))
+		skip();
+	assert_int_equal(qc_write_file_atomic("/dev/null", "hello", 5), 0);
+	assert_int_equal(stat("/dev/null", &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	tu_assert_rc(qc_write_file_atomic(tu_tmpdir(), "x", 1), QC_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -371,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_source_zstd),
 		cmocka_unit_test(test_read_file_and_map),
 		cmocka_unit_test(test_atomic),
+		cmocka_unit_test(test_atomic_device),
 		cmocka_unit_test(test_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
