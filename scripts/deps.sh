@@ -15,6 +15,7 @@ libzstd-dev:/usr/include/zstd.h
 libyaml-dev:/usr/include/yaml.h
 libxxhash-dev:/usr/include/xxhash.h
 xxhash:/usr/bin/xxhsum
+zstd:/usr/bin/zstd
 libjansson-dev:/usr/include/jansson.h
 libpcre2-dev:/usr/include/pcre2.h
 libcmocka-dev:/usr/include/cmocka.h

@@ -25,19 +25,11 @@ test_expect_success 'the stream lists members in layer order and untars to the d
 	mkdir x && tar xf s.tar -C x && diff -r d x
 '
 
+# the tensors of layer 0 and the embeddings, by their hashes in the manifests
+layer0() { tr -d ' \n' <"$1/quant_manifest.json" | grep -o '"model\.\(layers\.0\.\|embed\)[^}]*}'; }
 test_expect_success '--layers keeps the first layers of the full model' '
 	qsynth -q --preset tiny --seed 1 --layers 1 -o one &&
-	cmp a/model-00001-of-00002.safetensors one/model.safetensors 2>/dev/null ||
-	python3 - <<-PY
-	import json, struct
-	def tensors(p):
-	    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
-	    h = json.loads(b[8:8+n]); d = b[8+n:]
-	    return {k: d[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
-	a = tensors("a/model-00001-of-00002.safetensors"); o = tensors("one/model.safetensors")
-	for k in a:
-	    assert a[k] == o[k], k
-	PY
+	layer0 a >a0 && layer0 one >one0 && test "$(wc -l <a0)" = 10 && expect_same a0 one0
 '
 
 test_expect_success 'config.json has the preset shape and the shape options' '

@@ -52,16 +52,25 @@ test_expect_success '--ignore leaves matching layers in BF16' '
 test_expect_code 2 'an already quantized input is refused' 'qfp8 -q -o z f'
 test_expect_code 2 'static activations are refused in this build' 'qfp8 --act static --calib x -o z m'
 test_expect_code 2 'a missing model is an input error' 'qfp8 -o z nowhere'
+# put_bf16 FILE TENSOR INDEX BYTES: overwrite element INDEX of a BF16 tensor
+# in a safetensors file with two bytes given as printf octal escapes
+put_bf16() {
+	n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+	o=$(head -c $((8 + n)) "$1" | tail -c "$n" | grep -o "\"$2\":{[^}]*}" |
+		sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
+	printf "$4" | dd of="$1" bs=1 seek=$((8 + n + o + 2 * $3)) conv=notrunc 2>/dev/null
+}
 test_expect_success 'NaN in a weight is an error naming the tensor' '
-	cp -r m bad && python3 - <<-PY &&
-	import json, struct
-	p = "bad/model-00002-of-00003.safetensors"
-	b = bytearray(open(p, "rb").read()); n = struct.unpack("<Q", b[:8])[0]
-	h = json.loads(b[8:8+n]); o = h["model.layers.1.mlp.up_proj.weight"]["data_offsets"][0]
-	b[8+n+o+2:8+n+o+4] = bytes([0xc0, 0x7f])   # a BF16 NaN at element 1
-	open(p, "wb").write(b)
-	PY
+	cp -r m bad &&
+	put_bf16 bad/model-00002-of-00003.safetensors model.layers.1.mlp.up_proj.weight 1 "\300\177" &&
 	! qfp8 -q -o z bad 2>err && expect_one_message qfp8 err &&
-	expect_grep err "model.layers.1.mlp.up_proj.weight" && test ! -e z && test ! -e z.partial
+	expect_grep err "model.layers.1.mlp.up_proj.weight" && expect_grep err "[0, 1]" &&
+	test ! -e z && test ! -e z.partial
+'
+test_expect_success 'an infinity too' '
+	cp -r m inf &&
+	put_bf16 inf/model-00003-of-00003.safetensors model.layers.2.self_attn.o_proj.weight 129 "\200\177" &&
+	! qfp8 -q -o z inf 2>err && expect_grep err "model.layers.2.self_attn.o_proj.weight" &&
+	expect_grep err "[1, 1]"
 '
 test_done
