@@ -262,6 +262,63 @@ static void test_identity_is_rtn(void **state)
 	free(w);
 }
 
+/* The clipping search takes shortcuts (qc_gptq.c: early stops, skipped
+ * repeats, approximate errors that decide only clear comparisons); its
+ * result must be qc_group_params' exactly. A diagonal H leaves GPTQ nothing
+ * to compensate, so GPTQ's parameters are the search's, compared here with
+ * qc_quant_rtn's on many groups: heavy-tailed rows of different scales,
+ * rows with tiny values (outside the approximation's range), zero rows,
+ * constant rows, weighted and unweighted, BF16 and FP32 scales. */
+static void test_mse_search_exact(void **state)
+{
+	(void)state;
+	const int64_t rows = 192, cols = 384;
+	seed(9);
+	float *w = make_w(rows, cols);
+	for (int64_t r = 0; r < rows; r++) {
+		double sc = r % 16 == 1 ? 1e-13 : r % 16 == 2 ? 0 : pow(10, 4 * unif() - 3);
+		for (int64_t j = 0; j < cols; j++)
+			w[r * cols + j] = r % 16 == 3 ? 0.25f : (float)(w[r * cols + j] * sc);
+	}
+	float *h = malloc((size_t)(cols * cols) * sizeof *h);
+	float *colw = malloc((size_t)cols * sizeof *colw);
+	static const struct scheme ms[] = {
+		{ "int4 g32 sym", 4, 1, QC_QS_GROUP, 32 },
+		{ "int4 g128 asym", 4, 0, QC_QS_GROUP, 128 },
+		{ "int8 g64 asym", 8, 0, QC_QS_GROUP, 64 },
+		{ "int8 channel sym", 8, 1, QC_QS_CHANNEL, 0 },
+	};
+	for (size_t s = 0; s < sizeof ms / sizeof ms[0]; s++)
+		for (int weighted = 0; weighted < 2; weighted++)
+			for (int f32 = 0; f32 < 2; f32++) {
+				qc_qargs a = qargs(ms[s].bits, ms[s].sym, ms[s].st, ms[s].gs);
+				if (f32)
+					a.scale_dtype = QC_DT_F32;
+				qc_gptq_opts o;
+				qc_gptq_opts_default(&o);
+				o.clip_hweight = weighted;
+				memset(h, 0, (size_t)(cols * cols) * sizeof *h);
+				for (int64_t j = 0; j < cols; j++)
+					h[j * cols + j] = colw[j] = weighted ? (float)pow(10, 3 * unif()) : 1.0f;
+				out g, r;
+				assert_int_equal(run1(&o, &a, h, w, rows, cols, &g), 0);
+				out_init(&r, &a, w, rows, cols);
+				assert_int_equal(qc_quant_rtn(&a, &o.clip, w, rows, cols, weighted ? colw : NULL,
+				                              r.codes, r.scales, r.zps, r.deq), 0);
+				int64_t ns = rows * qc_qgroups(&a, cols), diff = 0;
+				for (int64_t i = 0; i < ns; i++)
+					diff += g.scales[i] != r.scales[i] || (r.zps && g.zps[i] != r.zps[i]);
+				if (diff || memcmp(g.codes, r.codes, (size_t)(rows * cols)) != 0)
+					fail_msg("%s weighted %d f32 %d: %lld of %lld groups differ", ms[s].name,
+					         weighted, f32, (long long)diff, (long long)ns);
+				out_free(&g);
+				out_free(&r);
+			}
+	free(colw);
+	free(h);
+	free(w);
+}
+
 /* On correlated inputs with outlier channels GPTQ beats RTN's output error
  * for every scheme and order, and the errors it reports are those of the
  * definition tr(D H D^T) / tr(W H W^T) with the undamped H. */
@@ -771,6 +828,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_identity_is_rtn),
+		cmocka_unit_test(test_mse_search_exact),
 		cmocka_unit_test(test_beats_rtn_on_outliers),
 		cmocka_unit_test(test_matches_plain_reference),
 		cmocka_unit_test(test_damping_escalates),
