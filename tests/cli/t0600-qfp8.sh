@@ -50,7 +50,31 @@ test_expect_success '--ignore leaves matching layers in BF16' '
 	! grep -q "down_proj.weight_scale" l3 && expect_grep ig/config.json "re:.*down_proj"
 '
 test_expect_code 2 'an already quantized input is refused' 'qfp8 -q -o z f'
-test_expect_code 2 'static activations are refused in this build' 'qfp8 --act static --calib x -o z m'
+test_expect_code 2 'static activations need a token set' 'qfp8 --act static -o z m'
+test_expect_code 2 'a missing token set is an input error' 'qfp8 --calib nothere.st -o z m'
+test_expect_success 'with a token set, err_out is measured and equals err_rtn' '
+	qcalib -q -m m --random -n 4 -L 32 --seed 3 -o c.st &&
+	qfp8 -q --calib c.st --report rc.jsonl -o fc m &&
+	! grep -q "\"err_out\":null" rc.jsonl && expect_grep rc.jsonl "\"n_tokens\":128" &&
+	sed "s/.*\"err_out\":\([^,]*\),.*\"err_rtn\":\([^,]*\),.*/\1 \2/" rc.jsonl |
+		awk "\$1 != \$2 || \$1 <= 0 || \$1 > 0.01 { exit 1 }" &&
+	expect_grep fc/quant_manifest.json "\"role\": \"calibration\""
+'
+test_expect_success 'the weights do not depend on the token set' '
+	for f in f/*.safetensors; do cmp "$f" "fc/${f#f/}"; done
+'
+test_expect_success 'static input scales and KV-cache scales' '
+	qfp8 -q --calib c.st --act static --kv-cache -o fs m && qcat --list fs >l4 &&
+	test "$(grep -c "input_scale	" l4)" = 21 &&
+	grep -q "layers.2.self_attn.k_scale	BF16	\[1\]" l4 &&
+	grep -q "layers.2.self_attn.v_scale	BF16	\[1\]" l4 &&
+	tr -d " \n" <fs/config.json | grep -q "\"input_activations\":{[^}]*\"dynamic\":false" &&
+	tr -d " \n" <fs/config.json | grep -q "\"kv_cache_scheme\":{\"actorder\""
+'
+test_expect_success 'qverify runs the static artifact with its activation quantization' '
+	qverify fs --base m --tokens c.st -o v.json 2>verr && expect_grep verr "fp8 static" ||
+	expect_grep v.json "fp8 static per-tensor"
+'
 test_expect_code 2 'a missing model is an input error' 'qfp8 -o z nowhere'
 # put_bf16 FILE TENSOR INDEX BYTES: overwrite element INDEX of a BF16 tensor
 # in a safetensors file with two bytes given as printf octal escapes

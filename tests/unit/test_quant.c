@@ -169,6 +169,31 @@ static void test_mse_clip(void **state)
 	assert_true(s0 == 1.0f / 7.5f);
 }
 
+/* Weights already on the FP8 grid times a scale come back exactly: a row
+ * whose largest value is 448 s (s a power of two, exact in BF16) gets scale
+ * s, its codes are the grid values, and dequantization restores it. */
+static void test_fp8_grid_roundtrip(void **state)
+{
+	(void)state;
+	qc_qargs a = args(1, 8, 1, QC_QS_CHANNEL, 0, QC_DT_BF16);
+	float w[2 * 256], scales[2], deq[2 * 256];
+	uint8_t codes[2 * 256];
+	const float s[2] = { 0.0078125f, 2.0f };
+	for (int r = 0; r < 2; r++)
+		for (int i = 0; i < 256; i++) {
+			/* every finite code but NaN, with the max present */
+			uint8_t b = (uint8_t)i;
+			float v = (b & 0x7f) == 0x7f ? 448.0f : qc_fp8e4m3_to_f32(b);
+			w[r * 256 + i] = v * s[r];
+		}
+	assert_int_equal(qc_quant_rtn(&a, NULL, w, 2, 256, NULL, codes, scales, NULL, deq), 0);
+	for (int r = 0; r < 2; r++) {
+		assert_true(scales[r] == s[r]);
+		for (int i = 0; i < 256; i++)
+			assert_true(deq[r * 256 + i] == w[r * 256 + i]);
+	}
+}
+
 static void test_bad_args(void **state)
 {
 	(void)state;
@@ -193,6 +218,7 @@ int main(void)
 		cmocka_unit_test(test_zero_group),
 		cmocka_unit_test(test_partial_group),
 		cmocka_unit_test(test_mse_clip),
+		cmocka_unit_test(test_fp8_grid_roundtrip),
 		cmocka_unit_test(test_bad_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
