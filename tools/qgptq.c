@@ -381,6 +381,9 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	rc = qc_gptq_run(G->g, a, G->calibrated ? G->H : NULL, lw->in[first], parts, n, &info);
 	if (rc)
 		return rc;
+	qc_log(QC_LOG_DEBUG, "layer %d %s: hessian prepared and factored in %.2f s, errors of W and "
+	       "RTN %.2f s, parameters and sweep %.2f s", layer, qc_walk_point_name(p), info.t_factor,
+	       info.t_errors, info.t_sweep);
 	for (int k = 0, j = 0; k < count && rc == 0; k++) {
 		int l = first + k;
 		if (!((G->quant >> l) & 1))
@@ -656,6 +659,21 @@ static mem_need estimate(const qg *G, int64_t T, int es)
 	return m;
 }
 
+/* Without calibration tokens there is nothing to walk: each layer is
+ * loaded (converted to FP32 and checked) and its Linears are rounded in
+ * the walker's order. */
+static int uncalibrated_layer(qg *G, int layer, unsigned pts)
+{
+	qc_layer lw;
+	QC_TRY(qc_model_load_layer(G->m, layer, &lw));
+	int rc = layer_begin(G, layer, &lw);
+	for (int p = 0; rc == 0 && p < QC_WALK_POINTS; p++)
+		if (pts & QC_WALK_BIT(p))
+			rc = on_update(G, layer, (qc_walk_point)p, &lw);
+	qc_layer_release(G->m, &lw);
+	return rc;
+}
+
 /* ------------------------------------------------------------ main */
 
 static int check_tokens(const qg *G)
@@ -740,6 +758,10 @@ static int run(qg *G, const args *A, const char *model, int argc)
 	if (A->mem) {
 		int64_t T = G->calibrated ? G->T : 1;
 		mem_need f = estimate(G, T, 4), b = estimate(G, T, 2);
+		qc_log(QC_LOG_DETAIL, "memory of one layer's run: weights %.4g MB, activations %.4g MB "
+		       "(FP32; %.4g MB in BF16), Hessian %.4g MB, solver %.4g MB; budget %.4g MB",
+		       f.weights / 1e6, f.acts / 1e6, b.acts / 1e6, f.hessian / 1e6, f.solver / 1e6,
+		       A->mem / 1e6);
 		if (f.total > (double)A->mem) {
 			if (b.total > (double)A->mem)
 				return qc_seterr(QC_EINVAL, "--mem %.3g GB is too small: a layer needs about %.3g GB "
@@ -790,13 +812,6 @@ static int run(qg *G, const args *A, const char *model, int argc)
 		qc_walk_opts wo = { 0, act, NULL, NULL };
 		QC_TRY(qc_walk_new(&G->w, G->m, qc_tokset_ids(G->ts), qc_tokset_len(G->ts),
 		                   qc_tokset_lengths(G->ts), qc_tokset_rows(G->ts), &wo));
-	} else {
-		/* no calibration: one empty sequence walks the layers (the weights
-		 * are loaded, quantized and checked; nothing runs through them) */
-		static const int32_t none[1] = { 0 };
-		static const int32_t zero[1] = { 0 };
-		qc_walk_opts wo = { 0, act, NULL, NULL };
-		QC_TRY(qc_walk_new(&G->w, G->m, none, 1, zero, 1, &wo));
 	}
 	qc_progress prog;
 	qc_progress_begin(&prog, "layer", G->L);
@@ -826,7 +841,7 @@ static int run(qg *G, const args *A, const char *model, int argc)
 			.layer_begin = layer_begin, .on_input = on_input, .on_update = on_update,
 		};
 		if ((rc = copy_group(G, layer, layer)) == 0)
-			rc = qc_walk_layer(G->w, &hk);
+			rc = G->w ? qc_walk_layer(G->w, &hk) : uncalibrated_layer(G, layer, pts);
 		qc_st_close(G->old_shard); /* before the writer replaces that file */
 		G->old_shard = NULL;
 		if (rc == 0 && layer == G->L - 1)
