@@ -1269,6 +1269,20 @@ int qc_ckpt_get(qc_ckpt *ck, const char *name, const qc_tensor **out)
 	return 0;
 }
 
+static void drop_pages(const qc_tensor *v)
+{
+	static long page;
+	if (!page)
+		page = sysconf(_SC_PAGESIZE);
+	if (page <= 0 || !v || v->nbytes == 0)
+		return;
+	uintptr_t b = (uintptr_t)v->data, e = b + v->nbytes;
+	uintptr_t b1 = (b + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+	uintptr_t e1 = e & ~((uintptr_t)page - 1);
+	if (e1 > b1)
+		(void)madvise((void *)b1, e1 - b1, MADV_DONTNEED);
+}
+
 void qc_ckpt_release(qc_ckpt *ck, const char *name)
 {
 	struct tensor *t = find_tensor(ck, name);
@@ -1278,10 +1292,15 @@ void qc_ckpt_release(qc_ckpt *ck, const char *name)
 	struct shard *s = &ck->sh[t->shard];
 	if (s->live)
 		s->live--;
-	/* a directory keeps its mappings (the page cache owns that memory);
-	 * a stream shard is freed when the last of its tensors is released */
+	/* a stream shard is freed when the last of its tensors is released; a
+	 * directory keeps its mappings (the page cache owns that memory) but
+	 * drops the tensor's whole pages from this process, so that reading a
+	 * checkpoint layer by layer keeps about one layer resident (the pages
+	 * come back from the page cache if the tensor is read again) */
 	if (ck->stream && s->live == 0 && s->st)
 		shard_drop(ck, s);
+	else if (!ck->stream && s->st)
+		drop_pages(qc_st_at(s->st, t->idx));
 }
 
 int qc_ckpt_group_names(qc_ckpt *ck, int group, const char *const **names, size_t *n)

@@ -43,8 +43,10 @@
  * shard frees that shard's memory, so a tool that releases each layer when
  * done holds about one layer of the checkpoint at a time. A directory's
  * shards stay mapped until close (their pages belong to the page cache);
- * releasing there only marks the tensor. Everything a qc_ckpt returns is
- * owned by it.
+ * releasing a tensor there drops its pages from the process (madvise), so a
+ * layer-by-layer reader's resident memory stays near one layer, and a later
+ * qc_ckpt_get of it reads them back. Everything a qc_ckpt returns is owned
+ * by it.
  *
  * Not thread-safe: one thread uses a qc_ckpt at a time (the hash pass over a
  * directory runs a few threads of its own, joined before it returns).

@@ -223,12 +223,56 @@ int qc_quant_rtn(const qc_qargs *a, const qc_clip_opts *c, const float *W, int64
 	return 0;
 }
 
+/*
+ * FP8 E4M3 quantization of n values with one scale, exact FP32 arithmetic:
+ * the fast path of qc_quant_apply (it is checked against qc_quantize_value
+ * and qc_f32_to_fp8e4m3 in the tests). After v = clamp(x / s, +-448), a
+ * value of at least 2^-6 (E4M3's smallest normal) is rounded to 3 mantissa
+ * bits, ties to even, by integer arithmetic on its FP32 bits; a smaller one
+ * is a multiple of the subnormal step 2^-9, rounded with nearbyintf. No NaN
+ * reaches here (callers reject non-finite weights), and 448 is the largest
+ * value, which stays representable after rounding.
+ */
+static void fp8_row(const float *x, int64_t n, float s, uint8_t *codes, float *deq)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float v = x[i] / s;
+		v = v < -QC_FP8_E4M3_MAX ? -QC_FP8_E4M3_MAX : v > QC_FP8_E4M3_MAX ? QC_FP8_E4M3_MAX : v;
+		uint32_t b;
+		memcpy(&b, &v, 4);
+		uint32_t sign = b & 0x80000000u, a = b & 0x7fffffffu;
+		uint8_t code;
+		float q;
+		if (a >= 0x3c800000u) { /* |v| >= 2^-6 */
+			uint32_t r = (a + 0x7ffffu + ((a >> 20) & 1u)) & 0xfff00000u;
+			code = (uint8_t)((sign >> 24) | ((((r >> 23) - 120u) & 0xfu) << 3) | ((r >> 20) & 7u));
+			r |= sign;
+			memcpy(&q, &r, 4);
+		} else {
+			float m = nearbyintf(fabsf(v) * 512.0f); /* 0..8; 8 is 2^-6, code 0x08 */
+			code = (uint8_t)((sign >> 24) | (uint32_t)m);
+			q = copysignf(m * (1.0f / 512.0f), v);
+		}
+		codes[i] = code;
+		if (deq)
+			deq[i] = q * s;
+	}
+}
+
 int qc_quant_apply(const qc_qargs *a, const float *W, int64_t rows, int64_t cols,
                    const float *scales, const float *zps, void *codes, float *deq)
 {
 	int rc = qc_qargs_check(a);
 	if (rc)
 		return rc;
+	if (a->is_float && a->arith == QC_DT_F32 && a->strategy != QC_QS_GROUP) {
+		for (int64_t r = 0; r < rows; r++) {
+			float s = scales[a->strategy == QC_QS_TENSOR ? 0 : r];
+			fp8_row(W + r * cols, cols, s, (uint8_t *)codes + r * cols,
+			        deq ? deq + r * cols : NULL);
+		}
+		return 0;
+	}
 	int64_t ng = qc_qgroups(a, cols);
 	int64_t gs = a->strategy == QC_QS_GROUP ? a->group_size : cols;
 	for (int64_t r = 0; r < rows; r++) {

@@ -194,6 +194,60 @@ static void test_fp8_grid_roundtrip(void **state)
 	}
 }
 
+/* The FP8 fast path of qc_quant_apply equals the reference
+ * (qc_quantize_value, qc_f32_to_fp8e4m3) on every code times the scale, the
+ * midpoints between codes and their neighbours, values beyond 448, signed
+ * zeros and random values over many magnitudes. */
+static void test_fp8_fast_path(void **state)
+{
+	(void)state;
+	qc_qargs a = args(1, 8, 1, QC_QS_CHANNEL, 0, QC_DT_F32);
+	enum { N = 4096 };
+	static float x[N], deq[N];
+	static uint8_t codes[N];
+	const float scales[3] = { 1.0f, 0.0123f, 3.7e-5f };
+	uint64_t rng = 12345;
+	for (int si = 0; si < 3; si++) {
+		float s = scales[si];
+		for (int round = 0; round < 8; round++) {
+			int n = 0;
+			if (round == 0) {
+				/* codes, midpoints and their float neighbours */
+				for (int c = 0; c < 126 && n + 6 < N; c++) {
+					float v = qc_fp8e4m3_to_f32((uint8_t)c), w = qc_fp8e4m3_to_f32((uint8_t)(c + 1));
+					float mid = (v + w) / 2;
+					x[n++] = v * s;
+					x[n++] = -v * s;
+					x[n++] = mid * s;
+					x[n++] = nextafterf(mid, 0) * s;
+					x[n++] = nextafterf(mid, 1000) * s;
+					x[n++] = -mid * s;
+				}
+				x[n++] = 500 * s;
+				x[n++] = -1e30f;
+				x[n++] = -0.0f;
+				x[n++] = 1e-30f;
+			} else {
+				for (; n < N; n++) {
+					rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+					double u = (double)(rng >> 11) * 0x1.0p-53;
+					x[n] = (float)((u - 0.5) * pow(10.0, (double)(round - 4) * 1.5)) * s;
+				}
+			}
+			float sc[1] = { s };
+			for (int i = 0; i < n; i++) {
+				assert_int_equal(qc_quant_apply(&a, x + i, 1, 1, sc, NULL, codes + i, deq + i), 0);
+				float q = qc_quantize_value(&a, x[i], s, 0);
+				if (codes[i] != qc_f32_to_fp8e4m3(q) || deq[i] != q * s) {
+					print_error("x=%a s=%a: code %02x deq %a, reference %02x %a\n", x[i], s,
+					            codes[i], deq[i], qc_f32_to_fp8e4m3(q), q * s);
+					fail();
+				}
+			}
+		}
+	}
+}
+
 static void test_bad_args(void **state)
 {
 	(void)state;
@@ -219,6 +273,7 @@ int main(void)
 		cmocka_unit_test(test_partial_group),
 		cmocka_unit_test(test_mse_clip),
 		cmocka_unit_test(test_fp8_grid_roundtrip),
+		cmocka_unit_test(test_fp8_fast_path),
 		cmocka_unit_test(test_bad_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
