@@ -69,15 +69,18 @@ static void scheme_section(out_t *o, const qc_qscheme *s)
 	const qc_qargs *w = &s->weights;
 	char st[64];
 	pr(o, "## Scheme\n\n");
-	if (w->is_float)
+	if (w->is_float) {
 		pr(o, "- Weights: FP8 E4M3, scales %s, symmetric (scale = amax / 448)\n",
 		   strategy_text(w, st, sizeof st));
-	else
-		pr(o, "- Weights: int%d, scales %s, %s\n", w->bits, strategy_text(w, st, sizeof st),
-		   w->symmetric ? "symmetric (scale = amax / " : "asymmetric (scale = (max - min) / ");
-	if (!w->is_float)
-		pr(o, "%s, zero point %s)\n", w->bits == 4 ? (w->symmetric ? "7.5" : "15") : (w->symmetric ? "127.5" : "255"),
-		   w->symmetric ? "0" : "stored per scale");
+	} else {
+		/* compressed-tensors' ranges: amax / ((qmax - qmin) / 2) when
+		 * symmetric, (max - min) / (qmax - qmin) otherwise */
+		const char *div = w->bits == 4 ? (w->symmetric ? "7.5" : "15") : (w->symmetric ? "127.5" : "255");
+		pr(o, "- Weights: int%d, scales %s, %s (scale = %s / %s, %s)\n", w->bits,
+		   strategy_text(w, st, sizeof st), w->symmetric ? "symmetric" : "asymmetric",
+		   w->symmetric ? "amax" : "(max - min)", div,
+		   w->symmetric ? "zero point 0" : "a zero point per scale");
+	}
 	switch (s->act) {
 	case QC_ACT_NONE:
 		pr(o, "- Input activations: not quantized (weight-only)\n");
