@@ -336,9 +336,14 @@ static int handled(run *R, int layer, const char *name)
 	return 0;
 }
 
-/* Copy every tensor of a group except the weights this run quantizes. */
+/* Copy every tensor of a group except the weights this run quantizes. In a
+ * calibrated run the model loads the layer's tensors (and the embedding)
+ * after this and releases them itself, so only the post-layer tensors,
+ * which the walk never reads, are released here: a stream refuses to give
+ * out a tensor twice once it was released. */
 static int copy_group(run *R, int group, int layer)
 {
+	int release = !R->ts || group == QC_GROUP_POST;
 	const char *const *names;
 	size_t n;
 	QC_TRY(qc_ckpt_group_names(R->in, group, &names, &n));
@@ -357,7 +362,8 @@ static int copy_group(run *R, int group, int layer)
 		const qc_tensor *t;
 		if ((rc = qc_ckpt_get(R->in, mine[i], &t)) == 0) {
 			rc = qc_qout_copy(R->out, t);
-			qc_ckpt_release(R->in, mine[i]);
+			if (release)
+				qc_ckpt_release(R->in, mine[i]);
 		}
 	}
 	for (size_t i = 0; i < n; i++)
@@ -590,6 +596,8 @@ int qc_fp8_quantize(qc_ckpt *in, const qc_fp8_opts *o, const qc_qout_opts *oo, q
 		rc = qc_qout_token_set(R.out, "calibration", qc_tokset_hash(R.ts));
 
 	int nl = (int)R.cfg.num_hidden_layers;
+	/* the embedding is copied before the walk embeds the tokens: an untied
+	 * model releases it then */
 	if (rc == 0)
 		rc = copy_group(&R, QC_GROUP_PRE, -1);
 	if (rc == 0 && R.ts) {

@@ -71,6 +71,13 @@ test_expect_success 'static input scales and KV-cache scales' '
 	tr -d " \n" <fs/config.json | grep -q "\"input_activations\":{[^}]*\"dynamic\":false" &&
 	tr -d " \n" <fs/config.json | grep -q "\"kv_cache_scheme\":{\"actorder\""
 '
+test_expect_success 'calibrated runs work on streams, tied and untied, and equal the directory runs' '
+	qsynth -q --preset tiny --layers 3 --seed 5 -o - |
+		qfp8 -q --calib c.st --act static --kv-cache -o - - >fs.tar &&
+	mkdir y && tar xf fs.tar -C y && for f in fs/*.safetensors; do cmp "$f" "y/${f#fs/}"; done &&
+	qsynth -q --preset tiny --layers 2 --no-tie --seed 5 -o - |
+		qfp8 -q --calib c.st -o - - | qcat --verify -
+'
 test_expect_success 'qverify runs the static artifact with its activation quantization' '
 	qverify fs --base m --tokens c.st -o v.json 2>verr && expect_grep verr "fp8 static" ||
 	expect_grep v.json "fp8 static per-tensor"
