@@ -92,6 +92,8 @@ struct qc_gptq {
 	size_t rpar_cap;
 	float *xbuf, *ybuf;  /* error pass chunks */
 	size_t xbuf_cap, ybuf_cap;
+	float *cwork;        /* blocked Cholesky: [(n + 2 nb) nb] */
+	size_t cwork_cap;
 	grow *rows;
 	size_t rows_cap;
 	rsum *sums;
@@ -176,6 +178,7 @@ void qc_gptq_free(qc_gptq *g)
 	free(g->rpar);
 	free(g->xbuf);
 	free(g->ybuf);
+	free(g->cwork);
 	free(g->rows);
 	free(g->sums);
 	free(g->perm);
@@ -185,6 +188,9 @@ void qc_gptq_free(qc_gptq *g)
 	free(g->dead);
 	free(g);
 }
+
+/* Four float lanes (GCC/Clang vector extension; SSE2 or NEON registers). */
+typedef float qv4 __attribute__((vector_size(16)));
 
 // ---------------------------------------------------------------- row-parallel helper
 
@@ -604,6 +610,94 @@ static void permute_cols_range(void *arg, int t, int64_t b, int64_t e)
 	}
 }
 
+/* Strict lower triangle of H [n, n] = the mirror of its upper one, in
+ * tiles of 64 x 64 (a transpose column by column would miss the cache on
+ * every element), tile rows split over threads. */
+static void mirror_range(void *arg, int t, int64_t b, int64_t e)
+{
+	run *st = arg;
+	const int64_t n = st->n, T = 64;
+	float *H = st->H;
+	for (int64_t bi = b; bi < e; bi++) {
+		int64_t i0 = bi * T, i1 = i0 + T < n ? i0 + T : n;
+		for (int64_t j0 = 0; j0 <= i0; j0 += T) {
+			int64_t j1 = j0 + T < n ? j0 + T : n;
+			for (int64_t i = i0; i < i1; i++)
+				for (int64_t j = j0; j < j1 && j < i; j++)
+					H[i * n + j] = H[j * n + i];
+		}
+	}
+}
+
+/* y[0..n) -= x[0..n), four lanes at a time. */
+static inline void sub_vec(float *restrict y, const float *restrict x, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 4 <= n; i += 4) {
+		qv4 xv, yv;
+		memcpy(&xv, x + i, sizeof xv);
+		memcpy(&yv, y + i, sizeof yv);
+		yv -= xv;
+		memcpy(y + i, &yv, sizeof yv);
+	}
+	for (; i < n; i++)
+		y[i] -= x[i];
+}
+
+#define CHOL_NB 256
+
+/*
+ * Cholesky factorization A = L L^T of A [n, n] in place, reading and
+ * writing only the lower triangle (diagonal included): the strict upper
+ * triangle is left exactly as it was, also when the factorization fails,
+ * which is what lets the caller keep a copy of A there.
+ *
+ * Blocked, right-looking, through the kernels: for each diagonal block of
+ * CHOL_NB columns, qk_cholesky of the block (a small copy), the panel below
+ * it L21 = A21 L11^-T as one GEMM with the block's triangular inverse, then
+ * the trailing lower triangle A22 -= L21 L21^T block column by block
+ * column (GEMMs; each diagonal block through a small product so that the
+ * part above the diagonal is not written). n^3/3 flops like LAPACK's
+ * potrf, and beyond A only work [(n + 2 nb) nb] floats (qk_cholesky on the
+ * whole matrix would hold a transposed copy of it).
+ * QC_ENUMERIC when A is not positive definite (to working precision).
+ */
+static int chol_lower(qk_ctx *kc, float *A, int64_t n, float *work)
+{
+	const int64_t nb = CHOL_NB;
+	float *D = work, *P = work + 2 * nb * nb;
+	for (int64_t k0 = 0; k0 < n; k0 += nb) {
+		int64_t kb = n - k0 < nb ? n - k0 : nb, r0 = k0 + kb, m = n - r0;
+		/* L11 = chol(A11): the block's lower triangle, factored as a copy */
+		for (int64_t i = 0; i < kb; i++) {
+			memcpy(D + i * kb, A + (k0 + i) * n + k0, (size_t)(i + 1) * sizeof *D);
+			memset(D + i * kb + i + 1, 0, (size_t)(kb - i - 1) * sizeof *D);
+		}
+		QC_TRY(qk_cholesky(kc, D, kb, 0));
+		for (int64_t i = 0; i < kb; i++)
+			memcpy(A + (k0 + i) * n + k0, D + i * kb, (size_t)(i + 1) * sizeof *D);
+		if (m == 0)
+			break;
+		/* L21 = A21 L11^-T, into P [m, kb] and back into A */
+		QC_TRY(qk_tri_inverse(kc, D, kb, 0));
+		QC_TRY(qk_gemm(kc, 0, 1, m, kb, kb, 1.0f, A + r0 * n + k0, n, D, kb, 0.0f, P, kb));
+		for (int64_t i = 0; i < m; i++)
+			memcpy(A + (r0 + i) * n + k0, P + i * kb, (size_t)kb * sizeof *P);
+		/* A22 -= L21 L21^T on and below the diagonal */
+		for (int64_t j0 = r0; j0 < n; j0 += nb) {
+			int64_t jb = n - j0 < nb ? n - j0 : nb, below = n - j0 - jb;
+			const float *Pj = P + (j0 - r0) * kb;
+			if (below > 0)
+				QC_TRY(qk_gemm(kc, 0, 1, below, jb, kb, -1.0f, Pj + jb * kb, kb, Pj, kb, 1.0f,
+				               A + (j0 + jb) * n + j0, n));
+			QC_TRY(qk_gemm(kc, 0, 1, jb, jb, kb, 1.0f, Pj, kb, Pj, kb, 0.0f, D, jb));
+			for (int64_t i = 0; i < jb; i++)
+				sub_vec(A + (j0 + i) * n + j0, D + i * jb, i + 1);
+		}
+	}
+	return 0;
+}
+
 /*
  * H (upper triangle) -> V in place, the upper triangular factor of the
  * damped H in sweep order: P H P^T + lambda I = V V^T (see "factor" in the
@@ -660,7 +754,8 @@ static int prepare_hessian(qc_gptq *g, float *H, int64_t n, const char *name, do
 	 * gathered. */
 	for (int64_t i = 0; i < n; i++)
 		g->sigma[i] = g->perm[n - 1 - i];
-	QC_TRY(qk_sym_upper(g->kc, H, n));
+	run st = { .g = g, .n = n, .H = H, .sigma = g->sigma };
+	par_rows(g, (n + 63) / 64, 4, mirror_range, &st);
 	float *tmp = malloc((size_t)n * (size_t)g->nthreads * sizeof *tmp);
 	uint8_t *seen = calloc((size_t)n, 1);
 	if (!tmp || !seen) {
@@ -687,7 +782,7 @@ static int prepare_hessian(qc_gptq *g, float *H, int64_t n, const char *name, do
 		}
 	}
 	free(seen);
-	run st = { .g = g, .n = n, .H = H, .sigma = g->sigma, .tmp = tmp };
+	st.tmp = tmp;
 	par_rows(g, n, 64, permute_cols_range, &st);
 	free(tmp);
 	for (int64_t i = 0; i < n; i++) {
@@ -697,13 +792,14 @@ static int prepare_hessian(qc_gptq *g, float *H, int64_t n, const char *name, do
 	/* damping, doubled while the factorization fails. A failed lower
 	 * factorization leaves the strict upper triangle (the mirror of the
 	 * lower one) as it was, so the matrix is restored from it. */
+	QC_TRY(GROW(g->cwork, g->cwork_cap, (n + 2 * CHOL_NB) * CHOL_NB));
 	double damp = o->damp;
 	int retries = 0;
 	for (;;) {
 		double lam = damp * mean;
 		for (int64_t i = 0; i < n; i++)
 			H[i * n + i] = (float)((double)g->mdiag[i] + lam);
-		int rc = qk_cholesky(g->kc, H, n, 0);
+		int rc = chol_lower(g->kc, H, n, g->cwork);
 		if (rc == 0) {
 			*lambda = lam;
 			break;
@@ -716,14 +812,14 @@ static int prepare_hessian(qc_gptq *g, float *H, int64_t n, const char *name, do
 			                 name, damp);
 		retries++;
 		damp = damp * 2 < o->damp_max ? damp * 2 : o->damp_max;
-		for (int64_t i = 1; i < n; i++)
-			for (int64_t j = 0; j < i; j++)
-				H[i * n + j] = H[j * n + i];
+		par_rows(g, (n + 63) / 64, 4, mirror_range, &st);
 	}
 	info->damp = damp;
 	info->retries = retries;
-	/* V = J L J: reverse the whole array (L's zero upper triangle becomes
-	 * V's zero lower triangle) */
+	/* V = J L J: clear the copy in the upper triangle and reverse the whole
+	 * array (L's zero upper triangle becomes V's zero lower triangle) */
+	for (int64_t i = 0; i + 1 < n; i++)
+		memset(H + i * n + i + 1, 0, (size_t)(n - i - 1) * sizeof *H);
 	for (int64_t k = 0, l = n * n - 1; k < l; k++, l--) {
 		float t = H[k];
 		H[k] = H[l];
@@ -831,7 +927,6 @@ static void gather_range(void *arg, int t, int64_t b, int64_t e)
 
 /* y[0..n) -= a x[0..n), four lanes at a time (GCC at -O2 does not
  * vectorize the plain loop; each lane computes exactly what it would). */
-typedef float qv4 __attribute__((vector_size(16)));
 
 static inline void axpy_sub(float *restrict y, const float *restrict x, float a, int64_t n)
 {

@@ -69,7 +69,10 @@
  * factorization, and each gets its own codes, parameters and errors.
  *
  * Memory. H is consumed: factored in place (its upper triangle is read; the
- * buffer holds V afterwards). The solver keeps a working matrix
+ * buffer holds V afterwards) by a blocked Cholesky built on the kernels'
+ * GEMM, which needs only [(cols + 512) 256] floats besides H and leaves the
+ * strict upper triangle (a copy of H) untouched, so that a failed attempt
+ * is undone without a second [cols, cols] buffer. The solver keeps a working matrix
  * S [rows, cols] FP32 (rows summed over the parts) and small block buffers,
  * reused from one run to the next. deq may be the same buffer as W: each
  * block of columns of W is read before its dequantized values are written,
