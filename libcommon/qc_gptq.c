@@ -1179,6 +1179,12 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 		QC_TRY(sweep(&st, H));
 	info->t_sweep = (t2 - t1) + (qc_now() - t3);
 
+	/* the working matrix is as large as the weights: give it back now, as
+	 * the next Hessian (down_proj's) may be the larger need */
+	free(g->S);
+	g->S = NULL;
+	g->S_cap = 0;
+
 	/* per part: the row sums in row order */
 	double total = qc_now() - t0;
 	for (int p = 0, r = 0; p < nparts; p++) {

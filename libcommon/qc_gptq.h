@@ -72,9 +72,10 @@
  * buffer holds V afterwards) by a blocked Cholesky built on the kernels'
  * GEMM, which needs only [(cols + 512) 256] floats besides H and leaves the
  * strict upper triangle (a copy of H) untouched, so that a failed attempt
- * is undone without a second [cols, cols] buffer. The solver keeps a working matrix
- * S [rows, cols] FP32 (rows summed over the parts) and small block buffers,
- * reused from one run to the next. deq may be the same buffer as W: each
+ * is undone without a second [cols, cols] buffer. A run also holds a
+ * working matrix S [rows, cols] FP32 (rows summed over the parts), freed
+ * when it returns, and small block buffers, kept from one run to the
+ * next. deq may be the same buffer as W: each
  * block of columns of W is read before its dequantized values are written,
  * so a layer's weights can be replaced in place.
  *

@@ -150,7 +150,6 @@ typedef struct qg {
 	int layer, L;
 	unsigned quant;            /* bit l: Linear l of this layer is quantized */
 	float *H;                  /* [n, n] Hessian of the current point */
-	size_t H_cap;
 	int64_t Hn;
 	float *stage;              /* [STAGE_ROWS, intermediate] down_proj inputs */
 	int64_t staged;
@@ -269,16 +268,12 @@ static int on_input(void *ctx, int layer, qc_walk_point p, const float *x, int64
 {
 	qg *G = ctx;
 	if (row0 == 0) {
-		size_t need = (size_t)(cols * cols);
-		if (need > G->H_cap) {
-			free(G->H);
-			G->H_cap = 0;
-			if (!(G->H = malloc(need * sizeof *G->H)))
-				return qc_seterr(QC_ENOMEM, "cannot allocate the Hessian of layer %d (%lld x %lld)",
-				                 layer, (long long)cols, (long long)cols);
-			G->H_cap = need;
-		}
-		memset(G->H, 0, need * sizeof *G->H);
+		/* one Hessian at a time, freed after its update (zeroed pages
+		 * from calloc cost nothing until the accumulation touches them) */
+		free(G->H);
+		if (!(G->H = calloc((size_t)(cols * cols), sizeof *G->H)))
+			return qc_seterr(QC_ENOMEM, "cannot allocate the Hessian of layer %d (%lld x %lld)",
+			                 layer, (long long)cols, (long long)cols);
 		G->Hn = cols;
 		G->staged = 0;
 	}
@@ -379,6 +374,8 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 		return 0;
 	qc_gptq_info info;
 	rc = qc_gptq_run(G->g, a, G->calibrated ? G->H : NULL, lw->in[first], parts, n, &info);
+	free(G->H); /* consumed */
+	G->H = NULL;
 	if (rc)
 		return rc;
 	qc_log(QC_LOG_DEBUG, "layer %d %s: hessian prepared and factored in %.2f s, errors of W and "
