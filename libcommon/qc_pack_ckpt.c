@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "qc_card.h"
 #include "qc_ckpt.h"
@@ -15,6 +17,7 @@
 #include "qc_report.h"
 
 #define DEFAULT_SHARD 5000000000ull   /* 5 GB, huggingface_hub's default */
+#define PREFETCH_AHEAD (256ull << 20) /* input bytes asked for ahead of use */
 
 /* An input tensor: read from a shard header, or predicted for a stream
  * from its first layer. */
@@ -36,6 +39,7 @@ typedef struct unit {
 	int linear;
 	int64_t out, in;
 	uint64_t bytes;       /* output tensor bytes */
+	uint64_t in_bytes;    /* input tensor bytes */
 	int shard;            /* 1-based */
 } unit;
 
@@ -370,11 +374,14 @@ static int plan(pk *p)
 		if (q < 0)
 			return q;
 		if (q) {
-			int dup = 0;
+			unit *dup = NULL;
 			for (size_t j = 0; j < p->nu && !dup; j++)
-				dup = p->un[j].linear && strcmp(p->un[j].name, module) == 0;
-			if (dup)
+				if (p->un[j].linear && strcmp(p->un[j].name, module) == 0)
+					dup = &p->un[j];
+			if (dup) {
+				dup->in_bytes += t->nbytes;
 				continue;
+			}
 		}
 		QC_TRY(grow((void **)&p->un, &p->capu, p->nu, sizeof *p->un));
 		unit *u = &p->un[p->nu];
@@ -383,6 +390,7 @@ static int plan(pk *p)
 			return nomem();
 		p->nu++;
 		u->group = t->group;
+		u->in_bytes = t->nbytes;
 		u->key = unit_key(p, t->name);
 		u->linear = q;
 		if (q) {
@@ -663,13 +671,77 @@ static int write_tensor(pk *p, const unit *u)
 	return qc_ckw_add_tensor(p->w, u->name, t->dtype, t->ndim, t->shape, t->data, 0);
 }
 
+/* madvise(WILLNEED) over the pages of a mapped tensor: the kernel reads
+ * them in the background */
+static void willneed(const qc_tensor *t)
+{
+	static long page;
+	if (!page)
+		page = sysconf(_SC_PAGESIZE);
+	if (page <= 0 || !t->data || t->nbytes == 0)
+		return;
+	uintptr_t b = (uintptr_t)t->data & ~((uintptr_t)page - 1);
+	uintptr_t e = (uintptr_t)t->data + t->nbytes;
+	(void)madvise((void *)b, e - b, MADV_WILLNEED);
+}
+
+static void willneed_unit(pk *p, const unit *u)
+{
+	const qc_tensor *t;
+	char name[300];
+	if (!u->linear) {
+		if (qc_ckpt_get(p->ck, u->name, &t) == 0)
+			willneed(t);
+		return;
+	}
+	for (size_t k = 0; k < sizeof naive_suffixes / sizeof *naive_suffixes; k++) {
+		snprintf(name, sizeof name, "%s.%s", u->name, naive_suffixes[k]);
+		if (qc_ckpt_get(p->ck, name, &t) == 0)
+			willneed(t);
+	}
+}
+
+/* A directory's shards are mapped and read by page faults as they are
+ * touched, one readahead window at a time, which leaves the device idle
+ * while this thread packs, and the writer waiting on faults when it copies
+ * the tensors stored as they are. So ask the kernel to read ahead
+ * (MADV_WILLNEED): when a shard starts, every input tensor it stores as it
+ * is (the writer reads them when the shard ends; they are output bytes, so
+ * at most --max-shard-size of them, unless one alone is larger); and the
+ * codes of the Linears to pack, PREFETCH_AHEAD bytes ahead of use. Streams
+ * are in memory already. */
+static void prefetch(pk *p, size_t i, size_t *next, uint64_t *ahead)
+{
+	if (p->stream)
+		return;
+	int copies = p->spec.format == QC_PACK_CT && !p->spec.ct_packed;
+	if (i == 0 || p->un[i].shard != p->un[i - 1].shard)
+		for (size_t j = i; j < p->nu && p->un[j].shard == p->un[i].shard; j++)
+			if (!p->un[j].linear || copies)
+				willneed_unit(p, &p->un[j]);
+	if (copies)
+		return;
+	if (i > 0 && p->un[i - 1].linear && *ahead >= p->un[i - 1].in_bytes)
+		*ahead -= p->un[i - 1].in_bytes;
+	for (; *next < p->nu && *ahead < PREFETCH_AHEAD; (*next)++) {
+		const unit *u = &p->un[*next];
+		if (!u->linear || *next < i)
+			continue;
+		*ahead += u->in_bytes;
+		willneed_unit(p, u);
+	}
+}
+
 static int write_all(pk *p)
 {
 	qc_wsrc src;
 	qc_wsrc_ckpt(&src, p->ck);
 	int shard = 1, cur = QC_GROUP_PRE - 2, prev = QC_GROUP_PRE - 1, rc = 0, done_layers = 0;
+	size_t next = 0;
+	uint64_t ahead = 0;
 	for (size_t i = 0; i < p->nu; i++) {
 		const unit *u = &p->un[i];
+		prefetch(p, i, &next, &ahead);
 		if (u->shard != shard) {
 			/* the group the next shard starts in is complete only if it
 			 * is not the one being written */

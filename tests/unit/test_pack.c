@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "qc_card.h"
 #include "qc_ctq.h"
 #include "qc_err.h"
 #include "qc_json.h"
@@ -1005,6 +1006,81 @@ static void test_view(void **state)
 	free_naive(&n);
 }
 
+// ---------------------------------------------------------------- the card
+
+static void test_card(void **state)
+{
+	(void)state;
+	qc_qscheme s;
+	assert_int_equal(qc_qscheme_preset(&s, "w4a16"), 0);
+	const char rep[] =
+	        "{\"tool\": \"qgptq\", \"layer\": \"a\", \"err_out\": 0.1, \"err_w\": 0.01, \"err_rtn\": 0.2, \"n_tokens\": 64}\n"
+	        "{\"tool\": \"qgptq\", \"layer\": \"b\", \"err_out\": null, \"err_w\": 0.5, \"err_rtn\": null, \"n_tokens\": 64}\n"
+	        "{\"tool\": \"qgptq\", \"layer\": \"c\", \"err_out\": 0.3, \"err_w\": 0.02, \"err_rtn\": 0.4, \"n_tokens\": 64}\n"
+	        "{\"tool\": \"qgptq\", \"layer\": \"d\", \"err_out\": null, \"err_w\": null, \"err_rtn\": null, \"n_tokens\": 64}\n";
+	char *argv[] = { "qpack", "-o", "OUT", "a b", "it's" };
+	const char *notes[] = { "a note" };
+	qc_card_info ci = { .title = "T", .scheme = &s, .format = "F", .notes = notes, .n_notes = 1,
+		                .report = rep, .report_len = sizeof rep - 1, .worst = 3, .n_shards = 2,
+		                .run_tool = "qpack", .run_version = "9", .run_argc = 5, .run_argv = argv };
+	char *md, *md2;
+	size_t len, len2;
+	tu_assert_rc(qc_card_markdown(&ci, &md, &len), 0);
+	assert_int_equal(strlen(md), len);
+	assert_non_null(strstr(md, "# T\n"));
+	assert_non_null(strstr(md, "- Weights: int4, scales per group of 128 input channels, symmetric "
+	                           "(scale = amax / 7.5, zero point 0)\n"));
+	assert_non_null(strstr(md, "- Not quantized: embeddings, norms, `lm_head`\n"));
+	assert_non_null(strstr(md, "- F\n- a note\n"));
+	/* no manifest: said so, never invented */
+	assert_non_null(strstr(md, "(earlier steps not recorded: the input had no manifest)\n"
+	                           "qpack -o OUT 'a b' 'it'\\''s'    # qpack 9\n"));
+	assert_non_null(strstr(md, "- Token sets: not recorded"));
+	assert_non_null(strstr(md, "- Base model fingerprint: not recorded"));
+	assert_non_null(strstr(md, "- Calibration tokens per Linear: 64\n"));
+	/* worst first by err_out, err_w where err_out is null; 3 of 4 */
+	char *b = strstr(md, "| `b` | - | 0.5 | - |\n"), *cc = strstr(md, "| `c` | 0.3 | 0.02 | 0.4 |\n"),
+	     *a = strstr(md, "| `a` | 0.1 | 0.01 | 0.2 |\n");
+	assert_non_null(b);
+	assert_non_null(cc);
+	assert_non_null(a);
+	assert_true(b < cc && cc < a);
+	assert_null(strstr(md, "| `d` |"));
+	assert_non_null(strstr(md, "The 3 of 4 quantized Linears"));
+	assert_non_null(strstr(md, "- 2 safetensors shards\n"));
+	/* deterministic */
+	tu_assert_rc(qc_card_markdown(&ci, &md2, &len2), 0);
+	assert_int_equal(len, len2);
+	assert_memory_equal(md, md2, len);
+	free(md);
+	free(md2);
+	/* with a manifest: its history and token sets */
+	qc_manifest *m = qc_manifest_new();
+	char *h0[] = { "qsynth", "--preset", "tiny" };
+	assert_int_equal(qc_manifest_add_history(m, "qsynth", "1", 3, h0), 0);
+	qc_h128 th = { 0x0123456789abcdefull, 0xfedcba9876543210ull };
+	assert_int_equal(qc_manifest_add_token_set(m, "calibration", th), 0);
+	assert_int_equal(qc_manifest_set_base(m, "00112233445566778899aabbccddeeff", "model"), 0);
+	ci.manifest = m;
+	ci.report = NULL;
+	tu_assert_rc(qc_card_markdown(&ci, &md, &len), 0);
+	assert_non_null(strstr(md, "```\nqsynth --preset tiny    # qsynth 1\nqpack -o OUT"));
+	assert_non_null(strstr(md, "- Token set (calibration): XXH3-128 `0123456789abcdeffedcba9876543210`"));
+	assert_non_null(strstr(md, "`00112233445566778899aabbccddeeff` from model"));
+	assert_non_null(strstr(md, "No quant_report.jsonl was recorded."));
+	free(md);
+	qc_manifest_free(m);
+	/* a malformed report line is named */
+	ci.manifest = NULL;
+	const char bad[] = "{\"layer\": \"a\"}\n[1, 2]\n";
+	ci.report = bad;
+	ci.report_len = sizeof bad - 1;
+	tu_assert_rc(qc_card_markdown(&ci, &md, &len), QC_EFORMAT);
+	assert_non_null(strstr(qc_errmsg(), "line 2"));
+	assert_null(md);
+	qc_qscheme_free(&s);
+}
+
 static void test_format_names(void **state)
 {
 	(void)state;
@@ -1033,6 +1109,7 @@ int main(void)
 		cmocka_unit_test(test_detect),
 		cmocka_unit_test(test_unpack_malformed),
 		cmocka_unit_test(test_view),
+		cmocka_unit_test(test_card),
 		cmocka_unit_test(test_format_names),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
