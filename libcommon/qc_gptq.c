@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,8 @@ struct qc_gptq {
 	size_t xbuf_cap, ybuf_cap;
 	float *cwork;        /* blocked Cholesky: [(n + 2 nb) nb] */
 	size_t cwork_cap;
+	int64_t *starts;     /* block starts of the sweep */
+	size_t starts_cap;
 	grow *rows;
 	size_t rows_cap;
 	rsum *sums;
@@ -179,6 +182,7 @@ void qc_gptq_free(qc_gptq *g)
 	free(g->xbuf);
 	free(g->ybuf);
 	free(g->cwork);
+	free(g->starts);
 	free(g->rows);
 	free(g->sums);
 	free(g->perm);
@@ -504,6 +508,12 @@ typedef struct run {
 	float *Qb;           /* [R, b] dequantized codes */
 	const float *ubb;    /* [b, b] U_BB = inverse of V's diagonal block */
 	const float *S;      /* [R, n] */
+	int64_t rbase;       /* first row of this thread's share: block buffers
+	                        hold rows rbase.. at rows 0.. */
+	const float *V;      /* [n, n] the factor */
+	int64_t wmax;        /* widest block */
+	const int64_t *starts; /* block k is starts[k] .. starts[k + 1] */
+	int64_t nblocks;
 	/* error pass chunk */
 	int64_t r0, m;
 	float *X;            /* [2m, n] */
@@ -873,33 +883,108 @@ static void add_row_sq(const float *Y, int64_t rows, int64_t cols, int64_t ld, d
 }
 
 /*
- * ||Wp V||^2 and ||(W - Q_rtn)p V||^2 for every row, in chunks of m rows:
- * X [2m, n] times the upper triangular V, one column block J of width nb at
- * a time, Y_J = X[:, :end(J)] V[:end(J), J] (V's zero lower triangle makes
- * the rectangular product the triangular one).
+ * Rows that are independent (the error products, the sweep) are computed
+ * by one thread per share of rows from start to end, each calling the
+ * kernels through a context of its own with one thread: BLAS then runs in
+ * the calling thread, and no thread waits on another or spins in the BLAS
+ * pool between the many small steps of a sweep. The process-wide BLAS
+ * thread count (kernels.h: the last context created sets it) is set back
+ * from the solver's context when the shares are done.
  */
+typedef struct share {
+	run st;              /* the run, with this share's own block state */
+	int rc;
+	char msg[256];       /* the message of a failure (messages are per thread) */
+} share;
+
+static void share_fail(share *sh, int rc)
+{
+	snprintf(sh->msg, sizeof sh->msg, "%s", qc_errmsg());
+	sh->rc = rc;
+}
+
+static void restore_blas_threads(const qc_gptq *g)
+{
+	qk_ctx *k;
+	if (qk_ctx_new(&k, qk_ctx_device(g->kc), qk_ctx_threads(g->kc)) == 0)
+		qk_ctx_free(k);
+}
+
+/* Run fn over shares of the R rows, one per thread (at least min_rows
+ * each); the first failure's code and message are the result. */
+static int run_shares(run *st, range_fn fn, int64_t min_rows)
+{
+	qc_gptq *g = st->g;
+	share sh[64];
+	int nt = g->nthreads;
+	if (st->R / min_rows < nt)
+		nt = (int)(st->R / min_rows);
+	if (nt < 1)
+		nt = 1;
+	for (int t = 0; t < nt; t++) {
+		sh[t].st = *st;
+		sh[t].rc = 0;
+		sh[t].msg[0] = 0;
+	}
+	qc_gptq one = *g; /* par_rows with exactly nt ranges */
+	one.nthreads = nt;
+	par_rows(&one, st->R, 1, fn, sh);
+	restore_blas_threads(g);
+	for (int t = 0; t < nt; t++)
+		if (sh[t].rc)
+			return qc_seterr(sh[t].rc, "%s", sh[t].msg);
+	return 0;
+}
+
+/*
+ * ||Wp V||^2 and ||(W - Q_rtn)p V||^2 for the rows [b, e) of a share, in
+ * chunks of ERR_ROWS rows: X [2m, n] times the upper triangular V, one
+ * column block J of width ERR_NB at a time, Y_J = X[:, :end(J)] V[:end(J), J]
+ * (V's zero lower triangle makes the rectangular product the triangular
+ * one).
+ */
+#define ERR_ROWS 128
+#define ERR_NB 512
+
+static void error_share(void *arg, int t, int64_t b, int64_t e)
+{
+	share *sh = (share *)arg + t;
+	run *st = &sh->st;
+	qc_gptq *g = st->g;
+	const int64_t n = st->n, nb = n < ERR_NB ? n : ERR_NB;
+	float *X = g->xbuf + (size_t)t * 2 * ERR_ROWS * n, *Y = g->ybuf + (size_t)t * 2 * ERR_ROWS * nb;
+	qk_ctx *k1;
+	int rc = qk_ctx_new(&k1, qk_ctx_device(g->kc), 1);
+	if (rc) {
+		share_fail(sh, rc);
+		return;
+	}
+	for (int64_t r0 = b; r0 < e && rc == 0; r0 += ERR_ROWS) {
+		int64_t mm = e - r0 < ERR_ROWS ? e - r0 : ERR_ROWS;
+		st->r0 = r0;
+		st->m = mm;
+		st->X = X;
+		xrows_range(st, t, 0, mm);
+		for (int64_t j0 = 0; j0 < n && rc == 0; j0 += nb) {
+			int64_t jb = n - j0 < nb ? n - j0 : nb;
+			rc = qk_gemm(k1, 0, 0, 2 * mm, jb, j0 + jb, 1.0f, X, n, st->V + j0, n, 0.0f, Y, jb);
+			add_row_sq(Y, mm, jb, jb, &g->sums[r0].xv_w, sizeof(rsum));
+			add_row_sq(Y + mm * jb, mm, jb, jb, &g->sums[r0].xv_r, sizeof(rsum));
+		}
+	}
+	if (rc)
+		share_fail(sh, rc);
+	qk_ctx_free(k1);
+}
+
 static int error_pass(run *st, const float *V)
 {
 	qc_gptq *g = st->g;
-	const int64_t n = st->n, nb = 512;
-	int64_t m = st->R < 256 ? st->R : 256;
-	QC_TRY(GROW(g->xbuf, g->xbuf_cap, 2 * m * n));
-	QC_TRY(GROW(g->ybuf, g->ybuf_cap, 2 * m * (n < nb ? n : nb)));
-	for (int64_t r0 = 0; r0 < st->R; r0 += m) {
-		int64_t mm = st->R - r0 < m ? st->R - r0 : m;
-		st->r0 = r0;
-		st->m = mm;
-		st->X = g->xbuf;
-		par_rows(g, mm, 8, xrows_range, st);
-		for (int64_t j0 = 0; j0 < n; j0 += nb) {
-			int64_t jb = n - j0 < nb ? n - j0 : nb;
-			QC_TRY(qk_gemm(g->kc, 0, 0, 2 * mm, jb, j0 + jb, 1.0f, g->xbuf, n, V + j0, n, 0.0f,
-			               g->ybuf, jb));
-			add_row_sq(g->ybuf, mm, jb, jb, &g->sums[r0].xv_w, sizeof(rsum));
-			add_row_sq(g->ybuf + mm * jb, mm, jb, jb, &g->sums[r0].xv_r, sizeof(rsum));
-		}
-	}
-	return 0;
+	const int64_t n = st->n, nb = n < ERR_NB ? n : ERR_NB;
+	QC_TRY(GROW(g->xbuf, g->xbuf_cap, (int64_t)g->nthreads * 2 * ERR_ROWS * n));
+	QC_TRY(GROW(g->ybuf, g->ybuf_cap, (int64_t)g->nthreads * 2 * ERR_ROWS * nb));
+	st->V = V;
+	return run_shares(st, error_share, 64);
 }
 
 // ---------------------------------------------------------------- the sweep
@@ -910,7 +995,7 @@ static void gather_range(void *arg, int t, int64_t b, int64_t e)
 	run *st = arg;
 	for (int64_t r = b; r < e; r++) {
 		const grow *gr = &st->g->rows[r];
-		float *wp = st->Wp + r * st->b, *w1 = st->W1 + r * st->b;
+		float *wp = st->Wp + (r - st->rbase) * st->b, *w1 = st->W1 + (r - st->rbase) * st->b;
 		double werr = 0;
 		for (int64_t jj = 0; jj < st->b; jj++) {
 			int64_t c = st->perm[st->i1 + jj];
@@ -955,7 +1040,7 @@ static void inblock_range(void *arg, int t, int64_t b, int64_t e)
 	const int64_t bw = st->b;
 	for (int64_t r = b; r < e; r++) {
 		grow *gr = &st->g->rows[r];
-		float *w1 = st->W1 + r * bw, *qb = st->Qb + r * bw;
+		float *w1 = st->W1 + (r - st->rbase) * bw, *qb = st->Qb + (r - st->rbase) * bw;
 		for (int64_t jj = 0; jj < bw; jj++) {
 			int64_t j = st->i1 + jj, c = st->perm[j];
 			int64_t gi = group_of(st, c);
@@ -995,8 +1080,8 @@ static void delta_range(void *arg, int t, int64_t b, int64_t e)
 {
 	run *st = arg;
 	for (int64_t r = b; r < e; r++) {
-		float *wp = st->Wp + r * st->b;
-		const float *qb = st->Qb + r * st->b;
+		float *wp = st->Wp + (r - st->rbase) * st->b;
+		const float *qb = st->Qb + (r - st->rbase) * st->b;
 		double s = 0, se = 0;
 		for (int64_t jj = 0; jj < st->b; jj++) {
 			double de = (double)wp[jj] - qb[jj];
@@ -1007,7 +1092,8 @@ static void delta_range(void *arg, int t, int64_t b, int64_t e)
 		}
 		st->g->sums[r].n_g += s;
 		st->g->sums[r].werr += se;
-		memcpy(st->W1 + r * st->b, st->S + r * st->n + st->i1, (size_t)st->b * sizeof(float));
+		memcpy(st->W1 + (r - st->rbase) * st->b, st->S + r * st->n + st->i1,
+		       (size_t)st->b * sizeof(float));
 	}
 }
 
@@ -1022,6 +1108,62 @@ static int64_t block_end(const run *st, int64_t i1, int64_t block)
 	return st->n - i1 < w ? st->n : i1 + w;
 }
 
+/* The blocks of the sweep: starts[k] .. starts[k + 1], k < the count. */
+static int64_t block_starts(const run *st, int64_t block, int64_t *starts)
+{
+	int64_t k = 0;
+	for (int64_t i1 = 0; i1 < st->n; i1 = block_end(st, i1, block))
+		starts[k++] = i1;
+	starts[k] = st->n;
+	return k;
+}
+
+/* One thread's share of the sweep: its rows [b, e) through every block. */
+static void sweep_share(void *arg, int t, int64_t b, int64_t e)
+{
+	share *sh = (share *)arg + t;
+	run *st = &sh->st;
+	qc_gptq *g = st->g;
+	const int64_t n = st->n, rows = e - b, wmax = st->wmax;
+	const float *V = st->V;
+	qk_ctx *k1;
+	int rc = qk_ctx_new(&k1, qk_ctx_device(g->kc), 1);
+	if (rc) {
+		share_fail(sh, rc);
+		return;
+	}
+	st->rbase = b;
+	st->Wp = g->blk[0] + b * wmax;
+	st->W1 = g->blk[1] + b * wmax;
+	st->Qb = g->blk[2] + b * wmax;
+	for (int64_t k = 0; k < st->nblocks && rc == 0; k++) {
+		int64_t i1 = st->starts[k], i2 = st->starts[k + 1], bw = i2 - i1;
+		st->i1 = i1;
+		st->b = bw;
+		st->ubb = g->ubb + i1 * wmax;
+		/* W1 = Wp_B + S_B U_BB: the weights as GPTQ has updated them */
+		gather_range(st, t, b, e);
+		if (i1 > 0 && (rc = qk_gemm(k1, 0, 0, rows, bw, bw, 1.0f, g->S + b * n + i1, n, st->ubb, bw,
+		                            1.0f, st->W1, bw)) != 0)
+			break;
+		inblock_range(st, t, b, e);
+		/* D_B = Wp_B - Q_B; E_B = S_B + D_B V_BB, whose squared norm is
+		 * this block's share of tr(D H_damped D^T) */
+		delta_range(st, t, b, e);
+		if ((rc = qk_gemm(k1, 0, 0, rows, bw, bw, 1.0f, st->Wp, bw, V + i1 * n + i1, n, 1.0f, st->W1,
+		                  bw)) != 0)
+			break;
+		add_row_sq(st->W1, rows, bw, bw, &g->sums[b].xv_g, sizeof(rsum));
+		/* the lazy update of every later column: S[:, i2:] += D_B V[B, i2:] */
+		if (i2 < n)
+			rc = qk_gemm(k1, 0, 0, rows, n - i2, bw, 1.0f, st->Wp, bw, V + i1 * n + i2, n, 1.0f,
+			             g->S + b * n + i2, n);
+	}
+	if (rc)
+		share_fail(sh, rc);
+	qk_ctx_free(k1);
+}
+
 static int sweep(run *st, const float *V)
 {
 	qc_gptq *g = st->g;
@@ -1032,38 +1174,23 @@ static int sweep(run *st, const float *V)
 	QC_TRY(GROW(g->S, g->S_cap, R * n));
 	for (int i = 0; i < 3; i++)
 		QC_TRY(GROW(g->blk[i], g->blk_cap[i], R * wmax));
-	QC_TRY(GROW(g->ubb, g->ubb_cap, wmax * wmax));
+	QC_TRY(GROW(g->ubb, g->ubb_cap, n * wmax));
+	QC_TRY(GROW(g->starts, g->starts_cap, n + 1));
 	memset(g->S, 0, (size_t)(R * n) * sizeof(float));
 	st->S = g->S;
-	st->Wp = g->blk[0];
-	st->W1 = g->blk[1];
-	st->Qb = g->blk[2];
-	st->ubb = g->ubb;
-	for (int64_t i1 = 0; i1 < n;) {
-		int64_t i2 = block_end(st, i1, B), b = i2 - i1;
-		st->i1 = i1;
-		st->b = b;
-		/* U_BB = V_BB^-1: U's diagonal block */
-		for (int64_t i = 0; i < b; i++)
-			memcpy(g->ubb + i * b, V + (i1 + i) * n + i1, (size_t)b * sizeof(float));
-		QC_TRY(qk_tri_inverse(g->kc, g->ubb, b, 1));
-		/* W1 = Wp_B + S_B U_BB: the weights as GPTQ has updated them */
-		par_rows(g, R, 16, gather_range, st);
-		if (i1 > 0)
-			QC_TRY(qk_gemm(g->kc, 0, 0, R, b, b, 1.0f, g->S + i1, n, g->ubb, b, 1.0f, st->W1, b));
-		par_rows(g, R, 4, inblock_range, st);
-		/* D_B = Wp_B - Q_B; E_B = S_B + D_B V_BB, whose squared norm is
-		 * this block's share of tr(D H_damped D^T) */
-		par_rows(g, R, 16, delta_range, st);
-		QC_TRY(qk_gemm(g->kc, 0, 0, R, b, b, 1.0f, st->Wp, b, V + i1 * n + i1, n, 1.0f, st->W1, b));
-		add_row_sq(st->W1, R, b, b, &g->sums[0].xv_g, sizeof(rsum));
-		/* the lazy update of every later column: S[:, i2:] += D_B V[B, i2:] */
-		if (i2 < n)
-			QC_TRY(qk_gemm(g->kc, 0, 0, R, n - i2, b, 1.0f, st->Wp, b, V + i1 * n + i2, n, 1.0f,
-			               g->S + i2, n));
-		i1 = i2;
+	st->V = V;
+	st->wmax = wmax;
+	st->starts = g->starts;
+	st->nblocks = block_starts(st, B, g->starts);
+	/* U_BB = V_BB^-1 of every block (U's diagonal blocks), at ubb + i1 wmax */
+	for (int64_t k = 0; k < st->nblocks; k++) {
+		int64_t i1 = g->starts[k], bw = g->starts[k + 1] - i1;
+		float *u = g->ubb + i1 * wmax;
+		for (int64_t i = 0; i < bw; i++)
+			memcpy(u + i * bw, V + (i1 + i) * n + i1, (size_t)bw * sizeof(float));
+		QC_TRY(qk_tri_inverse(g->kc, u, bw, 1));
 	}
-	return 0;
+	return run_shares(st, sweep_share, 16);
 }
 
 // ---------------------------------------------------------------- run

@@ -79,10 +79,20 @@
  * block of columns of W is read before its dequantized values are written,
  * so a layer's weights can be replaced in place.
  *
- * Determinism: the same inputs and thread count give the same bits. Per-row
- * work is split over threads in contiguous ranges with identical code;
- * GEMMs and the factorization are the kernels' (kernels.h), deterministic
- * for a fixed thread count.
+ * Threads: the kernel context's thread count. Rows are independent in
+ * every step but the factorization, so the clipping search, the error
+ * products and the whole sweep are split into one contiguous share of rows
+ * per thread, each share running start to end and calling the kernels
+ * through a one-thread context of its own (BLAS in the calling thread; no
+ * pool to wake and wait for at every small step of a sweep). As kernels.h
+ * makes the BLAS thread count process-wide (the last context created sets
+ * it), a run sets it back from its context's count when the shares end;
+ * another thread calling BLAS during a run would meanwhile run it
+ * single-threaded.
+ *
+ * Determinism: the same inputs and thread count give the same bits: the
+ * shares are fixed by the thread count, each row is computed by one thread,
+ * and the kernels are deterministic for a fixed thread count.
  *
  * Not thread-safe: one thread uses a qc_gptq at a time (it runs its own
  * worker threads inside a call).
