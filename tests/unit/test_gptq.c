@@ -11,6 +11,7 @@
 #include "kernels.h"
 #include "qc_err.h"
 #include "qc_gptq.h"
+#include "qc_num.h"
 #include "qc_quant.h"
 
 static qk_ctx *kc;
@@ -260,6 +261,39 @@ static void test_identity_is_rtn(void **state)
 					free(colw);
 				}
 	free(w);
+}
+
+/* compressed-tensors' rules to the bit through the solver, on the
+ * hand-worked example of test_quant.c: int4 symmetric, groups of 4, BF16
+ * scales: amax 3.0 -> scale bf16(3.0 / 7.5) = 0.400390625 (0x3ECD), codes
+ * round(x / s) half to even, clamped to [-8, 7]; second group amax 0.3 ->
+ * scale bf16(0.04) = 0.0400390625. GPTQ with uncorrelated inputs (H = I),
+ * and round to nearest in FP32 and in BF16 arithmetic, all give them. */
+static void test_hand_worked(void **state)
+{
+	(void)state;
+	float x[8] = { 0.75f, -1.5f, 0.1f, 3.0f, 0.3f, -0.15f, 0.0f, 0.21f };
+	static const int8_t want[8] = { 2, -4, 0, 7, 7, -4, 0, 5 };
+	for (int mode = 0; mode < 3; mode++) {
+		qc_qargs a = qargs(4, 1, QC_QS_GROUP, 4);
+		if (mode == 2)
+			a.arith = QC_DT_BF16;
+		qc_gptq_opts o;
+		qc_gptq_opts_default(&o);
+		qc_clip_opts_default(&o.clip, QC_CLIP_MINMAX);
+		o.method = mode ? QC_GPTQ_METHOD_RTN : QC_GPTQ_METHOD_GPTQ;
+		float h[64] = { 0 };
+		for (int j = 0; j < 8; j++)
+			h[j * 8 + j] = 1;
+		out g;
+		assert_int_equal(run1(&o, &a, h, x, 1, 8, &g), 0);
+		assert_memory_equal(g.codes, want, 8);
+		assert_true(g.scales[0] == 0.400390625f);
+		assert_int_equal(qc_f32_to_bf16(g.scales[0]), 0x3ECD);
+		assert_true(g.scales[1] == 0.0400390625f);
+		assert_true(g.deq[3] == 7 * 0.400390625f);
+		out_free(&g);
+	}
 }
 
 /* The clipping search takes shortcuts (qc_gptq.c: early stops, skipped
@@ -827,6 +861,7 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hand_worked),
 		cmocka_unit_test(test_identity_is_rtn),
 		cmocka_unit_test(test_mse_search_exact),
 		cmocka_unit_test(test_beats_rtn_on_outliers),
