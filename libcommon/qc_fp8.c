@@ -60,6 +60,8 @@ typedef struct run {
 	float *inv_freq;         /* [head_dim / 2] */
 	float *scratch;          /* GEMM outputs */
 	size_t scratch_n;
+	float *wbuf[QC_LIN_COUNT];  /* data-free: FP32 weights, reused layer after layer */
+	size_t wbuf_n[QC_LIN_COUNT];
 } run;
 
 /* ------------------------------------------------------------ quantizing */
@@ -314,7 +316,14 @@ static int load_linear(run *R, int layer, int l, const qc_tensor **t, float **W)
 	if (bad >= 0)
 		return qc_seterr(QC_EFORMAT, "tensor '%s' has a non-finite value at [%lld, %lld]", name,
 		                 (long long)(bad / shape[1]), (long long)(bad % shape[1]));
-	*W = malloc(n * sizeof **W + 1);
+	/* one buffer per Linear kept across layers: fresh pages would be
+	 * zeroed by the kernel for every layer */
+	if (R->wbuf_n[l] < n) {
+		free(R->wbuf[l]);
+		R->wbuf[l] = malloc(n * sizeof *R->wbuf[l] + 1);
+		R->wbuf_n[l] = R->wbuf[l] ? n : 0;
+	}
+	*W = R->wbuf[l];
 	if (!*W)
 		return qc_seterr(QC_ENOMEM, "out of memory for '%s'", name);
 	R->L[l].rows = shape[0];
@@ -360,11 +369,10 @@ static int copy_group(run *R, int group, int layer)
 		if (layer >= 0 && handled(R, layer, mine[i]))
 			continue;
 		const qc_tensor *t;
-		if ((rc = qc_ckpt_get(R->in, mine[i], &t)) == 0) {
-			rc = qc_qout_copy(R->out, t);
-			if (release)
-				qc_ckpt_release(R->in, mine[i]);
-		}
+		/* data-free: written straight from the input, released after its
+		 * shard; calibrated: copied, the model releases the input */
+		if ((rc = qc_ckpt_get(R->in, mine[i], &t)) == 0)
+			rc = release ? qc_qout_pass(R->out, t) : qc_qout_copy(R->out, t);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(mine[i]);
@@ -389,7 +397,6 @@ static int quantize_layer_direct(run *R, int layer)
 			rc = quantize_set(R, p, W, 0);
 		for (int k = 0; lin_sets[p][k] >= 0; k++) {
 			int l = lin_sets[p][k];
-			free(W[l]);
 			if (t[l]) {
 				char name[256];
 				qc_linear_name(name, sizeof name, layer, (qc_linear)l, "weight");
@@ -646,6 +653,8 @@ int qc_fp8_quantize(qc_ckpt *in, const qc_fp8_opts *o, const qc_qout_opts *oo, q
 	qk_ctx_free(R.kc);
 	free(R.inv_freq);
 	free(R.scratch);
+	for (int l = 0; l < QC_LIN_COUNT; l++)
+		free(R.wbuf[l]);
 	qc_qscheme_free(&R.scheme);
 	qc_config_free(&R.cfg);
 	return rc;

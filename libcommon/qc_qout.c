@@ -14,7 +14,18 @@ struct qc_qout {
 	qc_ckpt *in;
 	const qc_qscheme *s;
 	int n_layers;
+	char **pass;            /* input tensors written in place, released at the shard's end */
+	size_t n_pass, cap_pass;
 };
+
+static void release_passed(qc_qout *q)
+{
+	for (size_t i = 0; i < q->n_pass; i++) {
+		qc_ckpt_release(q->in, q->pass[i]);
+		free(q->pass[i]);
+	}
+	q->n_pass = 0;
+}
 
 /* Small files of the input that the output writes anew. */
 static int carried(const char *name)
@@ -166,9 +177,30 @@ int qc_qout_copy(qc_qout *q, const qc_tensor *t)
 	return qc_qout_tensor(q, t->name, t->dtype, t->ndim, t->shape, t->data);
 }
 
+int qc_qout_pass(qc_qout *q, const qc_tensor *t)
+{
+	if (q->n_pass == q->cap_pass) {
+		size_t nc = q->cap_pass ? 2 * q->cap_pass : 16;
+		char **np = realloc(q->pass, nc * sizeof *np);
+		if (!np)
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		q->pass = np;
+		q->cap_pass = nc;
+	}
+	char *name = strdup(t->name);
+	if (!name)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	int rc = qc_ckw_add_tensor(q->w, t->name, t->dtype, t->ndim, t->shape, t->data, 0);
+	/* released at the shard's end either way: the writer no longer needs it */
+	q->pass[q->n_pass++] = name;
+	return rc;
+}
+
 int qc_qout_end_layer(qc_qout *q, int layer)
 {
-	return qc_ckw_end_shard(q->w, layer == q->n_layers - 1 ? QC_GROUP_POST : layer);
+	int rc = qc_ckw_end_shard(q->w, layer == q->n_layers - 1 ? QC_GROUP_POST : layer);
+	release_passed(q);
+	return rc;
 }
 
 int qc_qout_token_set(qc_qout *q, const char *role, qc_h128 hash)
@@ -205,6 +237,8 @@ int qc_qout_close(qc_qout *q, const qc_report *r)
 		return rc;
 	}
 	rc = qc_ckw_close(q->w);
+	release_passed(q);
+	free(q->pass);
 	free(q);
 	return rc;
 }
@@ -214,5 +248,7 @@ void qc_qout_abort(qc_qout *q)
 	if (!q)
 		return;
 	qc_ckw_abort(q->w);
+	release_passed(q);
+	free(q->pass);
 	free(q);
 }

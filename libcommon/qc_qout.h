@@ -55,6 +55,12 @@ int qc_qout_linear(qc_qout *q, const char *module, int64_t rows, int64_t cols,
                    const float *input_scale);
 /* Copy a tensor unchanged. */
 int qc_qout_copy(qc_qout *q, const qc_tensor *t);
+/* Write a tensor of the input unchanged without copying it: the view must
+ * come from the input checkpoint (qc_qout_open's in) and the caller hands
+ * its release over: qc_qout_end_layer releases it once the shard is
+ * written. Only for tensors nothing else will release (a model that loads
+ * the layer releases its tensors itself: use qc_qout_copy then). */
+int qc_qout_pass(qc_qout *q, const qc_tensor *t);
 /* Any other tensor (e.g. self_attn.k_scale), data copied. */
 int qc_qout_tensor(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
                    const void *data);
