@@ -337,8 +337,11 @@ typedef struct qc_pack_result {
  *     Linear or tensor larger than the limit gets a shard of its own. The
  *     plan is made before writing (the writer needs the count): from the
  *     shard headers of a directory; for a stream, from its embeddings and
- *     first layer, every later layer having the first layer's tensors
- *     (checked as each arrives: a stream that breaks this is QC_EFORMAT,
+ *     first layer: each later layer holds the first layer's other tensors
+ *     (norms, biases) and its Linears quantized or dense as the scheme says,
+ *     stored as the first layer stores them; the last group holds
+ *     model.norm.weight and, untied, lm_head (checked as each arrives: a
+ *     stream that breaks this is QC_EFORMAT naming the tensor and
  *     suggesting to pass the directory).
  *   - config.json with the format's quantization_config (qc_pack_qconfig);
  *     GPTQ also gets quantize_config.json (the same object), which AutoGPTQ

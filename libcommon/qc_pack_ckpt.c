@@ -188,45 +188,115 @@ static void rename_layer(char *out, size_t n, const char *name, int l)
 	snprintf(out, n, "model.layers.%d.%s", l, name + strlen(pre));
 }
 
-/* The predicted POST group of a stream: model.norm.weight and, when the
- * embeddings are not tied, lm_head as layer 0's q_proj is stored (dense or
- * quantized). */
-static int predict_post(pk *p)
+/* How the first layer stores its Linears, for predicting the others. */
+typedef struct tmpl {
+	const item *codes, *scale, *zp, *iscale, *izp;   /* a quantized Linear's, or NULL */
+	qc_dtype dense_dt;                               /* a dense Linear weight's dtype */
+} tmpl;
+
+static void make_tmpl(pk *p, tmpl *t)
 {
-	int64_t H = p->cfg.hidden_size, V = p->cfg.vocab_size;
-	item *ln = find_item(p, "model.layers.0.input_layernorm.weight");
-	item *emb = find_item(p, "model.embed_tokens.weight");
-	if (!ln || !emb)
-		return qc_seterr(QC_EFORMAT, "'%s' has no %s in its first shard", qc_ckpt_name(p->ck),
-		                 ln ? "model.embed_tokens.weight" : "model.layers.0.input_layernorm.weight");
-	QC_TRY(add_item(p, "model.norm.weight", ln->dt, 1, &H, 1));
-	if (p->cfg.tie_word_embeddings)
-		return 0;
-	int q = qc_ctq_quantized(p->ctq, "lm_head");
-	if (q < 0)
-		return q;
-	int64_t sh[2] = { V, H };
-	if (!q)
-		return add_item(p, "lm_head.weight", emb->dt, 2, sh, 1);
-	const qc_qargs *w = &p->ctq->scheme.weights;
-	int64_t ng = qc_qgroups(w, H);
-	char name[256];
-	for (size_t i = 0; i < sizeof naive_suffixes / sizeof *naive_suffixes; i++) {
-		snprintf(name, sizeof name, "model.layers.0.self_attn.q_proj.%s", naive_suffixes[i]);
-		item *t = find_item(p, name);
-		if (!t)
+	memset(t, 0, sizeof *t);
+	const item *emb = find_item(p, "model.embed_tokens.weight");
+	t->dense_dt = emb ? emb->dt : p->cfg.torch_dtype;
+	char module[200], name[300];
+	for (int k = 0; k < QC_LIN_COUNT; k++) {
+		snprintf(module, sizeof module, "model.layers.0.%s", qc_linear_path((qc_linear)k));
+		const item *it[5];
+		for (int s = 0; s < 5; s++) {
+			snprintf(name, sizeof name, "%s.%s", module, naive_suffixes[s]);
+			it[s] = find_item(p, name);
+		}
+		if (qc_ctq_quantized(p->ctq, module) != 1) {
+			if (it[0])
+				t->dense_dt = it[0]->dt;
 			continue;
-		snprintf(name, sizeof name, "lm_head.%s", naive_suffixes[i]);
-		if (i == 0) {
-			QC_TRY(add_item(p, name, t->dt, 2, sh, 1));
-		} else if ((i == 1 || i == 2) && w->strategy != QC_QS_TENSOR) {
-			int64_t ss[2] = { V, ng };
-			QC_TRY(add_item(p, name, t->dt, 2, ss, 1));
-		} else {
-			QC_TRY(add_item(p, name, t->dt, t->ndim, t->shape, 1));
+		}
+		if (!t->codes && it[0] && it[1]) {
+			t->codes = it[0];
+			t->scale = it[1];
+			t->zp = it[2];
+			t->iscale = it[3];
+			t->izp = it[4];
 		}
 	}
+}
+
+/* The naive tensors of Linear `module` [out, in], quantized or dense as the
+ * scheme says, stored as the first layer stores its Linears. */
+static int predict_linear(pk *p, const tmpl *t, const char *module, int64_t out, int64_t in)
+{
+	char name[300];
+	int64_t sh[2] = { out, in };
+	int q = qc_ctq_quantized(p->ctq, module);
+	if (q < 0)
+		return q;
+	snprintf(name, sizeof name, "%s.weight", module);
+	if (!q)
+		return add_item(p, name, t->dense_dt, 2, sh, 1);
+	if (!t->codes)
+		return qc_seterr(QC_EFORMAT, "'%s' quantizes '%s' but no Linear of its first layer; "
+		                 "untar the stream and pass the directory", qc_ckpt_name(p->ck), module);
+	const qc_qargs *w = &p->ctq->scheme.weights;
+	int64_t ss[2] = { out, qc_qgroups(w, in) };
+	QC_TRY(add_item(p, name, t->codes->dt, 2, sh, 1));
+	const item *rest[4] = { t->scale, t->zp, t->iscale, t->izp };
+	for (int s = 0; s < 4; s++) {
+		const item *r = rest[s];
+		if (!r)
+			continue;
+		snprintf(name, sizeof name, "%s.%s", module, naive_suffixes[s + 1]);
+		/* scales and zero points follow the Linear's shape unless per
+		 * tensor; input parameters are per tensor */
+		if (s < 2 && w->strategy != QC_QS_TENSOR)
+			QC_TRY(add_item(p, name, r->dt, r->ndim == 1 ? 1 : 2, ss, 1));
+		else
+			QC_TRY(add_item(p, name, r->dt, r->ndim, r->shape, 1));
+	}
 	return 0;
+}
+
+/* A stream's plan is made before its later layers arrive: each later layer
+ * holds the first layer's other tensors (norms, biases) under its own
+ * number, and its Linears stored as the scheme says (quantized like the
+ * first layer's quantized ones, or dense); the group after the layers holds
+ * model.norm.weight and, untied, lm_head. check_predicted holds each group
+ * to this as it arrives. */
+static int predict(pk *p)
+{
+	tmpl t;
+	make_tmpl(p, &t);
+	size_t n0 = p->ni;
+	char name[300], module[200];
+	for (int l = 1; l < p->layers; l++) {
+		for (size_t i = 0; i < n0; i++) {
+			const item *it = &p->it[i];
+			if (it->group != 0)
+				continue;
+			int q = quantized_part(p, it->name, module, sizeof module);
+			if (q < 0)
+				return q;
+			/* a Linear's weight and quantization tensors come from the scheme */
+			if (q || (linear_of(p, it->name, module, sizeof module) >= 0 &&
+			          strcmp(it->name + strlen(module), ".weight") == 0))
+				continue;
+			rename_layer(name, sizeof name, it->name, l);
+			item c = *it;
+			QC_TRY(add_item(p, name, c.dt, c.ndim, c.shape, 1));
+		}
+		for (int k = 0; k < QC_LIN_COUNT; k++) {
+			int64_t sh[2];
+			qc_linear_shape(&p->cfg, (qc_linear)k, sh);
+			snprintf(module, sizeof module, "model.layers.%d.%s", l, qc_linear_path((qc_linear)k));
+			QC_TRY(predict_linear(p, &t, module, sh[0], sh[1]));
+		}
+	}
+	const item *ln = find_item(p, "model.layers.0.input_layernorm.weight");
+	int64_t H = p->cfg.hidden_size;
+	QC_TRY(add_item(p, "model.norm.weight", ln ? ln->dt : t.dense_dt, 1, &H, 1));
+	if (p->cfg.tie_word_embeddings)
+		return 0;
+	return predict_linear(p, &t, "lm_head", p->cfg.vocab_size, H);
 }
 
 static int inventory(pk *p)
@@ -253,17 +323,7 @@ static int inventory(pk *p)
 	}
 	QC_TRY(add_group_actual(p, QC_GROUP_PRE));
 	QC_TRY(add_group_actual(p, 0));
-	size_t n0 = p->ni;
-	char name[300];
-	for (int l = 1; l < p->layers; l++)
-		for (size_t i = 0; i < n0; i++) {
-			if (p->it[i].group != 0)
-				continue;
-			rename_layer(name, sizeof name, p->it[i].name, l);
-			item t = p->it[i];
-			QC_TRY(add_item(p, name, t.dt, t.ndim, t.shape, 1));
-		}
-	return predict_post(p);
+	return predict(p);
 }
 
 /* A stream group as it arrives must be the one predicted. */

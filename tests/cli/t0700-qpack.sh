@@ -236,6 +236,14 @@ test_expect_success 'an ignored decoder Linear: awq lists it, gptq refuses' '
 	expect_grep err "model.layers.1.mlp.down_proj" && test ! -e ign-gptq
 '
 
+test_expect_success 'a stream whose layers differ as the scheme says: planned and packed as the directory' '
+	qcat -o - ign | qpack -q -f awq --max-shard-size 60kB -o ign-pipe - &&
+	qpack -q -f awq --max-shard-size 60kB -o ign-dir ign &&
+	for f in ign-dir/*.safetensors ign-dir/model.safetensors.index.json ign-dir/config.json; do
+		expect_same $f ign-pipe/${f#ign-dir/} || exit 1
+	done
+'
+
 test_expect_code 2 'a truncated shard: one message, exit 2, nothing left' '
 	cp -r w4 trunc && f=$(ls trunc/*.safetensors | head -1) &&
 	head -c 5000 $f >t && mv t $f &&

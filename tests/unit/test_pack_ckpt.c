@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "qc_card.h"
 #include "qc_ckpt.h"
@@ -100,7 +102,7 @@ static void make_dense(const char *dir, const qc_config *cfg)
 
 /* Quantize every Linear of the decoder layers of `dense` with RTN under
  * scheme s into the naive checkpoint `dir`, with a report. */
-static void make_naive(const char *dense, const char *dir, const qc_qscheme *s)
+static void make_naive_x(const char *dense, const char *dir, const qc_qscheme *s, int extra_layer)
 {
 	qc_ckpt *in;
 	tu_assert_rc(qc_ckpt_open(&in, dense, NULL), 0);
@@ -169,6 +171,14 @@ static void make_naive(const char *dense, const char *dir, const qc_qscheme *s)
 				free(deq);
 			}
 		}
+		if (l == extra_layer) {
+			/* a buffer older transformers saved, in one layer only */
+			char name[128];
+			float inv[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+			int64_t n8 = 8;
+			snprintf(name, sizeof name, "model.layers.%d.self_attn.rotary_emb.inv_freq", l);
+			tu_assert_rc(qc_qout_tensor(q, name, QC_DT_F32, 1, &n8, inv), 0);
+		}
 		tu_assert_rc(qc_qout_end_layer(q, l), 0);
 	}
 	qc_h128 h = { 1, 2 };
@@ -177,6 +187,36 @@ static void make_naive(const char *dense, const char *dir, const qc_qscheme *s)
 	qc_report_free(rep);
 	qc_config_free(&cfg);
 	qc_ckpt_close(in);
+}
+
+static void make_naive(const char *dense, const char *dir, const qc_qscheme *s)
+{
+	make_naive_x(dense, dir, s, -1);
+}
+
+/* The checkpoint dir as a tar stream file (what `qcat -o - dir` writes). */
+static void to_tar(const char *dir, const char *tar)
+{
+	fflush(stdout);
+	int saved = dup(1), fd = open(tar, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(saved >= 0 && fd >= 0);
+	assert_true(dup2(fd, 1) == 1);
+	close(fd);
+	qc_ckpt *ck;
+	qc_ckpt_writer *w;
+	qc_ckw_opts wo = { .verbatim = 1, .no_history = 1 };
+	int rc = qc_ckpt_open(&ck, dir, NULL);
+	if (rc == 0 && (rc = qc_ckw_open(&w, "-", &wo)) == 0) {
+		rc = qc_ckpt_copy(ck, w);
+		if (rc == 0)
+			rc = qc_ckw_close(w);
+		else
+			qc_ckw_abort(w);
+	}
+	qc_ckpt_close(ck);
+	dup2(saved, 1);
+	close(saved);
+	tu_assert_rc(rc, 0);
 }
 
 static char *dense_dir;
@@ -648,6 +688,51 @@ static void test_refused(void **state)
 	free(od);
 }
 
+/* A stream is planned from its first layer and the scheme; a later layer
+ * that holds something else is refused (the directory is not), naming the
+ * tensor and what to do. */
+static void test_stream_plan(void **state)
+{
+	(void)state;
+	char *nd = tu_path("naive-st"), *od = tu_path("out-st"), *tar = tu_path("naive-st.tar");
+	qc_qscheme s = scheme("w4a16", 32, 1);
+	make_naive_x(dense_dir, nd, &s, 1);
+	to_tar(nd, tar);
+	qc_pack_result a, b;
+	tu_assert_rc(pack(nd, od, QC_PACK_AWQ, 30000, &a), 0);
+	char *bad = tu_path("out-st-bad");
+	tu_assert_rc(pack(tar, bad, QC_PACK_AWQ, 30000, &b), QC_EFORMAT);
+	assert_non_null(strstr(qc_errmsg(), "'model.layers.1.self_attn.rotary_emb.inv_freq'"));
+	assert_non_null(strstr(qc_errmsg(), "pass the directory"));
+	assert_false(qc_is_dir(bad));
+	free(bad);
+	make_naive_x(dense_dir, nd, &s, 0);
+	to_tar(nd, tar);
+	tu_assert_rc(pack(tar, od, QC_PACK_AWQ, 30000, &b), QC_EFORMAT);
+	assert_non_null(strstr(qc_errmsg(), "lacks tensor 'model.layers.1.self_attn.rotary_emb.inv_freq'"));
+	/* the same layers as the first: the stream's plan is the directory's */
+	make_naive(dense_dir, nd, &s);
+	to_tar(nd, tar);
+	tu_assert_rc(pack(nd, od, QC_PACK_CT, 30000, &a), 0);
+	char *od2 = tu_path("out-st2");
+	tu_assert_rc(pack(tar, od2, QC_PACK_CT, 30000, &b), 0);
+	assert_int_equal(a.n_shards, b.n_shards);
+	assert_true(a.n_shards > 1);
+	assert_int_equal(a.tensor_bytes, b.tensor_bytes);
+	size_t la, lb;
+	char *ia = read_in(od, QC_CKPT_INDEX_NAME, &la), *ib = read_in(od2, QC_CKPT_INDEX_NAME, &lb);
+	assert_int_equal(la, lb);
+	assert_memory_equal(ia, ib, la);
+	free(ia);
+	free(ib);
+	check_artifact(nd, od2, QC_PACK_CT);
+	qc_qscheme_free(&s);
+	free(od2);
+	free(tar);
+	free(nd);
+	free(od);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -655,6 +740,7 @@ int main(void)
 		cmocka_unit_test(test_runtime_weights),
 		cmocka_unit_test(test_shards),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_stream_plan),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
