@@ -486,8 +486,9 @@ static void test_formats(void **state)
 }
 
 /* Every quantized Linear's weights read back through the runtime (qc_ctq,
- * and the view for GPTQ/AWQ) equal the naive checkpoint's bit for bit,
- * which is what makes qverify's numbers equal on both. */
+ * and the view for GPTQ/AWQ) equal the naive checkpoint's bit for bit, and
+ * so do the model's logits, which is what makes qverify's numbers equal on
+ * both. */
 static void test_runtime_weights(void **state)
 {
 	(void)state;
@@ -537,6 +538,22 @@ static void test_runtime_weights(void **state)
 				qc_ctq_linear_release(&A);
 				qc_ctq_linear_release(&B);
 			}
+		/* the whole forward pass: the same logits, bit for bit, so qverify's
+		 * PPL, KL and top-1 agree to the last digit */
+		qc_model *mn, *mp;
+		tu_assert_rc(qc_model_new(&mn, &nc, &ns, nq, kc, NULL), 0);
+		tu_assert_rc(qc_model_new(&mp, &pc, src, pq, kc, NULL), 0);
+		int32_t ids[9] = { 1, 5, 17, 42, 95, 3, 3, 60, 0 };
+		int64_t lens[2] = { 5, 4 };
+		int64_t V = nc.vocab_size;
+		float *la = malloc((size_t)(9 * V) * 4), *lb = malloc((size_t)(9 * V) * 4);
+		tu_assert_rc(qc_model_forward(mn, ids, lens, 2, la, QC_OUT_LOGITS), 0);
+		tu_assert_rc(qc_model_forward(mp, ids, lens, 2, lb, QC_OUT_LOGITS), 0);
+		assert_memory_equal(la, lb, (size_t)(9 * V) * 4);
+		free(la);
+		free(lb);
+		qc_model_free(mn);
+		qc_model_free(mp);
 		qc_ctq_free(nq);
 		qc_ctq_free(pq);
 		qc_pack_view_free(v);
