@@ -289,8 +289,11 @@ int qc_pack_unpacked_rows(const qc_pack_unpacked *u, int64_t r0, int64_t r1, flo
  */
 typedef struct qc_pack_view qc_pack_view;
 
-/* *out NULL and 0 when config's quantization_config is absent or not
- * gptq/awq (read those directly). */
+/* *out NULL and 0 when config's quantization_config is absent or its
+ * quant_method is not "gptq" or "awq" (compressed-tensors is read directly;
+ * anything else is qc_ctq_from_config's to refuse). For gptq and awq,
+ * qc_pack_detect's errors: QC_EUNSUPPORTED for variants not read (act-order,
+ * 3-bit, gemv, ...), QC_EFORMAT for malformed keys. */
 int qc_pack_view_open(qc_pack_view **out, const json_t *config, const qc_wsrc *packed);
 void qc_pack_view_free(qc_pack_view *v);            /* NULL is a no-op */
 /* config.json with quantization_config replaced by the naive equivalent

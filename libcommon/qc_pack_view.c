@@ -177,6 +177,12 @@ static void view_release(void *ctx, const char *name)
 int qc_pack_view_open(qc_pack_view **out, const json_t *config, const qc_wsrc *packed)
 {
 	*out = NULL;
+	/* anything but gptq and awq is the runtime's own business (qc_ctq reads
+	 * compressed-tensors and names what it does not read) */
+	const json_t *qm = json_object_get(json_object_get(config, "quantization_config"), "quant_method");
+	if (!json_is_string(qm) || (strcmp(json_string_value(qm), "gptq") != 0 &&
+	                            strcmp(json_string_value(qm), "awq") != 0))
+		return 0;
 	qc_pack_spec spec;
 	json_t *naive = NULL;
 	int rc = qc_pack_detect(config, &spec, &naive);

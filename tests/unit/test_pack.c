@@ -1000,6 +1000,15 @@ static void test_view(void **state)
 	json_object_set_new(c2, "quantization_config", qcj);
 	tu_assert_rc(qc_pack_view_open(&v, c2, &t.src), 0);
 	assert_null(v);
+	/* other methods are the runtime's to refuse; gptq variants not read are ours */
+	json_object_set_new(c2, "quantization_config", json_pack("{s:s}", "quant_method", "bitsandbytes"));
+	tu_assert_rc(qc_pack_view_open(&v, c2, &t.src), 0);
+	assert_null(v);
+	json_object_set_new(c2, "quantization_config",
+	                    json_pack("{s:s, s:i, s:i, s:b}", "quant_method", "gptq", "bits", 4,
+	                              "group_size", 128, "desc_act", 1));
+	tu_assert_rc(qc_pack_view_open(&v, c2, &t.src), QC_EUNSUPPORTED);
+	assert_null(v);
 	json_decref(c2);
 	json_decref(cfg);
 	tab_free(&t);
