@@ -435,10 +435,10 @@ static int parallel(int threads, int64_t n, int64_t align, range_fn fn, void *ct
 
 /* A code outside [-2^(b-1), 2^(b-1)-1] cannot be packed: find the first one
  * for the message (only on the failure path). */
-static int code_range_err(const int8_t *codes, int64_t n, int bits)
+static int code_range_err(const int8_t *codes, int64_t i0, int64_t n, int bits)
 {
 	int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
-	for (int64_t i = 0; i < n; i++)
+	for (int64_t i = i0; i < i0 + n; i++)
 		if (codes[i] < lo || codes[i] > hi)
 			return qc_seterr(QC_EFORMAT, "code %d at index %lld is outside the %d-bit range "
 			                 "[%d, %d]", codes[i], (long long)i, bits, lo, hi);
@@ -462,7 +462,7 @@ int qc_pack_ct_rows_ref(const int8_t *codes, int64_t rows, int64_t cols, int bit
 					break;      /* padding: u = 0 */
 				int q = codes[r * cols + c];
 				if (q < lo || q > hi)
-					return code_range_err(codes, rows * cols, bits);
+					return code_range_err(codes, 0, rows * cols, bits);
 				word |= (uint32_t)(q - lo) << (bits * k);
 			}
 			words[r * nw + w] = word;
@@ -513,7 +513,7 @@ static int ct_rows_range(void *p, int64_t r0, int64_t r1)
 		}
 	}
 	if (over & 0xf0)
-		return code_range_err(j->codes + r0 * cols, (r1 - r0) * cols, bits);
+		return code_range_err(j->codes, r0 * cols, (r1 - r0) * cols, bits);
 	return 0;
 }
 
@@ -584,7 +584,7 @@ int qc_pack_gptq_qweight_ref(const int8_t *codes, int64_t out, int64_t in, int b
 			for (int j = 0; j < pf; j++) {
 				int q = codes[n * in + R * pf + j];
 				if (q < lo || q > hi)
-					return code_range_err(codes, out * in, bits);
+					return code_range_err(codes, 0, out * in, bits);
 				word |= (uint32_t)(q - lo) << (bits * j);
 			}
 			qw[R * out + n] = word;
@@ -624,7 +624,7 @@ static int gptq_qweight_range(void *p, int64_t n0, int64_t n1)
 		}
 	}
 	if (over & 0xf0)
-		return code_range_err(j->codes + n0 * in, (n1 - n0) * in, bits);
+		return code_range_err(j->codes, n0 * in, (n1 - n0) * in, bits);
 	return 0;
 }
 
@@ -711,7 +711,7 @@ int qc_pack_awq_qweight_ref(const int8_t *codes, int64_t out, int64_t in, uint32
 			for (int i = 0; i < 8; i++) {
 				int q = codes[(C * 8 + awq_order[i]) * in + k];
 				if (q < -8 || q > 7)
-					return code_range_err(codes, out * in, 4);
+					return code_range_err(codes, 0, out * in, 4);
 				word |= (uint32_t)(q + 8) << (4 * i);
 			}
 			qw[k * (out / 8) + C] = word;
@@ -741,7 +741,7 @@ static int awq_qweight_range(void *p, int64_t C0, int64_t C1)
 		}
 	}
 	if (over & 0xf0)
-		return code_range_err(j->codes + C0 * 8 * in, (C1 - C0) * 8 * in, 4);
+		return code_range_err(j->codes, C0 * 8 * in, (C1 - C0) * 8 * in, 4);
 	return 0;
 }
 

@@ -663,11 +663,13 @@ static void test_refusals(void **state)
 	tu_assert_rc(qc_pack_linear(&spec, &n.L, 1, &o), QC_EUNSUPPORTED);
 	assert_non_null(strstr(qc_errmsg(), M));
 	assert_int_equal(o.n, 0);
-	/* a code outside int4 names the Linear */
+	/* a code outside int4 names the Linear and its index, whatever thread
+	 * packed it */
 	spec.gptq_v2 = 1;
-	((int8_t *)n.L.weight->data)[5] = 9;
+	((int8_t *)n.L.weight->data)[31 * 64 + 5] = 9;
 	tu_assert_rc(qc_pack_linear(&spec, &n.L, 2, &o), QC_EFORMAT);
 	assert_non_null(strstr(qc_errmsg(), M));
+	assert_non_null(strstr(qc_errmsg(), "index 1989 "));
 	free_naive(&n);
 	/* BF16 scales beyond F16 */
 	make_naive(&n, "w4a16", 32, 1, 32, 64, 0, 22);
