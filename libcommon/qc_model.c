@@ -8,6 +8,7 @@
 
 #include "qc_err.h"
 #include "qc_num.h"
+#include "qc_pack.h"
 
 struct qc_model {
 	qc_config cfg;            /* hyperparameters; raw owned only by qc_model_open */
@@ -15,6 +16,7 @@ struct qc_model {
 	qc_wsrc src;
 	const qc_ctq *q;
 	qc_ctq *own_q;
+	qc_pack_view *own_view;   /* gptq/awq artifacts seen as naive-quantized */
 	qk_ctx *kc;
 	qc_model_opts o;
 	int64_t H, I, nh, nkv, hd, V, qd, kvd;
@@ -161,6 +163,8 @@ void qc_model_free(qc_model *m)
 		qk_free(m->kc, m->pool[i].p);
 	free(m->inv_freq);
 	qc_ctq_free(m->own_q);
+	/* after every tensor fetched through it was released */
+	qc_pack_view_free(m->own_view);
 	if (m->own_cfg)
 		qc_config_free(&m->cfg);
 	free(m);
@@ -725,20 +729,30 @@ int qc_model_open(qc_model **out, qc_ckpt *ck, qk_ctx *kc, const qc_model_opts *
 	snprintf(name, sizeof name, "%s/config.json", qc_ckpt_name(ck));
 	qc_config cfg;
 	QC_TRY(qc_config_parse(&cfg, data, len, name));
-	qc_ctq *q = NULL;
-	if ((rc = qc_ctq_from_config(&q, cfg.raw))) {
+	/* GPTQ and AWQ artifacts are read through a view that unpacks each
+	 * Linear into the naive-quantized layout the runtime reads (qc_pack.h) */
+	qc_wsrc src;
+	qc_wsrc_ckpt(&src, ck);
+	qc_pack_view *view = NULL;
+	if ((rc = qc_pack_view_open(&view, cfg.raw, &src))) {
 		qc_config_free(&cfg);
 		return qc_errctx(rc, "reading '%s'", name);
 	}
-	qc_wsrc src;
-	qc_wsrc_ckpt(&src, ck);
-	if ((rc = qc_model_new(out, &cfg, &src, q, kc, opts))) {
+	qc_ctq *q = NULL;
+	if ((rc = qc_ctq_from_config(&q, view ? qc_pack_view_config(view) : cfg.raw))) {
+		qc_pack_view_free(view);
+		qc_config_free(&cfg);
+		return qc_errctx(rc, "reading '%s'", name);
+	}
+	if ((rc = qc_model_new(out, &cfg, view ? qc_pack_view_wsrc(view) : &src, q, kc, opts))) {
 		qc_ctq_free(q);
+		qc_pack_view_free(view);
 		qc_config_free(&cfg);
 		return rc;
 	}
 	(*out)->cfg.raw = cfg.raw;
 	(*out)->own_cfg = 1;
 	(*out)->own_q = q;
+	(*out)->own_view = view;
 	return 0;
 }

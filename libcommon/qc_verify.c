@@ -12,6 +12,7 @@
 #include "qc_ctq.h"
 #include "qc_err.h"
 #include "qc_model.h"
+#include "qc_pack.h"
 #include "qc_tokset.h"
 
 void qc_verify_opts_default(qc_verify_opts *o)
@@ -31,6 +32,10 @@ typedef struct vstate {
 	/* tensor names accounted for, for the consistency check */
 	char **expect;
 	size_t nexp, capexp;
+	/* a gptq/awq artifact: the suffixes its quantized Linears are stored
+	 * under (qweight, qzeros, scales, g_idx), read through a qc_pack_view */
+	const char *const *pack_sfx;
+	int n_pack_sfx;
 } vstate;
 
 static json_t *num(double v)
@@ -161,6 +166,10 @@ static int check_linear(vstate *v, const qc_ctq *q, const qc_wsrc *src, const ch
 			snprintf(name, sizeof name, "%s.%s", module, lin_suffixes[i]);
 			QC_TRY(expect(v, name));
 		}
+		for (int i = 0; q && i < v->n_pack_sfx; i++) {
+			snprintf(name, sizeof name, "%s.%s", module, v->pack_sfx[i]);
+			QC_TRY(expect(v, name));
+		}
 		return 0;
 	}
 	if (rc) {
@@ -178,6 +187,13 @@ static int check_linear(vstate *v, const qc_ctq *q, const qc_wsrc *src, const ch
 				return rc;
 			}
 		}
+	for (int i = 0; L.quantized && i < v->n_pack_sfx; i++) {
+		snprintf(name, sizeof name, "%s.%s", module, v->pack_sfx[i]);
+		if ((rc = expect(v, name))) {
+			qc_ctq_linear_release(&L);
+			return rc;
+		}
+	}
 	(*checked)++;
 	*quantized += L.quantized;
 	rc = qc_ctq_linear_check(&L);
@@ -263,12 +279,33 @@ static int check_manifest(vstate *v, qc_ckpt *ck, json_t *integ)
 	return 0;
 }
 
+static int integrity_walk(vstate *v, qc_ckpt *ck, qc_model *m, const qc_config *c,
+                          const qc_ctq *q, const qc_wsrc *srcp, json_t *integ);
+
 static int integrity(vstate *v, qc_ckpt *ck, qc_model *m, json_t *integ)
 {
 	const qc_config *c = qc_model_config(m);
 	const qc_ctq *q = qc_model_ctq(m);
 	ck_src cs = { ck, qc_ckpt_is_stream(ck) };
-	qc_wsrc src = { &cs, src_get, src_release };
+	qc_wsrc ckw = { &cs, src_get, src_release };
+	/* gptq/awq: Linears unpacked to the naive layout on the way */
+	qc_pack_view *pv = NULL;
+	QC_TRY(qc_pack_view_open(&pv, c->raw, &ckw));
+	if (pv)
+		QC_TRY(qc_pack_stored_suffixes(qc_pack_view_spec(pv), &v->pack_sfx, &v->n_pack_sfx));
+	qc_wsrc src = pv ? *qc_pack_view_wsrc(pv) : ckw;
+	int rc = integrity_walk(v, ck, m, c, q, &src, integ);
+	qc_pack_view_free(pv);
+	v->pack_sfx = NULL;
+	v->n_pack_sfx = 0;
+	return rc;
+}
+
+static int integrity_walk(vstate *v, qc_ckpt *ck, qc_model *m, const qc_config *c,
+                          const qc_ctq *q, const qc_wsrc *srcp, json_t *integ)
+{
+	qc_wsrc src = *srcp;
+	(void)m;
 	int checked = 0, linears = 0, quantized = 0, rc;
 	int64_t H = c->hidden_size, V = c->vocab_size;
 	char name[300], module[200];
@@ -368,6 +405,10 @@ static int numerics(vstate *v, qc_ckpt *ck, qc_model *m, qc_ckpt *bck, qc_model 
 	const qc_config *c = qc_model_config(m);
 	ck_src ca = { ck, qc_ckpt_is_stream(ck) }, cb = { bck, qc_ckpt_is_stream(bck) };
 	qc_wsrc sa = { &ca, src_get, src_release }, sb = { &cb, src_get, src_release };
+	qc_pack_view *pv = NULL;
+	QC_TRY(qc_pack_view_open(&pv, c->raw, &sa));
+	if (pv)
+		sa = *qc_pack_view_wsrc(pv);
 	qk_ctx *kc = v->o->kc;
 	/* floats per buffer: a block of rows, at least one row of any Linear */
 	int64_t block = 1 << 22, qd = c->num_attention_heads * c->head_dim;
@@ -431,6 +472,7 @@ out:
 	json_object_set_new(num_o, "linears", arr);
 	qk_free(kc, ba);
 	qk_free(kc, bb);
+	qc_pack_view_free(pv);
 	return rc;
 }
 

@@ -109,14 +109,10 @@ test_expect_success 'awq: AutoAWQ GEMM tensors and config, symmetric written wit
 	qcat --verify w4-awq && qcat --verify w4a-awq
 '
 
-test_expect_success 'qverify on gptq and awq artifacts, once the runtime reads them' '
-	if qverify -q w4-gptq >/dev/null 2>err; then
-		for p in w4-gptq w4a-gptq w4-awq w4a-awq; do
-			numbers $p && expect_same ${p%%-*}.numbers $p.numbers || exit 1
-		done
-	else
-		expect_grep err "not compressed-tensors"
-	fi
+test_expect_success 'qverify reads gptq and awq artifacts: the same numbers as the naive input' '
+	for p in w4-gptq w4a-gptq w4-awq w4a-awq; do
+		numbers $p && expect_same ${p%%-*}.numbers $p.numbers || exit 1
+	done
 '
 
 test_expect_success 'carried: tokenizer, generation config, report; the rest of config.json; a card' '
