@@ -66,6 +66,10 @@ if have qverify; then
 		step "Verify the W4A16 artifact" \
 			qverify w4a16 --base model --tokens eval.st -o verify-w4a16.json
 	fi
+	if have qgptq && have qpack; then
+		step "Verify the packed release artifact itself: the same numbers as its naive input" \
+			qverify w4a16-packed --base model --tokens eval.st -o verify-packed.json
+	fi
 fi
 
 printf '\ndemo: done; everything is in %s\n' "$dir"
