@@ -85,7 +85,7 @@ struct qc_gptq {
 	/* scratch, grown on demand and kept between runs */
 	float *S;            /* [R, n] accumulated errors D V */
 	size_t S_cap;
-	float *blk[4];       /* [R, b] block buffers; [bb] for U_BB */
+	float *blk[4];       /* [R, wmax] block buffers */
 	size_t blk_cap[4];
 	float *ubb;          /* [block, block] */
 	size_t ubb_cap;
@@ -506,6 +506,7 @@ typedef struct run {
 	float *Wp;           /* [R, b] original weights (dead: 0), then D = Wp - Q */
 	float *W1;           /* [R, b] GPTQ-updated weights; then S_B and E_B */
 	float *Qb;           /* [R, b] dequantized codes */
+	float *Eb;           /* [R, b] GPTQ's errors (w - q) / U[j][j] */
 	const float *ubb;    /* [b, b] U_BB = inverse of V's diagonal block */
 	const float *S;      /* [R, n] */
 	int64_t rbase;       /* first row of this thread's share: block buffers
@@ -1029,24 +1030,30 @@ static inline void axpy_sub(float *restrict y, const float *restrict x, float a,
 }
 
 /*
- * The block's columns, one by one, for rows [b, e): group parameters when a
- * group is entered (dynamic), quantize with the stored scale, and spread
- * the error over the rest of the block through U_BB, as GPTQ does.
+ * Columns [s0, s1) of the block, one by one, for rows [b, e): group
+ * parameters when a group is entered (dynamic), quantize with the stored
+ * scale, err = (w - q) / U[j][j] into Eb, and spread the error over the
+ * rest of the sub-block through U_BB, as GPTQ does. The columns after s1
+ * get the sub-block's errors afterwards, in one GEMM (sweep_share): the
+ * reference's rank-1 updates of the whole rest of the block, lazily
+ * batched once more. Sub-blocks end at group starts, so a group entered at
+ * s0 sees every earlier column's update.
  */
-static void inblock_range(void *arg, int t, int64_t b, int64_t e)
+static void inblock_range(run *st, int64_t b, int64_t e, int64_t s0, int64_t s1)
 {
-	run *st = arg;
 	const qc_qargs *a = st->a;
 	const int64_t bw = st->b;
 	for (int64_t r = b; r < e; r++) {
 		grow *gr = &st->g->rows[r];
-		float *w1 = st->W1 + (r - st->rbase) * bw, *qb = st->Qb + (r - st->rbase) * bw;
-		for (int64_t jj = 0; jj < bw; jj++) {
+		int64_t o = (r - st->rbase) * bw;
+		float *w1 = st->W1 + o, *qb = st->Qb + o, *eb = st->Eb + o;
+		for (int64_t jj = s0; jj < s1; jj++) {
 			int64_t j = st->i1 + jj, c = st->perm[j];
 			int64_t gi = group_of(st, c);
 			if (st->dynamic && j % st->gs == 0) {
-				/* blocks hold whole groups: the group's updated weights
-				 * are all in w1 (no act-order here, so c == j) */
+				/* blocks hold whole groups, and w1 is up to date from
+				 * s0 on: the group's updated weights (no act-order
+				 * here, so c == j) */
 				int64_t len = st->n - j < st->gs ? st->n - j : st->gs;
 				float s, z;
 				gparams(a, &st->g->o.clip, w1 + jj, len, st->colw ? st->colw + j : NULL, &s, &z);
@@ -1062,14 +1069,16 @@ static void inblock_range(void *arg, int t, int64_t b, int64_t e)
 			if (gr->deq)
 				gr->deq[c] = dq;
 			qb[jj] = dq;
-			/* spread the error over the later columns: from the aligned
-			 * quad holding jj, so that every load meets an earlier store of
-			 * the same quad (no store-forwarding stalls); the columns
-			 * <= jj are done (U_BB is 0 below its diagonal, and w1[jj]
-			 * is not read again) */
 			const float *u = st->ubb + jj * bw;
+			float err = (w1[jj] - dq) / u[jj];
+			eb[jj] = err;
+			/* from the aligned quad holding jj, so that every load meets
+			 * an earlier store of the same quad (no store-forwarding
+			 * stalls); the columns <= jj are done (U_BB is 0 below its
+			 * diagonal, and w1[jj] is not read again) */
 			int64_t k0 = jj & ~(int64_t)3;
-			axpy_sub(w1 + k0, u + k0, (w1[jj] - dq) / u[jj], bw - k0);
+			if (k0 < s1)
+				axpy_sub(w1 + k0, u + k0, err, s1 - k0);
 		}
 	}
 }
@@ -1118,6 +1127,8 @@ static int64_t block_starts(const run *st, int64_t block, int64_t *starts)
 	return k;
 }
 
+#define SUB 32 /* columns updated one by one before a GEMM updates the rest */
+
 /* One thread's share of the sweep: its rows [b, e) through every block. */
 static void sweep_share(void *arg, int t, int64_t b, int64_t e)
 {
@@ -1136,6 +1147,7 @@ static void sweep_share(void *arg, int t, int64_t b, int64_t e)
 	st->Wp = g->blk[0] + b * wmax;
 	st->W1 = g->blk[1] + b * wmax;
 	st->Qb = g->blk[2] + b * wmax;
+	st->Eb = g->blk[3] + b * wmax;
 	for (int64_t k = 0; k < st->nblocks && rc == 0; k++) {
 		int64_t i1 = st->starts[k], i2 = st->starts[k + 1], bw = i2 - i1;
 		st->i1 = i1;
@@ -1146,7 +1158,22 @@ static void sweep_share(void *arg, int t, int64_t b, int64_t e)
 		if (i1 > 0 && (rc = qk_gemm(k1, 0, 0, rows, bw, bw, 1.0f, g->S + b * n + i1, n, st->ubb, bw,
 		                            1.0f, st->W1, bw)) != 0)
 			break;
-		inblock_range(st, t, b, e);
+		/* sub-blocks of SUB columns, cut at group starts when groups are
+		 * computed during the sweep */
+		for (int64_t s0 = 0; s0 < bw && rc == 0;) {
+			int64_t s1 = s0 + SUB < bw ? s0 + SUB : bw;
+			if (st->dynamic) {
+				int64_t ng = ((i1 + s0) / st->gs + 1) * st->gs - i1;
+				s1 = ng < s1 ? ng : s1;
+			}
+			inblock_range(st, b, e, s0, s1);
+			if (s1 < bw)
+				rc = qk_gemm(k1, 0, 0, rows, bw - s1, s1 - s0, -1.0f, st->Eb + s0, bw,
+				             st->ubb + s0 * bw + s1, bw, 1.0f, st->W1 + s1, bw);
+			s0 = s1;
+		}
+		if (rc)
+			break;
 		/* D_B = Wp_B - Q_B; E_B = S_B + D_B V_BB, whose squared norm is
 		 * this block's share of tr(D H_damped D^T) */
 		delta_range(st, t, b, e);
@@ -1172,7 +1199,7 @@ static int sweep(run *st, const float *V)
 	if (wmax > n)
 		wmax = n;
 	QC_TRY(GROW(g->S, g->S_cap, R * n));
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		QC_TRY(GROW(g->blk[i], g->blk_cap[i], R * wmax));
 	QC_TRY(GROW(g->ubb, g->ubb_cap, n * wmax));
 	QC_TRY(GROW(g->starts, g->starts_cap, n + 1));
@@ -1304,7 +1331,8 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 		par_rows(g, R, 16, rtn_range, &st);
 	else
 		QC_TRY(sweep(&st, H));
-	info->t_sweep = (t2 - t1) + (qc_now() - t3);
+	info->t_params = t2 - t1;
+	info->t_sweep = qc_now() - t3;
 
 	/* the working matrix is as large as the weights: give it back now, as
 	 * the next Hessian (down_proj's) may be the larger need */

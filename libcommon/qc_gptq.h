@@ -162,8 +162,9 @@ typedef struct qc_gptq_info {
 	int retries;               /* failed factorizations before it */
 	int64_t dead;              /* dead input columns */
 	double t_factor;           /* seconds: preparing H and factoring it */
+	double t_params;           /* seconds: parameters fixed up front (clipping search) */
 	double t_errors;           /* seconds: tr(W H W^T) and RTN's error */
-	double t_sweep;            /* seconds: parameters, GPTQ sweep, codes */
+	double t_sweep;            /* seconds: the sweep (with dynamic groups' parameters), codes */
 } qc_gptq_info;
 
 typedef struct qc_gptq qc_gptq;

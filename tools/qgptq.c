@@ -378,9 +378,9 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	G->H = NULL;
 	if (rc)
 		return rc;
-	qc_log(QC_LOG_DEBUG, "layer %d %s: hessian prepared and factored in %.2f s, errors of W and "
-	       "RTN %.2f s, parameters and sweep %.2f s", layer, qc_walk_point_name(p), info.t_factor,
-	       info.t_errors, info.t_sweep);
+	qc_log(QC_LOG_DEBUG, "layer %d %s: hessian prepared and factored in %.2f s, parameters %.2f s, "
+	       "errors of W and RTN %.2f s, sweep %.2f s", layer, qc_walk_point_name(p), info.t_factor,
+	       info.t_params, info.t_errors, info.t_sweep);
 	for (int k = 0, j = 0; k < count && rc == 0; k++) {
 		int l = first + k;
 		if (!((G->quant >> l) & 1))
