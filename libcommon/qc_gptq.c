@@ -268,7 +268,9 @@ static void par_rows(const qc_gptq *g, int64_t n, int64_t min_per, range_fn fn, 
  * colw values must be >= 0 (a Hessian diagonal) for the early stop; with a
  * negative weight the sums run to the end.
  */
-static inline float qdq_int_f32(float x, float s, float z, float qmin, float qmax)
+/* The code of x, as qc_quantize_value computes it for integer codes in FP32
+ * arithmetic: the same operations, inlined. */
+static inline float quant_int_f32(float x, float s, float z, float qmin, float qmax)
 {
 	float v = x / s;
 	if (z != 0)
@@ -281,8 +283,13 @@ static inline float qdq_int_f32(float x, float s, float z, float qmin, float qma
 		v = 0;
 	/* round half to even for |v| < 2^22 in the default rounding mode, the
 	 * same result as nearbyintf (v is clamped to the code range) */
-	float r = (v + 12582912.0f) - 12582912.0f;
-	return (r - z) * s;
+	return (v + 12582912.0f) - 12582912.0f;
+}
+
+/* Quantize-dequantize, as qc_qdq. */
+static inline float qdq_int_f32(float x, float s, float z, float qmin, float qmax)
+{
+	return (quant_int_f32(x, s, z, qmin, qmax) - z) * s;
 }
 
 /* Sum of |qdq(x) - x|^norm (weighted), stopping once it reaches `stop`. */
@@ -1043,6 +1050,9 @@ static void inblock_range(run *st, int64_t b, int64_t e, int64_t s0, int64_t s1)
 {
 	const qc_qargs *a = st->a;
 	const int64_t bw = st->b;
+	const int fast = !a->is_float && a->arith == QC_DT_F32;
+	float qmin, qmax;
+	qc_qrange(a, &qmin, &qmax);
 	for (int64_t r = b; r < e; r++) {
 		grow *gr = &st->g->rows[r];
 		int64_t o = (r - st->rbase) * bw;
@@ -1061,9 +1071,12 @@ static void inblock_range(run *st, int64_t b, int64_t e, int64_t s0, int64_t s1)
 				if (gr->zp)
 					gr->zp[gi] = z;
 			}
-			float s, z;
+			float s, z, q;
 			row_params(gr->sc, gr->zp, gi, &s, &z);
-			float q = qc_quantize_value(a, w1[jj], s, z);
+			if (fast)
+				q = quant_int_f32(w1[jj], s, z, qmin, qmax);
+			else
+				q = qc_quantize_value(a, w1[jj], s, z);
 			qc_code_store(a, gr->code, (size_t)c, q);
 			float dq = qc_dequantize_value(q, s, z);
 			if (gr->deq)
