@@ -282,8 +282,9 @@ static inline float quant_int_f32(float x, float s, float z, float qmin, float q
 	if (v != v)
 		v = 0;
 	/* round half to even for |v| < 2^22 in the default rounding mode, the
-	 * same result as nearbyintf (v is clamped to the code range) */
-	return (v + 12582912.0f) - 12582912.0f;
+	 * same result as nearbyintf (v is clamped to the code range), whose
+	 * sign it keeps: -0.3 rounds to -0 */
+	return copysignf((v + 12582912.0f) - 12582912.0f, v);
 }
 
 /* Quantize-dequantize, as qc_qdq. */
