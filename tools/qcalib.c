@@ -631,7 +631,7 @@ static void parse(int argc, char **argv, opts *o, char ***files, int *nfiles)
 			printf("usage: %s\n\n%s", usage, help);
 			exit(tool_close_stdout());
 		case O_VERSION: tool_version();
-		default: tool_usage_error(usage, "unknown or incomplete option");
+		default: tool_bad_option(usage, argv);
 		}
 	}
 	qc_log_set_level(level);

@@ -159,7 +159,6 @@ int main(int argc, char **argv)
 	const char *out = NULL;
 	int force = 0, list = 0, verify = 0, level = QC_LOG_INFO, c;
 	tool_init(argc, argv);
-	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":o:flqv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
@@ -173,7 +172,7 @@ int main(int argc, char **argv)
 			return tool_close_stdout();
 		case OPT_VERSION: tool_version();
 		case ':': tool_usage_error(usage, "option '%s' needs an argument", argv[optind - 1]);
-		default: tool_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		default: tool_bad_option(usage, argv);
 		}
 	}
 	qc_log_set_level(level);

@@ -81,7 +81,6 @@ int main(int argc, char **argv)
 	o.format = QC_PACK_CT;
 	int level = QC_LOG_INFO, c;
 	tool_init(argc, argv);
-	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":f:o:qvhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -105,7 +104,7 @@ int main(int argc, char **argv)
 			return tool_close_stdout();
 		case 'V': tool_version();
 		case ':': tool_usage_error(usage, "option '%s' needs an argument", argv[optind - 1]);
-		default: tool_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		default: tool_bad_option(usage, argv);
 		}
 	}
 	qc_log_set_level(level);

@@ -177,7 +177,7 @@ int main(int argc, char **argv)
 			printf("usage: %s\n\n%s", usage, help);
 			return tool_close_stdout();
 		case OPT_VERSION: tool_version();
-		default: tool_usage_error(usage, "invalid option");
+		default: tool_bad_option(usage, argv);
 		}
 	}
 	if (optind != argc - 1)

@@ -2,6 +2,7 @@
 #include "tool.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ void tool_init(int argc, char **argv)
 		prog = s ? s + 1 : argv[0];
 	}
 	qc_log_init(prog, QC_LOG_INFO);
+	opterr = 0; /* tool_bad_option says it once, in our format */
 }
 
 const char *tool_prog(void) { return prog; }
@@ -80,6 +82,14 @@ noreturn void tool_usage_error(const char *usage, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nusage: %s\nTry '%s --help' for more information.\n", usage, prog);
 	exit(2);
+}
+
+noreturn void tool_bad_option(const char *usage, char *const *argv)
+{
+	const char *a = optind > 0 ? argv[optind - 1] : "?";
+	if (optopt && a[0] == '-' && a[1] != '-')
+		tool_usage_error(usage, "unknown option '-%c', or it is missing its value", optopt);
+	tool_usage_error(usage, "unknown option '%s', or it is missing its value", a);
 }
 
 noreturn void tool_version(void)

@@ -36,6 +36,11 @@ void tool_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "prog: fmt...", then "usage: <usage>" and "Try 'prog --help'.", exit 2. */
 noreturn void tool_usage_error(const char *usage, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* After getopt_long returned '?' or ':': name the argument it stopped at
+ * ("unknown option '--x', or it is missing its value") and exit 2. getopt's
+ * own messages are off (tool_init sets opterr to 0), so this is the one line. */
+noreturn void tool_bad_option(const char *usage, char *const *argv);
+
 /* Print "prog (qtoolkit) VERSION" to stdout and exit 0. */
 noreturn void tool_version(void);
 
