@@ -923,7 +923,7 @@ int main(int argc, char **argv)
 		case 'v': qc_log_set_level(qc_log_level() + 1); break;
 		case 'h': help(); break;
 		case 'V': tool_version(); break;
-		default: tool_usage_error(usage, "unknown option");
+		default: tool_bad_option(usage, argv);
 		}
 	}
 	if (optind + 1 != argc)
