@@ -34,7 +34,7 @@
 
 static const char usage[] =
 	"qgptq [--scheme w4a16|w8a16|w8a8] [--group-size 32|64|128|-1] [--sym|--asym]\n"
-	"             [--method gptq|rtn] [--actorder static|none] [--clip mse|minmax]\n"
+	"             [--method gptq|rtn] [--actorder static|none] [--clip mse|mse-h|minmax]\n"
 	"             [--damp F] [--ignore REGEX]... [--report FILE] [--threads N] [--resume]\n"
 	"             [--mem SIZE] [-f] [-q|-v] --calib TOKENS -o OUT|- MODEL";
 
@@ -64,6 +64,8 @@ static void help(void)
 	"                      diagonal, groups fixed up front (no g_idx); none: in order,\n"
 	"                      groups from the updated weights\n"
 	"  --clip C            mse (default): search of the clipping range per group;\n"
+	"                      mse-h: the same with each input column's error weighted\n"
+	"                      by its Hessian diagonal (its share of the output error);\n"
 	"                      minmax: the group's minimum and maximum\n"
 	"  --damp F            dampening, a fraction of the mean Hessian diagonal\n"
 	"                      (default 0.01; doubled while the factorization fails)\n"
@@ -291,6 +293,12 @@ static int on_input(void *ctx, int layer, qc_walk_point p, const float *x, int64
 	return 0;
 }
 
+/* The --clip value in effect. */
+static const char *clip_name(const qc_gptq_opts *o)
+{
+	return o->clip.mode == QC_CLIP_MINMAX ? "minmax" : o->clip_hweight ? "mse-h" : "mse";
+}
+
 /* A report line, to the report and to this layer's resume record. */
 static int add_line(qg *G, const char *mod, int64_t rows, int64_t cols, double err_out,
                     double err_w, double err_rtn, double seconds, double damp, int64_t dead)
@@ -304,7 +312,7 @@ static int add_line(qg *G, const char *mod, int64_t rows, int64_t cols, double e
 	};
 	json_t *x = json_pack("{s:s, s:s, s:s, s:s}", "method", qc_gptq_method_name(G->go.method),
 	                      "actorder", qc_gptq_actorder_name(G->go.actorder),
-	                      "clip", G->go.clip.mode == QC_CLIP_MSE ? "mse" : "minmax",
+	                      "clip", clip_name(&G->go),
 	                      "arith", qc_dtype_name(G->scheme.weights.arith));
 	if (!x)
 		return qc_seterr(QC_ENOMEM, "out of memory");
@@ -784,7 +792,7 @@ static int run(qg *G, const args *A, const char *model, int argc)
 	snprintf(opts, sizeof opts, "scheme=%s group=%lld sym=%d method=%s actorder=%s clip=%s damp=%.17g",
 	         A->scheme, (long long)(a->strategy == QC_QS_GROUP ? a->group_size : -1), a->symmetric,
 	         qc_gptq_method_name(G->go.method), qc_gptq_actorder_name(G->go.actorder),
-	         G->go.clip.mode == QC_CLIP_MSE ? "mse" : "minmax", G->go.damp);
+	         clip_name(&G->go), G->go.damp);
 	for (size_t i = 0; i < G->scheme.n_ignore; i++) {
 		size_t u = strlen(opts);
 		snprintf(opts + u, sizeof opts - u, " ignore=%s", G->scheme.ignore[i]);
@@ -944,12 +952,16 @@ int main(int argc, char **argv)
 		tool_usage_error(usage, "--method is gptq or rtn, not '%s'", A.method);
 	if (qc_gptq_actorder_parse(A.actorder, &G.go.actorder) != 0)
 		tool_usage_error(usage, "--actorder is static or none, not '%s'", A.actorder);
-	if (strcmp(A.clip, "mse") == 0)
+	if (strcmp(A.clip, "mse") == 0 || strcmp(A.clip, "mse-h") == 0) {
 		qc_clip_opts_default(&G.go.clip, QC_CLIP_MSE);
-	else if (strcmp(A.clip, "minmax") == 0)
+		G.go.clip_hweight = strcmp(A.clip, "mse-h") == 0;
+	} else if (strcmp(A.clip, "minmax") == 0) {
 		qc_clip_opts_default(&G.go.clip, QC_CLIP_MINMAX);
-	else
-		tool_usage_error(usage, "--clip is mse or minmax, not '%s'", A.clip);
+	} else {
+		tool_usage_error(usage, "--clip is mse, mse-h or minmax, not '%s'", A.clip);
+	}
+	if (G.go.clip_hweight && !A.calib)
+		tool_usage_error(usage, "--clip mse-h weights by the Hessian: it needs --calib TOKENS");
 	G.go.damp = A.damp;
 	if (G.go.method == QC_GPTQ_METHOD_GPTQ && !A.calib)
 		tool_usage_error(usage, "gptq needs a calibration token set (--calib TOKENS)");

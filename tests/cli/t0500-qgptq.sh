@@ -118,6 +118,12 @@ test_expect_success '--asym --group-size 32 --actorder none --clip minmax: zero 
 	qverify -q asym >/dev/null
 '
 
+test_expect_success '--clip mse-h: the search weighted by the Hessian diagonal, below RTN' '
+	qgptq -q --clip mse-h --calib c.st --report rh.jsonl -o mh m &&
+	expect_grep rh.jsonl "\"clip\":\"mse-h\"" &&
+	errs rh.jsonl | awk "{ if (!(\$2 < \$3)) exit 1 }" && ! diff -q w4 mh >/dev/null
+'
+
 test_expect_success '--ignore leaves matching layers in BF16' '
 	qgptq -q --calib c.st --ignore "re:.*down_proj" -o ig m && qcat --list ig >li &&
 	grep "layers.0.mlp.down_proj.weight	" li | grep -q BF16 &&
@@ -182,6 +188,7 @@ test_expect_code 2 'a group size that is not offered' 'qgptq --group-size 48 --c
 test_expect_code 2 'w8a8 with zero points is refused' 'qgptq --scheme w8a8 --asym --calib c.st -o z m'
 test_expect_code 2 'an unknown scheme' 'qgptq --scheme w3a16 --calib c.st -o z m'
 test_expect_code 2 '--resume to a stream' 'qgptq --resume --calib c.st -o - m'
+test_expect_code 2 '--clip mse-h without tokens' 'qgptq --method rtn --clip mse-h -o z m'
 test_expect_code 2 'a missing model' 'qgptq --calib c.st -o z nowhere'
 test_expect_success '--help on stdout, exit 0' 'qgptq --help >h && expect_grep h "--actorder"'
 test_done
