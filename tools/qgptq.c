@@ -124,11 +124,6 @@ static const struct option longopts[] = {
 
 /* ------------------------------------------------------------ state */
 
-typedef struct lin_out {           /* one quantized Linear of the current point */
-	int8_t *codes;
-	float *scales, *zps;
-} lin_out;
-
 typedef struct qg {
 	/* inputs */
 	qc_ckpt *in;
@@ -155,7 +150,6 @@ typedef struct qg {
 	int64_t Hn;
 	float *stage;              /* [STAGE_ROWS, intermediate] down_proj inputs */
 	int64_t staged;
-	lin_out lo[QC_LIN_COUNT];
 	json_t *layer_lines;       /* this layer's report lines, for the resume record */
 	double t_layer;
 	double ratio_sum;          /* sum of err_out / err_rtn, for the summary */
@@ -345,7 +339,7 @@ static int add_line(qg *G, const char *mod, int64_t rows, int64_t cols, double e
 
 /* Quantize the Linears that read point p, sharing its Hessian; their
  * weights in lw become the dequantized ones (the walker recomputes from
- * there), and their codes go to the output. */
+ * there), and their codes go to the output (which copies them). */
 static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 {
 	qg *G = ctx;
@@ -358,54 +352,49 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 		QC_TRY(flush_stage(G));
 	const qc_qargs *a = &G->scheme.weights;
 	qc_gptq_part parts[3];
+	qc_linear lin[3];
 	char mods[3][256];
 	int n = 0, rc = 0;
-	for (int k = 0; k < count; k++) {
-		int l = first + k;
+	memset(parts, 0, sizeof parts);
+	for (int k = 0; k < count && rc == 0; k++) {
+		qc_linear l = (qc_linear)(first + k);
 		if (!((G->quant >> l) & 1))
 			continue;
 		int64_t rows = lw->out[l], cols = lw->in[l];
 		int64_t ns = a->strategy == QC_QS_GROUP ? rows * qc_qgroups(a, cols) : rows;
-		lin_out *o = &G->lo[l];
-		o->codes = malloc((size_t)(rows * cols));
-		o->scales = malloc((size_t)ns * sizeof(float));
-		o->zps = a->symmetric ? NULL : malloc((size_t)ns * sizeof(float));
-		if (!o->codes || !o->scales || (!a->symmetric && !o->zps))
-			return qc_seterr(QC_ENOMEM, "out of memory for layer %d", layer);
-		module_name(mods[n], sizeof mods[n], layer, (qc_linear)l);
+		module_name(mods[n], sizeof mods[n], layer, l);
 		parts[n] = (qc_gptq_part){ .name = mods[n], .W = lw->w[l], .rows = rows,
-		                           .codes = o->codes, .scales = o->scales, .zps = o->zps,
+		                           .codes = malloc((size_t)(rows * cols)),
+		                           .scales = malloc((size_t)ns * sizeof(float)),
+		                           .zps = a->symmetric ? NULL : malloc((size_t)ns * sizeof(float)),
 		                           .deq = lw->w[l] };
-		n++;
+		lin[n++] = l;
+		if (!parts[n - 1].codes || !parts[n - 1].scales || (!a->symmetric && !parts[n - 1].zps))
+			rc = qc_seterr(QC_ENOMEM, "out of memory for layer %d", layer);
 	}
-	if (n == 0)
-		return 0;
 	qc_gptq_info info;
-	rc = qc_gptq_run(G->g, a, G->calibrated ? G->H : NULL, lw->in[first], parts, n, &info);
+	if (rc == 0 && n > 0)
+		rc = qc_gptq_run(G->g, a, G->calibrated ? G->H : NULL, lw->in[first], parts, n, &info);
 	free(G->H); /* consumed */
 	G->H = NULL;
-	if (rc)
-		return rc;
-	qc_log(QC_LOG_DEBUG, "layer %d %s: hessian prepared and factored in %.2f s, parameters %.2f s, "
-	       "errors of W and RTN %.2f s, sweep %.2f s", layer, qc_walk_point_name(p), info.t_factor,
-	       info.t_params, info.t_errors, info.t_sweep);
-	for (int k = 0, j = 0; k < count && rc == 0; k++) {
-		int l = first + k;
-		if (!((G->quant >> l) & 1))
-			continue;
-		lin_out *o = &G->lo[l];
-		rc = qc_qout_linear(G->out, mods[j], lw->out[l], lw->in[l], o->codes, o->scales, o->zps,
-		                    NULL);
+	if (rc == 0 && n > 0)
+		qc_log(QC_LOG_DEBUG, "layer %d %s: hessian prepared and factored in %.2f s, parameters "
+		       "%.2f s, errors of W and RTN %.2f s, sweep %.2f s", layer, qc_walk_point_name(p),
+		       info.t_factor, info.t_params, info.t_errors, info.t_sweep);
+	for (int j = 0; j < n && rc == 0; j++) {
+		qc_linear l = lin[j];
+		rc = qc_qout_linear(G->out, mods[j], lw->out[l], lw->in[l], parts[j].codes,
+		                    parts[j].scales, parts[j].zps, NULL);
 		if (rc == 0)
 			rc = add_line(G, mods[j], lw->out[l], lw->in[l], parts[j].err_out, parts[j].err_w,
 			              parts[j].err_rtn, parts[j].seconds,
 			              G->calibrated && G->go.method == QC_GPTQ_METHOD_GPTQ ? info.damp : NAN,
 			              info.dead);
-		free(o->codes);
-		free(o->scales);
-		free(o->zps);
-		memset(o, 0, sizeof *o);
-		j++;
+	}
+	for (int j = 0; j < n; j++) {
+		free(parts[j].codes);
+		free(parts[j].scales);
+		free(parts[j].zps);
 	}
 	return rc;
 }
