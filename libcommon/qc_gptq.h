@@ -43,8 +43,9 @@
  *            dtype, qc_quant.h), err = (w - q) / U[j][j], update the rest
  *            of the block; blocks never straddle a group boundary when
  *            groups are computed during the sweep (a block is a whole number
- *            of groups, or a group a whole number of blocks), so every group
- *            sees fully updated weights; a partial last group is allowed
+ *            of groups, or one whole group when groups are wider than
+ *            `block`), so every group sees fully updated weights; a partial
+ *            last group is allowed
  *   clip     group parameters by min/max or by qc_quant's MSE clipping
  *            search, whose error may be weighted per input column by
  *            diag(H) (clip_hweight), so that errors on inputs that carry
