@@ -570,14 +570,17 @@ static void test_matches_plain_reference(void **state)
 		int64_t cols, gs;
 		qc_qstrategy st;
 		int sym, actstatic, expect_stale_differs;
+		int64_t block;       /* the solver's block (the reference has none) */
 	} cases[] = {
-		{ 256, 32, QC_QS_GROUP, 1, 0, 1 },
-		{ 256, 64, QC_QS_GROUP, 0, 0, 1 },
-		{ 256, 128, QC_QS_GROUP, 1, 0, 0 },
-		{ 200, 32, QC_QS_GROUP, 1, 0, 1 },
-		{ 256, 0, QC_QS_CHANNEL, 1, 0, 0 },
-		{ 256, 32, QC_QS_GROUP, 1, 1, 0 },
-		{ 256, 0, QC_QS_CHANNEL, 0, 1, 0 },
+		{ 256, 32, QC_QS_GROUP, 1, 0, 1, 128 },
+		{ 256, 64, QC_QS_GROUP, 0, 0, 1, 128 },
+		{ 256, 128, QC_QS_GROUP, 1, 0, 0, 128 },
+		{ 200, 32, QC_QS_GROUP, 1, 0, 1, 128 },
+		{ 256, 0, QC_QS_CHANNEL, 1, 0, 0, 128 },
+		{ 256, 32, QC_QS_GROUP, 1, 1, 0, 128 },
+		{ 256, 0, QC_QS_CHANNEL, 0, 1, 0, 128 },
+		{ 256, 64, QC_QS_GROUP, 1, 0, 1, 40 },  /* groups wider than the block */
+		{ 256, 32, QC_QS_GROUP, 0, 0, 1, 100 }, /* a block of 3 groups */
 	};
 	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
 		int64_t cols = cases[ci].cols;
@@ -591,6 +594,7 @@ static void test_matches_plain_reference(void **state)
 		qc_gptq_opts_default(&o);
 		qc_clip_opts_default(&o.clip, QC_CLIP_MINMAX);
 		o.actorder = cases[ci].actstatic ? QC_GPTQ_ACTORDER_STATIC : QC_GPTQ_ACTORDER_NONE;
+		o.block = cases[ci].block;
 		out g;
 		assert_int_equal(run1(&o, &a, h, w, rows, cols, &g), 0);
 		out r, stale;
