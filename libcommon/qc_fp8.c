@@ -331,53 +331,37 @@ static int load_linear(run *R, int layer, int l, const qc_tensor **t, float **W)
 	return qc_to_f32(*W, (*t)->data, (*t)->dtype, n);
 }
 
-/* 1 when name is the weight of a Linear this run quantizes. */
-static int handled(run *R, int layer, const char *name)
+/* Which tensors of a layer's group the run writes itself: the weights of
+ * the Linears it quantizes. */
+typedef struct skip_ctx {
+	run *R;
+	int layer;
+} skip_ctx;
+
+static int skip_quantized(void *ctx, const char *name)
 {
+	skip_ctx *k = ctx;
+	if (k->layer < 0)
+		return 0;
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		char w[256], mod[256];
-		qc_linear_name(w, sizeof w, layer, (qc_linear)l, "weight");
+		qc_linear_name(w, sizeof w, k->layer, (qc_linear)l, "weight");
 		if (strcmp(w, name) != 0)
 			continue;
-		module_name(mod, sizeof mod, layer, l);
-		return qc_qscheme_ignored(&R->scheme, mod) == 0;
+		module_name(mod, sizeof mod, k->layer, l);
+		return qc_qscheme_ignored(&k->R->scheme, mod) == 0;
 	}
 	return 0;
 }
 
-/* Copy every tensor of a group except the weights this run quantizes. In a
- * calibrated run the model loads the layer's tensors (and the embedding)
- * after this and releases them itself, so only the post-layer tensors,
- * which the walk never reads, are released here: a stream refuses to give
- * out a tensor twice once it was released. */
+/* Write the other tensors of a group. Data-free runs write them straight
+ * from the input; calibrated runs copy them, since the model loads the
+ * layer (and the embedding) afterwards and releases them itself: a stream
+ * refuses to hand out a tensor again once it was released. */
 static int copy_group(run *R, int group, int layer)
 {
-	int release = !R->ts || group == QC_GROUP_POST;
-	const char *const *names;
-	size_t n;
-	QC_TRY(qc_ckpt_group_names(R->in, group, &names, &n));
-	/* the names belong to the reader until its next group_names call; copy
-	 * them before getting tensors, which may read forward */
-	char **mine = calloc(n + 1, sizeof *mine);
-	if (!mine)
-		return qc_seterr(QC_ENOMEM, "out of memory");
-	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++)
-		if (!(mine[i] = strdup(names[i])))
-			rc = qc_seterr(QC_ENOMEM, "out of memory");
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (layer >= 0 && handled(R, layer, mine[i]))
-			continue;
-		const qc_tensor *t;
-		/* data-free: written straight from the input, released after its
-		 * shard; calibrated: copied, the model releases the input */
-		if ((rc = qc_ckpt_get(R->in, mine[i], &t)) == 0)
-			rc = release ? qc_qout_pass(R->out, t) : qc_qout_copy(R->out, t);
-	}
-	for (size_t i = 0; i < n; i++)
-		free(mine[i]);
-	free(mine);
-	return rc;
+	skip_ctx k = { R, layer };
+	return qc_qout_copy_group(R->out, group, skip_quantized, &k, R->ts == NULL);
 }
 
 /* ------------------------------------------------------------ data-free */

@@ -196,6 +196,40 @@ int qc_qout_pass(qc_qout *q, const qc_tensor *t)
 	return rc;
 }
 
+int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, int pass)
+{
+	const char *const *names;
+	size_t n;
+	QC_TRY(qc_ckpt_group_names(q->in, group, &names, &n));
+	/* the names belong to the reader until its next group_names call; copy
+	 * them before getting tensors, which may read forward */
+	char **mine = calloc(n + 1, sizeof *mine);
+	if (!mine)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (!(mine[i] = strdup(names[i])))
+			rc = qc_seterr(QC_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (skip && skip(ctx, mine[i]))
+			continue;
+		const qc_tensor *t;
+		if ((rc = qc_ckpt_get(q->in, mine[i], &t)) != 0)
+			break;
+		if (pass) {
+			rc = qc_qout_pass(q, t);
+		} else {
+			rc = qc_qout_copy(q, t);
+			if (group == QC_GROUP_POST)
+				qc_ckpt_release(q->in, mine[i]);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(mine[i]);
+	free(mine);
+	return rc;
+}
+
 int qc_qout_end_layer(qc_qout *q, int layer)
 {
 	int rc = qc_ckw_end_shard(q->w, layer == q->n_layers - 1 ? QC_GROUP_POST : layer);

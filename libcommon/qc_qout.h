@@ -61,6 +61,16 @@ int qc_qout_copy(qc_qout *q, const qc_tensor *t);
  * written. Only for tensors nothing else will release (a model that loads
  * the layer releases its tensors itself: use qc_qout_copy then). */
 int qc_qout_pass(qc_qout *q, const qc_tensor *t);
+/*
+ * Write every tensor of an input group (qc_ckpt_group_of) that skip (may be
+ * NULL) does not claim, e.g. the weights a method writes itself. With pass,
+ * tensors go straight from the input (qc_qout_pass; nothing else may
+ * release them); otherwise they are copied and left to whoever loads them
+ * next (a model loading the layer), except the post-layer group, which a
+ * calibration walk never reads and is released here.
+ */
+typedef int (*qc_qout_skip_fn)(void *ctx, const char *tensor_name);
+int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, int pass);
 /* Any other tensor (e.g. self_attn.k_scale), data copied. */
 int qc_qout_tensor(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
                    const void *data);

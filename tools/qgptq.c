@@ -214,34 +214,23 @@ static int quantized_weight(const qg *G, int layer, const char *name)
 	return 0;
 }
 
+typedef struct skip_ctx {
+	const qg *G;
+	int layer;
+} skip_ctx;
+
+static int skip_quantized(void *ctx, const char *name)
+{
+	const skip_ctx *k = ctx;
+	return k->layer >= 0 && quantized_weight(k->G, k->layer, name);
+}
+
 /* Copy every tensor of a group but the quantized weights. The tensors stay
  * available to the model (not released): it loads the layer afterwards. */
 static int copy_group(qg *G, int group, int layer)
 {
-	const char *const *names;
-	size_t n;
-	QC_TRY(qc_ckpt_group_names(G->in, group, &names, &n));
-	/* the names belong to the reader until its next group_names call */
-	char **mine = calloc(n + 1, sizeof *mine);
-	if (!mine)
-		return qc_seterr(QC_ENOMEM, "out of memory");
-	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++)
-		if (!(mine[i] = strdup(names[i])))
-			rc = qc_seterr(QC_ENOMEM, "out of memory");
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (layer >= 0 && quantized_weight(G, layer, mine[i]))
-			continue;
-		const qc_tensor *t;
-		if ((rc = qc_ckpt_get(G->in, mine[i], &t)) == 0)
-			rc = qc_qout_copy(G->out, t);
-		if (group == QC_GROUP_POST && rc == 0) /* the walk reads no post-layer tensor */
-			qc_ckpt_release(G->in, mine[i]);
-	}
-	for (size_t i = 0; i < n; i++)
-		free(mine[i]);
-	free(mine);
-	return rc;
+	skip_ctx k = { G, layer };
+	return qc_qout_copy_group(G->out, group, skip_quantized, &k, 0);
 }
 
 /* ------------------------------------------------------------ the hooks */
