@@ -88,14 +88,15 @@ static void *qjob_run(void *arg)
 	}
 	for (int64_t r = j->r0; r < j->r1; r++) {
 		const float *w = j->W + r * cols;
+		if (j->a->strategy == QC_QS_CHANNEL) {
+			/* this row's scale, here so that the rows' threads share the work */
+			float amax = qc_absmax(w, (size_t)cols), z;
+			qc_qparams(j->a, -amax, amax, (float *)j->scales + r, &z);
+		}
 		const float *s = j->a->strategy == QC_QS_TENSOR ? j->scales : j->scales + r;
 		float *d = j->deq ? j->deq + r * cols : row;
 		qc_quant_apply(j->a, w, 1, cols, s, NULL, j->codes + r * cols, d);
-		for (int64_t c = 0; c < cols; c++) {
-			double e = (double)w[c] - d[c];
-			j->err += e * e;
-			j->norm += (double)w[c] * w[c];
-		}
+		qc_sqerr(w, d, (size_t)cols, &j->err, &j->norm);
 	}
 	free(row);
 	return NULL;
@@ -184,9 +185,7 @@ static int quantize_set(run *R, int p, float *const W[QC_LIN_COUNT], int keep_de
 			int l = lin_sets[p][k];
 			if (!R->L[l].on)
 				continue;
-			float mn, mx;
-			qc_minmax(W[l], (size_t)(R->L[l].rows * R->L[l].cols), &mn, &mx);
-			amax = fmaxf(amax, fmaxf(-mn, mx));
+			amax = fmaxf(amax, qc_absmax(W[l], (size_t)(R->L[l].rows * R->L[l].cols)));
 		}
 		float z;
 		qc_qparams(a, -amax, amax, &shared, &z);
@@ -208,17 +207,12 @@ static int quantize_set(run *R, int p, float *const W[QC_LIN_COUNT], int keep_de
 		if (!L->codes || !L->scales || (keep_deq && (!L->deq || !L->diff)))
 			return qc_seterr(QC_ENOMEM, "out of memory quantizing layer weights");
 		if (a->strategy == QC_QS_CHANNEL) {
-			for (int64_t r = 0; r < L->rows; r++) {
-				float mn, mx, z;
-				qc_minmax(W[l] + r * L->cols, (size_t)L->cols, &mn, &mx);
-				qc_qparams(a, mn, mx, &L->scales[r], &z);
-			}
+			/* per-row scales are computed by the quantizing threads */
 		} else if (R->o->shared_scale) {
 			L->scales[0] = shared;
 		} else {
-			float mn, mx, z;
-			qc_minmax(W[l], n, &mn, &mx);
-			qc_qparams(a, mn, mx, &L->scales[0], &z);
+			float amax = qc_absmax(W[l], n), z;
+			qc_qparams(a, -amax, amax, &L->scales[0], &z);
 		}
 		QC_TRY(quantize_rows(a, W[l], L->rows, L->cols, L->scales, L->codes, L->deq, R->threads,
 		                     &L->err_w));

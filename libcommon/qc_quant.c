@@ -233,30 +233,91 @@ int qc_quant_rtn(const qc_qargs *a, const qc_clip_opts *c, const float *W, int64
  * reaches here (callers reject non-finite weights), and 448 is the largest
  * value, which stays representable after rounding.
  */
-static void fp8_row(const float *x, int64_t n, float s, uint8_t *codes, float *deq)
+/* Built for AVX2 and for the baseline, chosen at load time (GCC's function
+ * multiversioning): the loops below are written branch-free so that both
+ * vectorize; their results do not depend on the version. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define QC_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define QC_HOT
+#endif
+
+QC_HOT
+static void fp8_block(const float *x, int64_t n, float s, uint8_t *codes, float *deq)
 {
+#pragma omp simd
 	for (int64_t i = 0; i < n; i++) {
 		float v = x[i] / s;
 		v = v < -QC_FP8_E4M3_MAX ? -QC_FP8_E4M3_MAX : v > QC_FP8_E4M3_MAX ? QC_FP8_E4M3_MAX : v;
 		uint32_t b;
 		memcpy(&b, &v, 4);
 		uint32_t sign = b & 0x80000000u, a = b & 0x7fffffffu;
-		uint8_t code;
-		float q;
-		if (a >= 0x3c800000u) { /* |v| >= 2^-6 */
-			uint32_t r = (a + 0x7ffffu + ((a >> 20) & 1u)) & 0xfff00000u;
-			code = (uint8_t)((sign >> 24) | ((((r >> 23) - 120u) & 0xfu) << 3) | ((r >> 20) & 7u));
-			r |= sign;
-			memcpy(&q, &r, 4);
-		} else {
-			float m = nearbyintf(fabsf(v) * 512.0f); /* 0..8; 8 is 2^-6, code 0x08 */
-			code = (uint8_t)((sign >> 24) | (uint32_t)m);
-			q = copysignf(m * (1.0f / 512.0f), v);
-		}
-		codes[i] = code;
-		if (deq)
-			deq[i] = q * s;
+		/* normal: round the FP32 mantissa to 3 bits, ties to even */
+		uint32_t rn = (a + 0x7ffffu + ((a >> 20) & 1u)) & 0xfff00000u;
+		uint32_t cn = ((((rn >> 23) - 120u) & 0xfu) << 3) | ((rn >> 20) & 7u);
+		uint32_t qb = rn | sign;
+		float qn;
+		memcpy(&qn, &qb, 4);
+		/* subnormal: multiples of 2^-9, |v| * 512 in [0, 8] rounded half to
+		 * even by the 1.5 * 2^23 trick (exact: the sum stays below 2^24) */
+		float av = v < 0 ? -v : v;
+		float m = (av * 512.0f + 12582912.0f) - 12582912.0f;
+		float qs = m * (1.0f / 512.0f);
+		qs = sign ? -qs : qs;
+		int norm = a >= 0x3c800000u; /* |v| >= 2^-6 */
+		codes[i] = (uint8_t)((sign >> 24) | (norm ? cn : (uint32_t)m));
+		deq[i] = (norm ? qn : qs) * s;
 	}
+}
+
+static void fp8_row(const float *x, int64_t n, float s, uint8_t *codes, float *deq)
+{
+	if (deq) {
+		fp8_block(x, n, s, codes, deq);
+		return;
+	}
+	float tmp[256];
+	for (int64_t i = 0; i < n; i += 256)
+		fp8_block(x + i, n - i < 256 ? n - i : 256, s, codes + i, tmp);
+}
+
+QC_HOT
+float qc_absmax(const float *x, size_t n)
+{
+	/* for finite floats the order of |x| is the order of their bits with
+	 * the sign cleared, so the maximum is an integer maximum */
+	uint32_t m = 0;
+#pragma omp simd reduction(max : m)
+	for (size_t i = 0; i < n; i++) {
+		uint32_t b;
+		memcpy(&b, &x[i], 4);
+		b &= 0x7fffffffu;
+		m = b > m ? b : m;
+	}
+	float f;
+	memcpy(&f, &m, 4);
+	return f;
+}
+
+QC_HOT
+void qc_sqerr(const float *w, const float *d, size_t n, double *err, double *norm)
+{
+	/* float sums over blocks of 512 (vectorized), added up in double */
+	double e = 0, q = 0;
+	for (size_t i0 = 0; i0 < n; i0 += 512) {
+		size_t i1 = i0 + 512 < n ? i0 + 512 : n;
+		float es = 0, qs = 0;
+#pragma omp simd reduction(+ : es, qs)
+		for (size_t i = i0; i < i1; i++) {
+			float t = w[i] - d[i];
+			es += t * t;
+			qs += w[i] * w[i];
+		}
+		e += es;
+		q += qs;
+	}
+	*err += e;
+	*norm += q;
 }
 
 int qc_quant_apply(const qc_qargs *a, const float *W, int64_t rows, int64_t cols,

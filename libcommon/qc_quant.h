@@ -130,6 +130,12 @@ int qc_quant_apply(const qc_qargs *a, const float *W, int64_t rows, int64_t cols
 
 /* Min and max over a whole matrix, widened to include 0. */
 void qc_minmax(const float *W, size_t n, float *mn, float *mx);
+/* max |x| over n finite values (0 for n = 0). */
+float qc_absmax(const float *x, size_t n);
+/* err += sum (w - d)^2, norm += sum w^2, in float over blocks of 512
+ * values and in double across blocks (a relative error good to about
+ * 1e-6, for reports). */
+void qc_sqerr(const float *w, const float *d, size_t n, double *err, double *norm);
 
 /* Store one code computed by qc_quantize_value into its byte. */
 static inline void qc_code_store(const qc_qargs *a, void *codes, size_t i, float q);

@@ -248,6 +248,35 @@ static void test_fp8_fast_path(void **state)
 	}
 }
 
+/* qc_absmax and qc_sqerr (vectorized) against plain loops. */
+static void test_absmax_sqerr(void **state)
+{
+	(void)state;
+	enum { N = 3001 };
+	static float w[N], d[N];
+	uint64_t rng = 99;
+	for (int i = 0; i < N; i++) {
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		w[i] = (float)((double)(rng >> 11) * 0x1.0p-53 - 0.5) * (float)(1 + i % 7);
+		d[i] = w[i] * 0.99f + 1e-3f;
+	}
+	w[1234] = -9.5f;
+	for (int n = 0; n <= N; n += n < 40 ? 1 : 487) {
+		float m = 0;
+		double e = 0, q = 0;
+		for (int i = 0; i < n; i++) {
+			m = fmaxf(m, fabsf(w[i]));
+			e += ((double)w[i] - d[i]) * ((double)w[i] - d[i]);
+			q += (double)w[i] * w[i];
+		}
+		assert_true(qc_absmax(w, (size_t)n) == m);
+		double ge = 0, gq = 0;
+		qc_sqerr(w, d, (size_t)n, &ge, &gq);
+		assert_true(fabs(ge - e) <= 1e-5 * e + 1e-30);
+		assert_true(fabs(gq - q) <= 1e-5 * q + 1e-30);
+	}
+}
+
 static void test_bad_args(void **state)
 {
 	(void)state;
@@ -274,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_mse_clip),
 		cmocka_unit_test(test_fp8_grid_roundtrip),
 		cmocka_unit_test(test_fp8_fast_path),
+		cmocka_unit_test(test_absmax_sqerr),
 		cmocka_unit_test(test_bad_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
