@@ -122,7 +122,7 @@ static int run(qc_model *base, qc_model *m, const int32_t *ids, int64_t stride, 
 	if (!r->seq)
 		return qc_seterr(QC_ENOMEM, "out of memory");
 
-	qc_walk_opts wo = { o.chunk_tokens, o.act_dtype, NULL, NULL };
+	qc_walk_opts wo = { .chunk_tokens = o.chunk_tokens, .act_dtype = o.act_dtype };
 	qc_walk *wq = NULL, *wb = NULL;
 	float *xq = NULL, *lq = NULL, *xb = NULL, *lb = NULL, *wq_rows = NULL, *wb_rows = NULL;
 	qk_rowstat *stq = NULL, *stb = NULL;

@@ -1,11 +1,31 @@
 /* qc_walk.c - the calibration walker (see qc_walk.h). */
 #include "qc_walk.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "qc_err.h"
+#include "qc_io.h"
 #include "qc_num.h"
+
+/*
+ * Activation stores. A store holds one tensor of T rows (the residual
+ * stream [T, H], the attention outputs [T, qd]) chunk by chunk, in the
+ * storage dtype. Chunks stay in memory while the walk's budget allows
+ * (opts.mem_budget); the others are spilled, each to its own
+ * zstd-compressed file in a scratch directory, rewritten every time the
+ * chunk is stored. The walker reads and writes whole chunks only (rows of
+ * whole sequences), so a spilled chunk costs one decompression per read and
+ * one compression per write, and memory holds at most one chunk of it.
+ */
+typedef struct store {
+	const char *tag;          /* "x" or "a", for file names */
+	int64_t cols;
+	void **mem;               /* [nchunks]: the chunk's rows, or NULL when spilled */
+	int any_spilled;
+} store;
 
 struct qc_walk {
 	qc_model *m;
@@ -16,9 +36,18 @@ struct qc_walk {
 	int32_t *ids;             /* [T] packed */
 	qc_dtype dt;              /* storage: F32 or BF16 */
 	size_t es;
-	void *xs;                 /* [T, H] activations */
-	void *as;                 /* [T, qd] attention outputs (only when O is updated) */
-	float *cx, *ch, *ca;      /* chunk scratch: x (BF16 storage only), h [C, H], a [C, qd] */
+	store xs;                 /* [T, H] activations */
+	store as;                 /* [T, qd] attention outputs (only when O is updated) */
+	int have_as;
+	float *cx, *ch, *ca;      /* chunk scratch: x (BF16 or spilled storage), h [C, H], a [C, qd] */
+	float *cx2;               /* attention outputs read back from BF16 or spilled storage */
+	uint64_t budget, held;    /* bytes of chunks allowed and held in memory */
+	char *spill_dir;          /* scratch directory, made on first spill */
+	void *stage;              /* a chunk in the storage dtype, for spilling */
+	void *zbuf;               /* its compressed form */
+	size_t zcap;
+	ZSTD_CCtx *zc;
+	ZSTD_DCtx *zd;
 	int next;
 	qc_walk_opts o;
 };
@@ -45,15 +74,131 @@ const int32_t *qc_walk_ids(const qc_walk *w) { return w->ids; }
 qc_model *qc_walk_model(const qc_walk *w) { return w->m; }
 int qc_walk_next(const qc_walk *w) { return w->next; }
 
+static int64_t chunk_rows(const qc_walk *w, int64_t k)
+{
+	return w->off[w->chunk[k + 1]] - w->off[w->chunk[k]];
+}
+
+static void store_free(qc_walk *w, store *st)
+{
+	if (st->mem) {
+		for (int64_t k = 0; k < w->nchunks; k++)
+			qk_free(w->kc, st->mem[k]);
+		free(st->mem);
+	}
+	st->mem = NULL;
+}
+
+/* Give every chunk of a store memory while the budget allows; the rest
+ * spill. Budget 0: everything in memory. */
+static int store_init(qc_walk *w, store *st, const char *tag, int64_t cols)
+{
+	st->tag = tag;
+	st->cols = cols;
+	st->mem = calloc((size_t)(w->nchunks ? w->nchunks : 1), sizeof *st->mem);
+	if (!st->mem)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	for (int64_t k = 0; k < w->nchunks; k++) {
+		uint64_t bytes = (uint64_t)(chunk_rows(w, k) * cols) * w->es;
+		if (w->budget && w->held + bytes > w->budget) {
+			st->any_spilled = 1;
+			continue;
+		}
+		if (!(st->mem[k] = qk_alloc(w->kc, bytes ? bytes : 1)))
+			return qc_seterr(QC_ENOMEM, "cannot allocate activations for %lld tokens",
+			                 (long long)w->T);
+		w->held += bytes;
+	}
+	if (st->any_spilled) {
+		size_t stage = (size_t)(w->cmax * cols) * w->es;
+		size_t zb = ZSTD_compressBound((size_t)(w->cmax * (w->H > w->qd ? w->H : w->qd)) * w->es);
+		void *ns = realloc(w->stage, stage > zb ? stage : zb);
+		if (!ns)
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		w->stage = ns;
+		if (zb > w->zcap) {
+			void *nz = realloc(w->zbuf, zb);
+			if (!nz)
+				return qc_seterr(QC_ENOMEM, "out of memory");
+			w->zbuf = nz;
+			w->zcap = zb;
+		}
+		if (!w->zc && !(w->zc = ZSTD_createCCtx()))
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		if (!w->zd && !(w->zd = ZSTD_createDCtx()))
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		if (!w->spill_dir) {
+			const char *t = w->o.spill_dir ? w->o.spill_dir : getenv("TMPDIR");
+			char tmpl[4096];
+			snprintf(tmpl, sizeof tmpl, "%s/qwalk-XXXXXX", t && *t ? t : "/tmp");
+			char *d = mkdtemp(tmpl);
+			if (!d)
+				return qc_seterr(QC_EIO, "cannot create a scratch directory in '%s':",
+				                 t && *t ? t : "/tmp");
+			if (!(w->spill_dir = strdup(d)))
+				return qc_seterr(QC_ENOMEM, "out of memory");
+		}
+	}
+	return 0;
+}
+
+static void spill_path(const qc_walk *w, const store *st, int64_t k, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%s-%lld.zst", w->spill_dir, st->tag, (long long)k);
+}
+
+/* Write a spilled chunk (storage dtype bytes) compressed to its file. */
+static int spill_write(qc_walk *w, const store *st, int64_t k, const void *data, size_t bytes)
+{
+	size_t z = ZSTD_compressCCtx(w->zc, w->zbuf, w->zcap, data, bytes, 1);
+	if (ZSTD_isError(z))
+		return qc_seterr(QC_EIO, "cannot compress activations: %s", ZSTD_getErrorName(z));
+	char path[4200];
+	spill_path(w, st, k, path, sizeof path);
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return qc_seterr(QC_EIO, "cannot write '%s':", path);
+	int ok = fwrite(w->zbuf, 1, z, f) == z;
+	ok &= fclose(f) == 0;
+	return ok ? 0 : qc_seterr(QC_EIO, "cannot write '%s':", path);
+}
+
+static int spill_read(qc_walk *w, const store *st, int64_t k, void *data, size_t bytes)
+{
+	char path[4200];
+	spill_path(w, st, k, path, sizeof path);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return qc_seterr(QC_EIO, "cannot read '%s':", path);
+	size_t z = fread(w->zbuf, 1, w->zcap, f);
+	int err = ferror(f);
+	fclose(f);
+	if (err)
+		return qc_seterr(QC_EIO, "cannot read '%s':", path);
+	size_t got = ZSTD_decompressDCtx(w->zd, data, bytes, w->zbuf, z);
+	if (ZSTD_isError(got) || got != bytes)
+		return qc_seterr(QC_EIO, "scratch file '%s' is damaged", path);
+	return 0;
+}
+
 void qc_walk_free(qc_walk *w)
 {
 	if (!w)
 		return;
-	qk_free(w->kc, w->xs);
-	qk_free(w->kc, w->as);
+	store_free(w, &w->xs);
+	store_free(w, &w->as);
 	qk_free(w->kc, w->cx);
+	qk_free(w->kc, w->cx2);
 	qk_free(w->kc, w->ch);
 	qk_free(w->kc, w->ca);
+	free(w->stage);
+	free(w->zbuf);
+	ZSTD_freeCCtx(w->zc);
+	ZSTD_freeDCtx(w->zd);
+	if (w->spill_dir) {
+		qc_rmtree(w->spill_dir);
+		free(w->spill_dir);
+	}
 	free(w->lens);
 	free(w->off);
 	free(w->chunk);
@@ -63,27 +208,38 @@ void qc_walk_free(qc_walk *w)
 
 /* ---------------------------------------------------------------- storage */
 
-/* rows [r0, r0 + n) of a store with `cols` columns as FP32: the store
- * itself when FP32, else converted into buf */
-static float *load_rows(qc_walk *w, void *store, int64_t r0, int64_t n, int64_t cols, float *buf)
+/* Chunk k of a store as FP32: the store's memory itself when it is FP32 and
+ * held, else converted (or decompressed) into buf. NULL on failure. */
+static float *load_chunk(qc_walk *w, store *st, int64_t k, float *buf)
 {
+	size_t n = (size_t)(chunk_rows(w, k) * st->cols);
+	if (st->mem[k]) {
+		if (w->dt == QC_DT_F32)
+			return st->mem[k];
+		return qk_to_f32(w->kc, buf, st->mem[k], QC_DT_BF16, n) ? NULL : buf;
+	}
 	if (w->dt == QC_DT_F32)
-		return (float *)store + r0 * cols;
-	(void)qk_to_f32(w->kc, buf, (const uint16_t *)store + r0 * cols, QC_DT_BF16,
-	                (size_t)(n * cols));
-	return buf;
+		return spill_read(w, st, k, buf, n * 4) ? NULL : buf;
+	if (spill_read(w, st, k, w->stage, n * 2))
+		return NULL;
+	return qk_to_f32(w->kc, buf, w->stage, QC_DT_BF16, n) ? NULL : buf;
 }
 
-static int store_rows(qc_walk *w, void *store, int64_t r0, int64_t n, int64_t cols,
-                      const float *src)
+static int store_chunk(qc_walk *w, store *st, int64_t k, const float *src)
 {
-	if (w->dt == QC_DT_F32) {
-		float *d = (float *)store + r0 * cols;
-		if (d != src)
-			memcpy(d, src, (size_t)(n * cols) * sizeof *d);
-		return 0;
+	size_t n = (size_t)(chunk_rows(w, k) * st->cols);
+	if (st->mem[k]) {
+		if (w->dt == QC_DT_F32) {
+			if (st->mem[k] != src)
+				memcpy(st->mem[k], src, n * sizeof(float));
+			return 0;
+		}
+		return qc_from_f32(st->mem[k], QC_DT_BF16, src, n);
 	}
-	return qc_from_f32((uint16_t *)store + r0 * cols, QC_DT_BF16, src, (size_t)(n * cols));
+	if (w->dt == QC_DT_F32)
+		return spill_write(w, st, k, src, n * 4);
+	QC_TRY(qc_from_f32(w->stage, QC_DT_BF16, src, n));
+	return spill_write(w, st, k, w->stage, n * 2);
 }
 
 int qc_walk_hidden(qc_walk *w, int64_t r0, int64_t r1, float *x)
@@ -91,12 +247,18 @@ int qc_walk_hidden(qc_walk *w, int64_t r0, int64_t r1, float *x)
 	if (r0 < 0 || r1 > w->T || r0 > r1)
 		return qc_seterr(QC_EINVAL, "rows [%lld, %lld) outside the %lld tokens", (long long)r0,
 		                 (long long)r1, (long long)w->T);
-	if (w->dt == QC_DT_F32) {
-		memcpy(x, (float *)w->xs + r0 * w->H, (size_t)((r1 - r0) * w->H) * sizeof *x);
-		return 0;
+	/* the chunks that overlap [r0, r1), each read whole */
+	for (int64_t k = 0; k < w->nchunks && r0 < r1; k++) {
+		int64_t c0 = w->off[w->chunk[k]], c1 = w->off[w->chunk[k + 1]];
+		if (c1 <= r0 || c0 >= r1)
+			continue;
+		float *rows = load_chunk(w, &w->xs, k, w->cx);
+		if (!rows)
+			return qc_errctx(QC_EIO, "reading activations");
+		int64_t a = r0 > c0 ? r0 : c0, b = r1 < c1 ? r1 : c1;
+		memcpy(x + (a - r0) * w->H, rows + (a - c0) * w->H, (size_t)((b - a) * w->H) * sizeof *x);
 	}
-	return qk_to_f32(w->kc, x, (const uint16_t *)w->xs + r0 * w->H, QC_DT_BF16,
-	                 (size_t)((r1 - r0) * w->H));
+	return 0;
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -165,22 +327,24 @@ int qc_walk_new(qc_walk **out, qc_model *m, const int32_t *ids, int64_t stride,
 		goto nomem;
 	for (int64_t i = 0; i < nseq; i++)
 		memcpy(w->ids + w->off[i], ids + i * stride, sizeof *w->ids * (size_t)w->lens[i]);
-	w->xs = qk_alloc(w->kc, (size_t)(w->T * w->H) * w->es);
+	w->budget = w->o.mem_budget;
+	if ((rc = store_init(w, &w->xs, "x", w->H)))
+		goto fail;
 	w->ch = qk_alloc(w->kc, (size_t)(w->cmax * w->H) * sizeof(float));
 	w->ca = qk_alloc(w->kc, (size_t)(w->cmax * w->qd) * sizeof(float));
-	if (w->dt != QC_DT_F32)
-		w->cx = qk_alloc(w->kc, (size_t)(w->cmax * w->H) * sizeof(float));
-	if (!w->xs || !w->ch || !w->ca || (w->dt != QC_DT_F32 && !w->cx)) {
+	/* every chunk passes through cx except held FP32 ones, read in place */
+	w->cx = qk_alloc(w->kc, (size_t)(w->cmax * w->H) * sizeof(float));
+	if (!w->ch || !w->ca || !w->cx) {
 		rc = qc_seterr(QC_ENOMEM, "cannot allocate activations for %lld tokens", (long long)w->T);
 		goto fail;
 	}
 	/* embed once, chunk by chunk */
 	for (int64_t k = 0; k < w->nchunks; k++) {
-		int64_t r0 = w->off[w->chunk[k]], n = w->off[w->chunk[k + 1]] - r0;
-		float *x = w->dt == QC_DT_F32 ? (float *)w->xs + r0 * w->H : w->cx;
+		int64_t r0 = w->off[w->chunk[k]], n = chunk_rows(w, k);
+		float *x = w->dt == QC_DT_F32 && w->xs.mem[k] ? w->xs.mem[k] : w->cx;
 		if ((rc = qc_model_embed(m, w->ids + r0, n, x)))
 			goto fail;
-		if ((rc = store_rows(w, w->xs, r0, n, w->H, x)))
+		if ((rc = store_chunk(w, &w->xs, k, x)))
 			goto fail;
 	}
 	qc_model_drop_embed(m);
@@ -223,7 +387,9 @@ static int run_chunk(qc_walk *w, const qc_layer *lw, const qc_walk_hooks *h, uns
 	const int64_t *lens = w->lens + s0;
 	int layer = lw->index;
 #define OBS(p) ((obs & QC_WALK_BIT(p)) && (p) >= start && !(resume && start == (p)))
-	float *x = load_rows(w, w->xs, r0, T, w->H, w->cx);
+	float *x = load_chunk(w, &w->xs, k, w->cx);
+	if (!x)
+		return qc_errctx(QC_EIO, "reading activations");
 	int xdirty = 0;
 	if (start == QC_WALK_QKV) {
 		QC_TRY(qc_layer_attn_norm(m, lw, x, w->ch, T));
@@ -235,10 +401,12 @@ static int run_chunk(qc_walk *w, const qc_layer *lw, const qc_walk_hooks *h, uns
 		if (OBS(QC_WALK_O))
 			QC_TRY(h->on_input(h->ctx, layer, QC_WALK_O, w->ca, r0, T, w->qd));
 		if (end == QC_WALK_O)
-			return store_rows(w, w->as, r0, T, w->qd, w->ca);
+			return store_chunk(w, &w->as, k, w->ca);
 	}
 	if (start <= QC_WALK_O) {
-		const float *a = start == QC_WALK_O ? load_rows(w, w->as, r0, T, w->qd, w->ca) : w->ca;
+		const float *a = start == QC_WALK_O ? load_chunk(w, &w->as, k, w->ca) : w->ca;
+		if (!a)
+			return qc_errctx(QC_EIO, "reading attention outputs");
 		QC_TRY(qc_layer_o_proj(m, lw, a, x, T));
 		xdirty = 1;
 	}
@@ -246,15 +414,15 @@ static int run_chunk(qc_walk *w, const qc_layer *lw, const qc_walk_hooks *h, uns
 	if (OBS(QC_WALK_GATE_UP))
 		QC_TRY(h->on_input(h->ctx, layer, QC_WALK_GATE_UP, w->ch, r0, T, w->H));
 	if (end == QC_WALK_GATE_UP)
-		return xdirty ? store_rows(w, w->xs, r0, T, w->H, x) : 0;
+		return xdirty ? store_chunk(w, &w->xs, k, x) : 0;
 	down_obs d = { h, layer, r0 };
 	int od = OBS(QC_WALK_DOWN);
 #undef OBS
 	QC_TRY(qc_layer_mlp(m, lw, w->ch, end == QC_WALK_DOWN ? NULL : x, T,
 	                    od ? observe_down : NULL, &d));
 	if (end == QC_WALK_DOWN)
-		return xdirty ? store_rows(w, w->xs, r0, T, w->H, x) : 0;
-	return store_rows(w, w->xs, r0, T, w->H, x);
+		return xdirty ? store_chunk(w, &w->xs, k, x) : 0;
+	return store_chunk(w, &w->xs, k, x);
 }
 
 int qc_walk_layer(qc_walk *w, const qc_walk_hooks *h)
@@ -268,10 +436,10 @@ int qc_walk_layer(qc_walk *w, const qc_walk_hooks *h)
 	unsigned obs = h->on_input ? h->observe : 0;
 	unsigned upd = h->on_update ? h->update : 0;
 	int layer = w->next, rc;
-	if (upd & QC_WALK_BIT(QC_WALK_O) && !w->as &&
-	    !(w->as = qk_alloc(w->kc, (size_t)(w->T * w->qd) * w->es)))
-		return qc_seterr(QC_ENOMEM, "cannot allocate attention outputs for %lld tokens",
-		                 (long long)w->T);
+	if (upd & QC_WALK_BIT(QC_WALK_O) && !w->have_as) {
+		QC_TRY(store_init(w, &w->as, "a", w->qd));
+		w->have_as = 1;
+	}
 	qc_layer lw;
 	QC_TRY(qc_model_load_layer(w->m, layer, &lw));
 	if (h->layer_begin && (rc = h->layer_begin(h->ctx, layer, &lw)))

@@ -26,7 +26,10 @@
  *
  * Memory: the activations of the whole token set, [T, hidden] in FP32 or
  * BF16 (opts.act_dtype), plus, when O has an update, the attention output
- * [T, heads*head_dim] in the same dtype; chunk scratch of about
+ * [T, heads*head_dim] in the same dtype, as far as opts.mem_budget allows:
+ * the chunks beyond it are spilled, each to its own zstd-compressed file in
+ * a scratch directory, read and rewritten whole as the walk passes them
+ * (one chunk in memory at a time); chunk scratch of about
  * opts.chunk_tokens tokens; the model's one layer. DOWN inputs are produced
  * and consumed in blocks of the model's mlp_rows rows: no [T, intermediate]
  * tensor is ever built. With BF16 storage every store rounds (also between
@@ -87,6 +90,10 @@ typedef struct qc_walk_opts {
 	/* called after each layer (may be NULL): layers done, total */
 	void (*progress)(void *ctx, int done, int total);
 	void *progress_ctx;
+	uint64_t mem_budget;    /* bytes of activations held in memory; chunks
+	                           beyond it spill to zstd files (0: no limit) */
+	const char *spill_dir;  /* where the scratch directory goes (NULL: $TMPDIR
+	                           or /tmp); removed by qc_walk_free */
 } qc_walk_opts;
 
 typedef struct qc_walk qc_walk;

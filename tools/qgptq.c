@@ -80,7 +80,8 @@ static void help(void)
 	"  --resume            keep OUT.partial when a run fails, and reuse the layers a\n"
 	"                      failed or killed run finished there\n"
 	"  --mem SIZE          memory budget (e.g. 16GB): activations are held in BF16\n"
-	"                      when FP32 ones would not fit; a budget too small is an error\n"
+	"                      when FP32 ones would not fit, and what still does not fit\n"
+	"                      is spilled to zstd-compressed scratch files in $TMPDIR\n"
 	"  --threads N         threads (default: all CPUs)\n"
 	"  -q, --quiet         no progress\n"
 	"  -v, --verbose       one line per Linear\n"
@@ -736,8 +737,10 @@ static int run(qg *G, const args *A, const char *model, int argc)
 		G->calibrated = 1;
 		G->T = qc_tokset_n_tokens(G->ts);
 	}
-	/* memory: activations in BF16 when FP32 ones would not fit */
+	/* memory: activations in BF16 when FP32 ones would not fit, and the
+	 * part of them beyond the budget spilled to zstd scratch files */
 	qc_dtype act = QC_DT_F32;
+	uint64_t act_budget = 0;
 	if (A->mem) {
 		int64_t T = G->calibrated ? G->T : 1;
 		mem_need f = estimate(G, T, 4), b = estimate(G, T, 2);
@@ -746,14 +749,28 @@ static int run(qg *G, const args *A, const char *model, int argc)
 		       f.weights / 1e6, f.acts / 1e6, b.acts / 1e6, f.hessian / 1e6, f.solver / 1e6,
 		       A->mem / 1e6);
 		if (f.total > (double)A->mem) {
-			if (b.total > (double)A->mem)
-				return qc_seterr(QC_EINVAL, "--mem %.3g GB is too small: a layer needs about %.3g GB "
-				                 "with BF16 activations (weights %.3g, activations %.3g, Hessian %.3g, "
-				                 "solver %.3g GB)", A->mem / 1e9, b.total / 1e9, b.weights / 1e9,
-				                 b.acts / 1e9, b.hessian / 1e9, b.solver / 1e9);
 			act = QC_DT_BF16;
-			qc_log(QC_LOG_INFO, "activations held in BF16 to stay within --mem (%.3g GB of %.3g)",
-			       b.total / 1e9, A->mem / 1e9);
+			/* what the stores of [T, hidden + q_dim] may hold; the chunk
+			 * scratch inside b.acts stays */
+			double stores = (double)T * (double)(G->cfg.hidden_size + G->cfg.num_attention_heads *
+			                                                             G->cfg.head_dim) * 2;
+			double fixed = b.total - stores;
+			if (fixed > (double)A->mem)
+				return qc_seterr(QC_EINVAL, "--mem %.3g GB is too small: a layer needs about %.3g GB "
+				                 "besides its activations (weights %.3g, Hessian %.3g, solver %.3g GB)",
+				                 A->mem / 1e9, fixed / 1e9, b.weights / 1e9, b.hessian / 1e9,
+				                 b.solver / 1e9);
+			if (b.total > (double)A->mem) {
+				act_budget = (uint64_t)((double)A->mem - fixed);
+				if (act_budget == 0)
+					act_budget = 1;
+				qc_log(QC_LOG_INFO, "activations in BF16, %.3g of %.3g GB of them in memory and "
+				       "the rest spilled to zstd scratch files, to stay within --mem %.3g GB",
+				       act_budget / 1e9, stores / 1e9, A->mem / 1e9);
+			} else {
+				qc_log(QC_LOG_INFO, "activations held in BF16 to stay within --mem (%.3g GB of %.3g)",
+				       b.total / 1e9, A->mem / 1e9);
+			}
 		}
 	}
 	/* kernels, solver, model */
@@ -792,7 +809,7 @@ static int run(qg *G, const args *A, const char *model, int argc)
 	QC_TRY(copy_group(G, QC_GROUP_PRE, -1));
 	/* the walk: embed once, then layer by layer */
 	if (G->calibrated) {
-		qc_walk_opts wo = { 0, act, NULL, NULL };
+		qc_walk_opts wo = { .act_dtype = act, .mem_budget = act_budget };
 		QC_TRY(qc_walk_new(&G->w, G->m, qc_tokset_ids(G->ts), qc_tokset_len(G->ts),
 		                   qc_tokset_lengths(G->ts), qc_tokset_rows(G->ts), &wo));
 	}

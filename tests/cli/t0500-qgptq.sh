@@ -190,5 +190,17 @@ test_expect_code 2 'an unknown scheme' 'qgptq --scheme w3a16 --calib c.st -o z m
 test_expect_code 2 '--resume to a stream' 'qgptq --resume --calib c.st -o - m'
 test_expect_code 2 '--clip mse-h without tokens' 'qgptq --method rtn --clip mse-h -o z m'
 test_expect_code 2 'a missing model' 'qgptq --calib c.st -o z nowhere'
+test_expect_success '--mem spills activations to scratch files without changing a bit' '
+	qsynth -q --layers 2 --seed 4 -o mspill &&
+	qcalib -q -m mspill --random -n 64 -L 128 --seed 2 -o big.st &&
+	qgptq -v --mem 12MB --calib big.st -o sp12 mspill 2>log12 &&
+	expect_grep log12 "spilled to zstd scratch files" &&
+	qgptq -v --mem 16MB --calib big.st -o sp16 mspill 2>log16 &&
+	expect_grep log16 "held in BF16" && ! grep -q spilled log16 &&
+	for f in sp12/*.safetensors; do cmp "$f" "sp16/${f#sp12/}" || exit 1; done
+'
+test_expect_code 2 '--mem below what a layer needs besides its activations' '
+	qgptq -q --mem 8MB --calib big.st -o sp8 mspill
+'
 test_expect_success '--help on stdout, exit 0' 'qgptq --help >h && expect_grep h "--actorder"'
 test_done

@@ -341,6 +341,74 @@ static void test_true_sequential(void **state)
 	tm_free(&mod);
 }
 
+/* ---------------------------------------------------------------- spilling */
+
+static int shrink_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
+{
+	(void)ctx;
+	(void)layer;
+	qc_linear first;
+	int count;
+	qc_walk_point_linears(p, &first, &count);
+	for (int k = (int)first; k < (int)first + count; k++)
+		for (int64_t i = 0; i < lw->out[k] * lw->in[k]; i++)
+			lw->w[k][i] *= 0.875f;
+	return 0;
+}
+
+static float *spill_run(tm_model *tm, const int32_t *ids, qc_dtype dt, uint64_t budget)
+{
+	qc_model *m;
+	tu_assert_rc(qc_model_new(&m, &tm->cfg, &tm->src, NULL, kc, NULL), 0);
+	qc_walk *w;
+	qc_walk_opts o = { .chunk_tokens = 1, .act_dtype = dt, .mem_budget = budget };
+	tu_assert_rc(qc_walk_new(&w, m, ids, L, lens, N, &o), 0);
+	/* every point updated: the attention-output store is used too */
+	qc_walk_hooks h = { NULL, 0, 0xf, NULL, NULL, shrink_update, NULL };
+	tu_assert_rc(qc_walk_run(w, &h), 0);
+	int64_t T = qc_walk_tokens(w), H = qc_model_config(m)->hidden_size;
+	float *x = malloc(sizeof(float) * (size_t)(T * H));
+	/* read back in pieces that cut across chunks */
+	for (int64_t r = 0; r < T; r += 5)
+		tu_assert_rc(qc_walk_hidden(w, r, r + 5 < T ? r + 5 : T, x + r * H), 0);
+	qc_walk_free(w);
+	qc_model_free(m);
+	return x;
+}
+
+/* Activations spilled to zstd scratch files give the same bits as held
+ * ones, all spilled or some, in FP32 and BF16 storage. */
+static void test_spill(void **state)
+{
+	(void)state;
+	tm_model tm;
+	small_model(&tm, 1, 7);
+	int32_t ids[N * L];
+	make_tokens(ids, 45);
+	size_t n = (size_t)(27 * 32);
+	const qc_dtype dts[2] = { QC_DT_F32, QC_DT_BF16 };
+	for (int d = 0; d < 2; d++) {
+		float *ref = spill_run(&tm, ids, dts[d], 0);
+		/* 1 byte: everything spills; 600 bytes: the first chunks stay */
+		const uint64_t budgets[2] = { 1, 600 };
+		for (int b = 0; b < 2; b++) {
+			float *x = spill_run(&tm, ids, dts[d], budgets[b]);
+			assert_memory_equal(x, ref, n * sizeof(float));
+			free(x);
+		}
+		free(ref);
+	}
+	/* spilling really happens: a scratch directory that cannot be made fails */
+	qc_model *m;
+	tu_assert_rc(qc_model_new(&m, &tm.cfg, &tm.src, NULL, kc, NULL), 0);
+	qc_walk *w;
+	qc_walk_opts o = { .chunk_tokens = 1, .mem_budget = 1, .spill_dir = "/nonexistent/qc" };
+	tu_assert_rc(qc_walk_new(&w, m, ids, L, lens, N, &o), QC_EIO);
+	qc_model_free(m);
+	assert_int_equal(tm.gets, tm.releases);
+	tm_free(&tm);
+}
+
 static void test_errors(void **state)
 {
 	(void)state;
@@ -379,6 +447,7 @@ int main(void)
 		cmocka_unit_test(test_plain),
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_true_sequential),
+		cmocka_unit_test(test_spill),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
