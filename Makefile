@@ -58,7 +58,7 @@ BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 BENCHES   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 DEPS_OK   := $(BUILD)/.deps-ok
 
-.PHONY: all check check-unit check-cli demo deps bench check-docs install clean
+.PHONY: all check check-headers check-unit check-cli demo deps bench check-docs install clean
 all: $(TOOLS)
 
 # ---- dependencies: installed by the project itself (scripts/deps.sh) ----
@@ -103,7 +103,15 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
 
-check: check-unit check-cli check-docs
+check: check-headers check-unit check-cli check-docs
+
+# every header compiles on its own (git's hdr-check)
+HEADERS := $(sort $(wildcard libcommon/*.h kernels/*.h tools/*.h))
+check-headers: | $(DEPS_OK)
+	@for h in $(HEADERS); do \
+		printf '#include "%s"\n' "$${h##*/}" | \
+		$(CC) $(CPPFLAGS) $(CSTD) $(WARN) -Werror -fsyntax-only -x c - || exit 1; \
+	done; echo "check-headers: ok ($(words $(HEADERS)) headers)"
 
 check-unit: $(UNITS)
 	@QC_SHARED_DATA=$(abspath ../shared/data) sh tests/run-unit.sh $(UNITS)
