@@ -17,4 +17,4 @@ WARN       = -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -Wstrict-prototy
 # /usr/include may belong to the reference BLAS.
 BLAS_CFLAGS = -I/usr/include/x86_64-linux-gnu/openblas-pthread
 BLAS_LIBS   = -llapacke -lopenblas
-LIBS        = $(BLAS_LIBS) -lzstd -lyaml -lxxhash -ljansson -lpcre2-8 -lpthread -lm
+LIBS        = $(BLAS_LIBS) -lzstd -lxxhash -ljansson -lpcre2-8 -lpthread -lm
