@@ -160,11 +160,13 @@ test_expect_success 'a flipped byte in a packed tensor: qverify exits 1 naming f
 '
 
 for fmt in gptq awq; do
-	test_expect_success "a flipped byte in $fmt qzeros: qcat --verify exits 1 naming file and tensor" "
+	test_expect_success "a flipped byte in $fmt qzeros: qcat --verify and qverify exit 1 naming file and tensor" "
 		cp -r w4-$fmt flip-$fmt &&
 		off=\$(tensor_offset flip-$fmt/model.safetensors model.layers.0.self_attn.k_proj.qzeros) &&
 		flip_byte flip-$fmt/model.safetensors \$off &&
 		{ qcat --verify flip-$fmt 2>err; test \$? = 1; } &&
+		expect_grep err 'model.layers.0.self_attn.k_proj.qzeros' && expect_grep err 'model.safetensors' &&
+		{ qverify flip-$fmt >rep.json 2>err; test \$? = 1; } &&
 		expect_grep err 'model.layers.0.self_attn.k_proj.qzeros' && expect_grep err 'model.safetensors'
 	"
 done
