@@ -450,3 +450,45 @@ out:
 		*nbytes = (size_t)nb;
 	return 0;
 }
+
+/* ------------------------------------------------------------ checkpoints */
+
+typedef struct write_ctx {
+	const qc_config *cfg;
+	const qc_synth_opts *o;
+	qc_ckpt_writer *w;
+	int group;
+} write_ctx;
+
+static int write_visit(void *ctx, const char *name, int ndim, const int64_t *shape)
+{
+	write_ctx *c = ctx;
+	if (qc_ckpt_group_of(name) != c->group)
+		return 0;
+	void *data;
+	size_t nb;
+	QC_TRY(qc_synth_tensor(c->cfg, c->o, name, ndim, shape, &data, &nb));
+	return qc_ckw_add_tensor(c->w, name, c->o->dtype, ndim, shape, data, 1);
+}
+
+int qc_synth_write(const qc_config *cfg, const qc_synth_opts *o, qc_ckpt_writer *w,
+                   void (*progress)(void *ctx, int done, int total), void *pctx)
+{
+	write_ctx c = { cfg, o, w, 0 };
+	int L = (int)cfg->num_hidden_layers;
+	for (int layer = 0; layer < L; layer++) {
+		/* the groups of this shard: the embeddings before layer 0, the
+		 * final norm and lm_head after the last layer */
+		int groups[3] = { QC_GROUP_PRE, layer, QC_GROUP_POST };
+		for (int g = 0; g < 3; g++) {
+			if ((g == 0 && layer != 0) || (g == 2 && layer != L - 1))
+				continue;
+			c.group = groups[g];
+			QC_TRY(qc_config_each_tensor(cfg, write_visit, &c));
+		}
+		QC_TRY(qc_ckw_end_shard(w, layer == L - 1 ? QC_GROUP_POST : layer));
+		if (progress)
+			progress(pctx, layer + 1, L);
+	}
+	return 0;
+}

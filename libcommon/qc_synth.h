@@ -44,6 +44,7 @@
 
 #include <stdint.h>
 
+#include "qc_ckpt.h"
 #include "qc_config.h"
 #include "qc_dtype.h"
 
@@ -74,5 +75,14 @@ int qc_synth_outliers(const qc_config *cfg, const qc_synth_opts *o, int64_t *out
  * QC_EINVAL for a name the Llama layout does not have. */
 int qc_synth_tensor(const qc_config *cfg, const qc_synth_opts *o, const char *name,
                     int ndim, const int64_t *shape, void **data, size_t *nbytes);
+
+/* Make and write every tensor of a model under cfg to w, one shard per
+ * decoder layer (the embeddings in the first, the final norm and lm_head in
+ * the last), each shard ended with its completed group, in the writer's
+ * layer order. w must have been opened with n_shards = num_hidden_layers;
+ * the small files (config.json, tokenizer) are the caller's, added before.
+ * progress (may be NULL) is called after each shard with (ctx, done, total). */
+int qc_synth_write(const qc_config *cfg, const qc_synth_opts *o, qc_ckpt_writer *w,
+                   void (*progress)(void *ctx, int done, int total), void *ctx);
 
 #endif

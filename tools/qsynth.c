@@ -146,25 +146,12 @@ static int add_generation_config(qc_ckpt_writer *w, const qc_config *cfg)
 	return rc;
 }
 
-/* Tensors of one group, made and handed to the writer one by one. */
-typedef struct gen {
-	qc_ckpt_writer *w;
-	const qc_config *cfg;
-	const qc_synth_opts *o;
-	int group;
-} gen;
-
-static int visit(void *ctx, const char *name, int ndim, const int64_t *shape)
+static void progress(void *ctx, int done, int total)
 {
-	gen *g = ctx;
-	if (qc_ckpt_group_of(name) != g->group)
-		return 0;
-	void *data;
-	size_t nb;
-	int rc = qc_synth_tensor(g->cfg, g->o, name, ndim, shape, &data, &nb);
-	if (rc)
-		return rc;
-	return qc_ckw_add_tensor(g->w, name, g->o->dtype, ndim, shape, data, 1);
+	char note[32];
+	snprintf(note, sizeof note, "layer %d", done - 1);
+	qc_progress_update(ctx, done, note);
+	(void)total;
 }
 
 int main(int argc, char **argv)
@@ -305,27 +292,8 @@ int main(int argc, char **argv)
 
 	qc_progress prog;
 	qc_progress_begin(&prog, "layer", cfg.num_hidden_layers);
-	gen g = { w, &cfg, &so, 0 };
-	int L = (int)cfg.num_hidden_layers;
-	for (int layer = 0; rc == 0 && layer < L; layer++) {
-		if (layer == 0) {
-			g.group = QC_GROUP_PRE;
-			rc = qc_config_each_tensor(&cfg, visit, &g);
-		}
-		g.group = layer;
-		if (rc == 0)
-			rc = qc_config_each_tensor(&cfg, visit, &g);
-		if (rc == 0 && layer == L - 1) {
-			g.group = QC_GROUP_POST;
-			rc = qc_config_each_tensor(&cfg, visit, &g);
-		}
-		if (rc == 0)
-			rc = qc_ckw_end_shard(w, layer == L - 1 ? QC_GROUP_POST : layer);
-		char note[32];
-		snprintf(note, sizeof note, "layer %d", layer);
-		if (rc == 0)
-			qc_progress_update(&prog, layer + 1, note);
-	}
+	if (rc == 0)
+		rc = qc_synth_write(&cfg, &so, w, progress, &prog);
 	qc_progress_end(&prog);
 	if (rc) {
 		qc_ckw_abort(w);

@@ -334,7 +334,7 @@ int main(int argc, char **argv)
 	double rss0 = peak_rss();
 
 	qc_walk *w;
-	qc_walk_opts wo = { 0, QC_DT_F32, NULL, NULL };
+	qc_walk_opts wo = { .act_dtype = QC_DT_F32 };
 	if ((rc = qc_walk_new(&w, m, ids, seq, lens, nseq, &wo)))
 		die(rc);
 	unsigned all = QC_WALK_BIT(QC_WALK_QKV) | QC_WALK_BIT(QC_WALK_O) |

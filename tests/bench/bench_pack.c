@@ -49,24 +49,6 @@ static void die(const char *what)
 
 // ---------------------------------------------------------------- the input
 
-typedef struct {
-	const qc_config *cfg;
-	qc_synth_opts so;
-	qc_ckpt_writer *w;
-	int group;
-} dense_ctx;
-
-static int dense_visit(void *vctx, const char *name, int ndim, const int64_t *shape)
-{
-	dense_ctx *d = vctx;
-	if (qc_ckpt_group_of(name) != d->group)
-		return 0;
-	void *data;
-	size_t nb;
-	QC_TRY(qc_synth_tensor(d->cfg, &d->so, name, ndim, shape, &data, &nb));
-	return qc_ckw_add_tensor(d->w, name, d->so.dtype, ndim, shape, data, 1);
-}
-
 static void make_dense(const char *dir, const qc_config *cfg)
 {
 	qc_ckw_opts wo = { .n_shards = (int)cfg->num_hidden_layers, .force = 1, .tool = "bench_pack" };
@@ -78,22 +60,9 @@ static void make_dense(const char *dir, const qc_config *cfg)
 	if (qc_config_dump(cfg, &cj, &cn) || qc_ckw_add_file(w, "config.json", cj, cn))
 		die("dense model");
 	free(cj);
-	dense_ctx d = { .cfg = cfg, .w = w };
-	qc_synth_opts_default(&d.so);
-	int L = (int)cfg->num_hidden_layers;
-	for (int l = 0; l < L; l++) {
-		int groups[3] = { l == 0 ? QC_GROUP_PRE : l, l, l == L - 1 ? QC_GROUP_POST : l };
-		for (int g = 0; g < 3; g++) {
-			if (g > 0 && groups[g] == groups[g - 1])
-				continue;
-			d.group = groups[g];
-			if (qc_config_each_tensor(cfg, dense_visit, &d))
-				die("dense model");
-		}
-		if (qc_ckw_end_shard(w, l == L - 1 ? QC_GROUP_POST : l))
-			die("dense model");
-	}
-	if (qc_ckw_close(w))
+	qc_synth_opts so;
+	qc_synth_opts_default(&so);
+	if (qc_synth_write(cfg, &so, w, NULL, NULL) || qc_ckw_close(w))
 		die("dense model");
 }
 

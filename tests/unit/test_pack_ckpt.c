@@ -47,24 +47,6 @@ static void small_config(qc_config *c)
 	assert_int_equal(qc_config_build(c), 0);
 }
 
-typedef struct {
-	const qc_config *cfg;
-	qc_synth_opts so;
-	qc_ckpt_writer *w;
-	int group;
-} dense_ctx;
-
-static int dense_visit(void *vctx, const char *name, int ndim, const int64_t *shape)
-{
-	dense_ctx *d = vctx;
-	if (qc_ckpt_group_of(name) != d->group)
-		return 0;
-	void *data;
-	size_t nb;
-	QC_TRY(qc_synth_tensor(d->cfg, &d->so, name, ndim, shape, &data, &nb));
-	return qc_ckw_add_tensor(d->w, name, d->so.dtype, ndim, shape, data, 1);
-}
-
 /* A dense BF16 checkpoint with qc_synth's weights, one shard per layer, a
  * tokenizer file and generation_config.json. */
 static void make_dense(const char *dir, const qc_config *cfg)
@@ -80,23 +62,10 @@ static void make_dense(const char *dir, const qc_config *cfg)
 	const char tok[] = "{\"model\": {\"type\": \"BPE\"}}\n", gen[] = "{\"do_sample\": false}\n";
 	tu_assert_rc(qc_ckw_add_file(w, "tokenizer.json", tok, sizeof tok - 1), 0);
 	tu_assert_rc(qc_ckw_add_file(w, "generation_config.json", gen, sizeof gen - 1), 0);
-	dense_ctx d = { .cfg = cfg, .w = w };
-	qc_synth_opts_default(&d.so);
-	d.so.threads = 1;
-	int L = (int)cfg->num_hidden_layers;
-	for (int l = 0; l < L; l++) {
-		if (l == 0) {
-			d.group = QC_GROUP_PRE;
-			tu_assert_rc(qc_config_each_tensor(cfg, dense_visit, &d), 0);
-		}
-		d.group = l;
-		tu_assert_rc(qc_config_each_tensor(cfg, dense_visit, &d), 0);
-		if (l == L - 1) {
-			d.group = QC_GROUP_POST;
-			tu_assert_rc(qc_config_each_tensor(cfg, dense_visit, &d), 0);
-		}
-		tu_assert_rc(qc_ckw_end_shard(w, l == L - 1 ? QC_GROUP_POST : l), 0);
-	}
+	qc_synth_opts so;
+	qc_synth_opts_default(&so);
+	so.threads = 1;
+	tu_assert_rc(qc_synth_write(cfg, &so, w, NULL, NULL), 0);
 	tu_assert_rc(qc_ckw_close(w), 0);
 }
 
