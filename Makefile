@@ -29,11 +29,14 @@ ifeq ($(CUDA),0)
 NVCC :=
 endif
 
-CPPFLAGS += -Ilibcommon -Ikernels -Itools $(BLAS_CFLAGS) -DQC_VERSION=\"$(VERSION)\"
+# libcommon is in layers, one folder each (libcommon/README.md); headers are
+# included by name, so every layer's folder is on the include path
+LAYERS   := base io tok format model quant eval pack
+CPPFLAGS += $(LAYERS:%=-Ilibcommon/%) -Ikernels -Itools $(BLAS_CFLAGS) -DQC_VERSION=\"$(VERSION)\"
 CFLAGS   += $(CSTD) $(OPT) -g $(WARN) $(SANFLAGS) -MMD -MP -fPIC
 LDFLAGS  += $(SANFLAGS)
 
-LIB_SRC   := $(sort $(wildcard libcommon/*.c) $(wildcard kernels/cpu/*.c))
+LIB_SRC   := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.c)) $(wildcard kernels/cpu/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/corpus.o
 LIB       := $(BUILD)/libcommon.a
 
@@ -58,7 +61,7 @@ BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 BENCHES   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 DEPS_OK   := $(BUILD)/.deps-ok
 
-.PHONY: all check check-headers check-unit check-cli demo deps bench check-docs install clean
+.PHONY: all check check-headers check-layers check-unit check-cli demo deps bench check-docs install clean
 all: $(TOOLS)
 
 # ---- dependencies: installed by the project itself (scripts/deps.sh) ----
@@ -84,7 +87,7 @@ $(BUILD)/gen/corpus.o: $(BUILD)/gen/corpus.c
 
 $(BUILD)/%.o: %.cu | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) -Ilibcommon -Ikernels -Xcompiler -fPIC -c -o $@ $<
+	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) $(LAYERS:%=-Ilibcommon/%) -Ikernels -Xcompiler -fPIC -c -o $@ $<
 
 $(LIB): $(LIB_OBJ) $(CUDA_OBJ)
 	@rm -f $@
@@ -103,15 +106,19 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
 
-check: check-headers check-unit check-cli check-docs
+check: check-headers check-layers check-unit check-cli check-docs
 
 # every header compiles on its own (git's hdr-check)
-HEADERS := $(sort $(wildcard libcommon/*.h kernels/*.h tools/*.h))
+HEADERS := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.h)) $(wildcard kernels/*.h tools/*.h))
 check-headers: | $(DEPS_OK)
 	@for h in $(HEADERS); do \
 		printf '#include "%s"\n' "$${h##*/}" | \
 		$(CC) $(CPPFLAGS) $(CSTD) $(WARN) -Werror -fsyntax-only -x c - || exit 1; \
 	done; echo "check-headers: ok ($(words $(HEADERS)) headers)"
+
+# no layer of libcommon includes a layer above it (libcommon/README.md)
+check-layers:
+	@sh scripts/check-layers.sh
 
 check-unit: $(UNITS)
 	@QC_SHARED_DATA=$(abspath ../shared/data) sh tests/run-unit.sh $(UNITS)

@@ -250,6 +250,18 @@ typedef struct qk_actq {
  * that is not finite and positive is QC_EINVAL. */
 int qk_actq_apply(qk_ctx *ctx, float *x, int64_t T, int64_t D, const qk_actq *q);
 
+/* ---------------------------------------------------------------- reductions and copies */
+
+/* *amax = max(*amax, max_i |x[i]|) for x[n] (device); *amax is host memory. */
+int qk_absmax(qk_ctx *ctx, const float *x, size_t n, float *amax);
+/* *sum += sum_i x[i]^2 for x[n] (device), accumulated in double in index
+ * order (so that a result is the same on every thread count); *sum host. */
+int qk_sumsq(qk_ctx *ctx, const float *x, size_t n, double *sum);
+/* d[n] = a[n] - b[n] (device; d may equal a or b). */
+int qk_sub(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
+/* dst = src, bytes of device memory (regions must not overlap). */
+int qk_copy(qk_ctx *ctx, void *dst, const void *src, size_t bytes);
+
 /* ---------------------------------------------------------------- GPTQ support */
 
 /*

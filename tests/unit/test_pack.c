@@ -18,7 +18,7 @@
 #include "qc_err.h"
 #include "qc_json.h"
 #include "qc_num.h"
-#include "qc_pack.h"
+#include "qc_packfmt.h"
 #include "qc_quant.h"
 #include "qc_rng.h"
 

@@ -1,6 +1,6 @@
-/* qc_pack.c - packed layouts of quantized Linears: specs, config blocks,
- * bit layouts, one Linear packed and unpacked (see qc_pack.h). */
-#include "qc_pack.h"
+/* qc_packfmt.c - packed layouts of quantized Linears: specs, config blocks,
+ * bit layouts, one Linear packed and unpacked (see qc_packfmt.h). */
+#include "qc_packfmt.h"
 
 #include <math.h>
 #include <pthread.h>

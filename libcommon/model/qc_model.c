@@ -8,7 +8,7 @@
 
 #include "qc_err.h"
 #include "qc_num.h"
-#include "qc_pack.h"
+#include "qc_packfmt.h"
 
 struct qc_model {
 	qc_config cfg;            /* hyperparameters; raw owned only by qc_model_open */
@@ -49,6 +49,11 @@ void qc_model_opts_default(qc_model_opts *o)
 
 const qc_config *qc_model_config(const qc_model *m) { return &m->cfg; }
 const qc_ctq *qc_model_ctq(const qc_model *m) { return m->q; }
+const float *qc_model_inv_freq(const qc_model *m)
+{
+	return m->inv_freq;
+}
+
 qk_ctx *qc_model_kernels(const qc_model *m) { return m->kc; }
 const qc_wsrc *qc_model_wsrc(const qc_model *m) { return &m->src; }
 

@@ -1,4 +1,4 @@
-/* qc_pack_ckpt.c - a naive-quantized checkpoint to a release artifact
+/* qc_pack.c - a naive-quantized checkpoint to a release artifact
  * (see qc_pack.h, qc_pack_checkpoint). */
 #include "qc_pack.h"
 

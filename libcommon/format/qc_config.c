@@ -565,6 +565,11 @@ void qc_linear_name(char *out, size_t n, int layer, qc_linear l, const char *suf
 	snprintf(out, n, "model.layers.%d.%s.%s", layer, qc_linear_path(l), suffix);
 }
 
+void qc_linear_module(char *out, size_t n, int layer, qc_linear l)
+{
+	snprintf(out, n, "model.layers.%d.%s", layer, qc_linear_path(l));
+}
+
 int qc_config_each_tensor(const qc_config *cfg, qc_tensor_visit fn, void *ctx)
 {
 	/* transformers' state-dict order (module registration order): embedding;

@@ -1,6 +1,6 @@
-/* qc_pack_view.c - a GPTQ or AWQ artifact seen as naive-quantized, for the
- * runtime (see qc_pack.h, "runtime view"). */
-#include "qc_pack.h"
+/* qc_packview.c - a GPTQ or AWQ artifact seen as naive-quantized, for the
+ * runtime (see qc_packfmt.h, "runtime view"). */
+#include "qc_packfmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,8 @@
 /*
- * qc_ckpt_int.h - internals shared by the checkpoint reader (qc_ckpt.c) and
- * writer (qc_ckpt_write.c). Not part of the library's interface.
+ * qc_ckpt_int.h - internals shared by the checkpoint reader (qc_ckpt.c), the
+ * writer (qc_ckpt_write.c), their shared layout rules (qc_ckpt_layout.c) and
+ * the copy between them (qc_ckpt_copy.c). Not part of the library's
+ * interface.
  */
 #ifndef QC_CKPT_INT_H
 #define QC_CKPT_INT_H
@@ -58,5 +60,16 @@ void qc_hwalk_feed(qc_hwalk *w, const void *data, size_t len);
 /* Finish: tensor hashes are in w->out, the file hash in *fh (may be NULL). */
 void qc_hwalk_finish(qc_hwalk *w, qc_h128 *fh);
 void qc_hwalk_release(qc_hwalk *w);
+
+/* Where qc_ckpt__copy_members hands the members of a checkpoint, in stream
+ * order: small files whole, shards through a fill function (qc_ckpt_copy
+ * points these at a verbatim writer). */
+typedef struct qc_ckpt_msink {
+	void *ctx;
+	int (*add_file)(void *ctx, const char *name, const void *data, size_t len);
+	int (*add_member)(void *ctx, const char *name, uint64_t size, qc_ckw_fill_fn fill,
+	                  void *fill_ctx);
+} qc_ckpt_msink;
+int qc_ckpt__copy_members(qc_ckpt *ck, const qc_ckpt_msink *sink);
 
 #endif

@@ -121,6 +121,9 @@ const char *qc_linear_path(qc_linear l);
 void qc_linear_shape(const qc_config *cfg, qc_linear l, int64_t shape[2]);
 /* "model.layers.<layer>.<path>.<suffix>" into out (suffix e.g. "weight"). */
 void qc_linear_name(char *out, size_t n, int layer, qc_linear l, const char *suffix);
+/* The module name "model.layers.<layer>.<path>" (what report lines, ignore
+ * patterns and quantization_config name). */
+void qc_linear_module(char *out, size_t n, int layer, qc_linear l);
 
 /* Call fn for every tensor an unquantized checkpoint under cfg holds, with
  * its name and shape, in transformers' state-dict order: embed_tokens

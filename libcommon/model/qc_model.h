@@ -85,6 +85,10 @@ qk_ctx *qc_model_kernels(const qc_model *m);
 /* The model's weight source (e.g. for qverify's per-tensor checks). */
 const qc_wsrc *qc_model_wsrc(const qc_model *m);
 
+/* The rotary inverse frequencies [head_dim / 2] from config.json's rope
+ * settings (host memory, as qk_rope_apply takes them). */
+const float *qc_model_inv_freq(const qc_model *m);
+
 /* A qc_wsrc over a checkpoint (qc_ckpt_get / qc_ckpt_release). */
 void qc_wsrc_ckpt(qc_wsrc *src, qc_ckpt *ck);
 

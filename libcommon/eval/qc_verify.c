@@ -12,7 +12,7 @@
 #include "qc_ctq.h"
 #include "qc_err.h"
 #include "qc_model.h"
-#include "qc_pack.h"
+#include "qc_packfmt.h"
 #include "qc_tokset.h"
 
 void qc_verify_opts_default(qc_verify_opts *o)
