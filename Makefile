@@ -36,7 +36,7 @@ CPPFLAGS += $(LAYERS:%=-Ilibcommon/%) -Ikernels -Itools $(BLAS_CFLAGS) -DQC_VERS
 CFLAGS   += $(CSTD) $(OPT) -g $(WARN) $(SANFLAGS) -MMD -MP -fPIC
 LDFLAGS  += $(SANFLAGS)
 
-LIB_SRC   := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.c)) $(wildcard kernels/cpu/*.c))
+LIB_SRC   := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.c)) $(wildcard kernels/*.c kernels/cpu/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/corpus.o
 LIB       := $(BUILD)/libcommon.a
 
@@ -61,7 +61,7 @@ BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 BENCHES   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 DEPS_OK   := $(BUILD)/.deps-ok
 
-.PHONY: all check check-headers check-layers check-unit check-cli demo deps bench check-docs install clean
+.PHONY: all check check-headers check-layers check-lint check-unit check-cli demo deps bench check-docs install clean
 all: $(TOOLS)
 
 # ---- dependencies: installed by the project itself (scripts/deps.sh) ----
@@ -73,7 +73,7 @@ $(DEPS_OK): scripts/deps.sh
 	@touch $@
 
 # ---- library, kernels, tools ----
-$(BUILD)/%.o: %.c | $(DEPS_OK)
+$(BUILD)/%.o: %.c config.mk Makefile | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -82,10 +82,10 @@ $(BUILD)/gen/corpus.c: calib/public-domain.txt scripts/embed.sh
 	@mkdir -p $(@D)
 	sh scripts/embed.sh qc_builtin_corpus calib/public-domain.txt >$@.tmp && mv $@.tmp $@
 
-$(BUILD)/gen/corpus.o: $(BUILD)/gen/corpus.c
+$(BUILD)/gen/corpus.o: $(BUILD)/gen/corpus.c config.mk Makefile
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/%.o: %.cu | $(DEPS_OK)
+$(BUILD)/%.o: %.cu config.mk Makefile | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) $(LAYERS:%=-Ilibcommon/%) -Ikernels -Xcompiler -fPIC -c -o $@ $<
 
@@ -106,7 +106,7 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
 
-check: check-headers check-layers check-unit check-cli check-docs
+check: check-headers check-layers check-lint check-unit check-cli check-docs
 
 # every header compiles on its own (git's hdr-check)
 HEADERS := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.h)) $(wildcard kernels/*.h tools/*.h))
@@ -120,8 +120,17 @@ check-headers: | $(DEPS_OK)
 check-layers:
 	@sh scripts/check-layers.sh
 
+# no loop in the shell tests loses its failures in an && list (scripts/lint-tests.sh)
+check-lint:
+	@sh scripts/lint-tests.sh
+
+# the tests of code that drives the kernels run a second time with device
+# memory guarded: a host access to it outside a kernel call faults (kernels.h)
+KMEM_UNITS := $(filter %/test_kernels %/test_model %/test_walk %/test_metrics %/test_verify,$(UNITS))
+
 check-unit: $(UNITS)
 	@QC_SHARED_DATA=$(abspath ../shared/data) sh tests/run-unit.sh $(UNITS)
+	@QK_DEBUG_MEMORY=1 QC_SHARED_DATA=$(abspath ../shared/data) sh tests/run-unit.sh $(KMEM_UNITS)
 
 check-cli: $(TOOLS)
 	@QBIN=$(abspath $(BUILD)/bin) QC_SHARED_DATA=$(abspath ../shared/data) \

@@ -1,16 +1,27 @@
 /*
- * kernels.h - one C API for the heavy operations of the toolkit (DESIGN 4).
+ * kernels.h - one C API for the heavy operations of the toolkit.
  *
  * Every operation takes a qk_ctx, which names the device that runs it and
- * owns its threads. kernels/cpu implements all of it with OpenBLAS/LAPACK
- * and plain C; a CUDA implementation (kernels/cuda) provides the same
- * functions behind the same context, so callers never branch on the device.
+ * owns its threads. The context holds the device's backend, a table of
+ * functions (kernels/qk_backend.h) chosen when it is made: kernels/cpu
+ * implements all of it with OpenBLAS/LAPACK and plain C; a CUDA backend
+ * (kernels/cuda) provides the same table behind the same functions, so
+ * callers never branch on the device.
  *
  * Memory. Every float/int pointer handed to a compute function is memory of
- * the context's device: allocate it with qk_alloc and move data in and out
- * with qk_upload / qk_download. On the CPU device that memory is ordinary
+ * the context's device unless its comment says "host": allocate it with
+ * qk_alloc and move data in and out with qk_upload / qk_download (or
+ * qk_to_f32 from a host tensor). Memory of a device may be passed to any
+ * context of the same device. On the CPU device that memory is ordinary
  * host memory (64-byte aligned), and host pointers may be passed directly;
- * code that wants to run on a GPU later must not rely on that.
+ * but code outside kernels/ must never read or write memory from qk_alloc
+ * itself: that is what breaks on a GPU. QK_DEBUG_MEMORY=1 in the
+ * environment (read by qk_ctx_new) checks it on the CPU: qk_alloc then
+ * returns whole-page mappings that are PROT_NONE whenever no kernel
+ * operation is running, so any host access to them outside one faults
+ * (SIGSEGV at the offending instruction). Every function taking a qk_ctx
+ * opens them for its duration; it costs two mprotect calls per live
+ * allocation per operation, for tests only.
  *
  * Layout. Matrices are row-major, outermost dimension first, as in PyTorch.
  * A Linear weight W is [out, in]; a batch of activations X is [T, in] (one
@@ -24,10 +35,10 @@
  * order.
  *
  * Errors. Functions return 0 or a negative QC_E* code with the message set
- * (qc_err.h): QC_EINVAL for impossible sizes, QC_ENOMEM, QC_ENUMERIC for a
- * factorization that fails (matrix not positive definite), QC_EUNSUPPORTED
- * for a device this build lacks. A context may be used by one thread at a
- * time; separate contexts are independent.
+ * (qc_err.h): QC_EINVAL for impossible sizes or a NULL context, QC_ENOMEM,
+ * QC_ENUMERIC for a factorization that fails (matrix not positive
+ * definite), QC_EUNSUPPORTED for a device this build lacks. A context may be
+ * used by one thread at a time; separate contexts are independent.
  */
 #ifndef QC_KERNELS_H
 #define QC_KERNELS_H
@@ -47,9 +58,21 @@ typedef enum {
 typedef struct qk_ctx qk_ctx;
 
 /* Create a context on dev with n_threads worker threads (0: every online
- * CPU). On the CPU this also sets OpenBLAS's thread count, which is global
- * to the process: the last context created decides it. QC_EUNSUPPORTED when
- * the build has no such device. */
+ * CPU, at most 256). QC_EUNSUPPORTED when the build has no such device.
+ *
+ * OpenBLAS threads (CPU). OpenBLAS 0.3.21 has one thread count for the whole
+ * process (openblas_set_num_threads); there is no per-call or per-thread
+ * setting. The count is therefore a property of the context applied at
+ * each BLAS/LAPACK call: before calling OpenBLAS, an operation sets the
+ * process's count to its context's n_threads when openblas_get_num_threads
+ * says it differs (attention runs its per-head products single-threaded
+ * inside its own workers). Contexts never change the count when created,
+ * so the last one made no longer decides it; code that calls OpenBLAS
+ * itself gets whatever the last kernel call left. Contexts with different
+ * counts used at the same moment on different threads race for the one
+ * setting: a BLAS call may then run with the other context's count. Code
+ * that runs contexts on several threads at once gives them all the same
+ * count (usually 1 each). */
 int qk_ctx_new(qk_ctx **out, qk_device dev, int n_threads);
 void qk_ctx_free(qk_ctx *ctx);                    /* NULL is a no-op */
 qk_device qk_ctx_device(const qk_ctx *ctx);
@@ -60,7 +83,8 @@ const char *qk_device_name(qk_device dev);
 int qk_device_parse(const char *name, qk_device *dev);
 
 /* Device memory: NULL on failure (qk_alloc sets the message). qk_free(NULL)
- * is a no-op. Copies are synchronous. */
+ * is a no-op; p may come from any context of the device. Copies are
+ * synchronous; host_src / host_dst are host memory. */
 void *qk_alloc(qk_ctx *ctx, size_t bytes);
 void qk_free(qk_ctx *ctx, void *p);
 int qk_upload(qk_ctx *ctx, void *dev_dst, const void *host_src, size_t bytes);
@@ -261,6 +285,31 @@ int qk_sumsq(qk_ctx *ctx, const float *x, size_t n, double *sum);
 int qk_sub(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
 /* dst = src, bytes of device memory (regions must not overlap). */
 int qk_copy(qk_ctx *ctx, void *dst, const void *src, size_t bytes);
+/* *d2 += sum_i (a[i] - b[i])^2 and *b2 += sum_i b[i]^2 for a, b [n]
+ * (device), each term formed in double and added to the running sum that
+ * starts at the value passed in, in index order (so that n elements in one
+ * call or in several give the same bits); d2, b2 host. */
+int qk_diff_sumsq(qk_ctx *ctx, const float *a, const float *b, size_t n, double *d2, double *b2);
+/* *first (host) = index of the first NaN or Inf in x[n] (device), or -1
+ * when all are finite. */
+int qk_nonfinite(qk_ctx *ctx, const float *x, size_t n, int64_t *first);
+
+/* ---------------------------------------------------------------- storage dtypes */
+
+/* dst[n] (device, BF16, 2 bytes each) = src[n] (device, FP32) rounded to
+ * nearest even, exactly as qc_from_f32 / qc_f32_to_bf16 round (overflow to
+ * +-Inf, NaN stays a quiet NaN of its sign, -0 kept). */
+int qk_bf16_store(qk_ctx *ctx, void *dst, const float *src, size_t n);
+/* dst[n] (device, FP32) = src[n] (device, BF16), exact. */
+int qk_bf16_load(qk_ctx *ctx, float *dst, const void *src, size_t n);
+/* FP8 E4M3 quantize-dequantize in place with a per-tensor scale s, as
+ * vLLM's static FP8 quantization (and QK_ACTQ_FP8_TENSOR) computes it:
+ *     x[i] = e4m3(clamp(x[i] * (1 / s), +-448)) * s
+ * with e4m3 qc_num's saturating round to nearest even (NaN stays NaN).
+ * x [n] device; s finite and positive, else QC_EINVAL. */
+int qk_fp8_qdq(qk_ctx *ctx, float *x, size_t n, float scale);
+/* p[bytes] = 0 (device memory). */
+int qk_zero(qk_ctx *ctx, void *p, size_t bytes);
 
 /* ---------------------------------------------------------------- GPTQ support */
 

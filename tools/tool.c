@@ -153,3 +153,100 @@ int tool_close_stdout(void)
 	}
 	return 0;
 }
+
+/* ---------------------------------------------------------------- quantizing tools */
+
+int tool_qopt(tool_qopts *q, int c, const char *arg, const char *usage, void (*help)(void),
+              char *const *argv)
+{
+	switch (c) {
+	case TOOL_OPT_CALIB: q->calib = arg; return 1;
+	case TOOL_OPT_REPORT: q->report = arg; return 1;
+	case TOOL_OPT_IGNORE:
+		if (q->n_ignore == TOOL_MAX_IGNORE)
+			tool_usage_error(usage, "too many --ignore patterns (%d at most)", TOOL_MAX_IGNORE);
+		q->ignore[q->n_ignore++] = arg;
+		return 1;
+	case TOOL_OPT_THREADS: q->threads = (int)tool_parse_i64(usage, "--threads", arg, 1, 1024); return 1;
+	case TOOL_OPT_RESUME: q->resume = 1; return 1;
+	case TOOL_OPT_MEM: q->mem = tool_parse_size(usage, "--mem", arg); return 1;
+	case TOOL_OPT_DEVICE:
+		if (qk_device_parse(arg, &q->device) != 0)
+			tool_usage_error(usage, "unknown device '%s' (cpu, cuda)", arg);
+		return 1;
+	case 'o': q->out = arg; return 1;
+	case 'f': q->force = 1; return 1;
+	case 'q': qc_log_set_level(QC_LOG_QUIET); return 1;
+	case 'v': qc_log_set_level(qc_log_level() + 1); return 1;
+	case 'h': help(); return 1;
+	case 'V': tool_version();
+	case '?':
+	case ':': tool_bad_option(usage, argv);
+	}
+	return 0;
+}
+
+void tool_qopts_finish(tool_qopts *q, const char *usage, int argc, char *const *argv)
+{
+	if (optind + 1 != argc)
+		tool_usage_error(usage, optind < argc ? "too many arguments" : "no input model given");
+	q->model = argv[optind];
+	if (!q->out)
+		tool_usage_error(usage, "no output given (-o DIR, or -o - for a stream)");
+	if (q->resume && strcmp(q->out, "-") == 0)
+		tool_usage_error(usage, "--resume needs an output directory, not a stream");
+}
+
+void tool_qopts_help(void)
+{
+	printf(
+	"  --ignore REGEX      leave matching Linears unquantized: a module name, or\n"
+	"                      're:' and a regular expression (repeatable; lm_head\n"
+	"                      is never quantized)\n"
+	"\n"
+	"Output and operation:\n"
+	"  -o, --output OUT|-  output directory, or '-' for a tar stream on stdout\n"
+	"  -f, --force         replace an existing output directory\n"
+	"  --report FILE       also write the per-Linear report (JSON Lines) to FILE\n"
+	"  --resume            keep OUT.partial when a run fails, and reuse the layers a\n"
+	"                      failed or killed run finished there\n"
+	"  --mem SIZE          memory budget (e.g. 16GB): activations are held in BF16\n"
+	"                      when FP32 ones would not fit, and what still does not fit\n"
+	"                      is spilled to zstd-compressed scratch files in $TMPDIR\n"
+	"  --threads N         threads (default: all CPUs)\n"
+	"  --device cpu|cuda   where the kernels run (default cpu; cuda needs a build\n"
+	"                      with the CUDA backend)\n"
+	"  -q, --quiet         no progress\n"
+	"  -v, --verbose       one line per Linear (-vv: timings)\n"
+	"  -h, --help          this help\n"
+	"  -V, --version       version\n");
+}
+
+void tool_qrun_opts(const tool_qopts *q, const char *options, qc_qrun_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->model = q->model;
+	o->out = q->out;
+	o->force = q->force;
+	o->resume = q->resume;
+	o->calib = q->calib;
+	o->report = q->report;
+	o->ignore = q->ignore;
+	o->n_ignore = q->n_ignore;
+	o->threads = q->threads;
+	o->device = q->device;
+	o->mem = q->mem;
+	o->options = options;
+	o->argc = tool_argc();
+	o->argv = tool_manifest_argv();
+}
+
+int tool_qrun(const tool_qopts *q, const char *options, const qc_qmethod *m)
+{
+	qc_qrun_opts o;
+	tool_qrun_opts(q, options, &o);
+	int rc = qc_qrun_run(&o, m);
+	if (rc)
+		return tool_fail(rc);
+	return strcmp(q->out, "-") == 0 ? tool_close_stdout() : 0;
+}

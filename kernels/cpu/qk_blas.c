@@ -1,6 +1,7 @@
 /*
  * qk_blas.c - the BLAS/LAPACK-backed kernels on the CPU: GEMM, Linear,
- * Hessian accumulation, Cholesky and triangular inverse (kernels.h).
+ * Hessian accumulation, Cholesky and triangular inverse (kernels.h). Each
+ * sets OpenBLAS's thread count from its context before calling it.
  *
  * OpenBLAS's interface takes 32-bit int sizes (blasint); sizes beyond it are
  * refused rather than truncated.
@@ -16,9 +17,9 @@
 
 static int fits(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
-int qk_gemm(qk_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-            const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-            int64_t ldc)
+int qk_cpu_gemm(qk_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                float *C, int64_t ldc)
 {
 	QC_TRY(qk_cpu_check(ctx, "gemm"));
 	if (!fits(M) || !fits(N) || !fits(K) || !fits(lda) || !fits(ldb) || !fits(ldc))
@@ -36,14 +37,15 @@ int qk_gemm(qk_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t
 				C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 		return 0;
 	}
+	qk_cpu_blas_threads(ctx->threads);
 	cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
 	            trans_b ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K, alpha, A,
 	            (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
 	return 0;
 }
 
-int qk_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float *bias,
-              int64_t T, int64_t in, int64_t out, int accumulate)
+int qk_cpu_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float *bias,
+                  int64_t T, int64_t in, int64_t out, int accumulate)
 {
 	QC_TRY(qk_cpu_check(ctx, "linear"));
 	if (T < 0 || in <= 0 || out <= 0)
@@ -62,10 +64,11 @@ int qk_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float
 		}
 		beta = 1.0f;
 	}
-	return qk_gemm(ctx, 0, 1, T, out, in, 1.0f, x, in, w, in, beta, y, out);
+	return qk_cpu_gemm(ctx, 0, 1, T, out, in, 1.0f, x, in, w, in, beta, y, out);
 }
 
-int qk_hessian_accum(qk_ctx *ctx, float *H, const float *X, int64_t T, int64_t n, float alpha)
+int qk_cpu_hessian_accum(qk_ctx *ctx, float *H, const float *X, int64_t T, int64_t n,
+                         float alpha)
 {
 	QC_TRY(qk_cpu_check(ctx, "hessian"));
 	if (!fits(T) || !fits(n) || n == 0)
@@ -74,12 +77,13 @@ int qk_hessian_accum(qk_ctx *ctx, float *H, const float *X, int64_t T, int64_t n
 	if (T == 0)
 		return 0;
 	/* C = alpha A^T A + C with A = X [T, n] (row-major, Trans): upper only */
+	qk_cpu_blas_threads(ctx->threads);
 	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (blasint)n, (blasint)T, alpha, X,
 	            (blasint)n, 1.0f, H, (blasint)n);
 	return 0;
 }
 
-int qk_sym_upper(qk_ctx *ctx, float *H, int64_t n)
+int qk_cpu_sym_upper(qk_ctx *ctx, float *H, int64_t n)
 {
 	QC_TRY(qk_cpu_check(ctx, "symmetrize"));
 	for (int64_t i = 0; i < n; i++)
@@ -100,7 +104,7 @@ static void zero_other(float *A, int64_t n, int upper)
 	}
 }
 
-int qk_cholesky(qk_ctx *ctx, float *A, int64_t n, int upper)
+static int cholesky_lapack(qk_ctx *ctx, float *A, int64_t n, int upper)
 {
 	QC_TRY(qk_cpu_check(ctx, "cholesky"));
 	if (!fits(n) || n == 0)
@@ -119,7 +123,7 @@ int qk_cholesky(qk_ctx *ctx, float *A, int64_t n, int upper)
 	return 0;
 }
 
-int qk_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper)
+static int tri_inverse_lapack(qk_ctx *ctx, float *A, int64_t n, int upper)
 {
 	QC_TRY(qk_cpu_check(ctx, "triangular inverse"));
 	if (!fits(n) || n == 0)
@@ -136,4 +140,17 @@ int qk_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper)
 		                 (int)-info);
 	zero_other(A, n, upper);
 	return 0;
+}
+
+/* LAPACK runs on OpenBLAS's threads: the context's count first */
+int qk_cpu_cholesky(qk_ctx *ctx, float *A, int64_t n, int upper)
+{
+	qk_cpu_blas_threads(ctx->threads);
+	return cholesky_lapack(ctx, A, n, upper);
+}
+
+int qk_cpu_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper)
+{
+	qk_cpu_blas_threads(ctx->threads);
+	return tri_inverse_lapack(ctx, A, n, upper);
 }

@@ -1,73 +1,51 @@
 /*
- * qk_ctx.c - CPU context, device memory, the row-parallel helper and dtype
- * conversion (kernels.h).
- *
- * A CUDA build (kernels/cuda) would accept QK_DEVICE_CUDA here and route
- * each public function to its qk_cuda_* twin when ctx->dev says so; this
- * build has no such twin and refuses the device.
+ * qk_ctx.c - the CPU backend: its table, device memory (ordinary host
+ * memory), the row-parallel helper, OpenBLAS's thread count and dtype
+ * conversion (kernels.h, qk_backend.h).
  */
 #include "qk_cpu.h"
 
 #include <cblas.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "qc_err.h"
 #include "qc_num.h"
+#include "qc_pool.h"
 
-/* ---------------------------------------------------------------- context */
-
-int qk_ctx_new(qk_ctx **out, qk_device dev, int n_threads)
-{
-	*out = NULL;
-	if (dev != QK_DEVICE_CPU)
-		return qc_seterr(QC_EUNSUPPORTED, "cannot use device '%s': this build has no %s kernels",
-		                 qk_device_name(dev), qk_device_name(dev));
-	if (n_threads < 0)
-		return qc_seterr(QC_EINVAL, "invalid thread count %d", n_threads);
-	qk_ctx *c = calloc(1, sizeof *c);
-	if (!c)
-		return qc_seterr(QC_ENOMEM, "cannot allocate a kernel context");
-	if (n_threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		n_threads = n > 0 ? (int)(n < 256 ? n : 256) : 1;
-	}
-	c->dev = dev;
-	c->threads = n_threads;
-	openblas_set_num_threads(n_threads);
-	*out = c;
-	return 0;
-}
-
-void qk_ctx_free(qk_ctx *ctx)
-{
-	free(ctx);
-}
-
-qk_device qk_ctx_device(const qk_ctx *ctx) { return ctx->dev; }
-int qk_ctx_threads(const qk_ctx *ctx) { return ctx->threads; }
-
-const char *qk_device_name(qk_device dev)
-{
-	switch (dev) {
-	case QK_DEVICE_CPU: return "cpu";
-	case QK_DEVICE_CUDA: return "cuda";
-	}
-	return "unknown";
-}
-
-int qk_device_parse(const char *name, qk_device *dev)
-{
-	if (strcmp(name, "cpu") == 0)
-		*dev = QK_DEVICE_CPU;
-	else if (strcmp(name, "cuda") == 0)
-		*dev = QK_DEVICE_CUDA;
-	else
-		return qc_seterr(QC_EINVAL, "unknown device '%s' (use cpu or cuda)", name);
-	return 0;
-}
+const qk_backend qk_cpu_backend = {
+	.name = "cpu",
+	.alloc = qk_cpu_alloc,
+	.free = qk_cpu_free,
+	.upload = qk_cpu_upload,
+	.download = qk_cpu_download,
+	.copy = qk_cpu_copy,
+	.zero = qk_cpu_zero,
+	.to_f32 = qk_cpu_to_f32,
+	.dequant = qk_cpu_dequant,
+	.bf16_store = qk_cpu_bf16_store,
+	.bf16_load = qk_cpu_bf16_load,
+	.fp8_qdq = qk_cpu_fp8_qdq,
+	.gemm = qk_cpu_gemm,
+	.linear = qk_cpu_linear,
+	.rmsnorm = qk_cpu_rmsnorm,
+	.rope_apply = qk_cpu_rope_apply,
+	.attention = qk_cpu_attention,
+	.swiglu = qk_cpu_swiglu,
+	.log_softmax = qk_cpu_log_softmax,
+	.nll = qk_cpu_nll,
+	.softmax_fold = qk_cpu_softmax_fold,
+	.actq_apply = qk_cpu_actq_apply,
+	.absmax = qk_cpu_absmax,
+	.sumsq = qk_cpu_sumsq,
+	.sub = qk_cpu_sub,
+	.diff_sumsq = qk_cpu_diff_sumsq,
+	.nonfinite = qk_cpu_nonfinite,
+	.hessian_accum = qk_cpu_hessian_accum,
+	.sym_upper = qk_cpu_sym_upper,
+	.cholesky = qk_cpu_cholesky,
+	.tri_inverse = qk_cpu_tri_inverse,
+};
 
 int qk_cpu_check(const qk_ctx *ctx, const char *op)
 {
@@ -76,9 +54,15 @@ int qk_cpu_check(const qk_ctx *ctx, const char *op)
 	return 0;
 }
 
+void qk_cpu_blas_threads(int n)
+{
+	if (openblas_get_num_threads() != n)
+		openblas_set_num_threads(n);
+}
+
 /* ---------------------------------------------------------------- memory */
 
-void *qk_alloc(qk_ctx *ctx, size_t bytes)
+void *qk_cpu_alloc(qk_ctx *ctx, size_t bytes)
 {
 	(void)ctx;
 	void *p = NULL;
@@ -91,13 +75,13 @@ void *qk_alloc(qk_ctx *ctx, size_t bytes)
 	return p;
 }
 
-void qk_free(qk_ctx *ctx, void *p)
+void qk_cpu_free(qk_ctx *ctx, void *p)
 {
 	(void)ctx;
 	free(p);
 }
 
-int qk_upload(qk_ctx *ctx, void *dev_dst, const void *host_src, size_t bytes)
+int qk_cpu_upload(qk_ctx *ctx, void *dev_dst, const void *host_src, size_t bytes)
 {
 	QC_TRY(qk_cpu_check(ctx, "upload"));
 	if (bytes)
@@ -105,7 +89,7 @@ int qk_upload(qk_ctx *ctx, void *dev_dst, const void *host_src, size_t bytes)
 	return 0;
 }
 
-int qk_download(qk_ctx *ctx, void *host_dst, const void *dev_src, size_t bytes)
+int qk_cpu_download(qk_ctx *ctx, void *host_dst, const void *dev_src, size_t bytes)
 {
 	QC_TRY(qk_cpu_check(ctx, "download"));
 	if (bytes)
@@ -118,14 +102,16 @@ int qk_download(qk_ctx *ctx, void *host_dst, const void *dev_src, size_t bytes)
 typedef struct {
 	qk_range_fn fn;
 	void *arg;
-	int64_t begin, end;
-} job;
+	int64_t n;
+} rows_job;
 
-static void *run_job(void *p)
+static int rows_part(void *p, int part, int nparts)
 {
-	job *j = p;
-	j->fn(j->arg, j->begin, j->end);
-	return NULL;
+	rows_job *j = p;
+	int64_t b, e;
+	qc_pool_range(j->n, part, nparts, &b, &e);
+	j->fn(j->arg, b, e);
+	return 0;
 }
 
 void qk_cpu_parallel(const qk_ctx *ctx, int64_t n, int64_t min_per_thread, qk_range_fn fn,
@@ -144,22 +130,10 @@ void qk_cpu_parallel(const qk_ctx *ctx, int64_t n, int64_t min_per_thread, qk_ra
 		fn(arg, 0, n);
 		return;
 	}
-	job jobs[64];
-	pthread_t tid[64];
-	int started[64] = { 0 };
-	for (int64_t i = 0; i < nt; i++)
-		jobs[i] = (job){ fn, arg, n * i / nt, n * (i + 1) / nt };
-	/* thread 0's block runs here; a thread that cannot be started has its
-	 * block run here too, so the result is the same either way */
-	for (int64_t i = 1; i < nt; i++)
-		started[i] = pthread_create(&tid[i], NULL, run_job, &jobs[i]) == 0;
-	run_job(&jobs[0]);
-	for (int64_t i = 1; i < nt; i++) {
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		else
-			run_job(&jobs[i]);
-	}
+	/* block i is [n i / nt, n (i + 1) / nt), on the calling thread for
+	 * block 0 and for any block whose thread cannot be started */
+	rows_job j = { fn, arg, n };
+	(void)qc_pool_run((int)nt, rows_part, &j);
 }
 
 /* ---------------------------------------------------------------- conversion */
@@ -178,7 +152,7 @@ static void conv_range(void *p, int64_t b, int64_t e)
 	(void)qc_to_f32(j->dst + b, j->src + (size_t)b * j->esize, j->dt, (size_t)(e - b));
 }
 
-int qk_to_f32(qk_ctx *ctx, float *dst, const void *src, qc_dtype dt, size_t n)
+int qk_cpu_to_f32(qk_ctx *ctx, float *dst, const void *src, qc_dtype dt, size_t n)
 {
 	QC_TRY(qk_cpu_check(ctx, "convert"));
 	size_t es = qc_dtype_size(dt);

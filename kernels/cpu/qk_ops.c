@@ -1,9 +1,10 @@
 /*
  * qk_ops.c - the non-BLAS kernels on the CPU: RMSNorm, RoPE, attention,
- * SwiGLU, log-softmax/NLL, activation fake-quantization and weight
- * dequantization (kernels.h). Each is a plain loop over rows, split over
- * threads by qk_cpu_parallel; tests compare them with straightforward
- * references.
+ * SwiGLU, log-softmax/NLL, activation fake-quantization, FP8
+ * quantize-dequantize and weight dequantization (kernels.h). Each is a
+ * plain loop over rows, split over threads by qk_cpu_parallel; tests
+ * compare them with straightforward references. qk_rope_inv_freq and
+ * qk_rowstat_init work on host memory only and serve every device.
  */
 #include "qk_cpu.h"
 
@@ -41,7 +42,7 @@ static void norm_rows(void *p, int64_t b, int64_t e)
 	}
 }
 
-int qk_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
+int qk_cpu_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
                float eps)
 {
 	QC_TRY(qk_cpu_check(ctx, "rmsnorm"));
@@ -137,7 +138,7 @@ static void cs_rows(void *p, int64_t b, int64_t e)
 		}
 }
 
-int qk_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_t head_dim,
+int qk_cpu_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_t head_dim,
                   int64_t pos0, const float *inv_freq)
 {
 	QC_TRY(qk_cpu_check(ctx, "rope"));
@@ -225,7 +226,7 @@ static void att_heads(void *p, int64_t h0, int64_t h1)
 	free(S);
 }
 
-int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+int qk_cpu_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                  int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
 {
 	QC_TRY(qk_cpu_check(ctx, "attention"));
@@ -239,13 +240,10 @@ int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const 
 	att_job j = { out, q, k, v, T, n_heads, n_kv, head_dim, scale, 0 };
 	/* The per-head products are small; splitting heads over threads beats
 	 * splitting each product, so OpenBLAS runs single-threaded inside the
-	 * workers (the pattern its FAQ prescribes for threaded callers) and
-	 * gets its thread count back afterwards. */
-	if (ctx->threads > 1)
-		openblas_set_num_threads(1);
+	 * workers (the pattern its FAQ prescribes for threaded callers); the
+	 * next BLAS call sets its own context's count again. */
+	qk_cpu_blas_threads(1);
 	qk_cpu_parallel(ctx, n_heads, 1, att_heads, &j);
-	if (ctx->threads > 1)
-		openblas_set_num_threads(ctx->threads);
 	if (j.failed)
 		return qc_seterr(QC_ENOMEM, "attention: cannot allocate scores [%d, %lld]", ATT_BLOCK,
 		                 (long long)T);
@@ -268,7 +266,7 @@ static void glu_range(void *p, int64_t b, int64_t e)
 	}
 }
 
-int qk_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n)
+int qk_cpu_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n)
 {
 	QC_TRY(qk_cpu_check(ctx, "swiglu"));
 	glu_job j = { out, gate, up };
@@ -316,7 +314,7 @@ static void lsm_rows(void *p, int64_t b, int64_t e)
 	}
 }
 
-int qk_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V)
+int qk_cpu_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V)
 {
 	QC_TRY(qk_cpu_check(ctx, "log_softmax"));
 	if (T < 0 || V <= 0)
@@ -326,7 +324,7 @@ int qk_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V)
 	return 0;
 }
 
-int qk_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int64_t T, int64_t V)
+int qk_cpu_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int64_t T, int64_t V)
 {
 	QC_TRY(qk_cpu_check(ctx, "nll"));
 	if (T < 0 || V <= 0)
@@ -397,7 +395,7 @@ static void fold_rows(void *p, int64_t b, int64_t e)
 	}
 }
 
-int qk_softmax_fold(qk_ctx *ctx, qk_rowstat *st, const float *z, const float *z2, int64_t ldz,
+int qk_cpu_softmax_fold(qk_ctx *ctx, qk_rowstat *st, const float *z, const float *z2, int64_t ldz,
                     int64_t T, int64_t n, int64_t col0, const int32_t *target)
 {
 	QC_TRY(qk_cpu_check(ctx, "softmax fold"));
@@ -428,6 +426,15 @@ static float fp8_qdq(float v)
 	else if (v < -QC_FP8_E4M3_MAX)
 		v = -QC_FP8_E4M3_MAX;
 	return qc_fp8e4m3_to_f32(qc_f32_to_fp8e4m3(v));
+}
+
+/* x[n] = e4m3(x * (1 / s)) * s: the one per-tensor FP8 quantize-dequantize,
+ * for static FP8 inputs (QK_ACTQ_FP8_TENSOR) and qk_fp8_qdq alike */
+static void fp8_qdq_scaled(float *x, int64_t n, float s)
+{
+	float inv = 1.0f / s;
+	for (int64_t i = 0; i < n; i++)
+		x[i] = fp8_qdq(x[i] * inv) * s;
 }
 
 typedef struct {
@@ -474,19 +481,16 @@ static void actq_rows(void *p, int64_t b, int64_t e)
 			}
 			break;
 		}
-		case QK_ACTQ_FP8_TENSOR: {
-			float s = q->scale, inv = 1.0f / q->scale;
-			for (int64_t i = 0; i < j->D; i++)
-				x[i] = fp8_qdq(x[i] * inv) * s;
+		case QK_ACTQ_FP8_TENSOR:
+			fp8_qdq_scaled(x, j->D, q->scale);
 			break;
-		}
 		case QK_ACTQ_NONE:
 			break;
 		}
 	}
 }
 
-int qk_actq_apply(qk_ctx *ctx, float *x, int64_t T, int64_t D, const qk_actq *q)
+int qk_cpu_actq_apply(qk_ctx *ctx, float *x, int64_t T, int64_t D, const qk_actq *q)
 {
 	QC_TRY(qk_cpu_check(ctx, "activation quantization"));
 	if (!q || q->kind == QK_ACTQ_NONE || T == 0)
@@ -504,6 +508,28 @@ int qk_actq_apply(qk_ctx *ctx, float *x, int64_t T, int64_t D, const qk_actq *q)
 		                 (int)q->zero_point);
 	actq_job j = { x, D, *q };
 	qk_cpu_parallel(ctx, T, 8, actq_rows, &j);
+	return 0;
+}
+
+typedef struct {
+	float *x;
+	float s;
+} qdq_job;
+
+static void qdq_range(void *p, int64_t b, int64_t e)
+{
+	qdq_job *j = p;
+	fp8_qdq_scaled(j->x + b, e - b, j->s);
+}
+
+int qk_cpu_fp8_qdq(qk_ctx *ctx, float *x, size_t n, float scale)
+{
+	QC_TRY(qk_cpu_check(ctx, "fp8 quantize-dequantize"));
+	if (!(scale > 0) || !isfinite(scale))
+		return qc_seterr(QC_EINVAL, "fp8 quantize-dequantize: scale %g is not positive and finite",
+		                 (double)scale);
+	qdq_job j = { x, scale };
+	qk_cpu_parallel(ctx, (int64_t)n, 1 << 14, qdq_range, &j);
 	return 0;
 }
 
@@ -536,7 +562,7 @@ static void dq_rows(void *p, int64_t b, int64_t e)
 	}
 }
 
-int qk_dequant(qk_ctx *ctx, float *w, const void *codes, qc_dtype code_dt, int64_t rows,
+int qk_cpu_dequant(qk_ctx *ctx, float *w, const void *codes, qc_dtype code_dt, int64_t rows,
                int64_t cols, const float *scale, const float *zero_point, int64_t scale_rs,
                int64_t group)
 {

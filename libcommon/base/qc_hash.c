@@ -121,96 +121,79 @@ int qc_h64_parse(const char *hex, uint64_t *out)
 
 // ---------------------------------------------------------------- streaming
 
-/* The states are xxHash's (64-byte aligned, allocated by the library); the
- * wrappers only make the two widths distinct types. */
-struct qc_hasher {
+/* Both widths wrap one xxHash state (64-byte aligned, allocated by the
+ * library) and a flag that says which XXH3 variant resets and feeds it; the
+ * two public types stay distinct so that a 64-bit hasher cannot be digested
+ * at 128 bits by mistake. */
+typedef struct hstate {
 	XXH3_state_t *st;
+	int wide;                 /* 1: XXH3-128, 0: XXH3-64 */
+} hstate;
+
+struct qc_hasher {
+	hstate s;
 };
 struct qc_hasher64 {
-	XXH3_state_t *st;
+	hstate s;
 };
 
-qc_hasher *qc_hasher_new(void)
+static void hs_reset(hstate *s)
 {
-	qc_hasher *h = malloc(sizeof *h);
-	if (!h)
-		return NULL;
-	h->st = XXH3_createState();
-	if (!h->st) {
-		free(h);
+	if (s->wide)
+		XXH3_128bits_reset(s->st);
+	else
+		XXH3_64bits_reset(s->st);
+}
+
+/* A hasher of either width: size bytes whose first member is the hstate,
+ * ready to take data; NULL on out of memory. */
+static void *hs_new(size_t size, int wide)
+{
+	hstate *s = malloc(size);
+	if (s && !(s->st = XXH3_createState())) {
+		free(s);
 		return NULL;
 	}
-	XXH3_128bits_reset(h->st);
-	return h;
+	if (s) {
+		s->wide = wide;
+		hs_reset(s);
+	}
+	return s;
 }
 
-void qc_hasher_reset(qc_hasher *h)
-{
-	XXH3_128bits_reset(h->st);
-}
-
-void qc_hasher_update(qc_hasher *h, const void *data, size_t len)
+static void hs_update(hstate *s, const void *data, size_t len)
 {
 	/* only fails for a NULL state or NULL data with len > 0: caller bugs */
 	if (len) {
-		XXH_errorcode e = XXH3_128bits_update(h->st, data, len);
+		XXH_errorcode e = s->wide ? XXH3_128bits_update(s->st, data, len)
+		                          : XXH3_64bits_update(s->st, data, len);
 		QC_ASSERT(e == XXH_OK);
 	}
 }
+
+static void hs_free(hstate *s)
+{
+	if (s)
+		XXH3_freeState(s->st);
+	free(s);
+}
+
+qc_hasher *qc_hasher_new(void) { return hs_new(sizeof(qc_hasher), 1); }
+void qc_hasher_reset(qc_hasher *h) { hs_reset(&h->s); }
+void qc_hasher_update(qc_hasher *h, const void *data, size_t len) { hs_update(&h->s, data, len); }
+void qc_hasher_free(qc_hasher *h) { hs_free(h ? &h->s : NULL); }
 
 qc_h128 qc_hasher_digest128(const qc_hasher *h)
 {
-	XXH128_hash_t r = XXH3_128bits_digest(h->st);
+	XXH128_hash_t r = XXH3_128bits_digest(h->s.st);
 	return (qc_h128){ .hi = r.high64, .lo = r.low64 };
 }
 
-void qc_hasher_free(qc_hasher *h)
-{
-	if (!h)
-		return;
-	XXH3_freeState(h->st);
-	free(h);
-}
-
-qc_hasher64 *qc_hasher64_new(void)
-{
-	qc_hasher64 *h = malloc(sizeof *h);
-	if (!h)
-		return NULL;
-	h->st = XXH3_createState();
-	if (!h->st) {
-		free(h);
-		return NULL;
-	}
-	XXH3_64bits_reset(h->st);
-	return h;
-}
-
-void qc_hasher64_reset(qc_hasher64 *h)
-{
-	XXH3_64bits_reset(h->st);
-}
-
-void qc_hasher64_update(qc_hasher64 *h, const void *data, size_t len)
-{
-	if (len) {
-		XXH_errorcode e = XXH3_64bits_update(h->st, data, len);
-		QC_ASSERT(e == XXH_OK);
-	}
-}
-
-uint64_t qc_hasher64_digest(const qc_hasher64 *h)
-{
-	return XXH3_64bits_digest(h->st);
-}
-
-void qc_hasher64_free(qc_hasher64 *h)
-{
-	if (!h)
-		return;
-	XXH3_freeState(h->st);
-	free(h);
-}
+qc_hasher64 *qc_hasher64_new(void) { return hs_new(sizeof(qc_hasher64), 0); }
+void qc_hasher64_reset(qc_hasher64 *h) { hs_reset(&h->s); }
+void qc_hasher64_update(qc_hasher64 *h, const void *data, size_t len) { hs_update(&h->s, data, len); }
+void qc_hasher64_free(qc_hasher64 *h) { hs_free(h ? &h->s : NULL); }
+uint64_t qc_hasher64_digest(const qc_hasher64 *h) { return XXH3_64bits_digest(h->s.st); }
 
 // ---------------------------------------------------------------- files
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "qc_err.h"
+#include "qc_vec.h"
 
 // ---------------------------------------------------------------- buffer
 
@@ -21,19 +22,9 @@ typedef struct buf {
 
 static void put(buf *b, const char *s, size_t n)
 {
-	if (b->oom)
+	if (b->oom || qc_grow((void **)&b->p, &b->cap, b->n + n + 1, 1) < 0) {
+		b->oom = 1;
 		return;
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
 	}
 	memcpy(b->p + b->n, s, n);
 	b->n += n;

@@ -378,7 +378,8 @@ static int same_shape(const qc_config *a, const qc_config *b)
 	       a->vocab_size == b->vocab_size && a->tie_word_embeddings == b->tie_word_embeddings;
 }
 
-/* ||A - B||^2 / ||B||^2 over a Linear, rows at a time */
+/* ||A - B||^2 / ||B||^2 over a Linear, rows at a time (ba, bb: device
+ * buffers of block floats; the sums run on in index order across blocks) */
 static int weight_error(qk_ctx *kc, const qc_ctq_linear *A, const qc_ctq_linear *B, float *ba,
                         float *bb, int64_t block, double *err)
 {
@@ -390,11 +391,7 @@ static int weight_error(qk_ctx *kc, const qc_ctq_linear *A, const qc_ctq_linear 
 		int64_t r1 = r0 + rows < A->out ? r0 + rows : A->out;
 		QC_TRY(qc_ctq_linear_rows(kc, A, r0, r1, ba));
 		QC_TRY(qc_ctq_linear_rows(kc, B, r0, r1, bb));
-		for (int64_t i = 0; i < (r1 - r0) * A->in; i++) {
-			double d = (double)ba[i] - (double)bb[i];
-			num2 += d * d;
-			den += (double)bb[i] * bb[i];
-		}
+		QC_TRY(qk_diff_sumsq(kc, ba, bb, (size_t)((r1 - r0) * A->in), &num2, &den));
 	}
 	*err = num2 / den;
 	return 0;

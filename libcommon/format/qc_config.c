@@ -184,6 +184,16 @@ static const struct {
 	{ "MistralForCausalLM", "mistral" },
 };
 
+/* Index in archs of the entry whose architecture name (by_type 0) or
+ * model_type (by_type 1) is v, or -1. */
+static int arch_index(const char *v, int by_type)
+{
+	for (size_t j = 0; j < sizeof archs / sizeof archs[0]; j++)
+		if (strcmp(v, by_type ? archs[j].model_type : archs[j].arch) == 0)
+			return (int)j;
+	return -1;
+}
+
 static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 {
 	if (!json_is_object(root))
@@ -199,10 +209,7 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 			json_t *a = json_array_get(av, i);
 			if (!json_is_string(a))
 				return cfg_err(QC_EFORMAT, name, "'architectures' must be a non-empty list of names");
-			int k = -1;
-			for (size_t j = 0; j < sizeof archs / sizeof archs[0]; j++)
-				if (strcmp(json_string_value(a), archs[j].arch) == 0)
-					k = (int)j;
+			int k = arch_index(json_string_value(a), 0);
 			if (k < 0)
 				return cfg_err(QC_EUNSUPPORTED, name, "unsupported architecture '%.80s' in '%s' "
 				               "(supported: " SUPPORTED ")", json_string_value(a), name);
@@ -216,10 +223,7 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 	if (mt && !json_is_null(mt)) {
 		if (!json_is_string(mt))
 			return cfg_err(QC_EFORMAT, name, "'model_type' must be a string");
-		int k = -1;
-		for (size_t j = 0; j < sizeof archs / sizeof archs[0]; j++)
-			if (strcmp(json_string_value(mt), archs[j].model_type) == 0)
-				k = (int)j;
+		int k = arch_index(json_string_value(mt), 1);
 		if (k < 0)
 			return cfg_err(QC_EUNSUPPORTED, name, "unsupported model_type '%.80s' in '%s' "
 			               "(supported: llama, mistral)", json_string_value(mt), name);

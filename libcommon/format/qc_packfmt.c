@@ -3,13 +3,13 @@
 #include "qc_packfmt.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "qc_err.h"
 #include "qc_num.h"
+#include "qc_pool.h"
 
 // ---------------------------------------------------------------- formats
 
@@ -384,18 +384,16 @@ typedef int (*range_fn)(void *ctx, int64_t i0, int64_t i1);
 typedef struct {
 	range_fn fn;
 	void *ctx;
-	int64_t i0, i1;
-	int rc;
-	char msg[512];
+	int64_t n, align, blocks;
 } range_job;
 
-static void *range_run(void *p)
+/* part t: blocks [blocks t / parts, blocks (t + 1) / parts), in items */
+static int range_part(void *p, int part, int nparts)
 {
-	range_job *j = p;
-	j->rc = j->fn(j->ctx, j->i0, j->i1);
-	if (j->rc)
-		snprintf(j->msg, sizeof j->msg, "%s", qc_errmsg());
-	return NULL;
+	const range_job *j = p;
+	int64_t b0, b1;
+	qc_pool_range(j->blocks, part, nparts, &b0, &b1);
+	return j->fn(j->ctx, b0 * j->align, b1 * j->align < j->n ? b1 * j->align : j->n);
 }
 
 static int parallel(int threads, int64_t n, int64_t align, range_fn fn, void *ctx)
@@ -408,27 +406,8 @@ static int parallel(int threads, int64_t n, int64_t align, range_fn fn, void *ct
 		return fn(ctx, 0, n);
 	if (threads > blocks)
 		threads = (int)blocks;
-	range_job job[MAXT];
-	pthread_t tid[MAXT];
-	int started[MAXT] = { 0 };
-	for (int t = 0; t < threads; t++) {
-		int64_t b0 = blocks * t / threads, b1 = blocks * (t + 1) / threads;
-		job[t] = (range_job){ fn, ctx, b0 * align, b1 * align < n ? b1 * align : n, 0, "" };
-	}
-	for (int t = 1; t < threads; t++)
-		started[t] = pthread_create(&tid[t], NULL, range_run, &job[t]) == 0;
-	/* a thread that could not start runs here instead */
-	range_run(&job[0]);
-	for (int t = 1; t < threads; t++) {
-		if (started[t])
-			pthread_join(tid[t], NULL);
-		else
-			range_run(&job[t]);
-	}
-	for (int t = 0; t < threads; t++)
-		if (job[t].rc)
-			return qc_seterr(job[t].rc, "%s", job[t].msg);
-	return 0;
+	range_job j = { fn, ctx, n, align, blocks };
+	return qc_pool_run(threads, range_part, &j);
 }
 
 // ---------------------------------------------------------------- bit layouts

@@ -7,9 +7,10 @@
 
 #include "qc_err.h"
 #include "qc_io.h"
+#include "qc_vec.h"
 
 struct qc_report {
-	json_t **lines;   /* one object per line, keys in DESIGN 3.5 order */
+	json_t **lines;   /* one object per line, keys in qc_report.h's order */
 	size_t n, cap;
 };
 
@@ -33,9 +34,21 @@ static json_t *num_or_null(double v)
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
+/* Store line o (reference stolen, also on failure). */
+static int append(qc_report *r, json_t *o)
+{
+	int rc = qc_grow((void **)&r->lines, &r->cap, r->n + 1, sizeof *r->lines);
+	if (rc < 0) {
+		json_decref(o);
+		return rc;
+	}
+	r->lines[r->n++] = o;
+	return 0;
+}
+
 int qc_report_add(qc_report *r, const qc_report_line *l)
 {
-	/* JSON_PRESERVE_ORDER keeps the fixed key order of DESIGN 3.5 */
+	/* JSON_PRESERVE_ORDER keeps the fixed key order (qc_report.h) */
 	json_t *o = json_object();
 	if (!o) {
 		json_decref(l->extra);
@@ -62,18 +75,7 @@ int qc_report_add(qc_report *r, const qc_report_line *l)
 			json_object_set(o, k, v);
 		json_decref(l->extra);
 	}
-	if (r->n == r->cap) {
-		size_t nc = r->cap ? 2 * r->cap : 64;
-		json_t **nl = realloc(r->lines, nc * sizeof *nl);
-		if (!nl) {
-			json_decref(o);
-			return qc_seterr(QC_ENOMEM, "out of memory");
-		}
-		r->lines = nl;
-		r->cap = nc;
-	}
-	r->lines[r->n++] = o;
-	return 0;
+	return append(r, o);
 }
 
 size_t qc_report_count(const qc_report *r)
@@ -81,14 +83,28 @@ size_t qc_report_count(const qc_report *r)
 	return r->n;
 }
 
+const json_t *qc_report_line_at(const qc_report *r, size_t i)
+{
+	return i < r->n ? r->lines[i] : NULL;
+}
+
+int qc_report_add_json(qc_report *r, const json_t *line)
+{
+	json_t *o = json_deep_copy(line);
+	if (!o || !json_is_object(o)) {
+		json_decref(o);
+		return qc_seterr(o ? QC_EINVAL : QC_ENOMEM, o ? "a report line must be an object"
+		                                            : "out of memory");
+	}
+	return append(r, o);
+}
+
 int qc_report_text(const qc_report *r, int with_seconds, char **text, size_t *len)
 {
-	size_t cap = 256, used = 0;
-	char *t = malloc(cap);
-	if (!t)
-		return qc_seterr(QC_ENOMEM, "out of memory");
-	t[0] = 0;
-	for (size_t i = 0; i < r->n; i++) {
+	size_t cap = 0, used = 0;
+	char *t = NULL;
+	int rc = qc_grow((void **)&t, &cap, 1, 1);
+	for (size_t i = 0; i < r->n && rc == 0; i++) {
 		json_t *o = r->lines[i];
 		json_t *secs = json_object_get(o, "seconds");
 		json_incref(secs);
@@ -96,27 +112,19 @@ int qc_report_text(const qc_report *r, int with_seconds, char **text, size_t *le
 			json_object_set_new(o, "seconds", json_null());
 		char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(6));
 		json_object_set_new(o, "seconds", secs);
-		if (!s) {
-			free(t);
-			return qc_seterr(QC_ENOMEM, "out of memory");
+		size_t n = s ? strlen(s) : 0;
+		rc = s ? qc_grow((void **)&t, &cap, used + n + 2, 1) : qc_seterr(QC_ENOMEM, "out of memory");
+		if (rc == 0) {
+			memcpy(t + used, s, n);
+			used += n;
+			t[used++] = '\n';
+			t[used] = 0;
 		}
-		size_t n = strlen(s);
-		if (used + n + 2 > cap) {
-			while (used + n + 2 > cap)
-				cap *= 2;
-			char *nt = realloc(t, cap);
-			if (!nt) {
-				free(s);
-				free(t);
-				return qc_seterr(QC_ENOMEM, "out of memory");
-			}
-			t = nt;
-		}
-		memcpy(t + used, s, n);
-		used += n;
-		t[used++] = '\n';
-		t[used] = 0;
 		free(s);
+	}
+	if (rc < 0) {
+		free(t);
+		return rc;
 	}
 	*text = t;
 	*len = used;

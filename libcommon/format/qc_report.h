@@ -46,6 +46,11 @@ qc_report *qc_report_new(void);               /* NULL on out of memory */
 void qc_report_free(qc_report *r);            /* NULL is a no-op */
 int qc_report_add(qc_report *r, const qc_report_line *line);
 size_t qc_report_count(const qc_report *r);
+/* Line i (0-based) as the object written (borrowed; NULL when out of
+ * range): what a resume record stores to add the line again. */
+const json_t *qc_report_line_at(const qc_report *r, size_t i);
+/* Add a line given as such an object (a deep copy is stored). */
+int qc_report_add_json(qc_report *r, const json_t *line);
 /* The whole report as JSON Lines text (malloc'd, NUL-terminated); with
  * with_seconds 0, every "seconds" is null (the checkpoint's copy). */
 int qc_report_text(const qc_report *r, int with_seconds, char **text, size_t *len);

@@ -38,8 +38,10 @@
 #include "qc_ckpt_int.h"
 #include "qc_err.h"
 #include "qc_io.h"
+#include "qc_pool.h"
 #include "qc_st.h"
 #include "qc_tar.h"
+#include "qc_vec.h"
 
 /* Largest small file (tokenizer.json is ~10 MB) and index we load whole. */
 #define SMALL_MAX ((size_t)1 << 30)
@@ -164,22 +166,6 @@ static int bad(const qc_ckpt *ck, const char *fmt, ...)
 	return qc_seterr(QC_EFORMAT, "invalid checkpoint '%s': %s", ck->name, d);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 16;
-	while (c < need)
-		c *= 2;
-	void *q = realloc(*p, c * elem);
-	if (!q)
-		return nomem();
-	memset((char *)q + *cap * elem, 0, (c - *cap) * elem);
-	*p = q;
-	*cap = c;
-	return 0;
-}
-
 static size_t name_hash(const char *s)
 {
 	return (size_t)qc_xxh3_64(s, strlen(s));
@@ -239,7 +225,7 @@ static int member_kind(const char *name)
 
 static struct member *add_member(qc_ckpt *ck, const char *name, uint64_t size)
 {
-	if (grow((void **)&ck->m, &ck->capm, ck->nm + 1, sizeof *ck->m))
+	if (qc_grow((void **)&ck->m, &ck->capm, ck->nm + 1, sizeof *ck->m))
 		return NULL;
 	struct member *m = &ck->m[ck->nm];
 	memset(m, 0, sizeof *m);
@@ -289,8 +275,8 @@ static int register_shard(qc_ckpt *ck, struct member *mb, const qc_st *st, int c
 			           qc_ckpt__group_desc(qc_ckpt_group_of(tn), gd));
 		}
 	}
-	QC_TRY(grow((void **)&ck->sh, &ck->capsh, ck->nsh + 1, sizeof *ck->sh));
-	QC_TRY(grow((void **)&ck->t, &ck->capt, ck->nt + n, sizeof *ck->t));
+	QC_TRY(qc_grow((void **)&ck->sh, &ck->capsh, ck->nsh + 1, sizeof *ck->sh));
+	QC_TRY(qc_grow((void **)&ck->t, &ck->capt, ck->nt + n, sizeof *ck->t));
 	QC_TRY(tab_grow(ck, ck->nt + n));
 	struct shard *s = &ck->sh[ck->nsh];
 	memset(s, 0, sizeof *s);
@@ -1259,29 +1245,28 @@ static int hash_member(qc_ckpt *ck, struct member *mb)
 struct hash_job {
 	qc_ckpt *ck;
 	size_t next;            /* next member to take (under lock) */
+	int stop;               /* a part failed: take no more */
 	pthread_mutex_t lock;
-	int rc;                 /* first failure, with its message */
-	char msg[1024];
 };
 
-static void *hash_worker(void *arg)
+static int hash_part(void *arg, int part, int nparts)
 {
+	(void)part;
+	(void)nparts;
 	struct hash_job *j = arg;
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
 		size_t i = j->next++;
-		int stop = j->rc != 0;
+		int stop = j->stop;
 		pthread_mutex_unlock(&j->lock);
 		if (stop || i >= j->ck->nm)
-			return NULL;
+			return 0;
 		int rc = hash_member(j->ck, &j->ck->m[i]);
 		if (rc) {
 			pthread_mutex_lock(&j->lock);
-			if (!j->rc) {
-				j->rc = rc;
-				snprintf(j->msg, sizeof j->msg, "%s", qc_errmsg());
-			}
+			j->stop = 1;
 			pthread_mutex_unlock(&j->lock);
+			return rc;
 		}
 	}
 }
@@ -1298,19 +1283,11 @@ static int hash_members(qc_ckpt *ck)
 		return 0;
 	}
 	struct hash_job j = { .ck = ck };
-	pthread_t th[HASH_THREADS];
-	size_t started = 0;
 	pthread_mutex_init(&j.lock, NULL);
-	for (; started < nt - 1; started++)
-		if (pthread_create(&th[started], NULL, hash_worker, &j) != 0)
-			break;
-	hash_worker(&j);            /* the calling thread works too */
-	for (size_t i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
+	/* the failure (code and message) of the lowest-numbered part that had one */
+	int rc = qc_pool_run((int)nt, hash_part, &j);
 	pthread_mutex_destroy(&j.lock);
-	if (j.rc)
-		return qc_seterr(j.rc, "%s", j.msg);
-	return 0;
+	return rc;
 }
 
 /* Every member and tensor hashed (reading a stream through). */

@@ -29,6 +29,7 @@
 #include "qc_json.h"
 #include "qc_st.h"
 #include "qc_tar.h"
+#include "qc_vec.h"
 
 struct pfile {
 	char *name;
@@ -60,21 +61,6 @@ static int nomem(void)
 	return qc_seterr(QC_ENOMEM, "out of memory");
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? 2 * *cap : 16;
-	while (c < need)
-		c *= 2;
-	void *q = realloc(*p, c * elem);
-	if (!q)
-		return nomem();
-	*p = q;
-	*cap = c;
-	return 0;
-}
-
 static int name_taken(const qc_ckpt_writer *w, const char *name)
 {
 	for (size_t i = 0; i < w->nnames; i++)
@@ -88,7 +74,7 @@ static int take_name(qc_ckpt_writer *w, const char *name)
 	if (name_taken(w, name))
 		return qc_seterr(QC_EINVAL, "cannot add '%s' to '%s': a member of that name exists",
 		                 name, w->path);
-	QC_TRY(grow((void **)&w->names, &w->capnames, w->nnames + 1, sizeof *w->names));
+	QC_TRY(qc_grow((void **)&w->names, &w->capnames, w->nnames + 1, sizeof *w->names));
 	if (!(w->names[w->nnames] = strdup(name)))
 		return nomem();
 	w->nnames++;
@@ -368,7 +354,7 @@ int qc_ckw_add_file(qc_ckpt_writer *w, const char *name, const void *data, size_
 	int late = rank == QC_RANK_REPORT || w->shards_done > 0;
 	struct pfile **arr = late ? &w->post : &w->pre;
 	size_t *n = late ? &w->npost : &w->npre, *cap = late ? &w->cappost : &w->cappre;
-	QC_TRY(grow((void **)arr, cap, *n + 1, sizeof **arr));
+	QC_TRY(qc_grow((void **)arr, cap, *n + 1, sizeof **arr));
 	f.name = strdup(name);
 	f.data = malloc(len ? len : 1);
 	if (!f.name || !f.data) {

@@ -18,6 +18,7 @@
 #include "qc_err.h"
 #include "qc_io.h"
 #include "qc_json.h"
+#include "qc_vec.h"
 
 #define MANIFEST_FORMAT "qtoolkit-manifest"
 #define MANIFEST_VERSION 1
@@ -65,20 +66,6 @@ struct qc_manifest {
 static int oom(void)
 {
 	return qc_seterr(QC_ENOMEM, "cannot build manifest: out of memory");
-}
-
-/* Make room for one more element in a growable array. */
-static int grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 16;
-	void *p = realloc(*arr, nc * elem);
-	if (!p)
-		return oom();
-	*arr = p;
-	*cap = nc;
-	return 0;
 }
 
 static void hist_clear(hist_entry *h)
@@ -140,7 +127,7 @@ int qc_manifest_add_history(qc_manifest *m, const char *tool, const char *versio
 {
 	if (!tool || !*tool || !version || argc < 0 || (argc > 0 && !argv))
 		return qc_seterr(QC_EINVAL, "cannot add history entry: tool, version and argv are required");
-	QC_TRY(grow((void **)&m->hist, &m->cap_hist, m->n_hist, sizeof *m->hist));
+	QC_TRY(qc_grow((void **)&m->hist, &m->cap_hist, m->n_hist + 1, sizeof *m->hist));
 	hist_entry h = { strdup(tool), strdup(version), calloc((size_t)argc + 1, sizeof(char *)), 0 };
 	int bad = !h.tool || !h.version || !h.argv;
 	for (int i = 0; !bad && i < argc; i++, h.argc++)
@@ -176,7 +163,7 @@ int qc_manifest_add_token_set(qc_manifest *m, const char *role, qc_h128 hash)
 {
 	if (!role || !*role)
 		return qc_seterr(QC_EINVAL, "cannot add token set: role is required");
-	QC_TRY(grow((void **)&m->tsets, &m->cap_tsets, m->n_tsets, sizeof *m->tsets));
+	QC_TRY(qc_grow((void **)&m->tsets, &m->cap_tsets, m->n_tsets + 1, sizeof *m->tsets));
 	char *r = strdup(role);
 	if (!r)
 		return oom();
@@ -218,7 +205,7 @@ static int upsert(void **arr, size_t *n, size_t *cap, size_t elem, const char *n
 	char *copy = strdup(name);
 	if (!copy)
 		return oom();
-	int rc = grow(arr, cap, *n, elem);
+	int rc = qc_grow(arr, cap, *n + 1, elem);
 	if (rc) {
 		free(copy);
 		return rc;
@@ -559,136 +546,118 @@ static int get_hex128(json_t *o, const char *key, const char *where, qc_h128 *ou
 	return qc_h128_parse(json_string_value(v), out);
 }
 
-static int parse_files(qc_manifest *m, json_t *files)
+/* One entry of a section, an object whose keys were checked: name is its
+ * name (files, tensors) or NULL (history, token sets, which are numbered);
+ * where names it in messages ("file 'x'", "history entry 3"). */
+typedef int (*entry_fn)(qc_manifest *m, const char *name, json_t *o, const char *where);
+
+/* A section of the document: an object of named entries (named) or an array
+ * of entries; each entry must be an object with only the listed keys, and
+ * goes to fn in document order. what is the entry's kind in messages. */
+static int parse_section(qc_manifest *m, json_t *sec, const char *section, int named,
+                         const char *what, const char *const *keys, entry_fn fn)
 {
-	static const char *const keys[] = { "size", "xxh3_128", NULL };
-	const char *name;
-	json_t *o;
-	if (!json_is_object(files))
-		return malformed("'%s' must be an object", "files");
-	json_object_foreach(files, name, o) {
+	if (named ? !json_is_object(sec) : !json_is_array(sec))
+		return malformed("'%s' must be %s", section, named ? "an object" : "an array");
+	void *it = named ? json_object_iter(sec) : NULL;
+	for (size_t i = 0; named ? it != NULL : i < json_array_size(sec); i++) {
+		const char *name = named ? json_object_iter_key(it) : NULL;
+		json_t *o = named ? json_object_iter_value(it) : json_array_get(sec, i);
 		char where[320];
-		snprintf(where, sizeof where, "file '%.256s'", name);
+		if (named)
+			snprintf(where, sizeof where, "%s '%.256s'", what, name);
+		else
+			snprintf(where, sizeof where, "%s %zu", what, i);
 		if (!json_is_object(o))
 			return malformed("%s must be an object", where);
 		QC_TRY(check_keys(o, where, keys));
-		json_t *size = json_object_get(o, "size");
-		if (!size)
-			return malformed("missing key '%s' in %s", "size", where);
-		if (!json_is_integer(size) || json_integer_value(size) < 0)
-			return malformed("'%s' in %s must be a non-negative integer", "size", where);
-		qc_h128 h;
-		QC_TRY(get_hex128(o, "xxh3_128", where, &h));
-		if (!qc_safe_filename(name))
-			return malformed("%s is not a plain file name", where);
-		if (strcmp(name, QC_MANIFEST_NAME) == 0)
-			return malformed("the manifest lists itself");
-		QC_TRY(qc_manifest_set_file(m, name, (uint64_t)json_integer_value(size), h));
+		QC_TRY(fn(m, name, o, where));
+		if (named)
+			it = json_object_iter_next(sec, it);
 	}
 	return 0;
 }
 
-static int parse_tensors(qc_manifest *m, json_t *tensors)
+static int parse_file(qc_manifest *m, const char *name, json_t *o, const char *where)
 {
-	static const char *const keys[] = { "dtype", "shape", "xxh3_64", NULL };
-	const char *name;
-	json_t *o;
-	if (!json_is_object(tensors))
-		return malformed("'%s' must be an object", "tensors");
-	json_object_foreach(tensors, name, o) {
-		char where[320];
-		snprintf(where, sizeof where, "tensor '%.256s'", name);
-		if (!json_is_object(o))
-			return malformed("%s must be an object", where);
-		QC_TRY(check_keys(o, where, keys));
-		json_t *dt = json_object_get(o, "dtype"), *shape = json_object_get(o, "shape");
-		json_t *h = json_object_get(o, "xxh3_64");
-		if (!dt || !shape || !h)
-			return malformed("missing key '%s' in %s", !dt ? "dtype" : !shape ? "shape" : "xxh3_64", where);
-		qc_dtype d = json_is_string(dt) ? qc_dtype_from_name(json_string_value(dt)) : QC_DT_INVALID;
-		if (d == QC_DT_INVALID)
-			return malformed("'dtype' in %s must be a safetensors dtype name", where);
-		if (!json_is_array(shape) || json_array_size(shape) > QC_MAX_DIMS)
-			return malformed("'shape' in %s must be an array of at most 8 dimensions", where);
-		int64_t dims[QC_MAX_DIMS];
-		int nd = (int)json_array_size(shape);
-		for (int i = 0; i < nd; i++) {
-			json_t *v = json_array_get(shape, (size_t)i);
-			if (!json_is_integer(v) || json_integer_value(v) < 0)
-				return malformed("'shape' in %s must hold non-negative integers", where);
-			dims[i] = json_integer_value(v);
-		}
-		uint64_t hv;
-		if (!json_is_string(h) || !is_hex(json_string_value(h), 16))
-			return malformed("'xxh3_64' in %s must be 16 lower-case hex digits", where);
-		QC_TRY(qc_h64_parse(json_string_value(h), &hv));
-		if (!*name)
-			return malformed("empty tensor name");
-		QC_TRY(qc_manifest_set_tensor(m, name, d, nd, dims, hv));
-	}
-	return 0;
+	json_t *size = json_object_get(o, "size");
+	if (!size)
+		return malformed("missing key '%s' in %s", "size", where);
+	if (!json_is_integer(size) || json_integer_value(size) < 0)
+		return malformed("'%s' in %s must be a non-negative integer", "size", where);
+	qc_h128 h;
+	QC_TRY(get_hex128(o, "xxh3_128", where, &h));
+	if (!qc_safe_filename(name))
+		return malformed("%s is not a plain file name", where);
+	if (strcmp(name, QC_MANIFEST_NAME) == 0)
+		return malformed("the manifest lists itself");
+	return qc_manifest_set_file(m, name, (uint64_t)json_integer_value(size), h);
 }
 
-static int parse_history(qc_manifest *m, json_t *history)
+static int parse_tensor(qc_manifest *m, const char *name, json_t *o, const char *where)
 {
-	static const char *const keys[] = { "argv", "tool", "version", NULL };
-	if (!json_is_array(history))
-		return malformed("'%s' must be an array", "history");
-	for (size_t i = 0; i < json_array_size(history); i++) {
-		json_t *o = json_array_get(history, i);
-		char where[64];
-		snprintf(where, sizeof where, "history entry %zu", i);
-		if (!json_is_object(o))
-			return malformed("%s must be an object", where);
-		QC_TRY(check_keys(o, where, keys));
-		json_t *tool = json_object_get(o, "tool"), *ver = json_object_get(o, "version");
-		json_t *argv = json_object_get(o, "argv");
-		if (!json_is_string(tool) || !*json_string_value(tool))
-			return malformed("'tool' in %s must be a non-empty string", where);
-		if (!json_is_string(ver))
-			return malformed("'version' in %s must be a string", where);
-		if (!json_is_array(argv) || json_array_size(argv) > 1000000)
-			return malformed("'argv' in %s must be an array of strings", where);
-		size_t n = json_array_size(argv);
-		char **a = calloc(n + 1, sizeof *a);
-		if (!a)
-			return oom();
-		int rc = 0;
-		for (size_t k = 0; k < n && rc == 0; k++) {
-			json_t *s = json_array_get(argv, k);
-			if (!json_is_string(s))
-				rc = malformed("'argv' in %s must be an array of strings", where);
-			else
-				a[k] = (char *)json_string_value(s);   /* borrowed; add_history copies */
-		}
-		if (rc == 0)
-			rc = qc_manifest_add_history(m, json_string_value(tool), json_string_value(ver), (int)n, a);
-		free(a);
-		QC_TRY(rc);
+	json_t *dt = json_object_get(o, "dtype"), *shape = json_object_get(o, "shape");
+	json_t *h = json_object_get(o, "xxh3_64");
+	if (!dt || !shape || !h)
+		return malformed("missing key '%s' in %s", !dt ? "dtype" : !shape ? "shape" : "xxh3_64", where);
+	qc_dtype d = json_is_string(dt) ? qc_dtype_from_name(json_string_value(dt)) : QC_DT_INVALID;
+	if (d == QC_DT_INVALID)
+		return malformed("'dtype' in %s must be a safetensors dtype name", where);
+	if (!json_is_array(shape) || json_array_size(shape) > QC_MAX_DIMS)
+		return malformed("'shape' in %s must be an array of at most 8 dimensions", where);
+	int64_t dims[QC_MAX_DIMS];
+	int nd = (int)json_array_size(shape);
+	for (int i = 0; i < nd; i++) {
+		json_t *v = json_array_get(shape, (size_t)i);
+		if (!json_is_integer(v) || json_integer_value(v) < 0)
+			return malformed("'shape' in %s must hold non-negative integers", where);
+		dims[i] = json_integer_value(v);
 	}
-	return 0;
+	uint64_t hv;
+	if (!json_is_string(h) || !is_hex(json_string_value(h), 16))
+		return malformed("'xxh3_64' in %s must be 16 lower-case hex digits", where);
+	QC_TRY(qc_h64_parse(json_string_value(h), &hv));
+	if (!*name)
+		return malformed("empty tensor name");
+	return qc_manifest_set_tensor(m, name, d, nd, dims, hv);
 }
 
-static int parse_token_sets(qc_manifest *m, json_t *tsets)
+static int parse_history(qc_manifest *m, const char *name, json_t *o, const char *where)
 {
-	static const char *const keys[] = { "role", "xxh3_128", NULL };
-	if (!json_is_array(tsets))
-		return malformed("'%s' must be an array", "token_sets");
-	for (size_t i = 0; i < json_array_size(tsets); i++) {
-		json_t *o = json_array_get(tsets, i);
-		char where[64];
-		snprintf(where, sizeof where, "token set %zu", i);
-		if (!json_is_object(o))
-			return malformed("%s must be an object", where);
-		QC_TRY(check_keys(o, where, keys));
-		json_t *role = json_object_get(o, "role");
-		if (!json_is_string(role) || !*json_string_value(role))
-			return malformed("'role' in %s must be a non-empty string", where);
-		qc_h128 h;
-		QC_TRY(get_hex128(o, "xxh3_128", where, &h));
-		QC_TRY(qc_manifest_add_token_set(m, json_string_value(role), h));
+	json_t *tool = json_object_get(o, "tool"), *ver = json_object_get(o, "version");
+	json_t *argv = json_object_get(o, "argv");
+	if (!json_is_string(tool) || !*json_string_value(tool))
+		return malformed("'tool' in %s must be a non-empty string", where);
+	if (!json_is_string(ver))
+		return malformed("'version' in %s must be a string", where);
+	if (!json_is_array(argv) || json_array_size(argv) > 1000000)
+		return malformed("'argv' in %s must be an array of strings", where);
+	size_t n = json_array_size(argv);
+	char **a = calloc(n + 1, sizeof *a);
+	if (!a)
+		return oom();
+	int rc = 0;
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		json_t *s = json_array_get(argv, k);
+		if (!json_is_string(s))
+			rc = malformed("'argv' in %s must be an array of strings", where);
+		else
+			a[k] = (char *)json_string_value(s);   /* borrowed; add_history copies */
 	}
-	return 0;
+	if (rc == 0)
+		rc = qc_manifest_add_history(m, json_string_value(tool), json_string_value(ver), (int)n, a);
+	free(a);
+	return rc;
+}
+
+static int parse_token_set(qc_manifest *m, const char *name, json_t *o, const char *where)
+{
+	json_t *role = json_object_get(o, "role");
+	if (!json_is_string(role) || !*json_string_value(role))
+		return malformed("'role' in %s must be a non-empty string", where);
+	qc_h128 h;
+	QC_TRY(get_hex128(o, "xxh3_128", where, &h));
+	return qc_manifest_add_token_set(m, json_string_value(role), h);
 }
 
 static int parse_root(qc_manifest *m, json_t *root)
@@ -711,13 +680,17 @@ static int parse_root(qc_manifest *m, json_t *root)
 	json_t *files = json_object_get(root, "files"), *tensors = json_object_get(root, "tensors");
 	if (!files || !tensors)
 		return malformed("missing key '%s' in %s", !files ? "files" : "tensors", "the manifest");
-	QC_TRY(parse_files(m, files));
-	QC_TRY(parse_tensors(m, tensors));
+	static const char *const fkeys[] = { "size", "xxh3_128", NULL };
+	static const char *const tkeys[] = { "dtype", "shape", "xxh3_64", NULL };
+	static const char *const hkeys[] = { "argv", "tool", "version", NULL };
+	static const char *const skeys[] = { "role", "xxh3_128", NULL };
+	QC_TRY(parse_section(m, files, "files", 1, "file", fkeys, parse_file));
+	QC_TRY(parse_section(m, tensors, "tensors", 1, "tensor", tkeys, parse_tensor));
 	json_t *v;
 	if ((v = json_object_get(root, "history")))
-		QC_TRY(parse_history(m, v));
+		QC_TRY(parse_section(m, v, "history", 0, "history entry", hkeys, parse_history));
 	if ((v = json_object_get(root, "token_sets")))
-		QC_TRY(parse_token_sets(m, v));
+		QC_TRY(parse_section(m, v, "token_sets", 0, "token set", skeys, parse_token_set));
 	if ((v = json_object_get(root, "base"))) {
 		static const char *const bkeys[] = { "fingerprint", "source", NULL };
 		if (!json_is_object(v))

@@ -16,9 +16,10 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <xxhash.h>
 
 #include "qc_err.h"
+#include "qc_strmap.h"
+#include "qc_vec.h"
 
 // ---------------------------------------------------------------- reader
 
@@ -464,8 +465,7 @@ struct wt {
 struct qc_st_writer {
 	struct wt *t;
 	size_t n, cap;
-	size_t *set;               /* open-addressing set of indices+1 for duplicate names */
-	size_t set_cap;
+	qc_strmap names;           /* tensor name -> index in t, to refuse duplicates */
 	char **mkey, **mval;
 	size_t nmeta, mcap;
 	int laid_out;
@@ -513,7 +513,7 @@ void qc_st_writer_free(qc_st_writer *w)
 	free(w->mkey);
 	free(w->mval);
 	free(w->t);
-	free(w->set);
+	qc_strmap_free(&w->names);
 	free(w->order);
 	free(w->views);
 	free(w->header);
@@ -533,17 +533,9 @@ int qc_st_writer_meta(qc_st_writer *w, const char *key, const char *value)
 			w->mval[i] = v;
 			return 0;
 		}
-	if (w->nmeta == w->mcap) {
-		size_t cap = w->mcap ? 2 * w->mcap : 4;
-		char **k = realloc(w->mkey, cap * sizeof *k);
-		if (k)
-			w->mkey = k;
-		char **v = k ? realloc(w->mval, cap * sizeof *v) : NULL;
-		if (!k || !v)
-			return qc_seterr(QC_ENOMEM, "out of memory");
-		w->mval = v;
-		w->mcap = cap;
-	}
+	size_t c = w->mcap;
+	QC_TRY(qc_grow((void **)&w->mkey, &c, w->nmeta + 1, sizeof *w->mkey));
+	QC_TRY(qc_grow((void **)&w->mval, &w->mcap, w->nmeta + 1, sizeof *w->mval));
 	char *k = strdup(key), *v = strdup(value);
 	if (!k || !v) {
 		free(k);
@@ -553,32 +545,6 @@ int qc_st_writer_meta(qc_st_writer *w, const char *key, const char *value)
 	w->mkey[w->nmeta] = k;
 	w->mval[w->nmeta] = v;
 	w->nmeta++;
-	return 0;
-}
-
-/* Find name in the duplicate set; returns the slot (empty or matching). */
-static size_t set_slot(const qc_st_writer *w, const char *name)
-{
-	size_t mask = w->set_cap - 1, i = (size_t)XXH3_64bits(name, strlen(name)) & mask;
-	while (w->set[i] && strcmp(w->t[w->set[i] - 1].name, name) != 0)
-		i = (i + 1) & mask;
-	return i;
-}
-
-static int set_grow(qc_st_writer *w)
-{
-	size_t cap = w->set_cap ? 2 * w->set_cap : 64;
-	size_t *old = w->set, old_cap = w->set_cap;
-	w->set = calloc(cap, sizeof *w->set);
-	if (!w->set) {
-		w->set = old;
-		return qc_seterr(QC_ENOMEM, "out of memory");
-	}
-	w->set_cap = cap;
-	for (size_t i = 0; i < old_cap; i++)
-		if (old[i])
-			w->set[set_slot(w, w->t[old[i] - 1].name)] = old[i];
-	free(old);
 	return 0;
 }
 
@@ -622,23 +588,12 @@ int qc_st_writer_add(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
 		goto fail;
 	}
 	json_decref(probe);
-	if (2 * (w->n + 1) > w->set_cap && (rc = set_grow(w)) != 0)
-		goto fail;
-	size_t slot = set_slot(w, name);
-	if (w->set[slot]) {
+	if (qc_strmap_get(&w->names, name, strlen(name)) >= 0) {
 		rc = qc_seterr(QC_EINVAL, "cannot add tensor '%s': duplicate name", name);
 		goto fail;
 	}
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? 2 * w->cap : 16;
-		struct wt *t = realloc(w->t, cap * sizeof *t);
-		if (!t) {
-			rc = qc_seterr(QC_ENOMEM, "out of memory");
-			goto fail;
-		}
-		w->t = t;
-		w->cap = cap;
-	}
+	if ((rc = qc_grow((void **)&w->t, &w->cap, w->n + 1, sizeof *w->t)) != 0)
+		goto fail;
 	struct wt *t = &w->t[w->n];
 	memset(t, 0, sizeof *t);
 	t->name = strdup(name);
@@ -653,8 +608,11 @@ int qc_st_writer_add(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
 	t->data = data;
 	t->own = own;
 	t->nbytes = (uint64_t)nbytes;
+	if ((rc = qc_strmap_put(&w->names, name, strlen(name), (int32_t)w->n)) != 0) {
+		free(t->name);
+		goto fail;
+	}
 	w->n++;
-	w->set[slot] = w->n;
 	return 0;
 fail:
 	if (own)

@@ -227,9 +227,11 @@ static void release_name(qc_model *m, const char *name)
 		m->src.release(m->src.ctx, name);
 }
 
-static int check_finite(const float *w, int64_t n, const char *what)
+/* w [n] device memory */
+static int check_finite(qc_model *m, const float *w, int64_t n, const char *what)
 {
-	int64_t i = qc_first_nonfinite(w, QC_DT_F32, (size_t)n);
+	int64_t i;
+	QC_TRY(qk_nonfinite(m->kc, w, (size_t)n, &i));
 	if (i >= 0)
 		return qc_seterr(QC_EFORMAT, "%s holds a non-finite value at index %lld", what,
 		                 (long long)i);
@@ -258,7 +260,7 @@ static int load_vector(qc_model *m, const char *name, int64_t n, float **out)
 	} else if (!(rc = qk_to_f32(m->kc, *out, t->data, t->dtype, (size_t)n))) {
 		char what[300];
 		snprintf(what, sizeof what, "tensor '%s'", name);
-		rc = check_finite(*out, n, what);
+		rc = check_finite(m, *out, n, what);
 	}
 	release_name(m, name);
 	if (rc) {
@@ -305,15 +307,6 @@ void qc_layer_release(qc_model *m, qc_layer *lw)
 	memset(lw, 0, sizeof *lw);
 }
 
-static float fp8_qdq(float v)
-{
-	if (v > QC_FP8_E4M3_MAX)
-		v = QC_FP8_E4M3_MAX;
-	else if (v < -QC_FP8_E4M3_MAX)
-		v = -QC_FP8_E4M3_MAX;
-	return qc_fp8e4m3_to_f32(qc_f32_to_fp8e4m3(v));
-}
-
 /*
  * What vLLM's fusion of shards [first, first + n) into one Linear does to
  * the numbers: one static input scale (the maximum; for asymmetric int8 the
@@ -321,7 +314,7 @@ static float fp8_qdq(float v)
  * weights requantized to the largest weight scale. wscale[l] holds each
  * shard's per-tensor weight scale (0 when not per-tensor FP8).
  */
-static void fuse_like_vllm(qc_model *m, qc_layer *lw, int first, int n, const float *wscale)
+static int fuse_like_vllm(qc_model *m, qc_layer *lw, int first, int n, const float *wscale)
 {
 	int static_in = 1, fp8_tensor = 1;
 	for (int l = first; l < first + n; l++) {
@@ -359,15 +352,12 @@ static void fuse_like_vllm(qc_model *m, qc_layer *lw, int first, int n, const fl
 		float smax = 0;
 		for (int l = first; l < first + n; l++)
 			smax = fmaxf(smax, wscale[l]);
-		float inv = 1.0f / smax;
-		for (int l = first; l < first + n; l++) {
-			if (wscale[l] == smax)
-				continue;
-			float *w = lw->w[l];
-			for (int64_t i = 0; i < lw->out[l] * lw->in[l]; i++)
-				w[i] = fp8_qdq(w[i] * inv) * smax;
-		}
+		/* w = e4m3(w / smax) * smax, as the FP8 scheme requantizes */
+		for (int l = first; l < first + n; l++)
+			if (wscale[l] != smax)
+				QC_TRY(qk_fp8_qdq(m->kc, lw->w[l], (size_t)(lw->out[l] * lw->in[l]), smax));
 	}
+	return 0;
 }
 
 int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
@@ -409,7 +399,7 @@ int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
 			char what[300];
 			snprintf(what, sizeof what, "weight of '%s'%s", module,
 			         lw->quantized[l] ? " (dequantized)" : "");
-			rc = check_finite(lw->w[l], lw->out[l] * lw->in[l], what);
+			rc = check_finite(m, lw->w[l], lw->out[l] * lw->in[l], what);
 		}
 		if (rc)
 			goto fail;
@@ -420,9 +410,10 @@ int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
 				goto fail;
 		}
 	}
-	if (m->o.vllm_fused) {
-		fuse_like_vllm(m, lw, QC_LIN_Q, 3, wscale);
-		fuse_like_vllm(m, lw, QC_LIN_GATE, 2, wscale);
+	if (m->o.vllm_fused && ((rc = fuse_like_vllm(m, lw, QC_LIN_Q, 3, wscale)) ||
+	                        (rc = fuse_like_vllm(m, lw, QC_LIN_GATE, 2, wscale)))) {
+		rc = qc_errctx(rc, "layer %d", layer);
+		goto fail;
 	}
 	return 0;
 fail:
@@ -448,7 +439,7 @@ static int lin_input(qc_model *m, const qk_actq *q, const float *x, int64_t T, i
 	if (q->kind == QK_ACTQ_NONE)
 		return 0;
 	if (!*have || !same_actq(*have, q)) {
-		memcpy(buf, x, (size_t)(T * D) * sizeof *buf);
+		QC_TRY(qk_copy(m->kc, buf, x, (size_t)(T * D) * sizeof *buf));
 		QC_TRY(qk_actq_apply(m->kc, buf, T, D, q));
 		*have = q;
 	}
@@ -586,7 +577,7 @@ int qc_model_embed(qc_model *m, const int32_t *ids, int64_t n, float *x)
 			                 "of %lld", (int)ids[i], (long long)i, (long long)m->V);
 		QC_TRY(qc_ctq_linear_rows(m->kc, &m->embed, ids[i], ids[i] + 1, x + i * m->H));
 	}
-	return check_finite(x, n * m->H, "tensor 'model.embed_tokens.weight'");
+	return check_finite(m, x, n * m->H, "tensor 'model.embed_tokens.weight'");
 }
 
 static int get_head(qc_model *m)
@@ -630,15 +621,11 @@ int qc_model_head_rows(qc_model *m, int64_t v0, int64_t v1, float *buf, const fl
 	if (v0 < 0 || v1 > m->V || v0 > v1)
 		return qc_seterr(QC_EINVAL, "lm_head rows [%lld, %lld) outside the vocabulary",
 		                 (long long)v0, (long long)v1);
-	if (!W->quantized && W->weight->dtype == QC_DT_F32) {
-		/* already FP32: used in place (scanned for NaN/Inf below, block by
-		 * block, like converted rows) */
-		*rows = (const float *)W->weight->data + v0 * m->H;
-	} else {
-		QC_TRY(qc_ctq_linear_rows(m->kc, W, v0, v1, buf));
-		*rows = buf;
-	}
-	return check_finite(*rows, (v1 - v0) * m->H, "lm_head weight");
+	/* the stored rows (host memory, FP32 or not) become device rows in buf,
+	 * scanned for NaN/Inf block by block */
+	QC_TRY(qc_ctq_linear_rows(m->kc, W, v0, v1, buf));
+	*rows = buf;
+	return check_finite(m, *rows, (v1 - v0) * m->H, "lm_head weight");
 }
 
 int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits)

@@ -10,6 +10,7 @@
 
 #include "qc_err.h"
 #include "qc_num.h"
+#include "qc_pool.h"
 #include "qc_rng.h"
 
 /* ---------------------------------------------------------------- presets */
@@ -262,10 +263,15 @@ static void fill_rows(job *j)
 	free(row);
 }
 
-static void *fill_thread(void *arg)
+/* part i of the rows: [rows i / n, rows (i + 1) / n) (every row's values
+ * depend only on its index, so the split never changes a bit) */
+static int fill_part(void *arg, int part, int nparts)
 {
-	fill_rows(arg);
-	return NULL;
+	job j = *(const job *)arg;
+	qc_pool_range(j.rows, part, nparts, &j.row_begin, &j.row_end);
+	j.rc = 0;
+	fill_rows(&j);
+	return j.rc;
 }
 
 static int run_jobs(job *proto, int threads)
@@ -278,34 +284,7 @@ static int run_jobs(job *proto, int threads)
 		threads = 64;
 	if (proto->rows < threads * 4)
 		threads = 1;
-	job jobs[64];
-	pthread_t tid[64];
-	int started = 0;
-	for (int t = 0; t < threads; t++) {
-		jobs[t] = *proto;
-		jobs[t].row_begin = proto->rows * t / threads;
-		jobs[t].row_end = proto->rows * (t + 1) / threads;
-		jobs[t].rc = 0;
-	}
-	for (int t = 1; t < threads; t++) {
-		if (pthread_create(&tid[t], NULL, fill_thread, &jobs[t]) != 0)
-			break;
-		started = t;
-	}
-	/* rows of threads that could not start are filled here */
-	for (int t = started + 1; t < threads; t++)
-		fill_rows(&jobs[t]);
-	fill_rows(&jobs[0]);
-	int rc = jobs[0].rc;
-	for (int t = 1; t <= started; t++) {
-		pthread_join(tid[t], NULL);
-		if (jobs[t].rc)
-			rc = jobs[t].rc;
-	}
-	for (int t = started + 1; t < threads; t++)
-		if (jobs[t].rc)
-			rc = jobs[t].rc;
-	return rc;
+	return qc_pool_run(threads, fill_part, proto);
 }
 
 /* Which part of the layout a name is: sets kind and, for Linears, which. */

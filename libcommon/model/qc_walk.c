@@ -8,7 +8,6 @@
 
 #include "qc_err.h"
 #include "qc_io.h"
-#include "qc_num.h"
 
 /*
  * Activation stores. A store holds one tensor of T rows (the residual
@@ -19,6 +18,12 @@
  * chunk is stored. The walker reads and writes whole chunks only (rows of
  * whole sequences), so a spilled chunk costs one decompression per read and
  * one compression per write, and memory holds at most one chunk of it.
+ *
+ * Held chunks are device memory (qk_alloc), converted to and from FP32 by
+ * the kernels (qk_bf16_store / qk_bf16_load, qk_copy). Spilled chunks pass
+ * through host memory: a chunk is downloaded into `stage` (in the storage
+ * dtype: BF16 is rounded on the device first, in `dstage`) before it is
+ * compressed, and uploaded from `stage` after it is decompressed.
  */
 typedef struct store {
 	const char *tag;          /* "x" or "a", for file names */
@@ -43,7 +48,8 @@ struct qc_walk {
 	float *cx2;               /* attention outputs read back from BF16 or spilled storage */
 	uint64_t budget, held;    /* bytes of chunks allowed and held in memory */
 	char *spill_dir;          /* scratch directory, made on first spill */
-	void *stage;              /* a chunk in the storage dtype, for spilling */
+	void *stage;              /* host: a chunk in the storage dtype, for spilling */
+	void *dstage;             /* device: a BF16 chunk on its way to or from stage */
 	void *zbuf;               /* its compressed form */
 	size_t zcap;
 	ZSTD_CCtx *zc;
@@ -127,6 +133,10 @@ static int store_init(qc_walk *w, store *st, const char *tag, int64_t cols)
 			return qc_seterr(QC_ENOMEM, "out of memory");
 		if (!w->zd && !(w->zd = ZSTD_createDCtx()))
 			return qc_seterr(QC_ENOMEM, "out of memory");
+		if (w->dt == QC_DT_BF16 && !w->dstage &&
+		    !(w->dstage = qk_alloc(w->kc, (size_t)(w->cmax * (w->H > w->qd ? w->H : w->qd)) * 2)))
+			return qc_seterr(QC_ENOMEM, "cannot allocate a spill buffer for %lld tokens",
+			                 (long long)w->cmax);
 		if (!w->spill_dir) {
 			const char *t = w->o.spill_dir ? w->o.spill_dir : getenv("TMPDIR");
 			char tmpl[4096];
@@ -147,7 +157,7 @@ static void spill_path(const qc_walk *w, const store *st, int64_t k, char *out, 
 	snprintf(out, n, "%s/%s-%lld.zst", w->spill_dir, st->tag, (long long)k);
 }
 
-/* Write a spilled chunk (storage dtype bytes) compressed to its file. */
+/* Write a spilled chunk (storage dtype bytes, host memory) compressed to its file. */
 static int spill_write(qc_walk *w, const store *st, int64_t k, const void *data, size_t bytes)
 {
 	size_t z = ZSTD_compressCCtx(w->zc, w->zbuf, w->zcap, data, bytes, 1);
@@ -163,6 +173,7 @@ static int spill_write(qc_walk *w, const store *st, int64_t k, const void *data,
 	return ok ? 0 : qc_seterr(QC_EIO, "cannot write '%s':", path);
 }
 
+/* Read a spilled chunk into data (host memory, bytes in the storage dtype). */
 static int spill_read(qc_walk *w, const store *st, int64_t k, void *data, size_t bytes)
 {
 	char path[4200];
@@ -192,6 +203,7 @@ void qc_walk_free(qc_walk *w)
 	qk_free(w->kc, w->ch);
 	qk_free(w->kc, w->ca);
 	free(w->stage);
+	qk_free(w->kc, w->dstage);
 	free(w->zbuf);
 	ZSTD_freeCCtx(w->zc);
 	ZSTD_freeDCtx(w->zd);
@@ -208,37 +220,43 @@ void qc_walk_free(qc_walk *w)
 
 /* ---------------------------------------------------------------- storage */
 
-/* Chunk k of a store as FP32: the store's memory itself when it is FP32 and
- * held, else converted (or decompressed) into buf. NULL on failure. */
+/* Chunk k of a store as FP32 (device memory): the store's memory itself
+ * when it is FP32 and held, else converted (or decompressed and uploaded)
+ * into buf (device, [rows, cols]). NULL on failure. */
 static float *load_chunk(qc_walk *w, store *st, int64_t k, float *buf)
 {
 	size_t n = (size_t)(chunk_rows(w, k) * st->cols);
 	if (st->mem[k]) {
 		if (w->dt == QC_DT_F32)
 			return st->mem[k];
-		return qk_to_f32(w->kc, buf, st->mem[k], QC_DT_BF16, n) ? NULL : buf;
+		return qk_bf16_load(w->kc, buf, st->mem[k], n) ? NULL : buf;
 	}
-	if (w->dt == QC_DT_F32)
-		return spill_read(w, st, k, buf, n * 4) ? NULL : buf;
-	if (spill_read(w, st, k, w->stage, n * 2))
+	if (w->dt == QC_DT_F32) {
+		if (spill_read(w, st, k, w->stage, n * 4) || qk_upload(w->kc, buf, w->stage, n * 4))
+			return NULL;
+		return buf;
+	}
+	if (spill_read(w, st, k, w->stage, n * 2) || qk_upload(w->kc, w->dstage, w->stage, n * 2) ||
+	    qk_bf16_load(w->kc, buf, w->dstage, n))
 		return NULL;
-	return qk_to_f32(w->kc, buf, w->stage, QC_DT_BF16, n) ? NULL : buf;
+	return buf;
 }
 
+/* Store src (device, FP32 [rows, cols]) as chunk k of st. */
 static int store_chunk(qc_walk *w, store *st, int64_t k, const float *src)
 {
 	size_t n = (size_t)(chunk_rows(w, k) * st->cols);
 	if (st->mem[k]) {
-		if (w->dt == QC_DT_F32) {
-			if (st->mem[k] != src)
-				memcpy(st->mem[k], src, n * sizeof(float));
-			return 0;
-		}
-		return qc_from_f32(st->mem[k], QC_DT_BF16, src, n);
+		if (w->dt == QC_DT_F32)
+			return st->mem[k] != src ? qk_copy(w->kc, st->mem[k], src, n * sizeof(float)) : 0;
+		return qk_bf16_store(w->kc, st->mem[k], src, n);
 	}
-	if (w->dt == QC_DT_F32)
-		return spill_write(w, st, k, src, n * 4);
-	QC_TRY(qc_from_f32(w->stage, QC_DT_BF16, src, n));
+	if (w->dt == QC_DT_F32) {
+		QC_TRY(qk_download(w->kc, w->stage, src, n * 4));
+		return spill_write(w, st, k, w->stage, n * 4);
+	}
+	QC_TRY(qk_bf16_store(w->kc, w->dstage, src, n));
+	QC_TRY(qk_download(w->kc, w->stage, w->dstage, n * 2));
 	return spill_write(w, st, k, w->stage, n * 2);
 }
 
@@ -256,7 +274,8 @@ int qc_walk_hidden(qc_walk *w, int64_t r0, int64_t r1, float *x)
 		if (!rows)
 			return qc_errctx(QC_EIO, "reading activations");
 		int64_t a = r0 > c0 ? r0 : c0, b = r1 < c1 ? r1 : c1;
-		memcpy(x + (a - r0) * w->H, rows + (a - c0) * w->H, (size_t)((b - a) * w->H) * sizeof *x);
+		QC_TRY(qk_copy(w->kc, x + (a - r0) * w->H, rows + (a - c0) * w->H,
+		               (size_t)((b - a) * w->H) * sizeof *x));
 	}
 	return 0;
 }

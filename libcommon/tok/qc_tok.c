@@ -25,9 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
+#include <sys/stat.h>
 
 #include "qc_err.h"
+#include "qc_io.h"
+#include "qc_strmap.h"
+#include "qc_vec.h"
 
 #define MAX_ID (1 << 24)          /* ids beyond this are a malformed file   */
 #define CACHE_MAX_WORD 256        /* longer words are not cached (bytes)    */
@@ -44,20 +47,9 @@ typedef struct buf {
 
 static int buf_reserve(buf *b, size_t extra)
 {
-	if (b->n + extra <= b->cap)
-		return 0;
-	size_t c = b->cap ? b->cap : 256;
-	while (c < b->n + extra) {
-		if (c > SIZE_MAX / 2)
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		c *= 2;
-	}
-	char *p = realloc(b->p, c);
-	if (!p)
-		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-	b->p = p;
-	b->cap = c;
-	return 0;
+	if (extra > SIZE_MAX - b->n)
+		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer (%zu bytes)", extra);
+	return qc_grow((void **)&b->p, &b->cap, b->n + extra, 1);
 }
 
 static int buf_add(buf *b, const void *d, size_t n)
@@ -163,104 +155,6 @@ static int bytelevel_to_raw(const char *s, size_t n, buf *out)
 	}
 	out->p[out->n] = 0;
 	return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* string -> int32 map (open addressing; keys copied into the map's arena)   */
-
-typedef struct smslot {
-	uint64_t h;
-	uint32_t off, len;     /* off == UINT32_MAX: empty */
-	int32_t val;
-} smslot;
-
-typedef struct strmap {
-	buf keys;
-	smslot *s;
-	size_t cap, count;     /* cap a power of two, count < cap * 3/4 */
-} strmap;
-
-static uint64_t hbytes(const void *p, size_t n)
-{
-	return XXH3_64bits(p, n);
-}
-
-static int sm_grow(strmap *m)
-{
-	size_t nc = m->cap ? m->cap * 2 : 64;
-	smslot *ns = malloc(nc * sizeof *ns);
-	if (!ns)
-		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-	for (size_t i = 0; i < nc; i++)
-		ns[i].off = UINT32_MAX;
-	for (size_t i = 0; i < m->cap; i++) {
-		if (m->s[i].off == UINT32_MAX)
-			continue;
-		size_t j = m->s[i].h & (nc - 1);
-		while (ns[j].off != UINT32_MAX)
-			j = (j + 1) & (nc - 1);
-		ns[j] = m->s[i];
-	}
-	free(m->s);
-	m->s = ns;
-	m->cap = nc;
-	return 0;
-}
-
-static int32_t sm_get(const strmap *m, const void *k, size_t n)
-{
-	if (!m->cap)
-		return -1;
-	uint64_t h = hbytes(k, n);
-	for (size_t j = h & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
-		const smslot *s = &m->s[j];
-		if (s->off == UINT32_MAX)
-			return -1;
-		if (s->h == h && s->len == n && memcmp(m->keys.p + s->off, k, n) == 0)
-			return s->val;
-	}
-}
-
-/* Insert or overwrite (overwrite: later entries win, as a Rust HashMap
- * collected from an iterator does). */
-static int sm_put(strmap *m, const void *k, size_t n, int32_t v)
-{
-	if ((m->count + 1) * 4 > m->cap * 3)
-		QC_TRY(sm_grow(m));
-	if (m->keys.n + n + 1 >= UINT32_MAX)
-		return qc_seterr(QC_EFORMAT, "tokenizer strings exceed 4 GB");
-	uint64_t h = hbytes(k, n);
-	size_t j = h & (m->cap - 1);
-	for (;; j = (j + 1) & (m->cap - 1)) {
-		smslot *s = &m->s[j];
-		if (s->off == UINT32_MAX)
-			break;
-		if (s->h == h && s->len == n && memcmp(m->keys.p + s->off, k, n) == 0) {
-			s->val = v;
-			return 0;
-		}
-	}
-	uint32_t off = (uint32_t)m->keys.n;
-	QC_TRY(buf_add(&m->keys, k, n));
-	m->keys.n++;            /* keep the NUL as a separator */
-	m->s[j] = (smslot){ h, off, (uint32_t)n, v };
-	m->count++;
-	return 0;
-}
-
-static void sm_clear(strmap *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		m->s[i].off = UINT32_MAX;
-	m->count = 0;
-	m->keys.n = 0;
-}
-
-static void sm_free(strmap *m)
-{
-	buf_free(&m->keys);
-	free(m->s);
-	memset(m, 0, sizeof *m);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -448,7 +342,7 @@ typedef struct added_tok {
  * hundred (or, for synthetic ones, a hundred thousand) added tokens that
  * share a handful of lengths, so this stays cheap. */
 typedef struct matcher {
-	strmap map;               /* content -> index in t->added */
+	qc_strmap map;            /* content -> index in t->added */
 	uint32_t *lens[256];
 	int nlens[256];
 	int any;
@@ -485,8 +379,8 @@ struct qc_tok {
 	buf raw;                  /* raw bytes of byte-level tokens */
 	idinfo *ids;
 	int64_t n_ids;
-	strmap vocab;             /* spelling -> id (model vocabulary) */
-	strmap vraw;              /* raw bytes -> id (byte-level only) */
+	qc_strmap vocab;          /* spelling -> id (model vocabulary) */
+	qc_strmap vraw;           /* raw bytes -> id (byte-level only) */
 	pairmap merges;
 	int32_t byte_id[256];     /* byte-level: id of each single byte */
 	int32_t fallback_id[256]; /* "<0xNN>" ids, -1 when absent */
@@ -499,16 +393,16 @@ struct qc_tok {
 
 	added_tok *added;
 	size_t n_added;
-	strmap addmap;            /* added token content -> id */
+	qc_strmap addmap;         /* added token content -> id */
 	matcher m_raw, m_norm;
 	rx rx_word;               /* \w at the start, for single_word */
 
 	norm_op *norm;
-	size_t n_norm;
+	size_t n_norm, cap_norm;
 	pre_op *pre;
-	size_t n_pre;
+	size_t n_pre, cap_pre;
 	dec_op *dec;
-	size_t n_dec;
+	size_t n_dec, cap_dec;
 	int has_decoder;
 	char *dec_unsupported;    /* name of a decoder type we cannot run */
 
@@ -526,7 +420,7 @@ struct qc_tok {
 	size_t syms_cap;
 	hent *heap;
 	size_t heap_cap;
-	strmap cache;             /* word -> index in cents */
+	qc_strmap cache;          /* word -> index in cents */
 	cent *cents;
 	size_t n_cents, cents_cap;
 	qc_ids cache_ids;
@@ -634,29 +528,37 @@ static int metaspace_repl(const qc_tok *t, const json_t *o, char repl[8], size_t
 	return 0;
 }
 
-/* ------------------------------------------------------------------------ */
-/* normalizer                                                                */
+/* One step of a normalizer, pre-tokenizer, decoder or post-processor, of
+ * the given type (not "Sequence"). */
+typedef int (*step_fn)(qc_tok *t, const json_t *o, const char *type);
 
-static int add_norm(qc_tok *t, const json_t *o)
+/* A component of the pipeline: a "Sequence" is its list (under key list),
+ * in order, nested Sequences flattened; any other type is one step, handed
+ * to add. what names the component in messages ("pre-tokenizer"). */
+static int add_steps(qc_tok *t, const json_t *o, const char *what, const char *list, step_fn add)
 {
 	const char *type = jstr(o, "type");
 	if (!type)
-		return qc_seterr(QC_EFORMAT, "normalizer without a type in '%s'", t->name);
-	if (strcmp(type, "Sequence") == 0) {
-		const json_t *list = json_object_get(o, "normalizers");
-		if (!json_is_array(list))
-			return qc_seterr(QC_EFORMAT, "normalizer Sequence without a list in '%s'", t->name);
-		size_t i;
-		const json_t *e;
-		json_array_foreach(list, i, e)
-			QC_TRY(add_norm(t, e));
-		return 0;
-	}
-	norm_op *n = realloc(t->norm, (t->n_norm + 1) * sizeof *n);
-	if (!n)
-		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-	t->norm = n;
-	norm_op *op = memset(&n[t->n_norm], 0, sizeof *op);
+		return qc_seterr(QC_EFORMAT, "%s without a type in '%s'", what, t->name);
+	if (strcmp(type, "Sequence") != 0)
+		return add(t, o, type);
+	const json_t *l = json_object_get(o, list);
+	if (!json_is_array(l))
+		return qc_seterr(QC_EFORMAT, "%s Sequence without a list in '%s'", what, t->name);
+	size_t i;
+	const json_t *e;
+	json_array_foreach(l, i, e)
+		QC_TRY(add_steps(t, e, what, list, add));
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* normalizer                                                                */
+
+static int norm_step(qc_tok *t, const json_t *o, const char *type)
+{
+	QC_TRY(qc_grow((void **)&t->norm, &t->cap_norm, t->n_norm + 1, sizeof *t->norm));
+	norm_op *op = memset(&t->norm[t->n_norm], 0, sizeof *op);
 	if (strcmp(type, "Prepend") == 0) {
 		const json_t *p = json_object_get(o, "prepend");
 		if (!json_is_string(p))
@@ -791,39 +693,13 @@ static const char GPT2_RE[] =
  * $ + < = > ^ ` | ~) or a Unicode P* character. */
 static const char PUNCT_RE[] = "[\\p{P}\\x21-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7E]";
 
-static pre_op *new_pre(qc_tok *t)
+static int pre_step(qc_tok *t, const json_t *o, const char *type)
 {
-	pre_op *p = realloc(t->pre, (t->n_pre + 1) * sizeof *p);
-	if (!p) {
-		qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		return NULL;
-	}
-	t->pre = p;
-	memset(&p[t->n_pre], 0, sizeof *p);
-	return &p[t->n_pre++];
-}
-
-static int add_pre(qc_tok *t, const json_t *o)
-{
-	const char *type = jstr(o, "type");
-	pre_op *op;
-	if (!type)
-		return qc_seterr(QC_EFORMAT, "pre-tokenizer without a type in '%s'", t->name);
 	if (t->n_pre > 0 && t->pre[t->n_pre - 1].type == PRE_BYTELEVEL)
 		return qc_seterr(QC_EUNSUPPORTED,
 		                 "unsupported pre-tokenizer '%s' after ByteLevel in '%s'", type, t->name);
-	if (strcmp(type, "Sequence") == 0) {
-		const json_t *list = json_object_get(o, "pretokenizers");
-		if (!json_is_array(list))
-			return qc_seterr(QC_EFORMAT, "pre-tokenizer Sequence without a list in '%s'", t->name);
-		size_t i;
-		const json_t *e;
-		json_array_foreach(list, i, e)
-			QC_TRY(add_pre(t, e));
-		return 0;
-	}
-	if (!(op = new_pre(t)))
-		return QC_ENOMEM;
+	QC_TRY(qc_grow((void **)&t->pre, &t->cap_pre, t->n_pre + 1, sizeof *t->pre));
+	pre_op *op = memset(&t->pre[t->n_pre++], 0, sizeof *op);
 	if (strcmp(type, "Split") == 0) {
 		const char *pat;
 		size_t plen;
@@ -880,26 +756,10 @@ static int add_pre(qc_tok *t, const json_t *o)
 /* ------------------------------------------------------------------------ */
 /* decoder                                                                   */
 
-static int add_dec(qc_tok *t, const json_t *o)
+static int dec_step(qc_tok *t, const json_t *o, const char *type)
 {
-	const char *type = jstr(o, "type");
-	if (!type)
-		return qc_seterr(QC_EFORMAT, "decoder without a type in '%s'", t->name);
-	if (strcmp(type, "Sequence") == 0) {
-		const json_t *list = json_object_get(o, "decoders");
-		if (!json_is_array(list))
-			return qc_seterr(QC_EFORMAT, "decoder Sequence without a list in '%s'", t->name);
-		size_t i;
-		const json_t *e;
-		json_array_foreach(list, i, e)
-			QC_TRY(add_dec(t, e));
-		return 0;
-	}
-	dec_op *d = realloc(t->dec, (t->n_dec + 1) * sizeof *d);
-	if (!d)
-		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-	t->dec = d;
-	dec_op *op = memset(&d[t->n_dec], 0, sizeof *op);
+	QC_TRY(qc_grow((void **)&t->dec, &t->cap_dec, t->n_dec + 1, sizeof *t->dec));
+	dec_op *op = memset(&t->dec[t->n_dec], 0, sizeof *op);
 	if (strcmp(type, "ByteLevel") == 0) {
 		op->type = DEC_BYTELEVEL;
 	} else if (strcmp(type, "ByteFallback") == 0) {
@@ -968,7 +828,7 @@ static int matcher_add(matcher *m, const char *s, size_t n, int32_t idx)
 {
 	if (n == 0)
 		return 0;   /* tokenizers ignores empty added tokens */
-	QC_TRY(sm_put(&m->map, s, n, idx));
+	QC_TRY(qc_strmap_put(&m->map, s, n, idx));
 	unsigned c = (unsigned char)s[0];
 	for (int i = 0; i < m->nlens[c]; i++)
 		if (m->lens[c][i] == n)
@@ -991,7 +851,7 @@ static int matcher_add(matcher *m, const char *s, size_t n, int32_t idx)
 
 static void matcher_free(matcher *m)
 {
-	sm_free(&m->map);
+	qc_strmap_free(&m->map);
 	for (int c = 0; c < 256; c++)
 		free(m->lens[c]);
 	memset(m, 0, sizeof *m);
@@ -1009,7 +869,7 @@ static int matcher_next(const matcher *m, const char *s, size_t n, size_t pos, s
 			size_t l = m->lens[c][j];
 			if (l > n - i)
 				continue;
-			int32_t v = sm_get(&m->map, s + i, l);
+			int32_t v = qc_strmap_get(&m->map, s + i, l);
 			if (v >= 0) {
 				*ms = i;
 				*me = i + l;
@@ -1093,7 +953,7 @@ static int index_added(qc_tok *t)
 		d->len = a->len;
 		d->kind = a->special ? QC_TOK_ID_SPECIAL : QC_TOK_ID_ADDED;
 		const char *s = t->str.p + a->off;
-		QC_TRY(sm_put(&t->addmap, s, a->len, a->id));
+		QC_TRY(qc_strmap_put(&t->addmap, s, a->len, a->id));
 		if (!a->normalized) {
 			QC_TRY(matcher_add(&t->m_raw, s, a->len, (int32_t)i));
 		} else {
@@ -1139,7 +999,7 @@ static int add_vocab(qc_tok *t, const json_t *vocab)
 	int rc = 0;
 	json_object_keylen_foreach((json_t *)vocab, k, kl, v) {
 		int32_t id = (int32_t)json_integer_value(v);
-		if ((rc = sm_put(&t->vocab, k, kl, id)) < 0)
+		if ((rc = qc_strmap_put(&t->vocab, k, kl, id)) < 0)
 			goto out;
 		idinfo *d = &t->ids[id];
 		if (d->len != UINT32_MAX)
@@ -1165,7 +1025,7 @@ static int add_vocab(qc_tok *t, const json_t *vocab)
 		}
 		d->roff = (uint32_t)t->raw.n;
 		d->rlen = (uint32_t)raw.n;
-		if ((rc = buf_add(&t->raw, raw.p, raw.n)) < 0 || (rc = sm_put(&t->vraw, raw.p, raw.n, id)) < 0)
+		if ((rc = buf_add(&t->raw, raw.p, raw.n)) < 0 || (rc = qc_strmap_put(&t->vraw, raw.p, raw.n, id)) < 0)
 			goto out;
 	}
 out:
@@ -1218,7 +1078,7 @@ static int add_merges(qc_tok *t, const json_t *merges)
 		size_t al = 0, bl = 0;
 		if ((rc = merge_parts(t, json_array_get(merges, i), i, &a, &al, &b, &bl)) < 0)
 			break;
-		int32_t ia = sm_get(&t->vocab, a, al), ib = sm_get(&t->vocab, b, bl);
+		int32_t ia = qc_strmap_get(&t->vocab, a, al), ib = qc_strmap_get(&t->vocab, b, bl);
 		if (ia < 0 || ib < 0) {
 			rc = qc_seterr(QC_EFORMAT, "merge %zu uses '%.*s', which is not in the vocabulary of '%s'",
 			               i, (int)(ia < 0 ? al : bl), ia < 0 ? a : b, t->name);
@@ -1229,7 +1089,7 @@ static int add_merges(qc_tok *t, const json_t *merges)
 		m.n = 0;
 		if ((rc = buf_add(&m, a, al)) < 0 || (rc = buf_add(&m, b + cut, bl - cut)) < 0)
 			break;
-		int32_t id = sm_get(&t->vocab, m.p, m.n);
+		int32_t id = qc_strmap_get(&t->vocab, m.p, m.n);
 		if (id < 0) {
 			rc = qc_seterr(QC_EFORMAT, "merge %zu gives '%.*s', which is not in the vocabulary of '%s'",
 			               i, (int)(m.n > 64 ? 64 : m.n), m.p, t->name);
@@ -1290,12 +1150,12 @@ static int parse_model(qc_tok *t, const json_t *model, const json_t *added)
 	for (int b = 0; b < 256; b++) {
 		char fb[8];
 		snprintf(fb, sizeof fb, "<0x%02X>", b);
-		t->fallback_id[b] = sm_get(&t->vocab, fb, 6);
+		t->fallback_id[b] = qc_strmap_get(&t->vocab, fb, 6);
 		char c = (char)b;
-		t->byte_id[b] = t->kind == QC_TOK_BYTE_LEVEL ? sm_get(&t->vraw, &c, 1) : -1;
+		t->byte_id[b] = t->kind == QC_TOK_BYTE_LEVEL ? qc_strmap_get(&t->vraw, &c, 1) : -1;
 	}
 	const char *unk = jstr(model, "unk_token");
-	t->unk_id = unk ? sm_get(&t->vocab, unk, strlen(unk)) : -1;
+	t->unk_id = unk ? qc_strmap_get(&t->vocab, unk, strlen(unk)) : -1;
 	check_spm_split(t);
 	return 0;
 }
@@ -1314,23 +1174,8 @@ static int push_special(qc_tok *t, int32_t *arr, int *n, int32_t id)
 	return 0;
 }
 
-static int add_post(qc_tok *t, const json_t *o)
+static int post_step(qc_tok *t, const json_t *o, const char *type)
 {
-	if (!o || json_is_null(o))
-		return 0;
-	const char *type = jstr(o, "type");
-	if (!type)
-		return qc_seterr(QC_EFORMAT, "post-processor without a type in '%s'", t->name);
-	if (strcmp(type, "Sequence") == 0) {
-		const json_t *list = json_object_get(o, "processors");
-		if (!json_is_array(list))
-			return qc_seterr(QC_EFORMAT, "post-processor Sequence without a list in '%s'", t->name);
-		size_t i;
-		const json_t *e;
-		json_array_foreach(list, i, e)
-			QC_TRY(add_post(t, e));
-		return 0;
-	}
 	if (strcmp(type, "ByteLevel") == 0)
 		return 0;   /* only adjusts offsets */
 	if (strcmp(type, "TemplateProcessing") == 0) {
@@ -1429,13 +1274,13 @@ void qc_tok_free(qc_tok *t)
 	buf_free(&t->str);
 	buf_free(&t->raw);
 	free(t->ids);
-	sm_free(&t->vocab);
-	sm_free(&t->vraw);
+	qc_strmap_free(&t->vocab);
+	qc_strmap_free(&t->vraw);
 	free(t->merges.s);
 	free(t->cont_prefix);
 	free(t->eow_suffix);
 	free(t->added);
-	sm_free(&t->addmap);
+	qc_strmap_free(&t->addmap);
 	matcher_free(&t->m_raw);
 	matcher_free(&t->m_norm);
 	rx_free(&t->rx_word);
@@ -1461,7 +1306,7 @@ void qc_tok_free(qc_tok *t)
 	free(t->pb);
 	free(t->syms);
 	free(t->heap);
-	sm_free(&t->cache);
+	qc_strmap_free(&t->cache);
 	free(t->cents);
 	qc_ids_release(&t->cache_ids);
 	free(t);
@@ -1508,20 +1353,25 @@ int qc_tok_load_mem(qc_tok **out, const char *json, size_t len, const char *conf
 		goto out;
 	}
 	const json_t *v;
-	if ((v = json_object_get(root, "normalizer")) && !json_is_null(v) && (rc = add_norm(t, v)) < 0)
+	if ((v = json_object_get(root, "normalizer")) && !json_is_null(v) &&
+	    (rc = add_steps(t, v, "normalizer", "normalizers", norm_step)) < 0)
 		goto out;
-	if ((v = json_object_get(root, "pre_tokenizer")) && !json_is_null(v) && (rc = add_pre(t, v)) < 0)
+	if ((v = json_object_get(root, "pre_tokenizer")) && !json_is_null(v) &&
+	    (rc = add_steps(t, v, "pre-tokenizer", "pretokenizers", pre_step)) < 0)
 		goto out;
 	if ((v = json_object_get(root, "decoder")) && !json_is_null(v)) {
 		t->has_decoder = 1;
-		if ((rc = add_dec(t, v)) < 0)
+		if ((rc = add_steps(t, v, "decoder", "decoders", dec_step)) < 0)
 			goto out;
 	}
 	if ((rc = parse_added(t, added)) < 0 || (rc = parse_model(t, json_object_get(root, "model"), added)) < 0)
 		goto out;
 	if ((rc = rx_compile(&t->rx_word, "\\w", 2, 0, "word")) < 0 || (rc = index_added(t)) < 0)
 		goto out;
-	if ((rc = add_post(t, json_object_get(root, "post_processor"))) < 0 || (rc = apply_config(t, cfg)) < 0)
+	if ((v = json_object_get(root, "post_processor")) && !json_is_null(v) &&
+	    (rc = add_steps(t, v, "post-processor", "processors", post_step)) < 0)
+		goto out;
+	if ((rc = apply_config(t, cfg)) < 0)
 		goto out;
 	*out = t;
 	t = NULL;
@@ -1532,46 +1382,16 @@ out:
 	return rc;
 }
 
-/* Read a whole file; *data NULL with 0 returned when it does not exist and
- * missing_ok. */
+/* Read a whole file (NUL-terminated); *data NULL with 0 returned when it
+ * does not exist and missing_ok. */
 static int read_all(const char *path, int missing_ok, char **data, size_t *len)
 {
+	struct stat st;
 	*data = NULL;
 	*len = 0;
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		if (missing_ok && errno == ENOENT)
-			return 0;
-		return qc_seterr(QC_EIO, "cannot open '%s':", path);
-	}
-	buf b = { 0 };
-	int rc = 0;
-	for (;;) {
-		if ((rc = buf_reserve(&b, 1 << 16)) < 0)
-			break;
-		size_t got = fread(b.p + b.n, 1, b.cap - b.n - 1, f);
-		b.n += got;
-		if (b.n > QC_TOK_MAX_JSON) {
-			rc = qc_seterr(QC_EFORMAT, "'%s' is too large", path);
-			break;
-		}
-		if (got == 0) {
-			if (ferror(f))
-				rc = qc_seterr(QC_EIO, "cannot read '%s':", path);
-			break;
-		}
-	}
-	fclose(f);
-	if (rc < 0) {
-		buf_free(&b);
-		return rc;
-	}
-	if (!b.p && (rc = buf_reserve(&b, 1)) < 0)
-		return rc;
-	b.p[b.n] = 0;
-	*data = b.p;
-	*len = b.n;
-	return 0;
+	if (missing_ok && stat(path, &st) != 0 && errno == ENOENT)
+		return 0;
+	return qc_read_file(path, QC_TOK_MAX_JSON, data, len);
 }
 
 int qc_tok_load(qc_tok **out, const char *dir)
@@ -1630,20 +1450,13 @@ const char *qc_tok_piece(const qc_tok *t, int64_t id, size_t *len)
 int32_t qc_tok_find(const qc_tok *t, const char *piece, size_t len)
 {
 	/* added tokens first, as tokenizers' token_to_id does */
-	int32_t id = sm_get(&t->addmap, piece, len);
-	return id >= 0 ? id : sm_get(&t->vocab, piece, len);
+	int32_t id = qc_strmap_get(&t->addmap, piece, len);
+	return id >= 0 ? id : qc_strmap_get(&t->vocab, piece, len);
 }
 
 int qc_ids_push(qc_ids *ids, int32_t id)
 {
-	if (ids->n == ids->cap) {
-		size_t c = ids->cap ? ids->cap * 2 : 64;
-		int32_t *v = realloc(ids->v, c * sizeof *v);
-		if (!v)
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		ids->v = v;
-		ids->cap = c;
-	}
+	QC_TRY(qc_grow((void **)&ids->v, &ids->cap, ids->n + 1, sizeof *ids->v));
 	ids->v[ids->n++] = id;
 	return 0;
 }
@@ -1656,21 +1469,6 @@ void qc_ids_release(qc_ids *ids)
 
 /* ------------------------------------------------------------------------ */
 /* encoding: BPE on one word                                                 */
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 64;
-	while (c < need)
-		c *= 2;
-	void *q = realloc(*p, c * elem);
-	if (!q)
-		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-	*p = q;
-	*cap = c;
-	return 0;
-}
 
 /* Binary min-heap of candidate merges ordered by (rank, position): the
  * lowest rank merges first, and among equal ranks the leftmost. */
@@ -1717,7 +1515,7 @@ static int add_sym(qc_tok *t, size_t *n, int32_t id, int unk, int *last_unk)
 	if (unk && t->fuse_unk && *last_unk)
 		return 0;
 	*last_unk = unk;
-	QC_TRY(grow((void **)&t->syms, &t->syms_cap, *n + 1, sizeof *t->syms));
+	QC_TRY(qc_grow((void **)&t->syms, &t->syms_cap, *n + 1, sizeof *t->syms));
 	t->syms[*n] = (sym){ id, (int32_t)*n - 1, (int32_t)*n + 1, 1 };
 	(*n)++;
 	return 0;
@@ -1758,7 +1556,7 @@ static int word_symbols(qc_tok *t, const char *w, size_t n, size_t *nsym)
 			kl = pl + cl + sl;
 		}
 		i += cl;
-		int32_t id = sm_get(&t->vocab, k, kl);
+		int32_t id = qc_strmap_get(&t->vocab, k, kl);
 		if (id >= 0) {
 			QC_TRY(add_sym(t, nsym, id, 0, &last_unk));
 			continue;
@@ -1788,7 +1586,7 @@ static int merge_word(qc_tok *t, size_t nsym)
 {
 	if (nsym < 2)
 		return 0;
-	QC_TRY(grow((void **)&t->heap, &t->heap_cap, 2 * nsym + 2, sizeof *t->heap));
+	QC_TRY(qc_grow((void **)&t->heap, &t->heap_cap, 2 * nsym + 2, sizeof *t->heap));
 	size_t hn = 0;
 	for (size_t i = 0; i + 1 < nsym; i++) {
 		const pmslot *m = pm_get(&t->merges, t->syms[i].id, t->syms[i + 1].id);
@@ -1811,7 +1609,7 @@ static int merge_word(qc_tok *t, size_t nsym)
 			t->syms[s->next].prev = top.pos;
 		/* each merge adds at most two candidates: the heap never exceeds
 		 * (nsym - 1) + 2 * (nsym - 1) entries in total pushes minus pops */
-		QC_TRY(grow((void **)&t->heap, &t->heap_cap, hn + 2, sizeof *t->heap));
+		QC_TRY(qc_grow((void **)&t->heap, &t->heap_cap, hn + 2, sizeof *t->heap));
 		s = &t->syms[top.pos];
 		if (s->prev >= 0 && (m = pm_get(&t->merges, t->syms[s->prev].id, s->id)))
 			hpush(t->heap, &hn, (hent){ m->rank, s->prev, m->id });
@@ -1851,15 +1649,15 @@ static int cache_store(qc_tok *t, const char *w, size_t n, const int32_t *ids, s
 	if (t->n_cents >= CACHE_MAX_ENTRIES || t->cache_ids.n + k > CACHE_MAX_IDS) {
 		/* a bounded cache: dropping everything keeps it simple and the
 		 * results do not depend on what was cached */
-		sm_clear(&t->cache);
+		qc_strmap_clear(&t->cache);
 		t->n_cents = 0;
 		t->cache_ids.n = 0;
 	}
-	QC_TRY(grow((void **)&t->cents, &t->cents_cap, t->n_cents + 1, sizeof *t->cents));
+	QC_TRY(qc_grow((void **)&t->cents, &t->cents_cap, t->n_cents + 1, sizeof *t->cents));
 	uint32_t off = (uint32_t)t->cache_ids.n;
 	for (size_t i = 0; i < k; i++)
 		QC_TRY(qc_ids_push(&t->cache_ids, ids[i]));
-	QC_TRY(sm_put(&t->cache, w, n, (int32_t)t->n_cents));
+	QC_TRY(qc_strmap_put(&t->cache, w, n, (int32_t)t->n_cents));
 	t->cents[t->n_cents++] = (cent){ off, (uint32_t)k };
 	return 0;
 }
@@ -1870,17 +1668,17 @@ static int encode_word(qc_tok *t, const char *w, size_t n, qc_ids *out)
 		return 0;
 	int cacheable = n <= CACHE_MAX_WORD && !t->reference;
 	if (cacheable) {
-		int32_t c = sm_get(&t->cache, w, n);
+		int32_t c = qc_strmap_get(&t->cache, w, n);
 		if (c >= 0) {
 			const cent *e = &t->cents[c];
-			QC_TRY(grow((void **)&out->v, &out->cap, out->n + e->n, sizeof *out->v));
+			QC_TRY(qc_grow((void **)&out->v, &out->cap, out->n + e->n, sizeof *out->v));
 			memcpy(out->v + out->n, t->cache_ids.v + e->off, e->n * sizeof *out->v);
 			out->n += e->n;
 			return 0;
 		}
 	}
 	if (t->ignore_merges) {
-		int32_t id = sm_get(t->kind == QC_TOK_BYTE_LEVEL ? &t->vraw : &t->vocab, w, n);
+		int32_t id = qc_strmap_get(t->kind == QC_TOK_BYTE_LEVEL ? &t->vraw : &t->vocab, w, n);
 		if (id >= 0)
 			return qc_ids_push(out, id);
 	}
@@ -1927,14 +1725,15 @@ static void check_spm_split(qc_tok *t)
 {
 	t->spm_split = 0;
 	if (t->kind == QC_TOK_BYTE_LEVEL || t->ignore_merges || t->cont_len || t->eow_len ||
-	    sm_get(&t->vocab, SPACE_MARK, 3) < 0)
+	    qc_strmap_get(&t->vocab, SPACE_MARK, 3) < 0)
 		return;
-	for (size_t i = 0; i < t->vocab.cap; i++) {
-		const smslot *s = &t->vocab.s[i];
-		if (s->off == UINT32_MAX || s->len < 4)
+	const char *k;
+	size_t len, pos = 0;
+	int32_t id;
+	while (qc_strmap_next(&t->vocab, &pos, &k, &len, &id)) {
+		if (len < 4)
 			continue;
-		const char *k = t->vocab.keys.p + s->off;
-		for (size_t p = 1; p + 3 <= s->len; p++)
+		for (size_t p = 1; p + 3 <= len; p++)
 			if (memcmp(k + p, SPACE_MARK, 3) == 0 && !(p >= 3 && memcmp(k + p - 3, SPACE_MARK, 3) == 0))
 				return;
 	}
@@ -1948,7 +1747,7 @@ static int push_piece(span **arr, size_t *n, size_t *cap, size_t off, size_t len
 {
 	if (len == 0)
 		return 0;   /* tokenizers drops empty splits */
-	QC_TRY(grow((void **)arr, cap, *n + 1, sizeof **arr));
+	QC_TRY(qc_grow((void **)arr, cap, *n + 1, sizeof **arr));
 	(*arr)[(*n)++] = (span){ off, len, first };
 	return 0;
 }
@@ -1994,40 +1793,26 @@ static int split_piece(qc_tok *t, const span *p, rx *re, const char *lit, size_t
 				QC_TRY(push_piece(out, nout, cap, p->off + a, b - a, p->first && a == 0));
 				break;
 			case BEH_MERGED_PREV:
-				/* a delimiter joins the part before it */
-				if (is_match && !prev_match && have) {
-					ce = b;
-				} else {
-					if (have)
-						QC_TRY(push_piece(out, nout, cap, p->off + cs, ce - cs, p->first && cs == 0));
-					cs = a;
-					ce = b;
-					have = 1;
-				}
-				break;
 			case BEH_MERGED_NEXT:
-				/* a delimiter starts the part after it */
-				if (have && prev_match && !is_match) {
+			case BEH_CONTIGUOUS: {
+				/* whether [a, b) extends the pending span: a delimiter joins
+				 * the part before it (MergedWithPrevious), a part joins the
+				 * delimiter before it (MergedWithNext), or matches join
+				 * matches (Contiguous) */
+				int join = have && (beh == BEH_MERGED_PREV   ? is_match && !prev_match
+				                    : beh == BEH_MERGED_NEXT ? prev_match && !is_match
+				                                             : is_match && prev_match);
+				if (join) {
 					ce = b;
-				} else {
-					if (have)
-						QC_TRY(push_piece(out, nout, cap, p->off + cs, ce - cs, p->first && cs == 0));
-					cs = a;
-					ce = b;
-					have = 1;
+					break;
 				}
+				if (have)
+					QC_TRY(push_piece(out, nout, cap, p->off + cs, ce - cs, p->first && cs == 0));
+				cs = a;
+				ce = b;
+				have = 1;
 				break;
-			case BEH_CONTIGUOUS:
-				if (have && is_match && prev_match) {
-					ce = b;
-				} else {
-					if (have)
-						QC_TRY(push_piece(out, nout, cap, p->off + cs, ce - cs, p->first && cs == 0));
-					cs = a;
-					ce = b;
-					have = 1;
-				}
-				break;
+			}
 			}
 			prev_match = is_match;
 		}
@@ -2228,18 +2013,9 @@ typedef struct slist {
 
 static int sl_add(slist *l, const char *s, size_t n)
 {
-	if (l->n == l->cap) {
-		size_t c = l->cap ? 2 * l->cap : 64;
-		size_t *o = realloc(l->off, c * sizeof *o);
-		if (!o)
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		l->off = o;
-		size_t *q = realloc(l->len, c * sizeof *q);
-		if (!q)
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		l->len = q;
-		l->cap = c;
-	}
+	size_t c = l->cap;
+	QC_TRY(qc_grow((void **)&l->off, &c, l->n + 1, sizeof *l->off));
+	QC_TRY(qc_grow((void **)&l->len, &l->cap, l->n + 1, sizeof *l->len));
 	l->off[l->n] = l->a.n;
 	l->len[l->n] = n;
 	l->n++;
@@ -2273,7 +2049,7 @@ static int hexval(int c)
 }
 
 /* One decoder step from in to out (out is empty on entry). */
-static int dec_step(const qc_tok *t, const dec_op *op, const slist *in, slist *out)
+static int run_dec(const qc_tok *t, const dec_op *op, const slist *in, slist *out)
 {
 	buf tmp = { 0 };
 	int rc = 0;
@@ -2370,7 +2146,7 @@ int qc_tok_decode(const qc_tok *t, const int32_t *ids, size_t n, unsigned flags,
 	for (size_t k = 0; k < t->n_dec && rc == 0; k++) {
 		l[!cur].n = 0;
 		l[!cur].a.n = 0;
-		rc = dec_step(t, &t->dec[k], &l[cur], &l[!cur]);
+		rc = run_dec(t, &t->dec[k], &l[cur], &l[!cur]);
 		cur = !cur;
 	}
 	buf o = { 0 };

@@ -20,9 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "qc_err.h"
+#include "qc_strmap.h"
+#include "qc_vec.h"
 
 /* Llama-3's pre-tokenizer regex, as its tokenizer.json spells it. */
 static const char LLAMA3_RE[] =
@@ -43,7 +44,7 @@ typedef struct word {
 } word;
 
 typedef struct pairrec {
-	uint64_t key;            /* (a << 32) | b; UINT64_MAX: empty slot */
+	int32_t a, b;
 	int64_t count;           /* weighted occurrences over all words */
 	int32_t *w;              /* words that held the pair at some point */
 	int32_t nw, capw;
@@ -57,14 +58,11 @@ typedef struct hitem {
 typedef struct trainer {
 	word *words;
 	size_t n_words, cap_words;
-	/* word text -> index, for counting identical words once */
-	uint64_t *wh;            /* hash; 0 = empty */
-	int32_t *wi;
-	size_t wcap;
+	qc_strmap wmap;          /* word text -> index, to count identical words once */
 	const char *text;
-	size_t *woff, *wlen;     /* where each distinct word first occurred */
-	pairrec *p;
-	size_t pcap, pcount;
+	pairrec *pairs;          /* every pair ever counted */
+	size_t npairs, cappairs;
+	qc_strmap pmap;          /* (a, b) as two int32 -> index in pairs */
 	hitem *heap;
 	size_t hn, hcap;
 	/* token bytes: token i spans tok[toff[i] .. toff[i] + tlen[i]) */
@@ -72,10 +70,7 @@ typedef struct trainer {
 	size_t tokn, tokcap;
 	uint32_t *toff, *tlen;
 	size_t ntok, captok;
-	/* token bytes -> id, to reuse an id when a merge rebuilds a token */
-	uint64_t *th;
-	int32_t *ti;
-	size_t tcap;
+	qc_strmap tmap;          /* token bytes -> id, to reuse an id when a merge rebuilds a token */
 	int32_t *ma, *mb;        /* merges in order */
 	size_t nm, capm;
 } trainer;
@@ -85,65 +80,23 @@ static int oom(void)
 	return qc_seterr(QC_ENOMEM, "out of memory building a tokenizer");
 }
 
-static int growv(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 64;
-	while (c < need)
-		c *= 2;
-	void *q = realloc(*p, c * elem);
-	if (!q)
-		return oom();
-	*p = q;
-	*cap = c;
-	return 0;
-}
-
-static uint64_t h64(const void *p, size_t n)
-{
-	uint64_t h = XXH3_64bits(p, n);
-	return h ? h : 1;   /* 0 marks an empty slot */
-}
-
 /* ---- pairs ---- */
 
+/* The record of pair (a, b), or NULL when it has none; with create, a new
+ * zero record is made for it (NULL then only when out of memory). The
+ * pointer is good until the next create. */
 static pairrec *pair_slot(trainer *tr, int32_t a, int32_t b, int create)
 {
-	uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-	if (create && (tr->pcount + 1) * 2 > tr->pcap) {
-		size_t nc = tr->pcap ? tr->pcap * 2 : 1024;
-		pairrec *np = malloc(nc * sizeof *np);
-		if (!np)
-			return NULL;
-		for (size_t i = 0; i < nc; i++)
-			np[i].key = UINT64_MAX;
-		for (size_t i = 0; i < tr->pcap; i++) {
-			if (tr->p[i].key == UINT64_MAX)
-				continue;
-			size_t j = (size_t)((tr->p[i].key * 0x9E3779B97F4A7C15ull) >> 20) & (nc - 1);
-			while (np[j].key != UINT64_MAX)
-				j = (j + 1) & (nc - 1);
-			np[j] = tr->p[i];
-		}
-		free(tr->p);
-		tr->p = np;
-		tr->pcap = nc;
-	}
-	if (!tr->pcap)
+	const int32_t key[2] = { a, b };
+	int32_t i = qc_strmap_get(&tr->pmap, key, sizeof key);
+	if (i >= 0)
+		return &tr->pairs[i];
+	if (!create || tr->npairs >= INT32_MAX ||
+	    qc_grow((void **)&tr->pairs, &tr->cappairs, tr->npairs + 1, sizeof *tr->pairs) < 0 ||
+	    qc_strmap_put(&tr->pmap, key, sizeof key, (int32_t)tr->npairs) < 0)
 		return NULL;
-	size_t j = (size_t)((k * 0x9E3779B97F4A7C15ull) >> 20) & (tr->pcap - 1);
-	for (;; j = (j + 1) & (tr->pcap - 1)) {
-		if (tr->p[j].key == k)
-			return &tr->p[j];
-		if (tr->p[j].key == UINT64_MAX)
-			break;
-	}
-	if (!create)
-		return NULL;
-	tr->p[j] = (pairrec){ k, 0, NULL, 0, 0 };
-	tr->pcount++;
-	return &tr->p[j];
+	tr->pairs[tr->npairs] = (pairrec){ a, b, 0, NULL, 0, 0 };
+	return &tr->pairs[tr->npairs++];
 }
 
 /* Max-heap on (count desc, a asc, b asc): the pair to merge next on top. */
@@ -158,8 +111,7 @@ static int hbefore(const hitem *x, const hitem *y)
 
 static int heap_push(trainer *tr, hitem e)
 {
-	if (growv((void **)&tr->heap, &tr->hcap, tr->hn + 1, sizeof *tr->heap) < 0)
-		return QC_ENOMEM;
+	QC_TRY(qc_grow((void **)&tr->heap, &tr->hcap, tr->hn + 1, sizeof *tr->heap));
 	size_t i = tr->hn++;
 	while (i > 0 && hbefore(&e, &tr->heap[(i - 1) / 2])) {
 		tr->heap[i] = tr->heap[(i - 1) / 2];
@@ -202,8 +154,7 @@ static int count_word(trainer *tr, int32_t wi, int64_t sign, int push)
 		if (sign > 0) {
 			if (p->nw == 0 || p->w[p->nw - 1] != wi) {
 				size_t cap = (size_t)p->capw;
-				if (growv((void **)&p->w, &cap, (size_t)p->nw + 1, sizeof *p->w) < 0)
-					return QC_ENOMEM;
+				QC_TRY(qc_grow((void **)&p->w, &cap, (size_t)p->nw + 1, sizeof *p->w));
 				p->capw = (int32_t)cap;
 				p->w[p->nw++] = wi;
 			}
@@ -216,61 +167,17 @@ static int count_word(trainer *tr, int32_t wi, int64_t sign, int push)
 
 /* ---- tokens ---- */
 
-static int32_t tok_find(const trainer *tr, const char *s, size_t n)
-{
-	uint64_t h = h64(s, n);
-	for (size_t j = h & (tr->tcap - 1);; j = (j + 1) & (tr->tcap - 1)) {
-		if (tr->th[j] == 0)
-			return -1;
-		int32_t i = tr->ti[j];
-		if (tr->th[j] == h && tr->tlen[i] == n && memcmp(tr->tok + tr->toff[i], s, n) == 0)
-			return i;
-	}
-}
-
 static int tok_add(trainer *tr, const char *s, size_t n)
 {
-	if (growv((void **)&tr->tok, &tr->tokcap, tr->tokn + n, 1) < 0)
-		return QC_ENOMEM;
-	size_t c1 = tr->captok, c2 = tr->captok;
-	if (growv((void **)&tr->toff, &c1, tr->ntok + 1, sizeof *tr->toff) < 0 ||
-	    growv((void **)&tr->tlen, &c2, tr->ntok + 1, sizeof *tr->tlen) < 0)
-		return QC_ENOMEM;
-	tr->captok = c1 < c2 ? c1 : c2;
-	if ((tr->ntok + 1) * 2 > tr->tcap) {
-		size_t nc = tr->tcap ? tr->tcap * 2 : 1024;
-		uint64_t *nh = calloc(nc, sizeof *nh);
-		int32_t *ni = malloc(nc * sizeof *ni);
-		if (!nh || !ni) {
-			free(nh);
-			free(ni);
-			return oom();
-		}
-		for (size_t i = 0; i < tr->tcap; i++) {
-			if (!tr->th[i])
-				continue;
-			size_t j = tr->th[i] & (nc - 1);
-			while (nh[j])
-				j = (j + 1) & (nc - 1);
-			nh[j] = tr->th[i];
-			ni[j] = tr->ti[i];
-		}
-		free(tr->th);
-		free(tr->ti);
-		tr->th = nh;
-		tr->ti = ni;
-		tr->tcap = nc;
-	}
+	QC_TRY(qc_grow((void **)&tr->tok, &tr->tokcap, tr->tokn + n, 1));
+	size_t c = tr->captok;
+	QC_TRY(qc_grow((void **)&tr->toff, &c, tr->ntok + 1, sizeof *tr->toff));
+	QC_TRY(qc_grow((void **)&tr->tlen, &tr->captok, tr->ntok + 1, sizeof *tr->tlen));
+	QC_TRY(qc_strmap_put(&tr->tmap, s, n, (int32_t)tr->ntok));
 	memcpy(tr->tok + tr->tokn, s, n);
 	tr->toff[tr->ntok] = (uint32_t)tr->tokn;
 	tr->tlen[tr->ntok] = (uint32_t)n;
 	tr->tokn += n;
-	uint64_t h = h64(s, n);
-	size_t j = h & (tr->tcap - 1);
-	while (tr->th[j])
-		j = (j + 1) & (tr->tcap - 1);
-	tr->th[j] = h;
-	tr->ti[j] = (int32_t)tr->ntok;
 	tr->ntok++;
 	return 0;
 }
@@ -280,60 +187,23 @@ static int tok_add(trainer *tr, const char *s, size_t n)
 static int add_word(trainer *tr, size_t off, size_t n)
 {
 	const char *s = tr->text + off;
-	if ((tr->n_words + 1) * 2 > tr->wcap) {
-		size_t nc = tr->wcap ? tr->wcap * 2 : 1024;
-		uint64_t *nh = calloc(nc, sizeof *nh);
-		int32_t *ni = malloc(nc * sizeof *ni);
-		if (!nh || !ni) {
-			free(nh);
-			free(ni);
-			return oom();
-		}
-		for (size_t i = 0; i < tr->wcap; i++) {
-			if (!tr->wh[i])
-				continue;
-			size_t j = tr->wh[i] & (nc - 1);
-			while (nh[j])
-				j = (j + 1) & (nc - 1);
-			nh[j] = tr->wh[i];
-			ni[j] = tr->wi[i];
-		}
-		free(tr->wh);
-		free(tr->wi);
-		tr->wh = nh;
-		tr->wi = ni;
-		tr->wcap = nc;
+	int32_t i = qc_strmap_get(&tr->wmap, s, n);
+	if (i >= 0) {
+		tr->words[i].freq++;
+		return 0;
 	}
-	uint64_t h = h64(s, n);
-	size_t j = h & (tr->wcap - 1);
-	for (; tr->wh[j]; j = (j + 1) & (tr->wcap - 1)) {
-		int32_t i = tr->wi[j];
-		if (tr->wh[j] == h && tr->wlen[i] == n && memcmp(tr->text + tr->woff[i], s, n) == 0) {
-			tr->words[i].freq++;
-			return 0;
-		}
-	}
-	size_t c0 = tr->cap_words, c1 = tr->cap_words, c2 = tr->cap_words;
-	if (growv((void **)&tr->words, &c0, tr->n_words + 1, sizeof *tr->words) < 0 ||
-	    growv((void **)&tr->woff, &c1, tr->n_words + 1, sizeof *tr->woff) < 0 ||
-	    growv((void **)&tr->wlen, &c2, tr->n_words + 1, sizeof *tr->wlen) < 0)
-		return QC_ENOMEM;
-	tr->cap_words = c0;
+	QC_TRY(qc_grow((void **)&tr->words, &tr->cap_words, tr->n_words + 1, sizeof *tr->words));
 	word *w = &tr->words[tr->n_words];
 	w->sym = malloc(n * sizeof *w->sym);
 	if (!w->sym)
 		return oom();
-	for (size_t i = 0; i < n; i++)
-		w->sym[i] = (unsigned char)s[i];
+	for (size_t k = 0; k < n; k++)
+		w->sym[k] = (unsigned char)s[k];
 	w->n = (int32_t)n;
 	w->freq = 1;
 	w->seen = -1;
-	tr->woff[tr->n_words] = off;
-	tr->wlen[tr->n_words] = n;
-	tr->wh[j] = h;
-	tr->wi[j] = (int32_t)tr->n_words;
 	tr->n_words++;
-	return 0;
+	return qc_strmap_put(&tr->wmap, s, n, (int32_t)tr->n_words - 1);
 }
 
 /* Cut text into words with the Llama-3 regex; bytes between matches (only
@@ -401,10 +271,10 @@ static int train(trainer *tr, int64_t max_new)
 	/* count everything first, then push each pair once */
 	for (size_t i = 0; i < tr->n_words; i++)
 		QC_TRY(count_word(tr, (int32_t)i, +1, 0));
-	for (size_t i = 0; i < tr->pcap; i++) {
-		const pairrec *p = &tr->p[i];
-		if (p->key != UINT64_MAX && p->count >= 2)
-			QC_TRY(heap_push(tr, (hitem){ p->count, (int32_t)(p->key >> 32), (int32_t)(uint32_t)p->key }));
+	for (size_t i = 0; i < tr->npairs; i++) {
+		const pairrec *p = &tr->pairs[i];
+		if (p->count >= 2)
+			QC_TRY(heap_push(tr, (hitem){ p->count, p->a, p->b }));
 	}
 	int64_t added = 0, step = 0;
 	char *tmp = NULL;
@@ -416,22 +286,21 @@ static int train(trainer *tr, int64_t max_new)
 		if (!p || p->count != top.count || p->count < 2)
 			continue;   /* stale: the count changed after this was pushed */
 		size_t la = tr->tlen[top.a], lb = tr->tlen[top.b];
-		if ((rc = growv((void **)&tmp, &tmpcap, la + lb, 1)) < 0)
+		if ((rc = qc_grow((void **)&tmp, &tmpcap, la + lb, 1)) < 0)
 			break;
 		memcpy(tmp, tr->tok + tr->toff[top.a], la);
 		memcpy(tmp + la, tr->tok + tr->toff[top.b], lb);
-		int32_t c = tok_find(tr, tmp, la + lb);
+		int32_t c = qc_strmap_get(&tr->tmap, tmp, la + lb);
 		if (c < 0) {
 			c = (int32_t)tr->ntok;
 			if ((rc = tok_add(tr, tmp, la + lb)) < 0)
 				break;
 			added++;
 		}
-		size_t cm = tr->capm, cm2 = tr->capm;
-		if ((rc = growv((void **)&tr->ma, &cm, tr->nm + 1, sizeof *tr->ma)) < 0 ||
-		    (rc = growv((void **)&tr->mb, &cm2, tr->nm + 1, sizeof *tr->mb)) < 0)
+		size_t cm = tr->capm;
+		if ((rc = qc_grow((void **)&tr->ma, &cm, tr->nm + 1, sizeof *tr->ma)) < 0 ||
+		    (rc = qc_grow((void **)&tr->mb, &tr->capm, tr->nm + 1, sizeof *tr->mb)) < 0)
 			break;
-		tr->capm = cm;
 		tr->ma[tr->nm] = top.a;
 		tr->mb[tr->nm] = top.b;
 		tr->nm++;
@@ -441,7 +310,7 @@ static int train(trainer *tr, int64_t max_new)
 		p = pair_slot(tr, top.a, top.b, 0);
 		int32_t nw = p->nw;
 		for (int32_t k = 0; k < nw && rc == 0; k++) {
-			p = pair_slot(tr, top.a, top.b, 0);   /* the table may have moved */
+			p = pair_slot(tr, top.a, top.b, 0);   /* pairs may have moved */
 			int32_t wi = p->w[k];
 			if (tr->words[wi].seen == step)
 				continue;
@@ -460,20 +329,16 @@ static void trainer_free(trainer *tr)
 	for (size_t i = 0; i < tr->n_words; i++)
 		free(tr->words[i].sym);
 	free(tr->words);
-	free(tr->wh);
-	free(tr->wi);
-	free(tr->woff);
-	free(tr->wlen);
-	for (size_t i = 0; i < tr->pcap; i++)
-		if (tr->p[i].key != UINT64_MAX)
-			free(tr->p[i].w);
-	free(tr->p);
+	qc_strmap_free(&tr->wmap);
+	for (size_t i = 0; i < tr->npairs; i++)
+		free(tr->pairs[i].w);
+	free(tr->pairs);
+	qc_strmap_free(&tr->pmap);
 	free(tr->heap);
 	free(tr->tok);
 	free(tr->toff);
 	free(tr->tlen);
-	free(tr->th);
-	free(tr->ti);
+	qc_strmap_free(&tr->tmap);
 	free(tr->ma);
 	free(tr->mb);
 }

@@ -10,6 +10,7 @@
 
 #include "qc_err.h"
 #include "qc_st.h"
+#include "qc_vec.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "token sets are read in place: little-endian hosts only");
 
@@ -190,15 +191,9 @@ int qc_tokset_open(qc_tokset **out, const char *path)
 	size_t n = 0, cap = 0;
 	int rc = 0;
 	for (;;) {
-		if (n == cap) {
-			size_t c = cap ? 2 * cap : 1 << 16;
-			unsigned char *b = realloc(buf, c);
-			if (!b) {
-				rc = qc_seterr(QC_ENOMEM, "cannot read '<stdin>': out of memory");
-				break;
-			}
-			buf = b;
-			cap = c;
+		if ((rc = qc_grow((void **)&buf, &cap, n + (1 << 16), 1)) < 0) {
+			qc_errctx(rc, "cannot read '<stdin>'");
+			break;
 		}
 		size_t got;
 		if ((rc = qc_source_read(src, buf + n, cap - n, &got)) < 0 || got == 0)

@@ -77,10 +77,14 @@ test_expect_success '--random twice gives identical bytes (file and stdout)' '
 	qcalib -m bl --random -n 4 -L 16 --seed 2 -o r3.st &&
 	! cmp -s r1.st r3.st
 '
+# 64 ids, none of them special: each row decodes to at least 64 bytes
 test_expect_success '--random never draws special tokens' '
 	qcalib -m bl --random -n 64 -L 64 --seed 3 -o r.st &&
-	for k in 0 17 63; do qcalib --show r.st --decode $k -m bl; done >dec &&
-	! grep -q "<|" dec
+	for k in 0 17 63; do
+		qcalib --show r.st --decode $k -m bl >dec$k &&
+		test "$(wc -c <dec$k)" -ge 64 || { echo "row $k decodes to fewer than 64 bytes"; exit 1; }
+	done &&
+	cat dec0 dec17 dec63 >dec && ! grep -q "<|" dec
 '
 test_expect_success '--show summarizes a token set' '
 	qcalib --show r1.st >show &&
@@ -94,7 +98,7 @@ test_expect_success '--show summarizes a token set' '
 test_expect_success 'text in pad mode: one paragraph per row, BOS first' '
 	qcalib -m bl --mode pad -n 3 -L 64 -o p.st text.txt 2>err &&
 	expect_grep err "3 documents, 3 used" &&
-	for k in 0 1 2; do qcalib --show p.st --decode $k -m bl; done >dec &&
+	for k in 0 1 2; do qcalib --show p.st --decode $k -m bl || exit 1; done >dec &&
 	expect_grep dec "<|bos|>the theme of the thesis." &&
 	expect_grep dec "<|bos|>the other paragraph" &&
 	expect_grep dec "with two lines." &&

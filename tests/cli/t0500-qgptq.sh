@@ -22,6 +22,11 @@ put_bf16() {
 		sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
 	printf "$4" | dd of="$1" bs=1 seek=$((8 + n + o + 2 * $3)) conv=notrunc 2>/dev/null
 }
+# sh has no pipefail: a pipeline's status is its last command's. Write
+# `producer CMD... | consumer && producers_ok`; a failed producer is noted
+# in producers.err and producers_ok fails, naming it.
+producer() { "$@" || echo "$1 exited with status $?" >>producers.err; }
+producers_ok() { [ ! -s producers.err ] || { cat producers.err; rm -f producers.err; return 1; }; }
 
 test_expect_success 'setup: a small model and a token set' '
 	qsynth -q --preset tiny --layers 3 --seed 5 -o m &&
@@ -87,9 +92,9 @@ test_expect_success 'two runs give identical checkpoints' '
 '
 
 test_expect_success 'a stream in and out gives the same checkpoint' '
-	qcat -q -o - m | qgptq -q --calib c.st -o - - >s.tar &&
+	producer qcat -q -o - m | qgptq -q --calib c.st -o - - >s.tar && producers_ok &&
 	mkdir x && tar xf s.tar -C x && qcat --verify x &&
-	for f in w4/*.safetensors w4/config.json w4/quant_report.jsonl; do cmp "$f" "x/${f#w4/}"; done
+	for f in w4/*.safetensors w4/config.json w4/quant_report.jsonl; do cmp "$f" "x/${f#w4/}" || exit 1; done
 '
 
 test_expect_success 'w8a16: int8 per channel' '
@@ -150,7 +155,9 @@ test_expect_success '--resume after a failed run reuses its layers and gives the
 	qgptq --resume --calib c.st --report rres.jsonl -o res bad 2>err &&
 	expect_grep err "layers 0 to 1 are done" &&
 	test ! -e res.partial &&
-	for f in w4/*.safetensors w4/config.json w4/quant_report.jsonl; do cmp "$f" "res/${f#w4/}"; done &&
+	for f in w4/*.safetensors w4/config.json w4/quant_report.jsonl; do
+		cmp "$f" "res/${f#w4/}" || exit 1
+	done &&
 	test ! -e res/qgptq-resume.json
 '
 

@@ -2,6 +2,12 @@
 # t0600: qfp8 writes FP8 checkpoints, deterministic, from directories and pipes.
 . "$(dirname "$0")/lib.sh"
 
+# sh has no pipefail: a pipeline's status is its last command's. Write
+# `producer CMD... | consumer && producers_ok`; a failed producer is noted
+# in producers.err and producers_ok fails, naming it.
+producer() { "$@" || echo "$1 exited with status $?" >>producers.err; }
+producers_ok() { [ ! -s producers.err ] || { cat producers.err; rm -f producers.err; return 1; }; }
+
 test_expect_success 'setup: a small model' '
 	qsynth -q --preset tiny --layers 3 --seed 5 -o m
 '
@@ -27,9 +33,9 @@ test_expect_success 'the report shows small weight errors and no output errors' 
 	awk -F"\"err_w\":" "{ split(\$2, a, \",\"); if (a[1] > 0.01 || a[1] <= 0) exit 1 }" r.jsonl
 '
 test_expect_success 'a stream in and out gives the same checkpoint as directories' '
-	qsynth -q --preset tiny --layers 3 --seed 5 -o - | qfp8 -q -o - - >s.tar &&
+	producer qsynth -q --preset tiny --layers 3 --seed 5 -o - | qfp8 -q -o - - >s.tar && producers_ok &&
 	mkdir x && tar xf s.tar -C x && qcat --verify x &&
-	for f in f/*.safetensors f/config.json f/quant_report.jsonl; do cmp "$f" "x/${f#f/}"; done
+	for f in f/*.safetensors f/config.json f/quant_report.jsonl; do cmp "$f" "x/${f#f/}" || exit 1; done
 '
 test_expect_success 'two runs give identical checkpoints' '
 	qfp8 -q --report r.jsonl -o g m && diff -r f g
@@ -72,11 +78,12 @@ test_expect_success 'static input scales and KV-cache scales' '
 	tr -d " \n" <fs/config.json | grep -q "\"kv_cache_scheme\":{\"actorder\""
 '
 test_expect_success 'calibrated runs work on streams, tied and untied, and equal the directory runs' '
-	qsynth -q --preset tiny --layers 3 --seed 5 -o - |
-		qfp8 -q --calib c.st --act static --kv-cache -o - - >fs.tar &&
-	mkdir y && tar xf fs.tar -C y && for f in fs/*.safetensors; do cmp "$f" "y/${f#fs/}"; done &&
-	qsynth -q --preset tiny --layers 2 --no-tie --seed 5 -o - |
-		qfp8 -q --calib c.st -o - - | qcat --verify -
+	producer qsynth -q --preset tiny --layers 3 --seed 5 -o - |
+		qfp8 -q --calib c.st --act static --kv-cache -o - - >fs.tar && producers_ok &&
+	mkdir y && tar xf fs.tar -C y &&
+	for f in fs/*.safetensors fs/config.json; do cmp "$f" "y/${f#fs/}" || exit 1; done &&
+	producer qsynth -q --preset tiny --layers 2 --no-tie --seed 5 -o - |
+		producer qfp8 -q --calib c.st -o - - | qcat --verify - && producers_ok
 '
 test_expect_success 'qverify runs the static artifact with its activation quantization' '
 	qverify fs --base m --tokens c.st -o v.json 2>verr && expect_grep verr "fp8 static" ||

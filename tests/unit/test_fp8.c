@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qc_ckpt.h"
 #include "qc_config.h"
@@ -64,6 +65,18 @@ static void make_tokens(const char *path, int32_t *ids, int n, int l, int vocab)
 	tu_assert_rc(qc_tokset_save(&sp, path), 0);
 }
 
+/* qfp8 as the tool runs it: the FP8 method through the run driver. */
+static int run_fp8(const char *model, const char *tokens, const char *out, const qc_fp8_opts *o)
+{
+	qc_fp8 *f;
+	qc_qmethod m;
+	tu_assert_rc(qc_fp8_method(&f, &m, o), 0);
+	qc_qrun_opts ro = { .model = model, .out = out, .calib = tokens, .threads = 2 };
+	int rc = qc_qrun_run(&ro, &m);
+	qc_fp8_free(f);
+	return rc;
+}
+
 static float get_scalar(qc_ckpt *ck, const char *name)
 {
 	const qc_tensor *t;
@@ -83,18 +96,13 @@ static void test_static_scales_are_calibration_maxima(void **state)
 	int32_t ids[4 * 16];
 	make_tokens(tok, ids, 4, 16, (int)cfg.vocab_size);
 
-	qc_ckpt *in;
-	qc_ckpt_opts co = { 0 };
-	tu_assert_rc(qc_ckpt_open(&in, model, &co), 0);
 	qc_fp8_opts o = { 0 };
 	o.act_static = 1;
 	o.kv_cache = 1;
-	o.calib = tok;
-	o.threads = 2;
-	qc_qout_opts oo = { out, 0, 0, "test", 0, NULL };
-	qc_report *r = qc_report_new();
-	tu_assert_rc(qc_fp8_quantize(in, &o, &oo, r), 0);
-	assert_int_equal(qc_report_count(r), 14);
+	tu_assert_rc(run_fp8(model, tok, out, &o), 0);
+	qc_ckpt *in;
+	qc_ckpt_opts co = { 0 };
+	tu_assert_rc(qc_ckpt_open(&in, model, &co), 0);
 
 	/* Layer 0's q/k/v input is RMSNorm(embedding) with input_layernorm:
 	 * computed here from the base checkpoint alone. */
@@ -128,22 +136,24 @@ static void test_static_scales_are_calibration_maxima(void **state)
 	assert_true(get_scalar(q, "model.layers.1.self_attn.k_scale") > 0);
 	assert_true(get_scalar(q, "model.layers.1.self_attn.v_scale") > 0);
 
-	/* err_out is measured, small, and is also the RTN baseline */
-	char *text;
+	/* one report line per Linear; err_out is measured, and is also the RTN
+	 * baseline */
+	const void *text;
 	size_t len;
-	assert_int_equal(qc_report_text(r, 0, &text, &len), 0);
-	assert_non_null(strstr(text, "\"n_tokens\":64"));
-	assert_null(strstr(text, "\"err_out\":null"));
-	free(text);
+	tu_assert_rc(qc_ckpt_file(q, QC_REPORT_NAME, &text, &len), 0);
+	char *lines = strndup(text, len);
+	int n_lines = 0;
+	for (char *c = lines; *c; c++)
+		n_lines += *c == '\n';
+	assert_int_equal(n_lines, 14);
+	assert_non_null(strstr(lines, "\"n_tokens\":64"));
+	assert_null(strstr(lines, "\"err_out\":null"));
+	free(lines);
 
 	/* the weights equal the data-free run's */
 	char *out2 = tu_path("o2");
 	qc_fp8_opts o2 = { 0 };
-	qc_qout_opts oo2 = { out2, 0, 0, "test", 0, NULL };
-	qc_report *r2 = qc_report_new();
-	qc_ckpt_close(in);
-	tu_assert_rc(qc_ckpt_open(&in, model, &co), 0);
-	tu_assert_rc(qc_fp8_quantize(in, &o2, &oo2, r2), 0);
+	tu_assert_rc(run_fp8(model, NULL, out2, &o2), 0);
 	qc_ckpt *q2;
 	tu_assert_rc(qc_ckpt_open(&q2, out2, &co), 0);
 	const char *w = "model.layers.1.mlp.up_proj.weight";
@@ -157,8 +167,6 @@ static void test_static_scales_are_calibration_maxima(void **state)
 	qc_ckpt_close(q);
 	qc_ckpt_close(q2);
 	qc_ckpt_close(in);
-	qc_report_free(r);
-	qc_report_free(r2);
 	qc_config_free(&cfg);
 	free(row);
 	free(gw);
@@ -174,15 +182,10 @@ static void test_needs_calibration(void **state)
 	char *model = tu_path("m2"), *out = tu_path("o3");
 	qc_config cfg;
 	make_model(model, &cfg);
-	qc_ckpt *in;
-	tu_assert_rc(qc_ckpt_open(&in, model, NULL), 0);
 	qc_fp8_opts o = { 0 };
 	o.act_static = 1;
-	qc_qout_opts oo = { out, 0, 0, "test", 0, NULL };
-	qc_report *r = qc_report_new();
-	tu_assert_rc(qc_fp8_quantize(in, &o, &oo, r), QC_EINVAL);
-	qc_report_free(r);
-	qc_ckpt_close(in);
+	tu_assert_rc(run_fp8(model, NULL, out, &o), QC_EINVAL);
+	assert_int_equal(access(out, F_OK), -1);
 	qc_config_free(&cfg);
 	free(model);
 	free(out);

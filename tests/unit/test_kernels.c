@@ -1,11 +1,18 @@
 /* test_kernels.c - every CPU kernel against a plain double-precision
  * reference (straightforward loops written here), plus hand-worked values
- * for the activation quantizers and RoPE frequencies. */
+ * for the activation quantizers and RoPE frequencies; the dispatch (NULL
+ * context, OpenBLAS's count per context) and QK_DEBUG_MEMORY (a host access
+ * between kernel calls faults). */
 #include "tutil.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "kernels.h"
 #include "qc_err.h"
@@ -652,6 +659,310 @@ static void test_cholesky(void **state)
 	free(B); free(A); free(U);
 }
 
+/* ---------------------------------------------------------------- reductions, storage dtypes */
+
+/* qk_absmax, qk_sumsq, qk_sub, qk_copy, qk_diff_sumsq: serial index-order
+ * loops, so the plain references here give the same bits */
+static void test_reduce(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 11);
+	const size_t n = 1001;
+	float *a = randv(&r, n, 2), *b = randv(&r, n, 1), *d = malloc(n * sizeof *d);
+	a[17] = -9.5f;
+	float am = 0.5f;
+	tu_assert_rc(qk_absmax(ctx2, a, n, &am), 0);
+	float ram = 0.5f;
+	for (size_t i = 0; i < n; i++)
+		ram = fabsf(a[i]) > ram ? fabsf(a[i]) : ram;
+	assert_true(am == ram && am == 9.5f);
+	double ss = 1.0, rs = 0;
+	tu_assert_rc(qk_sumsq(ctx2, a, n, &ss), 0);
+	for (size_t i = 0; i < n; i++)
+		rs += (double)a[i] * a[i];
+	assert_true(ss == 1.0 + rs);
+	tu_assert_rc(qk_sub(ctx2, d, a, b, n), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_true(d[i] == a[i] - b[i]);
+	tu_assert_rc(qk_copy(ctx2, d, b, n * sizeof *d), 0);
+	assert_memory_equal(d, b, n * sizeof *d);
+	/* running sums: one call or several give the same bits as one loop */
+	double rd = 0.25, rb = 0.5;
+	for (size_t i = 0; i < n; i++) {
+		double e = (double)a[i] - (double)b[i];
+		rd += e * e;
+		rb += (double)b[i] * b[i];
+	}
+	double d2 = 0.25, b2 = 0.5;
+	tu_assert_rc(qk_diff_sumsq(ctx2, a, b, n, &d2, &b2), 0);
+	assert_true(d2 == rd && b2 == rb);
+	d2 = 0.25, b2 = 0.5;
+	tu_assert_rc(qk_diff_sumsq(ctx1, a, b, 300, &d2, &b2), 0);
+	tu_assert_rc(qk_diff_sumsq(ctx1, a + 300, b + 300, n - 300, &d2, &b2), 0);
+	assert_true(d2 == rd && b2 == rb);
+	free(a); free(b); free(d);
+}
+
+static void test_nonfinite(void **state)
+{
+	(void)state;
+	const size_t n = 777;
+	float *x = calloc(n, sizeof *x);
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)i - 300.0f;
+	int64_t first = 5;
+	tu_assert_rc(qk_nonfinite(ctx2, x, n, &first), 0);
+	assert_int_equal(first, -1);
+	const float bad[] = { NAN, -NAN, INFINITY, -INFINITY };
+	const size_t at[] = { 0, 8, 333, n - 1 };
+	for (size_t k = 0; k < 4; k++)
+		for (size_t p = 0; p < 4; p++) {
+			float keep = x[at[p]];
+			x[at[p]] = bad[k];
+			if (p < 3)
+				x[n - 1] = bad[(k + 1) % 4];   /* a later one is not the first */
+			tu_assert_rc(qk_nonfinite(ctx1, x, n, &first), 0);
+			/* reference: the plain scan */
+			int64_t ref = -1;
+			for (size_t i = 0; i < n && ref < 0; i++)
+				if (!isfinite(x[i]))
+					ref = (int64_t)i;
+			assert_int_equal(first, ref);
+			assert_int_equal(first, (int64_t)at[p]);
+			x[at[p]] = keep;
+			x[n - 1] = (float)(n - 1) - 300.0f;
+		}
+	tu_assert_rc(qk_nonfinite(ctx1, x, 0, &first), 0);
+	assert_int_equal(first, -1);
+	free(x);
+}
+
+/* plain round-to-nearest-even FP32 -> BF16 on the bits: the reference for
+ * qk_bf16_store (quiet NaN of the same sign and top payload) */
+static uint16_t ref_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x0040u);
+	uint32_t lsb = (u >> 16) & 1u;
+	return (uint16_t)((u + 0x7fffu + lsb) >> 16);
+}
+
+static float ref_bf16_to_f32(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static void test_bf16(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 12);
+	/* past the threads' minimum block: both contexts split it */
+	const size_t n = 200003;
+	float *x = malloc(n * sizeof *x), *back = malloc(n * sizeof *back);
+	uint16_t *h = malloc(n * 2);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u = (uint32_t)qc_rng_u64(&r);
+		memcpy(&x[i], &u, 4);   /* every bit pattern: NaNs, Infs, subnormals, ties */
+	}
+	const float edge[] = { 0.0f, -0.0f, 1.0f, 0x1.ffp127f, -0x1.ffp127f, 0x1.fep127f,
+		                   1.00390625f /* tie, rounds to even (down) */,
+		                   1.01171875f /* tie, rounds to even (up) */, 1e-45f, INFINITY, NAN };
+	memcpy(x, edge, sizeof edge);
+	for (int c = 0; c < 2; c++) {
+		qk_ctx *k = c ? ctx2 : ctx1;
+		memset(h, 0xAB, n * 2);
+		tu_assert_rc(qk_bf16_store(k, h, x, n), 0);
+		for (size_t i = 0; i < n; i++)
+			if (h[i] != ref_bf16(x[i]))
+				fail_msg("bf16 store of %a (0x%08x): 0x%04x, expected 0x%04x", (double)x[i],
+				         (unsigned)((uint32_t *)x)[i], h[i], ref_bf16(x[i]));
+		tu_assert_rc(qk_bf16_load(k, back, h, n), 0);
+		for (size_t i = 0; i < n; i++) {
+			float e = ref_bf16_to_f32(h[i]);
+			assert_memory_equal(&back[i], &e, 4);
+		}
+	}
+	/* and exactly what qc_num does */
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(h[i], qc_f32_to_bf16(x[i]));
+	free(x); free(back); free(h);
+}
+
+/* plain FP8 E4M3FN round to nearest even of a finite |v| <= 448, in double
+ * (every step is a power of two, so v / step is exact) */
+static double ref_e4m3(double v)
+{
+	double a = fabs(v);
+	if (a == 0)
+		return v;
+	int e;
+	frexp(a, &e);                       /* a = m 2^e, m in [0.5, 1) */
+	int ex = e - 1 < -6 ? -6 : e - 1;   /* normals: 3 mantissa bits; below 2^-6 subnormal */
+	double step = ldexp(1.0, ex - 3);
+	double q = nearbyint(a / step) * step;
+	return copysign(q, v);
+}
+
+static void test_fp8_qdq(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 13);
+	const size_t n = 50001;
+	float *x = randv(&r, n, 40), *got = malloc(n * sizeof *got);
+	x[0] = 1e6f;            /* clamps to 448 s */
+	x[1] = -1e6f;
+	x[2] = 0.0f;
+	x[3] = -0.0f;
+	x[4] = 1e-9f;           /* far below the smallest subnormal: 0 */
+	x[5] = NAN;
+	const float scales[] = { 1.0f, 0.037f, 3.5f };
+	for (size_t k = 0; k < 3; k++) {
+		float s = scales[k], inv = 1.0f / s;
+		memcpy(got, x, n * sizeof *got);
+		tu_assert_rc(qk_fp8_qdq(k ? ctx2 : ctx1, got, n, s), 0);
+		for (size_t i = 0; i < n; i++) {
+			float v = x[i] * inv;
+			if (isnan(v)) {
+				assert_true(isnan(got[i]));
+				continue;
+			}
+			v = v > 448.0f ? 448.0f : v < -448.0f ? -448.0f : v;
+			float want = (float)ref_e4m3(v) * s;
+			if (memcmp(&want, &got[i], 4) != 0)
+				fail_msg("fp8 qdq of %a at scale %g: %a, expected %a", (double)x[i], (double)s,
+				         (double)got[i], (double)want);
+		}
+	}
+	/* the same as the static FP8 input quantization */
+	qk_actq q = { QK_ACTQ_FP8_TENSOR, 0.037f, 0 };
+	float *viaq = malloc(n * sizeof *viaq);
+	memcpy(viaq, x, n * sizeof *viaq);
+	memcpy(got, x, n * sizeof *got);
+	tu_assert_rc(qk_actq_apply(ctx2, viaq, 1, (int64_t)n, &q), 0);
+	tu_assert_rc(qk_fp8_qdq(ctx2, got, n, 0.037f), 0);
+	assert_memory_equal(viaq, got, n * sizeof *got);
+	tu_assert_rc(qk_fp8_qdq(ctx1, got, n, 0.0f), QC_EINVAL);
+	tu_assert_rc(qk_fp8_qdq(ctx1, got, n, INFINITY), QC_EINVAL);
+	free(x); free(got); free(viaq);
+}
+
+/* ---------------------------------------------------------------- backend, BLAS threads */
+
+static void test_dispatch(void **state)
+{
+	(void)state;
+	float x = 1;
+	double d = 0;
+	/* no context: refused by name, never dereferenced */
+	tu_assert_rc(qk_gemm(NULL, 0, 0, 1, 1, 1, 1, &x, 1, &x, 1, 0, &x, 1), QC_EINVAL);
+	assert_non_null(strstr(qc_errmsg(), "gemm"));
+	tu_assert_rc(qk_sumsq(NULL, &x, 1, &d), QC_EINVAL);
+	tu_assert_rc(qk_copy(NULL, &x, &x, 0), QC_EINVAL);
+	assert_null(qk_alloc(NULL, 16));
+	/* each BLAS call runs on its own context's count; making a context
+	 * does not change it */
+	qk_ctx *c3;
+	tu_assert_rc(qk_ctx_new(&c3, QK_DEVICE_CPU, 3), 0);
+	float A[64], C[64];
+	for (int i = 0; i < 64; i++)
+		A[i] = (float)i;
+	tu_assert_rc(qk_gemm(ctx2, 0, 1, 8, 8, 8, 1, A, 8, A, 8, 0, C, 8), 0);
+	assert_int_equal(openblas_get_num_threads(), 2);
+	qk_ctx *c1;
+	tu_assert_rc(qk_ctx_new(&c1, QK_DEVICE_CPU, 1), 0);
+	assert_int_equal(openblas_get_num_threads(), 2);
+	tu_assert_rc(qk_gemm(c3, 0, 1, 8, 8, 8, 1, A, 8, A, 8, 0, C, 8), 0);
+	assert_int_equal(openblas_get_num_threads(), 3);
+	tu_assert_rc(qk_hessian_accum(ctx1, C, A, 8, 8, 1.0f), 0);
+	assert_int_equal(openblas_get_num_threads(), 1);
+	tu_assert_rc(qk_gemm(ctx2, 0, 1, 8, 8, 8, 1, A, 8, A, 8, 0, C, 8), 0);
+	assert_int_equal(openblas_get_num_threads(), 2);
+	qk_ctx_free(c1);
+	qk_ctx_free(c3);
+}
+
+/* ---------------------------------------------------------------- QK_DEBUG_MEMORY */
+
+/* run touch(p) in a child; the signal that ended it (0: exited normally) */
+static int child_signal(void (*touch)(volatile float *), volatile float *p)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* cmocka catches SIGSEGV in the parent's tests; the child must die of it */
+		signal(SIGSEGV, SIG_DFL);
+		signal(SIGBUS, SIG_DFL);
+		touch(p);
+		_exit(0);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
+
+static void host_write(volatile float *p) { p[3] = 1.0f; }
+static void host_read(volatile float *p) { if (p[0] == 12345.0f) _exit(3); }
+
+static void test_debug_memory(void **state)
+{
+	(void)state;
+	/* g guarded, p plain, whatever the environment of the whole run says */
+	const char *env = getenv("QK_DEBUG_MEMORY");
+	char *saved = env ? strdup(env) : NULL;
+	qk_ctx *g, *p;
+	setenv("QK_DEBUG_MEMORY", "1", 1);
+	int rc = qk_ctx_new(&g, QK_DEVICE_CPU, 2);
+	unsetenv("QK_DEBUG_MEMORY");
+	tu_assert_rc(rc, 0);
+	tu_assert_rc(qk_ctx_new(&p, QK_DEVICE_CPU, 1), 0);
+	if (saved)
+		setenv("QK_DEBUG_MEMORY", saved, 1);
+	free(saved);
+	const size_t n = 5000;
+	float *a = qk_alloc(g, n * sizeof *a), *b = qk_alloc(g, n * sizeof *b);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal((uintptr_t)a % 64, 0);
+	/* kernels reach it; the host only through upload and download */
+	float *h = malloc(n * sizeof *h), *back = malloc(n * sizeof *back);
+	for (size_t i = 0; i < n; i++)
+		h[i] = (float)i - 17.0f;
+	tu_assert_rc(qk_upload(g, a, h, n * sizeof *h), 0);
+	tu_assert_rc(qk_copy(g, b, a, n * sizeof *a), 0);
+	tu_assert_rc(qk_swiglu(g, b, b, a, n), 0);
+	/* another (unguarded) context's kernels may use the same memory */
+	tu_assert_rc(qk_sub(p, b, b, b, n), 0);
+	double ss = 0;
+	tu_assert_rc(qk_sumsq(ctx2, b, n, &ss), 0);
+	assert_true(ss == 0.0);
+	tu_assert_rc(qk_download(g, back, a, n * sizeof *a), 0);
+	assert_memory_equal(back, h, n * sizeof *h);
+	/* the planted violations: a host write and a host read between kernel
+	 * calls fault */
+	assert_int_equal(child_signal(host_write, a), SIGSEGV);
+	assert_int_equal(child_signal(host_read, b), SIGSEGV);
+	/* unguarded memory from a plain context does not */
+	float *plain = qk_alloc(p, 64);
+	assert_int_equal(child_signal(host_write, plain), 0);
+	qk_free(p, plain);
+	/* freed through either context */
+	qk_free(p, a);
+	qk_free(g, b);
+	qk_free(g, NULL);
+	qk_ctx_free(g);
+	qk_ctx_free(p);
+	free(h); free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -672,6 +983,12 @@ int main(void)
 		cmocka_unit_test(test_dequant),
 		cmocka_unit_test(test_hessian),
 		cmocka_unit_test(test_cholesky),
+		cmocka_unit_test(test_reduce),
+		cmocka_unit_test(test_nonfinite),
+		cmocka_unit_test(test_bf16),
+		cmocka_unit_test(test_fp8_qdq),
+		cmocka_unit_test(test_dispatch),
+		cmocka_unit_test(test_debug_memory),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

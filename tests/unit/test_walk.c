@@ -222,11 +222,17 @@ static void test_events(void **state)
 /* ---------------------------------------------------------------- true-sequential updates */
 
 /* the replacement weights: w * (1 + 0.05 ((i % 7) - 3)), a stand-in for
- * quantized values */
+ * quantized values; w is device memory, changed on the host through a copy
+ * (under QK_DEBUG_MEMORY=1 a direct access faults) */
 static void perturb(float *w, int64_t n)
 {
+	float *h = malloc(sizeof *h * (size_t)n);
+	assert_non_null(h);
+	tu_assert_rc(qk_download(kc, h, w, sizeof *h * (size_t)n), 0);
 	for (int64_t i = 0; i < n; i++)
-		w[i] *= 1.0f + 0.05f * (float)((i % 7) - 3);
+		h[i] *= 1.0f + 0.05f * (float)((i % 7) - 3);
+	tu_assert_rc(qk_upload(kc, w, h, sizeof *h * (size_t)n), 0);
+	free(h);
 }
 
 typedef struct {
@@ -238,8 +244,7 @@ static int cap_input(void *ctx, int layer, qc_walk_point p, const float *x, int6
                      int64_t rows, int64_t cols)
 {
 	capture *c = ctx;
-	memcpy(c->in[layer][p] + row0 * cols, x, sizeof(float) * (size_t)(rows * cols));
-	return 0;
+	return qk_download(kc, c->in[layer][p] + row0 * cols, x, sizeof(float) * (size_t)(rows * cols));
 }
 
 static int cap_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
@@ -350,9 +355,16 @@ static int shrink_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	qc_linear first;
 	int count;
 	qc_walk_point_linears(p, &first, &count);
-	for (int k = (int)first; k < (int)first + count; k++)
-		for (int64_t i = 0; i < lw->out[k] * lw->in[k]; i++)
-			lw->w[k][i] *= 0.875f;
+	for (int k = (int)first; k < (int)first + count; k++) {
+		size_t n = (size_t)(lw->out[k] * lw->in[k]);
+		float *h = malloc(sizeof *h * n);
+		assert_non_null(h);
+		tu_assert_rc(qk_download(kc, h, lw->w[k], sizeof *h * n), 0);
+		for (size_t i = 0; i < n; i++)
+			h[i] *= 0.875f;
+		tu_assert_rc(qk_upload(kc, lw->w[k], h, sizeof *h * n), 0);
+		free(h);
+	}
 	return 0;
 }
 

@@ -1,0 +1,244 @@
+/* qc_gptqm.c - GPTQ and round to nearest as a method of the run driver
+ * (see qc_gptqm.h). */
+#include "qc_gptqm.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "qc_err.h"
+#include "qc_log.h"
+
+#define STAGE_ROWS 1024 /* down_proj inputs gathered into blocks this tall */
+
+struct qc_gptqm {
+	qc_gptqm_opts o;
+	qc_qrun *run;
+	qk_ctx *kc;
+	qc_gptq *g;
+	int64_t T;                 /* calibration tokens, 0 without */
+	float *H;                  /* [n, n] Hessian of the current point (kernel memory) */
+	int64_t Hn;
+	float *stage;              /* [STAGE_ROWS, intermediate] down_proj inputs (kernel memory) */
+	int64_t staged;
+};
+
+const char *qc_gptqm_clip_name(const qc_gptq_opts *o)
+{
+	return o->clip.mode == QC_CLIP_MINMAX ? "minmax" : o->clip_hweight ? "mse-h" : "mse";
+}
+
+static int gm_scheme(void *ctx, const qc_config *cfg, qc_qscheme *s, const char **name)
+{
+	qc_gptqm *G = ctx;
+	QC_TRY(qc_qscheme_preset(s, G->o.scheme));
+	*name = G->o.scheme;
+	qc_qargs *a = &s->weights;
+	if (G->o.group < 0) {
+		a->strategy = QC_QS_CHANNEL;
+		a->group_size = 0;
+	} else if (G->o.group > 0) {
+		a->strategy = QC_QS_GROUP;
+		a->group_size = G->o.group;
+	}
+	if (G->o.sym >= 0)
+		a->symmetric = G->o.sym;
+	if (strcmp(G->o.scheme, "w8a8") == 0)
+		snprintf(s->format, sizeof s->format, "int-quantized");
+	a->scale_dtype = cfg->torch_dtype == QC_DT_F32 || cfg->torch_dtype == QC_DT_F16
+	                 ? cfg->torch_dtype : QC_DT_BF16;
+	/* GPTQ quantizes an FP32 working copy; round to nearest works on the
+	 * weights in their own dtype, as compressed-tensors does */
+	a->arith = G->o.go.method == QC_GPTQ_METHOD_RTN ? a->scale_dtype : QC_DT_F32;
+	snprintf(s->observer, sizeof s->observer, "%s",
+	         G->o.go.clip.mode == QC_CLIP_MSE ? "mse" : "minmax");
+	return 0;
+}
+
+/* One layer's peak: its FP32 weights and codes held until the shard, a
+ * Hessian of the widest input and the down_proj staging, the solver's
+ * stacked working copy and codes. */
+static void gm_memory(void *ctx, const qc_config *c, int calibrated, qc_qmem *need)
+{
+	qc_gptqm *G = ctx;
+	int64_t h = c->hidden_size, in = c->intermediate_size;
+	int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
+	double params = (double)h * (qd + 2 * kvd) + (double)qd * h + 3.0 * h * in;
+	need->weights = params * 4 + params * 1.1;
+	double nmax = (double)(in > h ? in : h);
+	if (qd > nmax)
+		nmax = (double)qd;
+	need->hessian = (calibrated ? nmax * nmax * 4 : 0) + (double)STAGE_ROWS * in * 4;
+	double rmax = 2.0 * in * h;                /* gate/up stacked, the largest */
+	if ((qd + 2.0 * kvd) * h > rmax)
+		rmax = (qd + 2.0 * kvd) * h;
+	need->solver = rmax * 4 * (calibrated && G->o.go.method == QC_GPTQ_METHOD_GPTQ ? 1 : 0) +
+	               rmax * 1.0;
+}
+
+static int gm_begin(void *ctx, qc_qrun *run)
+{
+	qc_gptqm *G = ctx;
+	G->run = run;
+	G->kc = qc_qrun_kernels(run);
+	G->T = qc_qrun_tokens(run);
+	QC_TRY(qc_gptq_new(&G->g, G->kc, &G->o.go));
+	size_t n = (size_t)(STAGE_ROWS * qc_qrun_config(run)->intermediate_size);
+	if (G->T && !(G->stage = qk_alloc(G->kc, n * sizeof *G->stage)))
+		return QC_ENOMEM;
+	return 0;
+}
+
+static int flush_stage(qc_gptqm *G)
+{
+	if (G->staged == 0)
+		return 0;
+	int rc = qk_hessian_accum(G->kc, G->H, G->stage, G->staged, G->Hn, 2.0f / (float)G->T);
+	G->staged = 0;
+	return rc;
+}
+
+/* The Hessian of a point: H = 2 X^T X / T, accumulated chunk by chunk
+ * (upper triangle). down_proj inputs arrive in blocks of the model's MLP
+ * rows; they are gathered into taller blocks first, which the rank-k
+ * update runs faster on. */
+static int gm_observe(void *ctx, int layer, qc_walk_point p, const float *x, int64_t row0,
+                      int64_t rows, int64_t cols)
+{
+	qc_gptqm *G = ctx;
+	if (row0 == 0) {
+		/* one Hessian at a time, freed after its update */
+		qk_free(G->kc, G->H);
+		if (!(G->H = qk_alloc(G->kc, (size_t)(cols * cols) * sizeof *G->H)))
+			return qc_seterr(QC_ENOMEM, "cannot allocate the Hessian of layer %d (%lld x %lld)",
+			                 layer, (long long)cols, (long long)cols);
+		QC_TRY(qk_zero(G->kc, G->H, (size_t)(cols * cols) * sizeof *G->H));
+		G->Hn = cols;
+		G->staged = 0;
+	}
+	if (p != QC_WALK_DOWN)
+		return qk_hessian_accum(G->kc, G->H, x, rows, cols, 2.0f / (float)G->T);
+	while (rows > 0) {
+		int64_t k = STAGE_ROWS - G->staged < rows ? STAGE_ROWS - G->staged : rows;
+		QC_TRY(qk_copy(G->kc, G->stage + G->staged * cols, x, (size_t)(k * cols) * sizeof *x));
+		G->staged += k;
+		x += k * cols;
+		rows -= k;
+		if (G->staged == STAGE_ROWS)
+			QC_TRY(flush_stage(G));
+	}
+	return 0;
+}
+
+/* A report line with GPTQ's own keys. */
+static int add_line(qc_gptqm *G, const char *mod, int64_t rows, int64_t cols,
+                    const qc_gptq_part *pt, const qc_gptq_info *info)
+{
+	const qc_qscheme *s = qc_qrun_scheme(G->run);
+	int solved = G->T && G->o.go.method == QC_GPTQ_METHOD_GPTQ;
+	json_t *x = json_pack("{s:s, s:s, s:s, s:s}", "method", qc_gptq_method_name(G->o.go.method),
+	                      "actorder", qc_gptq_actorder_name(G->o.go.actorder),
+	                      "clip", qc_gptqm_clip_name(&G->o.go), "arith", qc_dtype_name(s->weights.arith));
+	if (!x)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	if (solved) {
+		json_object_set_new(x, "damp", json_real(info->damp));
+		json_object_set_new(x, "dead_inputs", json_integer(info->dead));
+	}
+	qc_log(QC_LOG_DETAIL, "%s: err_out %.4g err_rtn %.4g err_w %.4g%s%.3g (%.1f s)", mod,
+	       pt->err_out, pt->err_rtn, pt->err_w, solved ? " damp " : "", solved ? info->damp : 0.0,
+	       pt->seconds);
+	qc_report_line line = { .layer = mod, .rows = rows, .cols = cols, .err_out = pt->err_out,
+	                        .err_w = pt->err_w, .err_rtn = pt->err_rtn, .seconds = pt->seconds,
+	                        .extra = x };
+	return qc_qrun_report(G->run, &line);
+}
+
+/* Quantize the Linears that read point p, sharing its Hessian; their
+ * weights in lw become the dequantized ones (the walker recomputes from
+ * there), and their codes go to the output. */
+static int gm_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
+{
+	qc_gptqm *G = ctx;
+	qc_linear first;
+	int count;
+	qc_walk_point_linears(p, &first, &count);
+	unsigned quant = qc_qrun_quantized(G->run);
+	if (G->T && p == QC_WALK_DOWN)
+		QC_TRY(flush_stage(G));
+	const qc_qargs *a = &qc_qrun_scheme(G->run)->weights;
+	qc_gptq_part parts[3];
+	qc_linear lin[3];
+	char mods[3][256];
+	int n = 0, rc = 0;
+	memset(parts, 0, sizeof parts);
+	for (int k = 0; k < count && rc == 0; k++) {
+		qc_linear l = (qc_linear)(first + k);
+		if (!((quant >> l) & 1))
+			continue;
+		int64_t rows = lw->out[l], cols = lw->in[l];
+		int64_t ns = a->strategy == QC_QS_GROUP ? rows * qc_qgroups(a, cols) : rows;
+		qc_linear_module(mods[n], sizeof mods[n], layer, l);
+		parts[n] = (qc_gptq_part){ .name = mods[n], .W = lw->w[l], .rows = rows,
+		                           .codes = malloc((size_t)(rows * cols)),
+		                           .scales = malloc((size_t)ns * sizeof(float)),
+		                           .zps = a->symmetric ? NULL : malloc((size_t)ns * sizeof(float)),
+		                           .deq = lw->w[l] };
+		lin[n++] = l;
+		if (!parts[n - 1].codes || !parts[n - 1].scales || (!a->symmetric && !parts[n - 1].zps))
+			rc = qc_seterr(QC_ENOMEM, "out of memory for layer %d", layer);
+	}
+	qc_gptq_info info;
+	memset(&info, 0, sizeof info);
+	if (rc == 0 && n > 0)
+		rc = qc_gptq_run(G->g, a, G->T ? G->H : NULL, lw->in[first], parts, n, &info);
+	qk_free(G->kc, G->H); /* consumed */
+	G->H = NULL;
+	if (rc == 0 && n > 0)
+		qc_log(QC_LOG_DEBUG, "layer %d %s: hessian prepared and factored in %.2f s, parameters "
+		       "%.2f s, errors of W and RTN %.2f s, sweep %.2f s", layer, qc_walk_point_name(p),
+		       info.t_factor, info.t_params, info.t_errors, info.t_sweep);
+	for (int j = 0; j < n && rc == 0; j++) {
+		rc = qc_qrun_write_linear(G->run, layer, lin[j], parts[j].codes, parts[j].scales,
+		                          parts[j].zps, NULL);
+		if (rc == 0)
+			rc = add_line(G, mods[j], lw->out[lin[j]], lw->in[lin[j]], &parts[j], &info);
+	}
+	for (int j = 0; j < n; j++) {
+		free(parts[j].codes);
+		free(parts[j].scales);
+		free(parts[j].zps);
+	}
+	return rc;
+}
+
+static void gm_end(void *ctx)
+{
+	qc_gptqm *G = ctx;
+	qc_gptq_free(G->g);
+	qk_free(G->kc, G->H);
+	qk_free(G->kc, G->stage);
+}
+
+/* ------------------------------------------------------------ the method */
+
+int qc_gptqm_method(qc_gptqm **state, qc_qmethod *m, const qc_gptqm_opts *o)
+{
+	qc_gptqm *G = calloc(1, sizeof *G);
+	if (!G)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	G->o = *o;
+	*state = G;
+	*m = (qc_qmethod){
+		.tool = "qgptq", .ctx = G, .scheme = gm_scheme, .begin = gm_begin,
+		.memory = gm_memory, .observe = gm_observe, .update = gm_update, .end = gm_end,
+	};
+	return 0;
+}
+
+void qc_gptqm_free(qc_gptqm *G)
+{
+	free(G);
+}

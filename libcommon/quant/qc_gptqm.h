@@ -1,0 +1,40 @@
+/*
+ * qc_gptqm.h - GPTQ and round to nearest as a method of the run driver
+ * (qc_qrun.h): the hooks behind qgptq, and what another method runs when it
+ * hands its weights to GPTQ.
+ *
+ * With tokens, the Hessian of each walker point, H = 2 X^T X / T, is
+ * accumulated from the walker's inputs (upper triangle, in kernel memory;
+ * down_proj's blocks gathered into taller ones first); when a point's
+ * inputs are complete, its quantized Linears (which share H) are solved
+ * together by qc_gptq (qc_gptq.h), their weights replaced by the
+ * dequantized ones, their codes written, one report line each with GPTQ's
+ * keys (method, actorder, clip, arith, damp, dead_inputs). Without tokens
+ * (method rtn) each Linear is rounded as the driver loads it.
+ */
+#ifndef QC_GPTQM_H
+#define QC_GPTQM_H
+
+#include <stdint.h>
+
+#include "qc_gptq.h"
+#include "qc_qrun.h"
+
+typedef struct qc_gptqm_opts {
+	const char *scheme;        /* "w4a16", "w8a16", "w8a8" (qc_qscheme presets) */
+	int64_t group;             /* group size; 0: the scheme's, -1: per channel */
+	int sym;                   /* 1 symmetric, 0 zero points, -1: the scheme's */
+	qc_gptq_opts go;           /* the solver's options */
+} qc_gptqm_opts;
+
+typedef struct qc_gptqm qc_gptqm;
+
+/* The method's state and hooks for o (copied; scheme must outlive the run):
+ * *m is ready for qc_qrun_run. Free the state after the run. */
+int qc_gptqm_method(qc_gptqm **state, qc_qmethod *m, const qc_gptqm_opts *o);
+void qc_gptqm_free(qc_gptqm *g);                  /* NULL is a no-op */
+
+/* "mse", "mse-h" or "minmax": the --clip value of o. */
+const char *qc_gptqm_clip_name(const qc_gptq_opts *o);
+
+#endif
