@@ -1,7 +1,9 @@
 # Makefile for the quantization toolkit. One plain Makefile; settings in config.mk.
 #
 #   make              build libcommon, the CPU kernels, every tool (CUDA objects when nvcc exists)
-#   make check        build and run every test that needs no GPU (unit tests, CLI tests)
+#   make check        build and run every test that needs no GPU: headers compile alone,
+#                     the layer rule (check-layers), the shell-test lint (check-lint),
+#                     unit tests (also under QK_DEBUG_MEMORY=1), CLI tests, man pages
 #   make demo         synthesize a small model and run the pipeline on it
 #   make deps         install the Debian packages the build needs (as root)
 #   make bench        build the benchmarks in tests/bench (run them by hand)

@@ -28,20 +28,7 @@ static void make_model(const char *dir, qc_config *cfg)
 	cfg->bos_token_id = 1;
 	cfg->eos_token_ids[0] = 2;
 	tu_assert_rc(qc_config_build(cfg), 0);
-	qc_synth_opts so;
-	qc_synth_opts_default(&so);
-	so.seed = 9;
-	qc_ckw_opts wo = { 0 };
-	wo.n_shards = 2;
-	qc_ckpt_writer *w;
-	tu_assert_rc(qc_ckw_open(&w, dir, &wo), 0);
-	char *js;
-	size_t jl;
-	assert_int_equal(qc_config_dump(cfg, &js, &jl), 0);
-	assert_int_equal(qc_ckw_add_file(w, "config.json", js, jl), 0);
-	free(js);
-	tu_assert_rc(qc_synth_write(cfg, &so, w, NULL, NULL), 0);
-	tu_assert_rc(qc_ckw_close(w), 0);
+	tu_write_synth(dir, cfg, 9, 2);
 }
 
 static void make_tokens(const char *path, int32_t *ids, int n, int l, int vocab)
@@ -51,18 +38,7 @@ static void make_tokens(const char *path, int32_t *ids, int n, int l, int vocab)
 		ids[i] = (int32_t)((i * 37 + 11) % vocab);
 	for (int i = 0; i < n; i++)
 		lens[i] = l;
-	qc_tokset_spec sp = { 0 };
-	sp.n = n;
-	sp.l = l;
-	sp.ids = ids;
-	sp.lengths = lens;
-	sp.vocab_size = vocab;
-	sp.pad_id = 0;
-	sp.bos_id = -1;
-	sp.eos_id = -1;
-	sp.sources = "[]";
-	sp.options = "{}";
-	tu_assert_rc(qc_tokset_save(&sp, path), 0);
+	tu_write_tokens(path, ids, lens, n, l, vocab);
 }
 
 /* qfp8 as the tool runs it: the FP8 method through the run driver. */

@@ -7,7 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qc_ckpt.h"
+#include "qc_config.h"
 #include "qc_err.h"
+#include "qc_synth.h"
+#include "qc_tokset.h"
 
 static char tmpdir[4096];
 
@@ -83,4 +87,44 @@ void tu_assert_rc_(int rc, int expect, const char *expr, const char *file, int l
 		            rc, qc_strerror(rc), expect, qc_errmsg());
 		fail();
 	}
+}
+
+void tu_write_synth(const char *dir, qc_config *cfg, uint64_t seed, int n_shards)
+{
+	qc_synth_opts so;
+	qc_synth_opts_default(&so);
+	so.seed = seed;
+	qc_ckw_opts wo = { 0 };
+	wo.n_shards = n_shards;
+	qc_ckpt_writer *w;
+	tu_assert_rc(qc_ckw_open(&w, dir, &wo), 0);
+	char *js;
+	size_t jl;
+	tu_assert_rc(qc_config_dump(cfg, &js, &jl), 0);
+	tu_assert_rc(qc_ckw_add_file(w, "config.json", js, jl), 0);
+	free(js);
+	tu_assert_rc(qc_synth_write(cfg, &so, w, NULL, NULL), 0);
+	tu_assert_rc(qc_ckw_close(w), 0);
+}
+
+void tu_write_tokens(const char *path, const int32_t *ids, const int32_t *lens, int n, int l,
+                     int vocab)
+{
+	int32_t *padded = calloc((size_t)(n * l), sizeof *padded);
+	assert_non_null(padded);
+	for (int r = 0; r < n; r++)
+		memcpy(padded + r * l, ids + r * l, (size_t)lens[r] * sizeof *ids);
+	qc_tokset_spec sp = { 0 };
+	sp.n = n;
+	sp.l = l;
+	sp.ids = padded;
+	sp.lengths = lens;
+	sp.vocab_size = vocab;
+	sp.pad_id = 0;
+	sp.bos_id = -1;
+	sp.eos_id = -1;
+	sp.sources = "[]";
+	sp.options = "{}";
+	tu_assert_rc(qc_tokset_save(&sp, path), 0);
+	free(padded);
 }

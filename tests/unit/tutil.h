@@ -25,6 +25,15 @@ void *tu_read(const char *path, size_t *len);
 /* Directory of the shared test data (../shared/data), or NULL if absent. */
 const char *tu_shared_data(void);
 
+/* A qsynth checkpoint of cfg (built with qc_config_build) in directory dir,
+ * n_shards shards, weights from seed. */
+struct qc_config;
+void tu_write_synth(const char *dir, struct qc_config *cfg, uint64_t seed, int n_shards);
+/* A token set file of n rows of length l: row r holds lens[r] ids from
+ * ids[r * l], the rest padded with 0. */
+void tu_write_tokens(const char *path, const int32_t *ids, const int32_t *lens, int n, int l,
+                     int vocab);
+
 /* Assert that rc is the expected QC_E* code, printing qc_errmsg() otherwise. */
 #define tu_assert_rc(rc, expect) tu_assert_rc_((rc), (expect), #rc, __FILE__, __LINE__)
 void tu_assert_rc_(int rc, int expect, const char *expr, const char *file, int line);
