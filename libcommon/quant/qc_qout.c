@@ -36,6 +36,12 @@ static int carried(const char *name)
 
 static int write_config(qc_qout *q, const qc_config *cfg)
 {
+	if (!q->s) { /* a dense output: the input's config.json, byte for byte */
+		const void *data;
+		size_t len;
+		QC_TRY(qc_ckpt_file(q->in, "config.json", &data, &len));
+		return qc_ckw_add_file(q->w, "config.json", data, len);
+	}
 	json_t *qc;
 	QC_TRY(qc_qscheme_to_json(q->s, &qc));
 	/* work on a copy so the caller's parsed config stays as it was */
@@ -111,6 +117,8 @@ int qc_qout_linear(qc_qout *q, const char *module, int64_t rows, int64_t cols,
                    const void *codes, const float *scales, const float *zps,
                    const float *input_scale)
 {
+	if (!q->s)
+		return qc_seterr(QC_EINVAL, "'%s': a dense output holds no quantized Linears", module);
 	const qc_qargs *a = &q->s->weights;
 	char name[512];
 	int64_t wshape[2] = { rows, cols };

@@ -43,7 +43,9 @@ typedef struct qc_qout_opts {
 /* Start the output: config.json with the scheme's quantization_config, the
  * carried small files. in must have been opened with hash_tensors set when
  * it may lack a manifest (the base fingerprint is then computed from the
- * tensors as they are read). */
+ * tensors as they are read). s NULL makes a dense output (a smoothed
+ * checkpoint): config.json is the input's byte for byte and
+ * qc_qout_linear is refused. */
 int qc_qout_open(qc_qout **q, qc_ckpt *in, const qc_config *cfg, const qc_qscheme *s,
                  const qc_qout_opts *o);
 

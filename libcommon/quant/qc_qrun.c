@@ -115,9 +115,11 @@ int qc_qrun_report(qc_qrun *r, const qc_report_line *line)
 	qc_report_line l = *line;
 	const qc_qargs *a = &r->scheme.weights;
 	l.tool = r->m->tool;
-	l.scheme = r->scheme_name;
-	l.group_size = a->strategy == QC_QS_GROUP ? a->group_size : -1;
-	l.symmetric = a->symmetric;
+	if (!r->m->dense) {
+		l.scheme = r->scheme_name;
+		l.group_size = a->strategy == QC_QS_GROUP ? a->group_size : -1;
+		l.symmetric = a->symmetric;
+	}
 	l.n_tokens = r->T;
 	QC_TRY(qc_report_add(r->report, &l));
 	count_ratio(r, qc_report_line_at(r->report, qc_report_count(r->report) - 1));
@@ -129,6 +131,8 @@ int qc_qrun_report(qc_qrun *r, const qc_report_line *line)
 static int layer_mask(qc_qrun *r, int layer, unsigned *mask)
 {
 	*mask = 0;
+	if (r->m->dense)
+		return 0;
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		char mod[256];
 		qc_linear_module(mod, sizeof mod, layer, (qc_linear)l);
@@ -397,6 +401,22 @@ static int replay_norm(qc_qrun *r, int layer, const char *which, float *dst)
 	return qk_to_f32(r->kc, dst, t->data, t->dtype, (size_t)r->cfg.hidden_size);
 }
 
+/* A Linear the method claimed (rewrote in the model's dtype) comes back
+ * from the old shard as it was written. */
+static int replay_dense(qc_qrun *r, int layer, qc_linear l, qc_layer *lw)
+{
+	char name[256];
+	qc_linear_name(name, sizeof name, layer, l, "weight");
+	if (!r->m->claims || !r->m->claims(r->m->ctx, layer, name))
+		return 0;
+	const qc_tensor *t;
+	QC_TRY(replay_get(r, name, &t));
+	if (qc_numel(t->ndim, t->shape) != lw->out[l] * lw->in[l] || !qc_dtype_is_float(t->dtype))
+		return qc_seterr(QC_EFORMAT, "cannot resume: '%s' in '%s' has the wrong shape or dtype",
+		                 name, qc_st_name(r->old_shard));
+	return qk_to_f32(r->kc, lw->w[l], t->data, t->dtype, (size_t)(lw->out[l] * lw->in[l]));
+}
+
 /*
  * Replay a finished layer: the old record's inputs hash must match; every
  * tensor of the layer in the old shard that the driver did not copy now
@@ -423,8 +443,10 @@ static int replay_layer(qc_qrun *r, int layer, qc_layer *lw)
 	if (lw) {
 		qc_wsrc src = { r, replay_get, NULL };
 		for (int l = 0; l < QC_LIN_COUNT; l++) {
-			if (!((r->quant >> l) & 1))
+			if (!((r->quant >> l) & 1)) {
+				QC_TRY(replay_dense(r, layer, (qc_linear)l, lw));
 				continue;
+			}
 			char mod[256];
 			qc_linear_module(mod, sizeof mod, layer, (qc_linear)l);
 			qc_ctq_linear L;
@@ -688,7 +710,10 @@ static int open_input(qc_qrun *r)
 		return qc_seterr(QC_EFORMAT, "'%s' is already quantized (config.json has "
 		                 "quantization_config)", qc_ckpt_name(r->in));
 	r->L = (int)r->cfg.num_hidden_layers;
-	QC_TRY(r->m->scheme(r->m->ctx, &r->cfg, &r->scheme, &r->scheme_name));
+	if (!r->m->dense || r->m->scheme)
+		QC_TRY(r->m->scheme(r->m->ctx, &r->cfg, &r->scheme, &r->scheme_name));
+	if (r->m->dense && o->n_ignore)
+		return qc_seterr(QC_EINVAL, "--ignore: %s quantizes nothing to leave out", r->m->tool);
 	for (int i = 0; i < o->n_ignore; i++)
 		QC_TRY(qc_qscheme_add_ignore(&r->scheme, o->ignore[i]));
 	/* compile every ignore regex now, so that a bad one fails before work */
@@ -723,7 +748,7 @@ static int open_resume(qc_qrun *r)
 	}
 	if (!(r->rec = json_pack("{s:i, s:o, s:[]}", "resume", 1, "identity", id, "layers")))
 		return nomem();
-	if (r->n_done > 0) {
+	if (r->n_done > 0 && !r->m->dense) {
 		/* finished layers are read back through the compressed-tensors
 		 * reader, with the quantization_config the output gets */
 		json_t *qc;
@@ -799,7 +824,7 @@ static int run(qc_qrun *r)
 		QC_TRY(qc_model_open(&r->model, r->in, r->kc, NULL));
 	QC_TRY(open_resume(r));
 	qc_qout_opts oo = { o->out, o->force, o->resume, r->m->tool, o->argc, o->argv };
-	QC_TRY(qc_qout_open(&r->out, r->in, &r->cfg, &r->scheme, &oo));
+	QC_TRY(qc_qout_open(&r->out, r->in, &r->cfg, r->m->dense ? NULL : &r->scheme, &oo));
 	if (r->ts)
 		QC_TRY(qc_qout_token_set(r->out, "calibration", qc_tokset_hash(r->ts)));
 	/* the embedding is copied before the walk embeds the tokens: an untied

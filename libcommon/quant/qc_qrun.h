@@ -65,15 +65,20 @@ typedef struct qc_qmem {
 
 /*
  * A quantization method. ctx is the method's own state; every hook gets it.
- * Only scheme is required. The walker-point hooks have the meaning of
+ * Only scheme is required (none for a dense method). The walker-point hooks have the meaning of
  * qc_walk.h's; the driver calls them for layers it does not replay.
  */
 typedef struct qc_qmethod {
 	const char *tool;       /* "qgptq": report lines, manifest, resume record */
 	void *ctx;
+	/* 1: the method quantizes nothing; it rewrites weights in the model's
+	 * dtype (a smoothing) through claims and qc_qrun_write_tensor, and the
+	 * output is a plain checkpoint (config.json as it was). scheme may then
+	 * be NULL; if given it only names the run for report lines. */
+	int dense;
 	/* Fill the scheme for the model (a preset, the scale dtype from
 	 * cfg->torch_dtype, ...) and its name for report lines ("w4a16"). The
-	 * driver adds the --ignore patterns afterwards. */
+	 * driver adds the --ignore patterns afterwards. Required unless dense. */
 	int (*scheme)(void *ctx, const qc_config *cfg, qc_qscheme *s, const char **name);
 	/* Once the run is set up (token set, kernels, model, walker), before the
 	 * output opens: the method keeps run for the qc_qrun_* calls below. */
@@ -147,7 +152,9 @@ int qc_qrun_write_linear(qc_qrun *r, int layer, qc_linear l, const void *codes,
 int qc_qrun_write_tensor(qc_qrun *r, const char *name, qc_dtype dt, int ndim,
                          const int64_t *shape, const void *data);
 /* Add a report line: tool, scheme, group_size, symmetric and n_tokens are
- * the run's (the method's values for them are ignored); extra is stolen. */
+ * the run's (the method's values for them are ignored, except for a dense
+ * method, whose lines keep their own scheme, group_size and symmetric);
+ * extra is stolen. */
 int qc_qrun_report(qc_qrun *r, const qc_report_line *line);
 
 #endif
