@@ -16,12 +16,14 @@
  * host memory (64-byte aligned), and host pointers may be passed directly;
  * but code outside kernels/ must never read or write memory from qk_alloc
  * itself: that is what breaks on a GPU. QK_DEBUG_MEMORY=1 in the
- * environment (read by qk_ctx_new) checks it on the CPU: qk_alloc then
- * returns whole-page mappings that are PROT_NONE whenever no kernel
- * operation is running, so any host access to them outside one faults
- * (SIGSEGV at the offending instruction). Every function taking a qk_ctx
- * opens them for its duration; it costs two mprotect calls per live
- * allocation per operation, for tests only.
+ * environment when a CPU context is made checks it: that context's
+ * qk_alloc returns whole-page mappings, kept in one registry for the
+ * process, that are PROT_NONE whenever no kernel operation is running, so
+ * any host access to them outside one faults (SIGSEGV at the offending
+ * instruction). Every operation below that takes a qk_ctx (qk_upload,
+ * qk_download, qk_copy and qk_to_f32 included) opens them all for its
+ * duration, whichever context it runs on; that costs two mprotect calls
+ * per live guarded allocation per operation: for tests only.
  *
  * Layout. Matrices are row-major, outermost dimension first, as in PyTorch.
  * A Linear weight W is [out, in]; a batch of activations X is [T, in] (one
@@ -106,8 +108,9 @@ int qk_to_f32(qk_ctx *ctx, float *dst, const void *src, qc_dtype dt, size_t n);
  *     tensor   scale [1]               scale_rs 0,       group = cols
  *     channel  scale [rows, 1]         scale_rs 1,       group = cols
  *     group    scale [rows, ng]        scale_rs ng,      group = group_size
- * (ng = ceil(cols / group)). w [rows, cols], codes [rows, cols], scale and
- * zero_point FP32 (converted by the caller from the checkpoint's dtype).
+ * (ng = ceil(cols / group)). w [rows, cols] device; codes [rows, cols],
+ * scale and zero_point host memory, FP32 for the latter two (converted and
+ * unpacked by the caller from the checkpoint's tensors).
  */
 int qk_dequant(qk_ctx *ctx, float *w, const void *codes, qc_dtype code_dt, int64_t rows,
                int64_t cols, const float *scale, const float *zero_point, int64_t scale_rs,
@@ -294,6 +297,20 @@ int qk_diff_sumsq(qk_ctx *ctx, const float *a, const float *b, size_t n, double 
  * when all are finite. */
 int qk_nonfinite(qk_ctx *ctx, const float *x, size_t n, int64_t *first);
 
+/* ---------------------------------------------------------------- per-channel statistics and rescaling */
+
+/* amax[j] = max(amax[j], max_r |x[r][j]|) for x [rows, cols] (device):
+ * the per-input-channel maximum of activations or of a weight's columns
+ * (SmoothQuant's and AWQ's statistics). amax [cols] is host memory. */
+int qk_col_absmax(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, float *amax);
+/* x[r][j] *= s[j] (divide 0) or x[r][j] /= s[j] (divide 1), for x [rows,
+ * cols] (device) and s [cols] (host, nonzero): folding per-channel scales
+ * into a weight's columns, a norm's weight ([1, cols]) or activations. */
+int qk_scale_cols(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s, int divide);
+/* x[r][j] *= s[r] or /= s[r], s [rows] (host, nonzero): a weight's rows
+ * (the output channels of v_proj or up_proj). */
+int qk_scale_rows(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s, int divide);
+
 /* ---------------------------------------------------------------- storage dtypes */
 
 /* dst[n] (device, BF16, 2 bytes each) = src[n] (device, FP32) rounded to
@@ -334,5 +351,115 @@ int qk_cholesky(qk_ctx *ctx, float *A, int64_t n, int upper);
 /* Inverse in place of a triangular A [n, n] (upper or lower as selected;
  * the other triangle is left as zero). QC_ENUMERIC when A is singular. */
 int qk_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper);
+
+/*
+ * The steps of the GPTQ solver (libcommon/quant/qc_gptq.h, which says what
+ * they compute and why) that read or write the Hessian and the weights, so
+ * that they run where that memory is. The solver keeps on the host only
+ * what is small: the Hessian's diagonal, the column order, the dead inputs,
+ * the damping policy, and per group the scales, zero points and codes.
+ *
+ * How a weight is quantized is qc_quant.h's arithmetic (calculate_qparams,
+ * _quantize of compressed-tensors), restated here because the kernels
+ * include no quantization module: qk_qspec carries qc_qargs and
+ * qc_clip_opts, and the results are bit for bit qc_quant's (tests compare
+ * them). Every op below splits its work over rows (rows are independent
+ * in GPTQ), so results do not depend on how the rows of the matrices are
+ * split into calls, and are deterministic for a fixed thread count.
+ */
+typedef struct qk_qspec {
+	int is_float;           /* 1: FP8 E4M3 codes (8 bits, symmetric) */
+	int bits;               /* integer codes: 4 or 8 */
+	int symmetric;          /* 0: integer zero points */
+	int64_t group;          /* columns per group (cols for channel and tensor) */
+	int tensor;             /* one scale (and zero point) for every row: [1] */
+	qc_dtype scale_dtype;   /* BF16, F16 or F32: parameters rounded to it */
+	qc_dtype arith;         /* F32, BF16 or F16: quantize's arithmetic */
+	int mse;                /* parameter search: 0 min/max, 1 MSE clipping search */
+	int grid, patience;     /* the search (qc_clip_opts): 100, 5 */
+	double maxshrink, norm; /* 0.20, 2.4 */
+} qk_qspec;
+
+/* Per-row sums (host, double) that the solver turns into errors. "p"
+ * quantities are in sweep order with dead inputs zeroed; V is the factor of
+ * qk_gptq_factor. Each op adds to the fields it names. */
+typedef struct qk_gptq_sums {
+	double w2;              /* ||w||^2 of the original row (rtn, sweep) */
+	double werr;            /* ||w - q||^2, q the op's dequantized codes (rtn, sweep) */
+	double n_w, xv_w;       /* ||wp||^2, ||wp V||^2 (errors) */
+	double n_r, xv_r;       /* ||(w - q_rtn)p||^2, ||(w - q_rtn)p V||^2 (errors) */
+	double n_g, xv_g;       /* ||wp - q||^2, ||(wp - q) V||^2 (sweep) */
+} qk_gptq_sums;
+
+/* One matrix of a solve, [rows, cols] (cols is an argument of the op).
+ * W and deq are device memory; codes, scales, zps and sums host memory. */
+typedef struct qk_gptq_mat {
+	const float *W;         /* [rows, cols] FP32, finite */
+	int64_t rows;
+	void *codes;            /* [rows, cols] one byte each: int8 values or E4M3 bytes */
+	float *scales, *zps;    /* [rows, ceil(cols / group)], or [1] for tensor;
+	                           zps NULL when symmetric */
+	float *deq;             /* [rows, cols] the dequantized codes, or NULL; may equal W */
+	qk_gptq_sums *sums;     /* [rows] */
+} qk_gptq_mat;
+
+/* diag[n] (host) = the diagonal of H [n, n]; *bad (host) = i n + j of the
+ * first NaN or Inf of H's upper triangle in row order, or -1. */
+int qk_gptq_hdiag(qk_ctx *ctx, const float *H, int64_t n, float *diag, int64_t *bad);
+
+/* H [n, n] (upper triangle read) := M, symmetric and whole, with
+ * M[i][j] = H[sigma[i]][sigma[j]] for a permutation sigma[n] (host). */
+int qk_gptq_permute(qk_ctx *ctx, float *H, int64_t n, const int64_t *sigma);
+
+/*
+ * The damped factor. H [n, n] holds a whole symmetric M (as qk_gptq_permute
+ * leaves it, its diagonal ignored); its diagonal becomes
+ * (float)(diag[i] + lambda) (diag host) and M = L L^T is factored in place,
+ * reading and writing the lower triangle only; then H := V = J L J (J the
+ * reversal), upper triangular with a zero strict lower triangle, so that
+ * J M J = V V^T. QC_ENUMERIC when M is not positive definite: H then holds
+ * M again (the lower triangle restored from the upper one), so the call may
+ * be repeated with a larger lambda.
+ */
+int qk_gptq_factor(qk_ctx *ctx, float *H, int64_t n, const float *diag, double lambda);
+
+/* *mn, *mx (host) = min and max of W[n], widened to include 0
+ * (a tensor-wide scale's range). */
+int qk_gptq_minmax(qk_ctx *ctx, const float *W, size_t n, float *mn, float *mx);
+
+/* Each row's parameters, per group, from its W by min/max or the MSE
+ * clipping search (qc_group_params), the search's errors weighted per
+ * column by colw[cols] (host, >= 0; NULL: unweighted), into the matrices'
+ * scales and zps. Not for q->tensor (use qk_gptq_minmax). */
+int qk_gptq_params(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
+                   int64_t cols, const float *colw);
+
+/* Round to nearest with the matrices' scales and zps: codes, deq, and the
+ * sums w2 and werr. */
+int qk_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols);
+
+/* The error products: for each row, with wp its weights in the sweep order
+ * perm[cols] (host: sweep position -> column) and dead[cols] (host,
+ * original order, or NULL) zeroed, and q_rtn its round-to-nearest image
+ * with the matrices' scales and zps: the sums n_w, xv_w, n_r, xv_r through
+ * V [cols, cols] (upper triangular, from qk_gptq_factor). */
+int qk_gptq_errors(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+                   const float *V, const int64_t *perm, const uint8_t *dead);
+
+/*
+ * The GPTQ sweep over the matrices' rows (qc_gptq.h, "sweep"): columns in
+ * the order perm (host), dead (host, or NULL) inputs quantized from 0,
+ * blocks of `block` columns with lazy updates through V [cols, cols]
+ * (qk_gptq_factor's). With dynamic nonzero (group strategy without
+ * act-order: perm must be the identity) each group's parameters are found
+ * when the sweep enters it, from the updated weights, weighted by colw
+ * (host, or NULL) as in qk_gptq_params, and written to scales and zps;
+ * otherwise scales and zps are read. Writes codes, deq, and the sums w2,
+ * werr, n_g and xv_g. Reads every W before writing any deq, block by block,
+ * so deq may equal W.
+ */
+int qk_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+                  const float *V, const int64_t *perm, const uint8_t *dead, const float *colw,
+                  int64_t block, int dynamic);
 
 #endif

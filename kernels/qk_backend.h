@@ -99,12 +99,31 @@ typedef struct qk_backend {
 	                  double *b2);
 	int (*nonfinite)(qk_ctx *ctx, const float *x, size_t n, int64_t *first);
 
+	/* per-channel statistics and rescaling (SmoothQuant, AWQ) */
+	int (*col_absmax)(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, float *amax);
+	int (*scale_cols)(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s,
+	                  int divide);
+	int (*scale_rows)(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s,
+	                  int divide);
+
 	/* GPTQ support */
 	int (*hessian_accum)(qk_ctx *ctx, float *H, const float *X, int64_t T, int64_t n,
 	                     float alpha);
 	int (*sym_upper)(qk_ctx *ctx, float *H, int64_t n);
 	int (*cholesky)(qk_ctx *ctx, float *A, int64_t n, int upper);
 	int (*tri_inverse)(qk_ctx *ctx, float *A, int64_t n, int upper);
+	int (*gptq_hdiag)(qk_ctx *ctx, const float *H, int64_t n, float *diag, int64_t *bad);
+	int (*gptq_permute)(qk_ctx *ctx, float *H, int64_t n, const int64_t *sigma);
+	int (*gptq_factor)(qk_ctx *ctx, float *H, int64_t n, const float *diag, double lambda);
+	int (*gptq_minmax)(qk_ctx *ctx, const float *W, size_t n, float *mn, float *mx);
+	int (*gptq_params)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
+	                   int64_t cols, const float *colw);
+	int (*gptq_rtn)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols);
+	int (*gptq_errors)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
+	                   int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead);
+	int (*gptq_sweep)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
+	                  int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead,
+	                  const float *colw, int64_t block, int dynamic);
 } qk_backend;
 
 struct qk_ctx {

@@ -269,6 +269,21 @@ int qk_diff_sumsq(qk_ctx *ctx, const float *a, const float *b, size_t n, double 
 	QK_CALL(ctx, diff_sumsq, "diff sumsq", a, b, n, d2, b2);
 }
 
+int qk_col_absmax(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, float *amax)
+{
+	QK_CALL(ctx, col_absmax, "column absmax", x, rows, cols, amax);
+}
+
+int qk_scale_cols(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s, int divide)
+{
+	QK_CALL(ctx, scale_cols, "scale columns", x, rows, cols, s, divide);
+}
+
+int qk_scale_rows(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s, int divide)
+{
+	QK_CALL(ctx, scale_rows, "scale rows", x, rows, cols, s, divide);
+}
+
 int qk_nonfinite(qk_ctx *ctx, const float *x, size_t n, int64_t *first)
 {
 	QK_CALL(ctx, nonfinite, "non-finite scan", x, n, first);
@@ -294,4 +309,48 @@ int qk_cholesky(qk_ctx *ctx, float *A, int64_t n, int upper)
 int qk_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper)
 {
 	QK_CALL(ctx, tri_inverse, "triangular inverse", A, n, upper);
+}
+
+int qk_gptq_hdiag(qk_ctx *ctx, const float *H, int64_t n, float *diag, int64_t *bad)
+{
+	QK_CALL(ctx, gptq_hdiag, "gptq hdiag", H, n, diag, bad);
+}
+
+int qk_gptq_permute(qk_ctx *ctx, float *H, int64_t n, const int64_t *sigma)
+{
+	QK_CALL(ctx, gptq_permute, "gptq permute", H, n, sigma);
+}
+
+int qk_gptq_factor(qk_ctx *ctx, float *H, int64_t n, const float *diag, double lambda)
+{
+	QK_CALL(ctx, gptq_factor, "gptq factor", H, n, diag, lambda);
+}
+
+int qk_gptq_minmax(qk_ctx *ctx, const float *W, size_t n, float *mn, float *mx)
+{
+	QK_CALL(ctx, gptq_minmax, "gptq minmax", W, n, mn, mx);
+}
+
+int qk_gptq_params(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
+                   int64_t cols, const float *colw)
+{
+	QK_CALL(ctx, gptq_params, "gptq params", q, m, nmat, cols, colw);
+}
+
+int qk_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols)
+{
+	QK_CALL(ctx, gptq_rtn, "gptq rtn", q, m, nmat, cols);
+}
+
+int qk_gptq_errors(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+                   const float *V, const int64_t *perm, const uint8_t *dead)
+{
+	QK_CALL(ctx, gptq_errors, "gptq errors", q, m, nmat, cols, V, perm, dead);
+}
+
+int qk_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+                  const float *V, const int64_t *perm, const uint8_t *dead, const float *colw,
+                  int64_t block, int dynamic)
+{
+	QK_CALL(ctx, gptq_sweep, "gptq sweep", q, m, nmat, cols, V, perm, dead, colw, block, dynamic);
 }

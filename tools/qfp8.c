@@ -30,7 +30,7 @@ static void help(void)
 	"                      static: one input_scale per Linear from --calib\n"
 	"  --calib TOKENS      token set (qcalib) for static scales and measured errors\n"
 	"  --kv-cache          also write FP8 KV-cache scales (k_scale, v_scale; needs --calib)\n");
-	tool_qopts_help();
+	tool_qopts_help(1);
 	printf("\n"
 	"Exit status: 0 success, 2 usage or input error (including NaN or Inf weights,\n"
 	"shapes that disagree with config.json, token ids outside the vocabulary).\n");

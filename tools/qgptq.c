@@ -13,6 +13,7 @@
 
 static const char usage[] =
 	"qgptq [--scheme w4a16|w8a16|w8a8] [--group-size 32|64|128|-1] [--sym|--asym]\n"
+	"             [--act dynamic|static]\n"
 	"             [--method gptq|rtn] [--actorder static|none] [--clip mse|mse-h|minmax]\n"
 	"             [--damp F] [--ignore REGEX]... [--report FILE] [--threads N] [--resume]\n"
 	"             [--mem SIZE] [--device cpu|cuda] [-f] [-q|-v] --calib TOKENS -o OUT|- MODEL";
@@ -34,6 +35,9 @@ static void help(void)
 	"  --group-size G      32, 64, 128 or -1 (one group per output channel);\n"
 	"                      default 128 for w4a16, -1 otherwise; w8a8 is per channel\n"
 	"  --sym, --asym       symmetric codes (default) or with zero points (not w8a8)\n"
+	"  --act MODE          w8a8's activations: dynamic, per token at run time\n"
+	"                      (default), or static: one int8 input_scale per Linear\n"
+	"                      from the calibration maxima (needs --calib)\n"
 	"\n"
 	"Method:\n"
 	"  --method M          gptq (default) or rtn (round to nearest)\n"
@@ -48,7 +52,7 @@ static void help(void)
 	"                      minmax: the group's minimum and maximum\n"
 	"  --damp F            dampening, a fraction of the mean Hessian diagonal\n"
 	"                      (default 0.01; doubled while the factorization fails)\n");
-	tool_qopts_help();
+	tool_qopts_help(1);
 	printf("\n"
 	"Exit status: 0 success, 2 usage or input error (including NaN or Inf weights,\n"
 	"shapes that disagree with config.json, token ids outside the vocabulary).\n");
@@ -56,7 +60,7 @@ static void help(void)
 }
 
 enum { OPT_SCHEME = 256, OPT_GROUP, OPT_SYM, OPT_ASYM, OPT_METHOD, OPT_ACTORDER, OPT_CLIP,
-       OPT_DAMP };
+       OPT_DAMP, OPT_ACT };
 
 static const struct option longopts[] = {
 	{ "scheme", required_argument, NULL, OPT_SCHEME },
@@ -67,6 +71,7 @@ static const struct option longopts[] = {
 	{ "actorder", required_argument, NULL, OPT_ACTORDER },
 	{ "clip", required_argument, NULL, OPT_CLIP },
 	{ "damp", required_argument, NULL, OPT_DAMP },
+	{ "act", required_argument, NULL, OPT_ACT },
 	TOOL_QOPTS_LONG,
 	{ NULL, 0, NULL, 0 },
 };
@@ -78,7 +83,7 @@ int main(int argc, char **argv)
 	tool_init(argc, argv);
 	qc_gptqm_opts G = { .scheme = "w4a16", .sym = -1 };
 	qc_gptq_opts_default(&G.go);
-	const char *method = "gptq", *actorder = "static", *clip = "mse";
+	const char *method = "gptq", *actorder = "static", *clip = "mse", *act = "dynamic";
 	double damp = 0.01;
 	tool_qopts q = { 0 };
 	int c;
@@ -96,6 +101,7 @@ int main(int argc, char **argv)
 		case OPT_ACTORDER: actorder = optarg; break;
 		case OPT_CLIP: clip = optarg; break;
 		case OPT_DAMP: damp = tool_parse_double(usage, "--damp", optarg, 1e-6, 1.0); break;
+		case OPT_ACT: act = optarg; break;
 		default: tool_qopt(&q, c, optarg, usage, help, argv);
 		}
 	}
@@ -107,6 +113,13 @@ int main(int argc, char **argv)
 		tool_usage_error(usage, "w8a8 weights have one scale per output channel (no --group-size)");
 	if (strcmp(G.scheme, "w8a8") == 0 && G.sym == 0)
 		tool_usage_error(usage, "w8a8 weights are symmetric (vLLM runs no zero points there)");
+	if (strcmp(act, "dynamic") != 0 && strcmp(act, "static") != 0)
+		tool_usage_error(usage, "--act is dynamic or static, not '%s'", act);
+	G.act_static = strcmp(act, "static") == 0;
+	if (G.act_static && strcmp(G.scheme, "w8a8") != 0)
+		tool_usage_error(usage, "--act static is for w8a8 (w4a16 and w8a16 keep activations in 16 bits)");
+	if (G.act_static && !q.calib)
+		tool_usage_error(usage, "--act static needs a token set (--calib TOKENS)");
 	if (qc_gptq_method_parse(method, &G.go.method) != 0)
 		tool_usage_error(usage, "--method is gptq or rtn, not '%s'", method);
 	if (qc_gptq_actorder_parse(actorder, &G.go.actorder) != 0)
@@ -129,8 +142,8 @@ int main(int argc, char **argv)
 	 * command line's effect on the scheme, recorded by the driver too) */
 	char opts[1024];
 	int u = snprintf(opts, sizeof opts, "scheme=%s group=%lld sym=%d method=%s actorder=%s "
-	                 "clip=%s damp=%.17g", G.scheme, (long long)G.group, G.sym, method, actorder,
-	                 clip, G.go.damp);
+	                 "clip=%s damp=%.17g act=%s", G.scheme, (long long)G.group, G.sym, method,
+	                 actorder, clip, G.go.damp, act);
 	for (int i = 0; i < q.n_ignore && u > 0 && (size_t)u < sizeof opts; i++)
 		u += snprintf(opts + u, sizeof opts - (size_t)u, " ignore=%s", q.ignore[i]);
 	qc_gptqm *state;

@@ -197,12 +197,14 @@ void tool_qopts_finish(tool_qopts *q, const char *usage, int argc, char *const *
 		tool_usage_error(usage, "--resume needs an output directory, not a stream");
 }
 
-void tool_qopts_help(void)
+void tool_qopts_help(int with_ignore)
 {
+	if (with_ignore)
+		printf(
+		"  --ignore REGEX      leave matching Linears unquantized: a module name, or\n"
+		"                      're:' and a regular expression (repeatable; lm_head\n"
+		"                      is never quantized)\n");
 	printf(
-	"  --ignore REGEX      leave matching Linears unquantized: a module name, or\n"
-	"                      're:' and a regular expression (repeatable; lm_head\n"
-	"                      is never quantized)\n"
 	"\n"
 	"Output and operation:\n"
 	"  -o, --output OUT|-  output directory, or '-' for a tar stream on stdout\n"

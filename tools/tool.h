@@ -102,8 +102,9 @@ int tool_qopt(tool_qopts *q, int c, const char *arg, const char *usage, void (*h
 /* After the option loop: exactly one MODEL operand, an output, and
  * --resume only with a directory output; usage errors otherwise. */
 void tool_qopts_finish(tool_qopts *q, const char *usage, int argc, char *const *argv);
-/* The help lines of the common options (after the tool's own). */
-void tool_qopts_help(void);
+/* The help lines of the common options (after the tool's own); without
+ * --ignore for a tool that quantizes nothing. */
+void tool_qopts_help(int with_ignore);
 /* The driver's options from the common ones, the tool's options as one
  * string (what a resumed run must share) and the manifest's command line. */
 void tool_qrun_opts(const tool_qopts *q, const char *options, qc_qrun_opts *o);

@@ -52,6 +52,20 @@ int qk_cpu_sym_upper(qk_ctx *ctx, float *H, int64_t n);
 int qk_cpu_cholesky(qk_ctx *ctx, float *A, int64_t n, int upper);
 int qk_cpu_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper);
 
+/* GPTQ's steps (qk_gptq.c) */
+int qk_cpu_gptq_hdiag(qk_ctx *ctx, const float *H, int64_t n, float *diag, int64_t *bad);
+int qk_cpu_gptq_permute(qk_ctx *ctx, float *H, int64_t n, const int64_t *sigma);
+int qk_cpu_gptq_factor(qk_ctx *ctx, float *H, int64_t n, const float *diag, double lambda);
+int qk_cpu_gptq_minmax(qk_ctx *ctx, const float *W, size_t n, float *mn, float *mx);
+int qk_cpu_gptq_params(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
+                       int64_t cols, const float *colw);
+int qk_cpu_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols);
+int qk_cpu_gptq_errors(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
+                       int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead);
+int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
+                      int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead,
+                      const float *colw, int64_t block, int dynamic);
+
 /* row kernels (qk_ops.c) */
 int qk_cpu_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
                    float eps);
@@ -80,6 +94,11 @@ int qk_cpu_zero(qk_ctx *ctx, void *p, size_t bytes);
 int qk_cpu_diff_sumsq(qk_ctx *ctx, const float *a, const float *b, size_t n, double *d2,
                       double *b2);
 int qk_cpu_nonfinite(qk_ctx *ctx, const float *x, size_t n, int64_t *first);
+int qk_cpu_col_absmax(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, float *amax);
+int qk_cpu_scale_cols(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s,
+                      int divide);
+int qk_cpu_scale_rows(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s,
+                      int divide);
 int qk_cpu_bf16_store(qk_ctx *ctx, void *dst, const float *src, size_t n);
 int qk_cpu_bf16_load(qk_ctx *ctx, float *dst, const void *src, size_t n);
 

@@ -40,11 +40,22 @@ const qk_backend qk_cpu_backend = {
 	.sumsq = qk_cpu_sumsq,
 	.sub = qk_cpu_sub,
 	.diff_sumsq = qk_cpu_diff_sumsq,
+	.col_absmax = qk_cpu_col_absmax,
+	.scale_cols = qk_cpu_scale_cols,
+	.scale_rows = qk_cpu_scale_rows,
 	.nonfinite = qk_cpu_nonfinite,
 	.hessian_accum = qk_cpu_hessian_accum,
 	.sym_upper = qk_cpu_sym_upper,
 	.cholesky = qk_cpu_cholesky,
 	.tri_inverse = qk_cpu_tri_inverse,
+	.gptq_hdiag = qk_cpu_gptq_hdiag,
+	.gptq_permute = qk_cpu_gptq_permute,
+	.gptq_factor = qk_cpu_gptq_factor,
+	.gptq_minmax = qk_cpu_gptq_minmax,
+	.gptq_params = qk_cpu_gptq_params,
+	.gptq_rtn = qk_cpu_gptq_rtn,
+	.gptq_errors = qk_cpu_gptq_errors,
+	.gptq_sweep = qk_cpu_gptq_sweep,
 };
 
 int qk_cpu_check(const qk_ctx *ctx, const char *op)

@@ -15,6 +15,7 @@
 
 struct qc_gptqm {
 	qc_gptqm_opts o;
+	float amax[QC_WALK_POINTS]; /* act_static: max |x| at each point */
 	qc_qrun *run;
 	qk_ctx *kc;
 	qc_gptq *g;
@@ -47,6 +48,11 @@ static int gm_scheme(void *ctx, const qc_config *cfg, qc_qscheme *s, const char 
 		a->symmetric = G->o.sym;
 	if (strcmp(G->o.scheme, "w8a8") == 0)
 		snprintf(s->format, sizeof s->format, "int-quantized");
+	if (G->o.act_static) {
+		s->act = QC_ACT_STATIC_TENSOR;
+		s->act_is_float = 0;
+		s->act_symmetric = 1;
+	}
 	a->scale_dtype = cfg->torch_dtype == QC_DT_F32 || cfg->torch_dtype == QC_DT_F16
 	                 ? cfg->torch_dtype : QC_DT_BF16;
 	/* GPTQ quantizes an FP32 working copy; round to nearest works on the
@@ -108,6 +114,10 @@ static int gm_observe(void *ctx, int layer, qc_walk_point p, const float *x, int
                       int64_t rows, int64_t cols)
 {
 	qc_gptqm *G = ctx;
+	if (row0 == 0)
+		G->amax[p] = 0;
+	if (G->o.act_static)
+		QC_TRY(qk_absmax(G->kc, x, (size_t)(rows * cols), &G->amax[p]));
 	if (row0 == 0) {
 		/* one Hessian at a time, freed after its update */
 		qk_free(G->kc, G->H);
@@ -134,7 +144,8 @@ static int gm_observe(void *ctx, int layer, qc_walk_point p, const float *x, int
 
 /* A report line with GPTQ's own keys. */
 static int add_line(qc_gptqm *G, const char *mod, int64_t rows, int64_t cols,
-                    const qc_gptq_part *pt, const qc_gptq_info *info)
+                    const qc_gptq_part *pt, const qc_gptq_info *info,
+                    double input_scale)
 {
 	const qc_qscheme *s = qc_qrun_scheme(G->run);
 	int solved = G->T && G->o.go.method == QC_GPTQ_METHOD_GPTQ;
@@ -147,6 +158,8 @@ static int add_line(qc_gptqm *G, const char *mod, int64_t rows, int64_t cols,
 		json_object_set_new(x, "damp", json_real(info->damp));
 		json_object_set_new(x, "dead_inputs", json_integer(info->dead));
 	}
+	if (isfinite(input_scale))
+		json_object_set_new(x, "input_scale", json_real(input_scale));
 	qc_log(QC_LOG_DETAIL, "%s: err_out %.4g err_rtn %.4g err_w %.4g%s%.3g (%.1f s)", mod,
 	       pt->err_out, pt->err_rtn, pt->err_w, solved ? " damp " : "", solved ? info->damp : 0.0,
 	       pt->seconds);
@@ -200,11 +213,23 @@ static int gm_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 		qc_log(QC_LOG_DEBUG, "layer %d %s: hessian prepared and factored in %.2f s, parameters "
 		       "%.2f s, errors of W and RTN %.2f s, sweep %.2f s", layer, qc_walk_point_name(p),
 		       info.t_factor, info.t_params, info.t_errors, info.t_sweep);
+	/* the static input scale of the point: int8, symmetric, per tensor */
+	float in_scale = 0, z;
+	if (G->o.act_static) {
+		qc_qargs ia = *a;
+		ia.is_float = 0;
+		ia.bits = 8;
+		ia.symmetric = 1;
+		ia.strategy = QC_QS_TENSOR;
+		ia.arith = QC_DT_F32;
+		qc_qparams(&ia, -G->amax[p], G->amax[p], &in_scale, &z);
+	}
 	for (int j = 0; j < n && rc == 0; j++) {
 		rc = qc_qrun_write_linear(G->run, layer, lin[j], parts[j].codes, parts[j].scales,
-		                          parts[j].zps, NULL);
+		                          parts[j].zps, G->o.act_static ? &in_scale : NULL);
 		if (rc == 0)
-			rc = add_line(G, mods[j], lw->out[lin[j]], lw->in[lin[j]], &parts[j], &info);
+			rc = add_line(G, mods[j], lw->out[lin[j]], lw->in[lin[j]], &parts[j], &info,
+			              G->o.act_static ? in_scale : NAN);
 	}
 	for (int j = 0; j < n; j++) {
 		free(parts[j].codes);

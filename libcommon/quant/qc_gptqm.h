@@ -9,8 +9,13 @@
  * inputs are complete, its quantized Linears (which share H) are solved
  * together by qc_gptq (qc_gptq.h), their weights replaced by the
  * dequantized ones, their codes written, one report line each with GPTQ's
- * keys (method, actorder, clip, arith, damp, dead_inputs). Without tokens
- * (method rtn) each Linear is rounded as the driver loads it.
+ * keys (method, actorder, clip, arith, damp, dead_inputs, input_scale).
+ * Without tokens (method rtn) each Linear is rounded as the driver loads it.
+ * With act_static, each Linear's input_scale is max |x| over every
+ * calibration token at its input (the activations of the already quantized
+ * Linears before it, unquantized themselves, as llm-compressor calibrates)
+ * on the symmetric int8 grid in the scale dtype; q/k/v share theirs, as do
+ * gate/up.
  */
 #ifndef QC_GPTQM_H
 #define QC_GPTQM_H
@@ -24,6 +29,9 @@ typedef struct qc_gptqm_opts {
 	const char *scheme;        /* "w4a16", "w8a16", "w8a8" (qc_qscheme presets) */
 	int64_t group;             /* group size; 0: the scheme's, -1: per channel */
 	int sym;                   /* 1 symmetric, 0 zero points, -1: the scheme's */
+	int act_static;            /* w8a8: static per-tensor int8 input scales from the
+	                              calibration maxima (needs tokens), instead of
+	                              vLLM's dynamic per-token ones */
 	qc_gptq_opts go;           /* the solver's options */
 } qc_gptqm_opts;
 

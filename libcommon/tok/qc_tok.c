@@ -455,6 +455,15 @@ static char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+/* *out = a NUL-terminated copy of s[0..n), *len = n. */
+static int copy_str(const char *s, size_t n, char **out, size_t *len)
+{
+	if (!(*out = xstrndup(s, n)))
+		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+	*len = n;
+	return 0;
+}
+
 /* The string of a {"String": s} / {"Regex": r} pattern. */
 static int jpattern(const qc_tok *t, const json_t *pat, const char **s, size_t *n, int *literal,
                     const char *what)
@@ -564,10 +573,7 @@ static int norm_step(qc_tok *t, const json_t *o, const char *type)
 		if (!json_is_string(p))
 			return qc_seterr(QC_EFORMAT, "Prepend normalizer without text in '%s'", t->name);
 		op->type = NORM_PREPEND;
-		op->alen = json_string_length(p);
-		op->a = xstrndup(json_string_value(p), op->alen);
-		if (!op->a)
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+		QC_TRY(copy_str(json_string_value(p), json_string_length(p), &op->a, &op->alen));
 	} else if (strcmp(type, "Replace") == 0) {
 		const char *pat;
 		size_t plen;
@@ -577,20 +583,11 @@ static int norm_step(qc_tok *t, const json_t *o, const char *type)
 		if (!json_is_string(c))
 			return qc_seterr(QC_EFORMAT, "Replace normalizer without content in '%s'", t->name);
 		op->type = NORM_REPLACE;
-		op->blen = json_string_length(c);
-		op->b = xstrndup(json_string_value(c), op->blen);
-		if (!op->b)
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
 		t->n_norm++;   /* counted now so that free() sees what was allocated */
-		if (literal && plen > 0) {
-			op->alen = plen;
-			op->a = xstrndup(pat, plen);
-			if (!op->a)
-				return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		} else {
-			QC_TRY(rx_compile(&op->re, pat, plen, literal, "Replace normalizer"));
-		}
-		return 0;
+		QC_TRY(copy_str(json_string_value(c), json_string_length(c), &op->b, &op->blen));
+		if (literal && plen > 0)
+			return copy_str(pat, plen, &op->a, &op->alen);
+		return rx_compile(&op->re, pat, plen, literal, "Replace normalizer");
 	} else if (strcmp(type, "NFC") == 0 || strcmp(type, "NFKC") == 0 || strcmp(type, "NFD") == 0 ||
 	           strcmp(type, "NFKD") == 0) {
 		op->type = NORM_IDENTITY;
@@ -772,9 +769,7 @@ static int dec_step(qc_tok *t, const json_t *o, const char *type)
 		op->type = DEC_METASPACE;
 		QC_TRY(metaspace_repl(t, o, r, &rl));
 		QC_TRY(parse_scheme(t, o, &op->scheme));
-		if (!(op->a = xstrndup(r, rl)))
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		op->alen = rl;
+		QC_TRY(copy_str(r, rl, &op->a, &op->alen));
 	} else if (strcmp(type, "Replace") == 0) {
 		const char *pat;
 		size_t plen;
@@ -788,14 +783,9 @@ static int dec_step(qc_tok *t, const json_t *o, const char *type)
 			return 0;
 		}
 		op->type = DEC_REPLACE;
-		op->alen = plen;
-		op->blen = json_string_length(c);
-		op->a = xstrndup(pat, plen);
-		op->b = xstrndup(json_string_value(c), op->blen);
-		t->n_dec++;
-		if (!op->a || !op->b)
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
-		return 0;
+		t->n_dec++;   /* counted now so that free() sees what was allocated */
+		QC_TRY(copy_str(pat, plen, &op->a, &op->alen));
+		return copy_str(json_string_value(c), json_string_length(c), &op->b, &op->blen);
 	} else if (strcmp(type, "Strip") == 0) {
 		const char *c = jstr(o, "content");
 		op->type = DEC_STRIP;
@@ -808,10 +798,7 @@ static int dec_step(qc_tok *t, const json_t *o, const char *type)
 			return qc_seterr(QC_EFORMAT, "bad Strip decoder counts in '%s'", t->name);
 		op->start = (int)a;
 		op->stop = (int)b;
-		op->alen = strlen(c);
-		op->a = xstrndup(c, op->alen);
-		if (!op->a)
-			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+		QC_TRY(copy_str(c, strlen(c), &op->a, &op->alen));
 	} else {
 		if (!t->dec_unsupported && !(t->dec_unsupported = strdup(type)))
 			return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
@@ -1229,6 +1216,24 @@ static int32_t config_token(const qc_tok *t, const json_t *cfg, const char *key)
 	return qc_tok_find(t, json_string_value(v), json_string_length(v));
 }
 
+/* add_bos_token / add_eos_token (key), when the config has it, replaces the
+ * template's prefix / suffix arr[*n] by the one token id (or by nothing). */
+static int config_add(const qc_tok *t, const json_t *cfg, const char *key, const char *what,
+                      int32_t id, int32_t *arr, int *n)
+{
+	const json_t *v = json_object_get(cfg, key);
+	if (!json_is_boolean(v))
+		return 0;
+	*n = 0;
+	if (json_is_false(v))
+		return 0;
+	if (id < 0)
+		return qc_seterr(QC_EFORMAT, "%s is set but the %s token is unknown in '%s'", key, what,
+		                 t->name);
+	arr[(*n)++] = id;
+	return 0;
+}
+
 static int apply_config(qc_tok *t, const json_t *cfg)
 {
 	t->bos = config_token(t, cfg, "bos_token");
@@ -1237,27 +1242,9 @@ static int apply_config(qc_tok *t, const json_t *cfg)
 		t->bos = t->prefix[0];
 	if (t->eos < 0 && t->n_suffix > 0)
 		t->eos = t->suffix[t->n_suffix - 1];
-	const json_t *ab = json_object_get(cfg, "add_bos_token");
-	const json_t *ae = json_object_get(cfg, "add_eos_token");
 	/* transformers' Llama-family tokenizers rebuild the template from these */
-	if (json_is_boolean(ab)) {
-		t->n_prefix = 0;
-		if (json_is_true(ab)) {
-			if (t->bos < 0)
-				return qc_seterr(QC_EFORMAT, "add_bos_token is set but the BOS token is unknown in '%s'",
-				                 t->name);
-			t->prefix[t->n_prefix++] = t->bos;
-		}
-	}
-	if (json_is_boolean(ae)) {
-		t->n_suffix = 0;
-		if (json_is_true(ae)) {
-			if (t->eos < 0)
-				return qc_seterr(QC_EFORMAT, "add_eos_token is set but the EOS token is unknown in '%s'",
-				                 t->name);
-			t->suffix[t->n_suffix++] = t->eos;
-		}
-	}
+	QC_TRY(config_add(t, cfg, "add_bos_token", "BOS", t->bos, t->prefix, &t->n_prefix));
+	QC_TRY(config_add(t, cfg, "add_eos_token", "EOS", t->eos, t->suffix, &t->n_suffix));
 	t->adds_bos = t->bos >= 0 && t->n_prefix > 0 && t->prefix[0] == t->bos;
 	t->adds_eos = t->eos >= 0 && t->n_suffix > 0 && t->suffix[t->n_suffix - 1] == t->eos;
 	return 0;

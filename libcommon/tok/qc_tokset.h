@@ -1,6 +1,6 @@
 /*
- * qc_tokset.h - token set files (DESIGN 3.4): the calibration or evaluation
- * tokens that qcalib writes and the quantizers and qverify read.
+ * qc_tokset.h - token set files (doc/design.md 3.4): the calibration or
+ * evaluation tokens that qcalib writes and the quantizers and qverify read.
  *
  * A token set is a safetensors file with exactly two tensors
  *   input_ids  I32 [N, L]   row-major; row i holds lengths[i] valid tokens

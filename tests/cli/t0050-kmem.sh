@@ -11,9 +11,10 @@ if ! command -v qsynth >/dev/null || ! command -v qcalib >/dev/null; then
 fi
 
 # Tools whose own code (their hooks and quantizers) still reads or writes
-# kernel memory on the host; their cases are skipped, naming the reason,
-# until that code goes through qk_upload / qk_download / kernel operations.
-kmem_pending='qgptq'
+# kernel memory on the host, space-separated (e.g. 'qgptq'): their cases are
+# skipped, naming the reason, until that code goes through qk_upload /
+# qk_download / kernel operations. None now.
+kmem_pending=''
 
 kmem_case() { # tool title body
 	case " $kmem_pending " in
@@ -57,19 +58,23 @@ test_expect_success 'qverify: an FP8 artifact with static scales, the same repor
 	expect_same plain.json kmem.json
 '
 
-kmem_case qgptq 'qgptq w4a16: the same checkpoint and report' '
-	qgptq -q --calib t.st --report r1.jsonl -o g1 m &&
-	kmem qgptq -q --calib t.st --report r2.jsonl -o g2 m &&
-	diff -r g1 g2 && expect_same r1.jsonl r2.jsonl
+# the manifest records the command line: both runs get the same one, each
+# in its own directory (--report files are not compared: they hold times)
+kmem_case qgptq 'qgptq w4a16: the same checkpoint (its report included)' '
+	mkdir p1 k1 &&
+	(cd p1 && qgptq -q --calib ../t.st -o g ../m) &&
+	(cd k1 && kmem qgptq -q --calib ../t.st -o g ../m) &&
+	diff -r p1 k1
 '
 
 kmem_case qgptq 'qgptq w8a8, activations spilled to zstd scratch files: the same checkpoint' '
 	qsynth -q --layers 2 --seed 4 -o ms &&
 	qcalib -q -m ms --random -n 64 -L 128 --seed 2 -o big.st &&
-	qgptq -v --scheme w8a8 --mem 12MB --calib big.st -o s1 ms 2>log &&
+	mkdir p2 k2 &&
+	(cd p2 && qgptq -v --scheme w8a8 --mem 12MB --calib ../big.st -o s ../ms 2>../log) &&
 	expect_grep log "spilled to zstd scratch files" &&
-	kmem qgptq -q --scheme w8a8 --mem 12MB --calib big.st -o s2 ms &&
-	diff -r s1 s2
+	(cd k2 && kmem qgptq -v --scheme w8a8 --mem 12MB --calib ../big.st -o s ../ms 2>../log) &&
+	diff -r p2 k2
 '
 
 kmem_case qfp8 'qfp8 data-free: the same checkpoint' '
@@ -82,6 +87,13 @@ kmem_case qfp8 'qfp8 calibrated, static inputs and KV cache: the same checkpoint
 	qfp8 -q --calib t.st --act static --kv-cache -o c1 m &&
 	kmem qfp8 -q --calib t.st --act static --kv-cache -o c2 m &&
 	diff -r c1 c2
+'
+
+kmem_case qsmooth 'qsmooth: the same checkpoint' '
+	mkdir p3 k3 &&
+	(cd p3 && qsmooth -q --calib ../t.st -o s ../m) &&
+	(cd k3 && kmem qsmooth -q --calib ../t.st -o s ../m) &&
+	diff -r p3 k3
 '
 
 test_done

@@ -825,6 +825,92 @@ static void test_rtn_and_determinism(void **state)
 	free(x);
 }
 
+/* H, the weights and deq are kernel memory (kernels.h): under
+ * QK_DEBUG_MEMORY=1 they are unmapped between kernel calls, so the solver
+ * must reach them only through the kernels (a host access faults and
+ * fails the test). Results equal a run on host memory, for GPTQ with
+ * act-order, with dynamic groups and deq in place of W, and RTN. */
+static void test_kernel_memory(void **state)
+{
+	(void)state;
+	const int64_t cols = 192, T = 512, r1 = 24, r2 = 8;
+	seed(12);
+	float *x = make_x(T, cols, 2);
+	float *w = make_w(r1 + r2, cols);
+	float *h = make_h(x, T, cols, NULL);
+	const char *env = getenv("QK_DEBUG_MEMORY");
+	char *saved = env ? strdup(env) : NULL;
+	qk_ctx *gk;
+	setenv("QK_DEBUG_MEMORY", "1", 1);
+	int rc = qk_ctx_new(&gk, QK_DEVICE_CPU, 2);
+	if (saved)
+		setenv("QK_DEBUG_MEMORY", saved, 1);
+	else
+		unsetenv("QK_DEBUG_MEMORY");
+	free(saved);
+	tu_assert_rc(rc, 0);
+	const size_t hb = (size_t)(cols * cols) * sizeof(float), wb = (size_t)((r1 + r2) * cols) * sizeof(float);
+	float *dh = qk_alloc(gk, hb), *dw = qk_alloc(gk, wb), *dd = qk_alloc(gk, wb);
+	assert_non_null(dh);
+	assert_non_null(dw);
+	assert_non_null(dd);
+	float *back = malloc(wb), *h2 = malloc(hb);
+	for (int mode = 0; mode < 3; mode++) {
+		qc_qargs a = qargs(4, mode != 1, QC_QS_GROUP, 32);
+		qc_gptq_opts o;
+		qc_gptq_opts_default(&o);
+		o.actorder = mode == 1 ? QC_GPTQ_ACTORDER_NONE : QC_GPTQ_ACTORDER_STATIC;
+		o.method = mode == 2 ? QC_GPTQ_METHOD_RTN : QC_GPTQ_METHOD_GPTQ;
+		/* on host memory, plain context */
+		out p1, p2;
+		out_init(&p1, &a, w, r1, cols);
+		out_init(&p2, &a, w + r1 * cols, r2, cols);
+		qc_gptq_part hp[2] = { p1.part, p2.part };
+		qc_gptq *g;
+		assert_int_equal(qc_gptq_new(&g, kc, &o), 0);
+		memcpy(h2, h, hb);
+		assert_int_equal(qc_gptq_run(g, &a, h2, cols, hp, 2, NULL), 0);
+		qc_gptq_free(g);
+		/* on guarded kernel memory (deq in place of W in mode 1) */
+		out q1, q2;
+		out_init(&q1, &a, w, r1, cols);
+		out_init(&q2, &a, w + r1 * cols, r2, cols);
+		tu_assert_rc(qk_upload(gk, dh, h, hb), 0);
+		tu_assert_rc(qk_upload(gk, dw, w, wb), 0);
+		float *dq = mode == 1 ? dw : dd;
+		qc_gptq_part kp[2] = { q1.part, q2.part };
+		kp[0].W = dw;
+		kp[1].W = dw + r1 * cols;
+		kp[0].deq = dq;
+		kp[1].deq = dq + r1 * cols;
+		assert_int_equal(qc_gptq_new(&g, gk, &o), 0);
+		tu_assert_rc(qc_gptq_run(g, &a, dh, cols, kp, 2, NULL), 0);
+		qc_gptq_free(g);
+		tu_assert_rc(qk_download(gk, back, dq, wb), 0);
+		assert_memory_equal(back, p1.deq, (size_t)(r1 * cols) * sizeof(float));
+		assert_memory_equal(back + r1 * cols, p2.deq, (size_t)(r2 * cols) * sizeof(float));
+		assert_memory_equal(q1.codes, p1.codes, (size_t)(r1 * cols));
+		assert_memory_equal(q2.codes, p2.codes, (size_t)(r2 * cols));
+		assert_memory_equal(q1.scales, p1.scales, (size_t)(r1 * qc_qgroups(&a, cols)) * sizeof(float));
+		for (int k = 0; k < 2; k++)
+			assert_true(kp[k].err_out == hp[k].err_out && kp[k].err_rtn == hp[k].err_rtn &&
+			            kp[k].err_w == hp[k].err_w);
+		out_free(&p1);
+		out_free(&p2);
+		out_free(&q1);
+		out_free(&q2);
+	}
+	qk_free(gk, dh);
+	qk_free(gk, dw);
+	qk_free(gk, dd);
+	qk_ctx_free(gk);
+	free(back);
+	free(h2);
+	free(h);
+	free(w);
+	free(x);
+}
+
 static void test_options(void **state)
 {
 	(void)state;
@@ -875,6 +961,7 @@ int main(void)
 		cmocka_unit_test(test_dead_inputs),
 		cmocka_unit_test(test_parts_share_hessian),
 		cmocka_unit_test(test_rtn_and_determinism),
+		cmocka_unit_test(test_kernel_memory),
 		cmocka_unit_test(test_options),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
