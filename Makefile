@@ -131,11 +131,11 @@ check-lint:
 KMEM_UNITS := $(filter %/test_kernels %/test_model %/test_walk %/test_metrics %/test_verify,$(UNITS))
 
 check-unit: $(UNITS)
-	@QC_SHARED_DATA=$(abspath ../shared/data) sh tests/run-unit.sh $(UNITS)
-	@QK_DEBUG_MEMORY=1 QC_SHARED_DATA=$(abspath ../shared/data) sh tests/run-unit.sh $(KMEM_UNITS)
+	@QC_SHARED_DATA=$(QC_TEST_VECTORS) sh tests/run-unit.sh $(UNITS)
+	@QK_DEBUG_MEMORY=1 QC_SHARED_DATA=$(QC_TEST_VECTORS) sh tests/run-unit.sh $(KMEM_UNITS)
 
 check-cli: $(TOOLS)
-	@QBIN=$(abspath $(BUILD)/bin) QC_SHARED_DATA=$(abspath ../shared/data) \
+	@QBIN=$(abspath $(BUILD)/bin) QC_SHARED_DATA=$(QC_TEST_VECTORS) \
 	  prove --timer -j2 tests/cli/t*.sh
 
 check-docs:

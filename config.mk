@@ -18,3 +18,7 @@ WARN       = -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -Wstrict-prototy
 BLAS_CFLAGS = -I/usr/include/x86_64-linux-gnu/openblas-pthread
 BLAS_LIBS   = -llapacke -lopenblas
 LIBS        = $(BLAS_LIBS) -lzstd -lxxhash -ljansson -lpcre2-8 -lpthread -lm
+# A directory of external conformance vectors (tokenizers/<name>/... as the
+# tokenizer tests expect): make check QC_TEST_VECTORS=/path/to/data. The tests
+# that need it are reported as skipped, by name, when it is empty.
+QC_TEST_VECTORS ?=

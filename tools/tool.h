@@ -3,7 +3,7 @@
  * errors, --version, number parsing. Linked into the tools only (not
  * libcommon): these functions may print and exit, the library never does.
  *
- * Exit statuses (DESIGN 6): 0 success, 1 a check ran and failed, 2 usage or
+ * Exit statuses (doc/design.md 6.3): 0 success, 1 a check ran and failed, 2 usage or
  * input error. Usage errors print "prog: message" and "usage: ..." to stderr.
  */
 #ifndef QC_TOOL_H

@@ -52,7 +52,7 @@ int qc_errctx(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 /* Exit status a tool should use for a code: 0 for QC_OK, 1 for
  * QC_EINTEGRITY (a check that ran and failed), 2 for everything else
- * (usage, input or environment problems), following DESIGN section 6. */
+ * (usage, input or environment problems), following doc/design.md 6.3. */
 int qc_exit_status(int code);
 
 /* Propagate: evaluate expr once; on a negative result return it. */

@@ -1,7 +1,7 @@
 /*
  * qc_ctq.h - reading compressed-tensors quantized checkpoints: which Linear
  * is quantized how, its stored tensors, their checks, and dequantization to
- * FP32 (formats.md section 1).
+ * FP32 (doc/formats.md 1).
  *
  * The quantization_config block is parsed by qc_qscheme (one scheme for all
  * targeted Linears, `ignore` with exact names and "re:" regexes); this

@@ -164,7 +164,7 @@ int qc_pack_qconfig(const qc_pack_spec *spec, const qc_qscheme *s, const char *c
 	if (!rc)
 		rc = put(q, "quant_method", json_string(qc_pack_format_name(spec->format)));
 	if (!rc && spec->format == QC_PACK_GPTQ) {
-		/* AutoGPTQ BaseQuantizeConfig.to_dict, formats.md 2.5 */
+		/* AutoGPTQ BaseQuantizeConfig.to_dict, doc/formats.md 2.3 */
 		rc = put(q, "checkpoint_format", json_string(spec->gptq_v2 ? "gptq_v2" : "gptq"));
 		if (!rc)
 			rc = put(q, "damp_percent", json_real(0.01));
@@ -181,7 +181,7 @@ int qc_pack_qconfig(const qc_pack_spec *spec, const qc_qscheme *s, const char *c
 		if (!rc)
 			rc = put(q, "true_sequential", json_true());
 	} else if (!rc) {
-		/* AutoAWQ AwqConfig.to_transformers_dict, formats.md 3 */
+		/* AutoAWQ AwqConfig.to_transformers_dict, doc/formats.md 3.2 */
 		json_t *mods = json_null();
 		if (n_ignored) {
 			mods = json_array();

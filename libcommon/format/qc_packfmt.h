@@ -1,8 +1,8 @@
 /*
  * qc_packfmt.h - packed release layouts of quantized Linear weights, both
  * directions, and the view through which the runtime reads packed artifacts
- * (the whole-checkpoint packer behind qpack is pack/qc_pack.h) (DESIGN 3.3;
- * every layout below is in formats.md sections 1-3).
+ * (the whole-checkpoint packer behind qpack is pack/qc_pack.h) (doc/design.md 3.3;
+ * doc/formats.md 1-3 summarizes the layouts below).
  *
  * The input is always the naive form (qc_qout.h, qc_ctq.h): per Linear
  * <m> of shape [out, in], codes one per byte <m>.weight (int8 values in

@@ -9,7 +9,7 @@
 
 #include "qc_err.h"
 
-/* The compressed-tensors version whose field set we write (formats.md 1.1). */
+/* The compressed-tensors version whose field set we write (doc/formats.md 1.1). */
 #define QC_CT_VERSION "0.12.2"
 
 static void scheme_init(qc_qscheme *s)

@@ -6,8 +6,8 @@
  * by `ignore` (exact module names, or "re:<regex>" matched from the start of
  * the module name with PCRE2, like Python's re.match in compressed-tensors
  * and vLLM). Writers emit the
- * compressed-tensors 0.12-era field set with sorted keys (formats.md 1.1,
- * 1.8), which every current reader (vLLM, transformers) accepts:
+ * compressed-tensors 0.12-era field set with sorted keys (doc/formats.md 1.1,
+ * 1.6), which every current reader (vLLM, transformers) accepts:
  *
  *   {"config_groups": {"group_0": {"input_activations": null | ARGS,
  *      "output_activations": null, "targets": ["Linear"], "weights": ARGS}},

@@ -28,7 +28,7 @@
  *
  * Codes are stored one per byte: int8_t for int4/int8 (the signed values
  * above), uint8_t E4M3 bit patterns for fp8 (naive-quantized layout,
- * DESIGN 3.3).
+ * doc/design.md 3.3, doc/formats.md 1.2).
  */
 #ifndef QC_QUANT_H
 #define QC_QUANT_H

@@ -1,5 +1,5 @@
 /*
- * qc_report.h - the per-Linear error report (DESIGN 3.5), JSON Lines.
+ * qc_report.h - the per-Linear error report (doc/design.md 3.5), JSON Lines.
  *
  * One object per quantized Linear, keys in this order (jq is the intended
  * reader):
@@ -15,7 +15,7 @@
  * 7 per decoder layer) and is written to --report FILE and into the output
  * checkpoint as quant_report.jsonl. Wall time is not a property of the
  * artifact: the copy inside the checkpoint has "seconds": null, so that the
- * same inputs and options give byte-identical checkpoints (DESIGN 6); the
+ * same inputs and options give byte-identical checkpoints (doc/design.md 6.1); the
  * --report file keeps the measured seconds.
  */
 #ifndef QC_REPORT_H

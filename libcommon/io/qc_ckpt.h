@@ -1,6 +1,6 @@
 /*
  * qc_ckpt.h - checkpoints: a HuggingFace directory or a tar stream, behind one
- * interface, for reading and for writing (DESIGN 3.1, 3.2).
+ * interface, for reading and for writing (doc/design.md 1.2-1.4, 3.1, 3.2).
  *
  * A checkpoint is a set of named tensors (in one or more safetensors shards)
  * plus small files (config.json, tokenizer files, generation_config.json,

@@ -19,7 +19,7 @@
  * the read and the hash. */
 #define QC_CKPT_CHUNK ((size_t)1 << 20)
 
-/* Rank of a member in the canonical stream order (DESIGN 3.2). */
+/* Rank of a member in the canonical stream order (doc/design.md 1.3). */
 enum {
 	QC_RANK_CONFIG = 0,     /* config.json */
 	QC_RANK_SMALL = 1,      /* tokenizer and other small files */

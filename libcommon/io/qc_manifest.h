@@ -1,6 +1,6 @@
 /*
  * qc_manifest.h - quant_manifest.json, the provenance and integrity record
- * that every checkpoint written by the toolkit carries (DESIGN 3.6).
+ * that every checkpoint written by the toolkit carries (doc/design.md 3.6).
  *
  * Layout (keys sorted, two-space indent, one trailing newline, so that the
  * same content always gives the same bytes):

@@ -1,5 +1,5 @@
 /*
- * qc_tar.h - the tar container of checkpoint streams (DESIGN 3.2): a
+ * qc_tar.h - the tar container of checkpoint streams (doc/design.md 3.2): a
  * deterministic POSIX ustar/pax writer and a strict sequential reader.
  *
  * Format (POSIX.1-2001 pax, "ustar" interchange format): 512-byte blocks.

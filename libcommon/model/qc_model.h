@@ -1,6 +1,6 @@
 /*
  * qc_model.h - the Llama-family graph, evaluated one decoder layer at a
- * time (DESIGN 4, 5).
+ * time (doc/design.md 4.4, 5).
  *
  *   x = embed_tokens[ids]                                  [T, hidden]
  *   for each layer:

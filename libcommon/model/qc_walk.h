@@ -1,5 +1,5 @@
 /*
- * qc_walk.h - the calibration walker (DESIGN 5): a token set pushed through
+ * qc_walk.h - the calibration walker (doc/design.md 5): a token set pushed through
  * a model one decoder layer at a time, with hooks where a method observes
  * each Linear's inputs and may replace the weights before the activations
  * move on.

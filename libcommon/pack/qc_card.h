@@ -1,6 +1,6 @@
 /*
  * qc_card.h - quant_card.md, the README-style summary a release artifact
- * carries (DESIGN 3.3, 3.6): what was quantized how, by which commands,
+ * carries (doc/design.md 3.3, 3.6): what was quantized how, by which commands,
  * on which calibration data, stored in which format, and which layers lost
  * the most.
  *

@@ -37,7 +37,7 @@ typedef struct qc_pack_result {
 
 /*
  * Read a naive-quantized checkpoint and write it in o->format
- * (DESIGN 3.3):
+ * (doc/design.md 3.3, doc/formats.md):
  *   - shards: HF names, greedy fill in layer order up to max_shard_size
  *     (tensor bytes); a quantized Linear's tensors stay in one shard; a
  *     Linear or tensor larger than the limit gets a shard of its own. The

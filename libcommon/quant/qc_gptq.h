@@ -1,7 +1,7 @@
 /*
- * qc_gptq.h - the GPTQ solver (Frantar et al. 2022; algorithms.md 1.2-1.8
- * and "Beating" in section 8): quantize Linear weights W [rows, cols] so
- * that the output error ||(W - Q) X||^2 over the calibration inputs X is
+ * qc_gptq.h - the GPTQ solver (Frantar et al. 2022, arXiv:2210.17323;
+ * where it departs from the reference is said below): quantize Linear
+ * weights W [rows, cols] so that the output error ||(W - Q) X||^2 over the calibration inputs X is
  * small, given their Hessian H = 2 X X^T / N [cols, cols].
  *
  * What it computes, in the order the math says:
@@ -51,7 +51,7 @@
  *            diag(H) (clip_hweight), so that errors on inputs that carry
  *            large activations count more
  *
- * The errors of DESIGN 3.5, all against the UNDAMPED Hessian H (dead
+ * The errors of the report (doc/design.md 3.5), all against the UNDAMPED Hessian H (dead
  * columns contribute nothing, as in H):
  *   err_out = tr((W - Q) H (W - Q)^T) / tr(W H W^T)
  *   err_w   = ||W - Q||^2 / ||W||^2                 (original W)

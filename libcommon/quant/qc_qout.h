@@ -1,6 +1,6 @@
 /*
  * qc_qout.h - writing a compressed-tensors naive-quantized checkpoint
- * (DESIGN 3.3), the canonical output of qgptq, qawq and qfp8.
+ * (doc/design.md 3.3), the canonical output of qgptq and qfp8.
  *
  * Layout per quantized Linear <module> (e.g. model.layers.0.self_attn.q_proj):
  *   <module>.weight             I8 [out, in] int4/int8 codes, one per byte,

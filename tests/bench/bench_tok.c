@@ -5,7 +5,7 @@
  *   bench_tok [-t TEXT] [TOKENIZER_DIR ...]
  *
  * Without directories it uses the real tokenizers under $QC_SHARED_DATA
- * (../shared/data) when present, and always a byte-level tokenizer built
+ * ($QC_SHARED_DATA) when it is set, and always a byte-level tokenizer built
  * with qc_tok_build_bytelevel (32000 ids). The text defaults to
  * calib/public-domain.txt repeated to 4 MB; it is encoded in documents of
  * up to 4 KB (cut at paragraph ends), as qcalib encodes documents. The
@@ -130,11 +130,11 @@ int main(int argc, char **argv)
 	int nd = 0;
 	for (int i = first; i < argc && nd < 16; i++)
 		dirs[nd++] = argv[i];
-	if (nd == 0) {
-		const char *sd = getenv("QC_SHARED_DATA");
+	const char *sd = getenv("QC_SHARED_DATA");
+	if (nd == 0 && sd && *sd) {
 		static const char *names[] = { "gpt2", "llama3", "tinyllama", "phi-3-mini" };
 		for (int i = 0; i < 4; i++) {
-			snprintf(paths[i], sizeof paths[i], "%s/tokenizers/%s", sd ? sd : "../shared/data", names[i]);
+			snprintf(paths[i], sizeof paths[i], "%s/tokenizers/%s", sd, names[i]);
 			dirs[nd++] = paths[i];
 		}
 	}

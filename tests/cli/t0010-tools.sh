@@ -1,5 +1,5 @@
 #!/bin/sh
-# t0010: what every tool shares (DESIGN 6): --help on stdout with status 0,
+# t0010: what every tool shares (doc/design.md 1.5, 6.3): --help on stdout with status 0,
 # --version, and bad usage as "tool: message" plus the usage on stderr with
 # status 2 and nothing on stdout.
 top=$(cd "$(dirname "$0")/../.." && pwd)

@@ -44,7 +44,9 @@ test_expect_success 'one report line per smoothed group, with what it bought' '
 	expect_grep r.jsonl "\"balance\":[\"mlp.gate_proj\",\"mlp.up_proj\"]" &&
 	expect_grep r.jsonl "\"alpha\":0.5" && expect_grep r.jsonl "\"act_qerr_after\":" &&
 	sed "s/.*\"err_out\":\([^,]*\),.*\"err_rtn\":\([^,]*\),.*/\1 \2/" r.jsonl >errs &&
-	while read -r eo er; do lt "$eo" "$er" || { echo "err_out $eo not below $er"; exit 1; }; done <errs
+	while read -r eo er; do
+		lt "$eo" "$er" || { echo "err_out $eo not below $er"; exit 1; }
+	done <errs
 '
 
 test_expect_success 'W8A8 with smoothing beats W8A8 without, for RTN and for GPTQ' '
@@ -60,8 +62,9 @@ test_expect_success '--alpha search is at least as good as the best of 0.3, 0.5 
 	qsmooth -q --alpha search --report rs.jsonl --calib c.st -o ss m &&
 	for a in 03 08 s; do w8a8 s$a-rtn s$a rtn || exit 1; w8a8 s$a-gptq s$a gptq || exit 1; done &&
 	for q in rtn gptq; do
-		best=$(for a in 03 05 08; do kl s$a-$q.json; done | sort -g | head -n 1)
+		best=$(for a in 03 05 08; do kl s$a-$q.json || exit 1; done | sort -g | head -n 1)
 		echo "$q: search $(kl ss-$q.json), best fixed $best"
+		test -n "$best" || exit 1
 		awk -v s="$(kl ss-$q.json)" -v b="$best" "BEGIN { exit !(s <= b) }" || exit 1
 	done &&
 	expect_grep rs.jsonl "\"alpha_mode\":\"search\"" &&

@@ -33,7 +33,7 @@ static int teardown(void **state)
 }
 
 /* a quantization_config as llm-compressor writes it (keys as in
- * formats.md 1.8), with the given weights/input args and format */
+ * doc/formats.md 1.6), with the given weights/input args and format */
 static qc_ctq *ctq_from(const char *weights, const char *inputs, const char *format,
                         const char *ignore)
 {
@@ -154,7 +154,7 @@ static void test_weight_layouts(void **state)
 static void test_packed_by_hand(void **state)
 {
 	(void)state;
-	/* formats.md 1.3: codes -8..7 of one row stored as u = q + 8, element k
+	/* doc/formats.md 1.3: codes -8..7 of one row stored as u = q + 8, element k
 	 * in nibble k: the word is 0x76543210 */
 	int32_t word = 0x76543210;
 	int64_t ps[2] = { 1, 1 }, shp[2] = { 1, 8 }, two = 2, ss[2] = { 1, 1 };

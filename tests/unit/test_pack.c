@@ -697,7 +697,7 @@ static void test_qconfig(void **state)
 	qc_pack_spec spec;
 	json_t *j;
 	assert_int_equal(qc_qscheme_preset(&s, "w4a16"), 0);
-	/* AutoGPTQ's BaseQuantizeConfig.to_dict keys (formats.md 2.5) */
+	/* AutoGPTQ's BaseQuantizeConfig.to_dict keys (doc/formats.md 2.3) */
 	tu_assert_rc(qc_pack_spec_for(&spec, QC_PACK_GPTQ, &s), 0);
 	tu_assert_rc(qc_pack_qconfig(&spec, &s, NULL, 0, &j), 0);
 	char *t = dump(j);
@@ -750,7 +750,7 @@ static void test_qconfig(void **state)
 	assert_int_equal(back.w.strategy, QC_QS_CHANNEL);
 	json_decref(cfg);
 
-	/* AutoAWQ's to_transformers_dict (formats.md 3), ignored Linears listed */
+	/* AutoAWQ's to_transformers_dict (doc/formats.md 3.2), ignored Linears listed */
 	s.weights.symmetric = 1;
 	s.weights.strategy = QC_QS_GROUP;
 	tu_assert_rc(qc_pack_spec_for(&spec, QC_PACK_AWQ, &s), 0);
@@ -787,7 +787,7 @@ static void test_qconfig(void **state)
 	json_decref(jn);
 	json_decref(cfg);
 
-	/* compressed-tensors: the field set formats.md 1.8 reconstructs for
+	/* compressed-tensors: the field set doc/formats.md 1.6 reconstructs for
 	 * W4A16 g128 symmetric, with format pack-quantized */
 	tu_assert_rc(qc_pack_spec_for(&spec, QC_PACK_CT, &s), 0);
 	tu_assert_rc(qc_pack_qconfig(&spec, &s, NULL, 0, &j), 0);

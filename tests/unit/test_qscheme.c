@@ -6,7 +6,7 @@
 #include "qc_err.h"
 #include "qc_qscheme.h"
 
-/* The W4A16 block of formats.md 1.8, reconstructed from the serializer. */
+/* The W4A16 block of doc/formats.md 1.6, reconstructed from the serializer. */
 static const char w4a16_expected[] =
 	"{\"config_groups\": {\"group_0\": {\"input_activations\": null, \"output_activations\": null, "
 	"\"targets\": [\"Linear\"], \"weights\": {\"actorder\": null, \"block_structure\": null, "

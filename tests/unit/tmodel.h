@@ -66,7 +66,7 @@ void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, i
 /*
  * A small round-to-nearest writer, independent of libcommon's quantizer:
  * replaces every Linear weight of the decoder layers by compressed-tensors
- * tensors (formats.md 1.2-1.5): codes (I8, or F8_E4M3 for float; I32 words
+ * tensors (doc/formats.md 1.2-1.5): codes (I8, or F8_E4M3 for float; I32 words
  * when packed), weight_scale in scale_dt, weight_zero_point when
  * asymmetric (I8, or I32 packed along the output dimension when packed),
  * weight_shape when packed. The weights must be F32.

@@ -22,7 +22,8 @@ char *tu_path(const char *name);
 void tu_write(const char *path, const void *data, size_t len);
 /* Read a whole file (malloc'd); aborts the test on failure. */
 void *tu_read(const char *path, size_t *len);
-/* Directory of the shared test data (../shared/data), or NULL if absent. */
+/* Directory of the external conformance vectors ($QC_SHARED_DATA, set by
+ * make check from QC_TEST_VECTORS), or NULL if unset or absent. */
 const char *tu_shared_data(void);
 
 /* A qsynth checkpoint of cfg (built with qc_config_build) in directory dir,
