@@ -392,20 +392,20 @@ static int observe_down(void *ctx, const float *act, int64_t row0, int64_t rows,
 
 /*
  * One chunk from point `start` to point `end` (QC_WALK_POINTS: the layer's
- * output). resume: start's inputs were observed in an earlier pass and the
- * weights reading them were updated since: recompute, do not observe.
+ * output). seen: the points whose inputs were observed in an earlier pass
+ * (the weights reading them were updated since): recompute, do not observe.
  * What a later pass needs is stored: the attention output when end is O,
  * the residual stream after o_proj when end is GATE_UP or DOWN.
  */
 static int run_chunk(qc_walk *w, const qc_layer *lw, const qc_walk_hooks *h, unsigned obs,
-                     int64_t k, int start, int end, int resume)
+                     int64_t k, int start, int end, unsigned seen)
 {
 	qc_model *m = w->m;
 	int64_t s0 = w->chunk[k], s1 = w->chunk[k + 1];
 	int64_t r0 = w->off[s0], T = w->off[s1] - r0;
 	const int64_t *lens = w->lens + s0;
 	int layer = lw->index;
-#define OBS(p) ((obs & QC_WALK_BIT(p)) && (p) >= start && !(resume && start == (p)))
+#define OBS(p) ((obs & QC_WALK_BIT(p)) && (p) >= start && !(seen & QC_WALK_BIT(p)))
 	float *x = load_chunk(w, &w->xs, k, w->cx);
 	if (!x)
 		return qc_errctx(QC_EIO, "reading activations");
@@ -464,7 +464,8 @@ int qc_walk_layer(qc_walk *w, const qc_walk_hooks *h)
 	if (h->layer_begin && (rc = h->layer_begin(h->ctx, layer, &lw)))
 		goto out;
 	/* passes: each runs every chunk up to the next point with an update */
-	int start = QC_WALK_QKV, resume = 0;
+	int start = QC_WALK_QKV;
+	unsigned seen = 0;
 	unsigned done = 0;
 	for (;;) {
 		int end = QC_WALK_POINTS;
@@ -474,15 +475,18 @@ int qc_walk_layer(qc_walk *w, const qc_walk_hooks *h)
 				break;
 			}
 		for (int64_t k = 0; k < w->nchunks; k++)
-			if ((rc = run_chunk(w, &lw, h, obs, k, start, end, resume)))
+			if ((rc = run_chunk(w, &lw, h, obs, k, start, end, seen)))
 				goto out;
 		if (end == QC_WALK_POINTS)
 			break;
 		if ((rc = h->on_update(h->ctx, layer, (qc_walk_point)end, &lw)))
 			goto out;
 		done |= QC_WALK_BIT(end);
-		start = end;
-		resume = 1;
+		for (int p = start; p <= end; p++)
+			seen |= QC_WALK_BIT(p);
+		/* an update at O that changed v_proj: the attention outputs are
+		 * recomputed from the layer's input, which no pass has replaced yet */
+		start = end == QC_WALK_O && (h->restart & QC_WALK_BIT(QC_WALK_O)) ? QC_WALK_QKV : end;
 	}
 	rc = h->layer_end ? h->layer_end(h->ctx, layer, &lw) : 0;
 out:

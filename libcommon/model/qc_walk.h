@@ -82,6 +82,11 @@ typedef struct qc_walk_hooks {
 	                int64_t rows, int64_t cols);
 	int (*on_update)(void *ctx, int layer, qc_walk_point p, qc_layer *lw);
 	int (*layer_end)(void *ctx, int layer, qc_layer *lw);
+	unsigned restart;     /* QC_WALK_BIT(QC_WALK_O): after the update at O the
+	                         walk recomputes the layer from its input (the
+	                         update changed v_proj, so the attention outputs
+	                         held for O are stale); points observed before
+	                         are not observed again. Other bits are ignored. */
 } qc_walk_hooks;
 
 typedef struct qc_walk_opts {

@@ -784,6 +784,7 @@ static int run_layer(qc_qrun *r, int layer)
 		layer_points(r, layer, &observe, &update);
 		qc_walk_hooks hk = {
 			.ctx = r, .observe = r->old_shard ? 0 : observe, .update = update,
+			.restart = r->m->restart,
 			.layer_begin = hk_layer_begin, .on_input = hk_observe, .on_update = hk_update,
 			.layer_end = hk_layer_end,
 		};

@@ -76,6 +76,9 @@ typedef struct qc_qmethod {
 	 * output is a plain checkpoint (config.json as it was). scheme may then
 	 * be NULL; if given it only names the run for report lines. */
 	int dense;
+	/* QC_WALK_BIT(QC_WALK_O) when the update at O changes v_proj (a v -> o
+	 * smoothing): the walk then recomputes the attention (qc_walk.h). */
+	unsigned restart;
 	/* Fill the scheme for the model (a preset, the scale dtype from
 	 * cfg->torch_dtype, ...) and its name for report lines ("w4a16"). The
 	 * driver adds the --ignore patterns afterwards. Required unless dense. */

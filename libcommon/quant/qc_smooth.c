@@ -479,7 +479,8 @@ int qc_smooth_method(qc_smooth **state, qc_qmethod *m, const qc_smooth_opts *o)
 	S->o = *o;
 	*state = S;
 	*m = (qc_qmethod){
-		.tool = "qsmooth", .ctx = S, .dense = 1, .begin = sm_begin, .memory = sm_memory,
+		.tool = "qsmooth", .ctx = S, .dense = 1,
+		.restart = o->smooth_vo ? QC_WALK_BIT(QC_WALK_O) : 0, .begin = sm_begin, .memory = sm_memory,
 		.points = sm_points, .layer_begin = sm_layer_begin, .observe = sm_observe,
 		.update = sm_update, .layer_end = sm_layer_end, .claims = sm_claims, .end = sm_end,
 	};

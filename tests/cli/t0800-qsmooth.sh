@@ -114,6 +114,14 @@ test_expect_success 'a token set for another vocabulary: exit 2, nothing written
 	st=0; qsmooth -q --calib far.st -o z m 2>err || st=$?
 	test $st = 2 && expect_one_message qsmooth err && expect_grep err vocabulary && test ! -e z
 '
+test_expect_success '--smooth-vo and --smooth-ud without grouped-query attention: same function' '
+	qsynth -q --preset tiny --layers 2 --hidden 256 --intermediate 768 --heads 8 --kv-heads 8 \
+		--seed 12 -o mh &&
+	qsmooth -q --smooth-vo --smooth-ud --report rv.jsonl --calib c.st -o sv mh &&
+	test "$(wc -l <rv.jsonl)" = 8 && expect_grep rv.jsonl "\"layer\":\"model.layers.1.self_attn.v_proj\"" &&
+	expect_grep rv.jsonl "\"balance\":[\"mlp.down_proj\"]" &&
+	qverify sv --base mh --tokens e.st -o vv.json 2>/dev/null && lt "$(kl vv.json)" 0.0001
+'
 test_expect_code 2 'alpha above 1' 'qsmooth --alpha 1.5 --calib c.st -o z m'
 test_expect_code 2 'alpha below 0' 'qsmooth --alpha -0.1 --calib c.st -o z m'
 test_expect_code 2 'alpha that is not a number' 'qsmooth --alpha lots --calib c.st -o z m'

@@ -173,7 +173,7 @@ static void run_events(tm_model *tm, const int32_t *ids, unsigned upd, int64_t c
 	qc_walk *w;
 	qc_walk_opts o = { .chunk_tokens = chunk };
 	tu_assert_rc(qc_walk_new(&w, m, ids, L, lens, N, &o), 0);
-	qc_walk_hooks h = { e, 0xf, upd, ev_begin, ev_input, ev_update, ev_end };
+	qc_walk_hooks h = { e, 0xf, upd, ev_begin, ev_input, ev_update, ev_end, 0 };
 	int rc = qc_walk_run(w, &h);
 	if (e->fail_at >= 0) {
 		tu_assert_rc(rc, QC_EINVAL);
@@ -275,7 +275,7 @@ static float *walk_capture(tm_model *tm, const int32_t *ids, int update, capture
 	for (int l = 0; l < 2; l++)
 		for (int p = 0; p < QC_WALK_POINTS; p++)
 			c->in[l][p] = calloc((size_t)(T * c->cols[p]), sizeof(float));
-	qc_walk_hooks h = { c, 0xf, update ? 0xf : 0, NULL, cap_input, cap_update, NULL };
+	qc_walk_hooks h = { c, 0xf, update ? 0xf : 0, NULL, cap_input, cap_update, NULL, 0 };
 	tu_assert_rc(qc_walk_run(w, &h), 0);
 	float *lg = walk_logits(w, m);
 	qc_walk_free(w);
@@ -376,7 +376,7 @@ static float *spill_run(tm_model *tm, const int32_t *ids, qc_dtype dt, uint64_t 
 	qc_walk_opts o = { .chunk_tokens = 1, .act_dtype = dt, .mem_budget = budget };
 	tu_assert_rc(qc_walk_new(&w, m, ids, L, lens, N, &o), 0);
 	/* every point updated: the attention-output store is used too */
-	qc_walk_hooks h = { NULL, 0, 0xf, NULL, NULL, shrink_update, NULL };
+	qc_walk_hooks h = { NULL, 0, 0xf, NULL, NULL, shrink_update, NULL, 0 };
 	tu_assert_rc(qc_walk_run(w, &h), 0);
 	int64_t T = qc_walk_tokens(w), H = qc_model_config(m)->hidden_size;
 	float *x = malloc(sizeof(float) * (size_t)(T * H));
@@ -453,6 +453,82 @@ static void test_errors(void **state)
 	tm_free(&tm);
 }
 
+/* ---------------------------------------------------------------- restart after O */
+
+/* An update at O that doubles v_proj and halves o_proj: the same function,
+ * exactly, in FP32. With restart the walk recomputes the attention with the
+ * new v, so every later activation equals a plain walk's bit for bit, and
+ * q/k/v and o inputs are observed once each; without it the held attention
+ * outputs are stale and the results differ. */
+typedef struct {
+	qk_ctx *kc;
+	int64_t rows[QC_WALK_POINTS];
+} vo_ctx;
+
+static int vo_input(void *ctx, int layer, qc_walk_point p, const float *x, int64_t row0,
+                    int64_t rows, int64_t cols)
+{
+	(void)layer, (void)x, (void)row0, (void)cols;
+	((vo_ctx *)ctx)->rows[p] += rows;
+	return 0;
+}
+
+static int vo_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
+{
+	vo_ctx *c = ctx;
+	(void)layer;
+	if (p != QC_WALK_O)
+		return 0;
+	int64_t nv = lw->out[QC_LIN_V], no = lw->out[QC_LIN_O], qd = lw->in[QC_LIN_O];
+	float *two = malloc(sizeof(float) * (size_t)(nv > qd ? nv : qd));
+	for (int64_t i = 0; i < (nv > qd ? nv : qd); i++)
+		two[i] = 2.0f;
+	tu_assert_rc(qk_scale_rows(c->kc, lw->w[QC_LIN_V], nv, lw->in[QC_LIN_V], two, 0), 0);
+	tu_assert_rc(qk_scale_cols(c->kc, lw->w[QC_LIN_O], no, qd, two, 1), 0);
+	free(two);
+	return 0;
+}
+
+static float *vo_walk(tm_model *tm, const int32_t *ids, int update, unsigned restart, vo_ctx *c)
+{
+	qc_model *m;
+	tu_assert_rc(qc_model_new(&m, &tm->cfg, &tm->src, NULL, kc, NULL), 0);
+	qc_walk *w;
+	qc_walk_opts o = { .chunk_tokens = 14 };
+	tu_assert_rc(qc_walk_new(&w, m, ids, L, lens, N, &o), 0);
+	c->kc = kc;
+	qc_walk_hooks h = { .ctx = c, .observe = 0xf, .update = update ? QC_WALK_BIT(QC_WALK_O) : 0,
+	                    .on_input = vo_input, .on_update = vo_update, .restart = restart };
+	tu_assert_rc(qc_walk_run(w, &h), 0);
+	float *lg = walk_logits(w, m);
+	qc_walk_free(w);
+	qc_model_free(m);
+	return lg;
+}
+
+static void test_restart_after_o(void **state)
+{
+	(void)state;
+	tm_model tm;
+	small_model(&tm, 0, 7);
+	int32_t ids[N * L];
+	make_tokens(ids, 45);
+	size_t n = (size_t)(27 * 45);
+	vo_ctx plain = { 0 }, re = { 0 }, stale = { 0 };
+	float *a = vo_walk(&tm, ids, 0, 0, &plain);
+	float *b = vo_walk(&tm, ids, 1, QC_WALK_BIT(QC_WALK_O), &re);
+	float *c = vo_walk(&tm, ids, 1, 0, &stale);
+	assert_memory_equal(a, b, n * sizeof *a);
+	assert_true(memcmp(a, c, n * sizeof *a) != 0);
+	for (int p = 0; p < QC_WALK_POINTS; p++)
+		assert_int_equal(re.rows[p], plain.rows[p]);   /* 2 layers x 27 tokens each */
+	assert_int_equal(re.rows[QC_WALK_QKV], 2 * 27);
+	free(a);
+	free(b);
+	free(c);
+	tm_free(&tm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -461,6 +537,7 @@ int main(void)
 		cmocka_unit_test(test_true_sequential),
 		cmocka_unit_test(test_spill),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_restart_after_o),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
