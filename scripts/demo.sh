@@ -52,6 +52,18 @@ if have qpack && have qgptq; then
 		qpack -f compressed-tensors -o w4a16-packed w4a16
 fi
 
+if have qsmooth && have qgptq && have qpack && have qverify; then
+	step "W8A8-INT8 without smoothing: int8 activations meet the outlier channels" \
+		qgptq -q --scheme w8a8 --calib calib.st -o w8a8-plain model
+	step "SmoothQuant, then GPTQ W8A8, then packed, in one pipe" \
+		sh -c 'qsmooth -q --calib calib.st -o - model | qgptq -q --scheme w8a8 --calib calib.st -o - - | qpack -q -o w8a8-smooth -'
+	qverify -q w8a8-plain --base model --tokens eval.st -o verify-w8a8-plain.json
+	qverify -q w8a8-smooth --base model --tokens eval.st -o verify-w8a8-smooth.json
+	printf '\nW8A8 KL against the base: without smoothing %s, with %s\n' \
+		"$(sed -n 's/^    "kl_mean": \([^,]*\),$/\1/p' verify-w8a8-plain.json)" \
+		"$(sed -n 's/^    "kl_mean": \([^,]*\),$/\1/p' verify-w8a8-smooth.json)"
+fi
+
 step "Streams: the same FP8 quantization through a pipe, checked on arrival" \
 	sh -c 'qcat -o - model | qfp8 -q -o - - | qcat --verify -'
 

@@ -15,6 +15,8 @@
  */
 #include "qk_cpu.h"
 
+#include <cblas.h>
+
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -666,6 +668,11 @@ static int chol_lower(qk_ctx *kc, float *A, int64_t n, float *work)
 		for (int64_t i = 0; i < m; i++)
 			memcpy(A + (r0 + i) * n + k0, P + i * kb, (size_t)kb * sizeof *P);
 		/* A22 -= L21 L21^T on and below the diagonal */
+		if (getenv("TC_SYRK")) {
+			qk_cpu_blas_threads(kc->threads);
+			cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (blasint)m, (blasint)kb, -1.0f, P,
+			            (blasint)kb, 1.0f, A + r0 * n + r0, (blasint)n);
+		} else
 		for (int64_t j0 = r0; j0 < n; j0 += nb) {
 			int64_t jb = n - j0 < nb ? n - j0 : nb, below = n - j0 - jb;
 			const float *Pj = P + (j0 - r0) * kb;
