@@ -22,8 +22,10 @@
  *   2. here: a member  int (*foo)(qk_ctx *ctx, ARGS);  in the section it
  *      belongs to (qk_dispatch.c refuses a context whose table lacks it:
  *      QC_EUNSUPPORTED naming the operation);
- *   3. qk_dispatch.c: the wrapper, one line through QK_CALL:
- *          int qk_foo(qk_ctx *ctx, ARGS) { QK_CALL(ctx, foo, "foo", ARGS'); }
+ *   3. qk_dispatch.c: the wrapper, one line through QK_CALL with the
+ *      arguments' names after the operation's name for messages:
+ *          int qk_foo(qk_ctx *ctx, float *x, size_t n)
+ *          { QK_CALL(ctx, foo, "foo", x, n); }
  *   4. kernels/cpu: int qk_cpu_foo(qk_ctx *ctx, ARGS) (declared in qk_cpu.h)
  *      and .foo = qk_cpu_foo in qk_cpu_backend (kernels/cpu/qk_ctx.c);
  *   5. tests/unit/test_kernels.c: a plain reference loop it is compared

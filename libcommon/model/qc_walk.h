@@ -71,7 +71,8 @@ const char *qc_walk_point_name(qc_walk_point p);
  * Hooks; any function may be NULL. A non-zero return stops the walk and is
  * returned by qc_walk_layer (so return a QC_E* code with the message set).
  * row0 is the first row's index among the T packed tokens; x is FP32 device
- * memory valid only during the call.
+ * memory valid only during the call. The layer's buffers (qc_layer) are
+ * kernel memory too: on_update changes them only through kernels.h.
  */
 typedef struct qc_walk_hooks {
 	void *ctx;
@@ -123,7 +124,8 @@ int qc_walk_run(qc_walk *w, const qc_walk_hooks *h);
 int qc_walk_next(const qc_walk *w);
 
 /* Rows [r0, r1) of the current activations (after the last layer run: the
- * final hidden states, before the final norm) as FP32 into x. */
+ * final hidden states, before the final norm) as FP32 into x (kernel
+ * memory of the model's context). */
 int qc_walk_hidden(qc_walk *w, int64_t r0, int64_t r1, float *x);
 
 int64_t qc_walk_tokens(const qc_walk *w);       /* T */
