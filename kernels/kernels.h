@@ -310,6 +310,18 @@ int qk_scale_cols(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float
 /* x[r][j] *= s[r] or /= s[r], s [rows] (host, nonzero): a weight's rows
  * (the output channels of v_proj or up_proj). */
 int qk_scale_rows(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s, int divide);
+/* w [rows, cols] (device) := its image on the symmetric int8 grid per row
+ * (what qgptq --scheme w8a8 rounds to with minmax scales in FP32), after
+ * multiplying column j by s[j] (host; NULL: no scaling): per row, with
+ * amax = max_j |w_j| (after the scaling), scale = max(amax / 127.5,
+ * FLT_EPSILON) and w_j := clamp(rne(w_j / scale), -128, 127) * scale, as
+ * qc_quant's qc_qparams and qc_qdq compute it (SmoothQuant's error). */
+int qk_q8_rows(qk_ctx *ctx, float *w, int64_t rows, int64_t cols, const float *s);
+/* sum[j] += sum_r |x[r][j]| for x [rows, cols] (device), each column
+ * summed in double in row order (the same bits on every thread count): the
+ * per-input-channel mean magnitude of activations AWQ's search starts
+ * from. sum [cols] is host memory. */
+int qk_col_abssum(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, double *sum);
 
 /* ---------------------------------------------------------------- storage dtypes */
 
@@ -461,5 +473,75 @@ int qk_gptq_errors(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nma
 int qk_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
                   const float *V, const int64_t *perm, const uint8_t *dead, const float *colw,
                   int64_t block, int dynamic);
+
+/* ---------------------------------------------------------------- AWQ support */
+
+/*
+ * AWQ's group quantizer (libcommon/quant/qc_awq.h says where it is used and
+ * why): the pseudo-quantizer of the AWQ authors' code, with each group's
+ * scale rounded to scale_dtype, the dtype the checkpoint stores it in, so
+ * that what the search evaluates is what is written. For the values v of
+ * one group (a row's `group` consecutive columns; the last group may be
+ * shorter), in FP32, rne = round half to even:
+ *
+ *   zero_point   lo = 0, hi = 2^bits - 1
+ *                scale = round_dt(max(max(v) - min(v), 1e-5) / hi)
+ *                z = clamp(-rne(min(v) / scale), lo, hi)
+ *   symmetric    lo = -2^(bits-1), hi = 2^(bits-1) - 1
+ *                scale = round_dt(max(max |v|, 1e-5) / hi),  z = 0
+ *   each value   q = clamp(rne(v / scale) + z, lo, hi),  deq = (q - z) * scale
+ *
+ * (the range of a group is its own minimum and maximum, not widened to
+ * include 0). Stored as compressed-tensors codes (doc/design.md 3.3): the
+ * code is q - 2^(bits-1) and the zero point z - 2^(bits-1) with a zero
+ * point, q itself when symmetric, so that (code - zp) * scale = deq.
+ */
+typedef struct qk_awqspec {
+	int bits;               /* 4 or 8 */
+	int zero_point;         /* 1: asymmetric with a zero point; 0: symmetric */
+	int64_t group;          /* columns per group (>= cols: one group per row) */
+	qc_dtype scale_dtype;   /* BF16, F16 or F32 */
+} qk_awqspec;
+
+/*
+ * out[r][j] = deq(v[r][j]) / s[j] with v[r][j] = clamp(W[r][j] * s[j],
+ * -m, m), m = clip[r ng + g] of the value's group g (ng = ceil(cols /
+ * group)), each group quantized as above from its clamped values:
+ * Q(W diag(s)) diag(s)^-1, the candidate weights of AWQ's scale search, or,
+ * with s NULL (no scaling) and clip from qk_awq_clip, the final quantized
+ * weights. W and out [rows, cols] are device memory (out may equal W);
+ * s [cols] and clip [rows, ng] host memory, either may be NULL (no scaling,
+ * no clamping); codes [rows, cols], scales and zeros [rows, ng] host
+ * memory, each may be NULL (not wanted; zeros is not written when
+ * symmetric). QC_EINVAL for a bad spec or shape.
+ */
+int qk_awq_qdq(qk_ctx *ctx, const qk_awqspec *q, float *out, const float *W, int64_t rows,
+               int64_t cols, const float *s, const float *clip, int8_t *codes, float *scales,
+               float *zeros);
+
+/*
+ * acc[j] += sum_r |W[r][j]| / (max of |W[r][.]| over j's group + 1e-6),
+ * each term in FP32 and summed in double in row order, for W [rows, cols]
+ * (device): the per-input-channel mean of the group-normalized weight
+ * magnitude that AWQ's duo scaling divides by, once divided by the rows
+ * of every Linear of the group. acc [cols] host memory.
+ */
+int qk_awq_wmean(qk_ctx *ctx, const float *W, int64_t rows, int64_t cols, int64_t group,
+                 double *acc);
+
+/*
+ * AWQ's clipping search (the authors' auto_clip): for each row r and group
+ * g of W [rows, cols] (device), with m0 the group's max |w| and
+ * m_i = m0 * (float)(1 - i / grid) for i = 0 .. steps - 1, the error
+ *     e_i = sum_t (sum_{j in g} X[t][j] (qdq(clamp(w, -m_i, m_i))[j] - w[j]))^2 / n
+ * over the n sampled inputs X [n, cols] (device), in double; the m_i with
+ * the least error (strict <, from i = 0; errors of 1e9 or more are never
+ * chosen, which keeps m0) goes to clip[r ng + g] and i to shrink[r ng + g]
+ * (host, [rows, ng]; shrink may be NULL). qdq is the quantizer above.
+ * Rows are split into one contiguous share per thread, each running
+ * single-threaded BLAS (a group's errors for every step are one GEMM).
+ */
+int qk_awq_clip(qk_ctx *ctx, const qk_awqspec *q, const float *W, int64_t rows, int64_t cols,
+                const float *X, int64_t n, int steps, int grid, float *clip, int32_t *shrink);
 
 #endif

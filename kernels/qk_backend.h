@@ -36,7 +36,11 @@
 #ifndef QK_BACKEND_H
 #define QK_BACKEND_H
 
+/* kernels/cuda compiles this header as C++ (inside extern "C"): the guard
+ * below, which only the C files use, is C11 alone */
+#ifndef __cplusplus
 #include <stdatomic.h>
+#endif
 #include <stddef.h>
 #include <stdint.h>
 
@@ -107,6 +111,8 @@ typedef struct qk_backend {
 	                  int divide);
 	int (*scale_rows)(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s,
 	                  int divide);
+	int (*q8_rows)(qk_ctx *ctx, float *w, int64_t rows, int64_t cols, const float *s);
+	int (*col_abssum)(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, double *sum);
 
 	/* GPTQ support */
 	int (*hessian_accum)(qk_ctx *ctx, float *H, const float *X, int64_t T, int64_t n,
@@ -126,6 +132,15 @@ typedef struct qk_backend {
 	int (*gptq_sweep)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
 	                  int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead,
 	                  const float *colw, int64_t block, int dynamic);
+
+	/* AWQ support */
+	int (*awq_qdq)(qk_ctx *ctx, const qk_awqspec *q, float *out, const float *W, int64_t rows,
+	               int64_t cols, const float *s, const float *clip, int8_t *codes, float *scales,
+	               float *zeros);
+	int (*awq_wmean)(qk_ctx *ctx, const float *W, int64_t rows, int64_t cols, int64_t group,
+	                 double *acc);
+	int (*awq_clip)(qk_ctx *ctx, const qk_awqspec *q, const float *W, int64_t rows, int64_t cols,
+	                const float *X, int64_t n, int steps, int grid, float *clip, int32_t *shrink);
 } qk_backend;
 
 struct qk_ctx {
@@ -153,7 +168,9 @@ extern const qk_backend qk_cuda_backend;
  * qk_guard_active is 0 until a guarded allocation exists: then enter/leave
  * cost one load each.
  */
+#ifndef __cplusplus
 extern _Atomic int qk_guard_active;
+#endif
 void *qk_guard_alloc(qk_ctx *ctx, size_t bytes);
 /* 1 if p was a guarded allocation (now freed), 0 if it is not one */
 int qk_guard_free(void *p);

@@ -284,6 +284,16 @@ int qk_scale_rows(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float
 	QK_CALL(ctx, scale_rows, "scale rows", x, rows, cols, s, divide);
 }
 
+int qk_q8_rows(qk_ctx *ctx, float *w, int64_t rows, int64_t cols, const float *s)
+{
+	QK_CALL(ctx, q8_rows, "int8 rows", w, rows, cols, s);
+}
+
+int qk_col_abssum(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, double *sum)
+{
+	QK_CALL(ctx, col_abssum, "column abs sum", x, rows, cols, sum);
+}
+
 int qk_nonfinite(qk_ctx *ctx, const float *x, size_t n, int64_t *first)
 {
 	QK_CALL(ctx, nonfinite, "non-finite scan", x, n, first);
@@ -353,4 +363,25 @@ int qk_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat
                   int64_t block, int dynamic)
 {
 	QK_CALL(ctx, gptq_sweep, "gptq sweep", q, m, nmat, cols, V, perm, dead, colw, block, dynamic);
+}
+
+/* ---------------------------------------------------------------- AWQ support */
+
+int qk_awq_qdq(qk_ctx *ctx, const qk_awqspec *q, float *out, const float *W, int64_t rows,
+               int64_t cols, const float *s, const float *clip, int8_t *codes, float *scales,
+               float *zeros)
+{
+	QK_CALL(ctx, awq_qdq, "awq quantize", q, out, W, rows, cols, s, clip, codes, scales, zeros);
+}
+
+int qk_awq_wmean(qk_ctx *ctx, const float *W, int64_t rows, int64_t cols, int64_t group,
+                 double *acc)
+{
+	QK_CALL(ctx, awq_wmean, "awq weight mean", W, rows, cols, group, acc);
+}
+
+int qk_awq_clip(qk_ctx *ctx, const qk_awqspec *q, const float *W, int64_t rows, int64_t cols,
+                const float *X, int64_t n, int steps, int grid, float *clip, int32_t *shrink)
+{
+	QK_CALL(ctx, awq_clip, "awq clip search", q, W, rows, cols, X, n, steps, grid, clip, shrink);
 }

@@ -4,6 +4,7 @@
  * the result does not depend on the split). */
 #include "qk_cpu.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "qc_err.h"
@@ -60,5 +61,40 @@ int qk_cpu_scale_rows(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const f
 	QC_TRY(qk_cpu_check(ctx, "scale rows"));
 	scale_job j = { x, cols, s, divide, 1 };
 	qk_cpu_parallel(ctx, rows, (1 << 16) / (cols > 0 ? cols : 1) + 1, scale_range, &j);
+	return 0;
+}
+
+typedef struct q8_job {
+	float *w;
+	int64_t cols;
+	const float *s;
+} q8_job;
+
+static void q8_range(void *p, int64_t r0, int64_t r1)
+{
+	const q8_job *j = p;
+	for (int64_t r = r0; r < r1; r++) {
+		float *w = j->w + r * j->cols, amax = 0;
+		for (int64_t c = 0; c < j->cols; c++) {
+			if (j->s)
+				w[c] *= j->s[c];
+			amax = fmaxf(amax, fabsf(w[c]));
+		}
+		float sc = amax / 127.5f;
+		if (sc < FLT_EPSILON)
+			sc = FLT_EPSILON;
+		for (int64_t c = 0; c < j->cols; c++) {
+			float v = nearbyintf(w[c] / sc);
+			v = v < -128.0f ? -128.0f : v > 127.0f ? 127.0f : v;
+			w[c] = v * sc;
+		}
+	}
+}
+
+int qk_cpu_q8_rows(qk_ctx *ctx, float *w, int64_t rows, int64_t cols, const float *s)
+{
+	QC_TRY(qk_cpu_check(ctx, "int8 rows"));
+	q8_job j = { w, cols, s };
+	qk_cpu_parallel(ctx, rows, (1 << 14) / (cols > 0 ? cols : 1) + 1, q8_range, &j);
 	return 0;
 }

@@ -99,7 +99,18 @@ int qk_cpu_scale_cols(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const f
                       int divide);
 int qk_cpu_scale_rows(qk_ctx *ctx, float *x, int64_t rows, int64_t cols, const float *s,
                       int divide);
+int qk_cpu_q8_rows(qk_ctx *ctx, float *w, int64_t rows, int64_t cols, const float *s);
+int qk_cpu_col_abssum(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, double *sum);
 int qk_cpu_bf16_store(qk_ctx *ctx, void *dst, const float *src, size_t n);
 int qk_cpu_bf16_load(qk_ctx *ctx, float *dst, const void *src, size_t n);
+
+/* AWQ's steps (qk_awq.c) */
+int qk_cpu_awq_qdq(qk_ctx *ctx, const qk_awqspec *q, float *out, const float *W, int64_t rows,
+                   int64_t cols, const float *s, const float *clip, int8_t *codes, float *scales,
+                   float *zeros);
+int qk_cpu_awq_wmean(qk_ctx *ctx, const float *W, int64_t rows, int64_t cols, int64_t group,
+                     double *acc);
+int qk_cpu_awq_clip(qk_ctx *ctx, const qk_awqspec *q, const float *W, int64_t rows, int64_t cols,
+                    const float *X, int64_t n, int steps, int grid, float *clip, int32_t *shrink);
 
 #endif

@@ -43,6 +43,7 @@ const qk_backend qk_cpu_backend = {
 	.col_absmax = qk_cpu_col_absmax,
 	.scale_cols = qk_cpu_scale_cols,
 	.scale_rows = qk_cpu_scale_rows,
+	.q8_rows = qk_cpu_q8_rows,
 	.nonfinite = qk_cpu_nonfinite,
 	.hessian_accum = qk_cpu_hessian_accum,
 	.sym_upper = qk_cpu_sym_upper,
@@ -56,6 +57,10 @@ const qk_backend qk_cpu_backend = {
 	.gptq_rtn = qk_cpu_gptq_rtn,
 	.gptq_errors = qk_cpu_gptq_errors,
 	.gptq_sweep = qk_cpu_gptq_sweep,
+	.col_abssum = qk_cpu_col_abssum,
+	.awq_qdq = qk_cpu_awq_qdq,
+	.awq_wmean = qk_cpu_awq_wmean,
+	.awq_clip = qk_cpu_awq_clip,
 };
 
 int qk_cpu_check(const qk_ctx *ctx, const char *op)

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "qc_err.h"
 #include "qc_num.h"
@@ -44,6 +45,38 @@ static int nparts(const qk_ctx *ctx, int64_t n, int64_t min_per)
 }
 
 static int fits(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+/*
+ * Working memory of the ops. A fresh page costs a fault on its first touch,
+ * and faults are slow (in a VM, several microseconds each): a [rows, cols]
+ * working matrix of a large Linear is some 10^5 pages. Buffers of 4 MiB
+ * and more are therefore 2 MiB-aligned and offered to the kernel for
+ * transparent huge pages (MADV_HUGEPAGE: one fault per 2 MiB where the
+ * system allows it, a plain allocation where it does not).
+ */
+#define HUGE_MIN ((size_t)4 << 20)
+#define HUGE_ALIGN ((size_t)2 << 20)
+
+static void *work_alloc(size_t bytes, int zero)
+{
+	void *p = NULL;
+	if (bytes < HUGE_MIN) {
+		p = zero ? calloc(1, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
+	} else {
+		size_t b = (bytes + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
+		if (b < bytes || posix_memalign(&p, HUGE_ALIGN, b) != 0)
+			p = NULL;
+#ifdef MADV_HUGEPAGE
+		if (p)
+			(void)madvise(p, b, MADV_HUGEPAGE);
+#endif
+		if (p && zero)
+			memset(p, 0, bytes);
+	}
+	if (!p)
+		qc_seterr(QC_ENOMEM, "out of memory (%zu bytes of GPTQ working memory)", bytes);
+	return p;
+}
 
 // ---------------------------------------------------------------- quantization arithmetic
 
@@ -723,9 +756,9 @@ int qk_cpu_gptq_factor(qk_ctx *ctx, float *H, int64_t n, const float *diag, doub
 	QC_TRY(qk_cpu_check(ctx, "gptq factor"));
 	if (!H || !diag || n < 1 || !fits(n))
 		return qc_seterr(QC_EINVAL, "gptq factor: invalid arguments");
-	float *work = malloc((size_t)((n + 2 * CHOL_NB) * CHOL_NB) * sizeof *work);
+	float *work = work_alloc((size_t)((n + 2 * CHOL_NB) * CHOL_NB) * sizeof *work, 0);
 	if (!work)
-		return qc_seterr(QC_ENOMEM, "out of memory");
+		return QC_ENOMEM;
 	for (int64_t i = 0; i < n; i++)
 		H[i * n + i] = (float)((double)diag[i] + lambda);
 	int rc = chol_lower(ctx, H, n, work);
@@ -765,6 +798,7 @@ typedef struct wjob {
 	const int64_t *perm;
 	const uint8_t *dead;
 	int dynamic;
+	int identity;        /* perm is the identity */
 	int64_t block;
 	float *S;            /* [R, n] accumulated errors D V */
 	float *ubb;          /* U_BB of every block at ubb + i1 wmax */
@@ -899,11 +933,11 @@ static int errors_part(void *arg, int part, int np)
 	const int64_t n = j->n, nb = n < ERR_NB ? n : ERR_NB;
 	int64_t b, e;
 	qc_pool_range(j->R, part, np, &b, &e);
-	float *X = malloc((size_t)(2 * ERR_ROWS * n) * sizeof *X);
-	float *Y = malloc((size_t)(2 * ERR_ROWS * nb) * sizeof *Y);
+	float *X = work_alloc((size_t)(2 * ERR_ROWS * n) * sizeof *X, 0);
+	float *Y = work_alloc((size_t)(2 * ERR_ROWS * nb) * sizeof *Y, 0);
 	int rc = 0;
 	if (!X || !Y)
-		rc = qc_seterr(QC_ENOMEM, "out of memory");
+		rc = QC_ENOMEM;
 	qk_ctx k1 = one_thread(j->ctx);
 	for (int64_t r0 = b; r0 < e && rc == 0; r0 += ERR_ROWS) {
 		int64_t mm = e - r0 < ERR_ROWS ? e - r0 : ERR_ROWS;
@@ -990,17 +1024,19 @@ static void gather(sshare *sh)
 	}
 }
 
+#define SUB 32 /* columns updated one by one before a GEMM updates the rest */
+
 /*
- * Columns [s0, s1) of the block, one by one: group parameters when a group
- * is entered (dynamic), quantize with the stored scale, err = (w - q) /
- * U[j][j] into Eb, and spread the error over the rest of the sub-block
- * through U_BB, as GPTQ does. The columns after s1 get the sub-block's
- * errors afterwards, in one GEMM (sweep_part): the reference's rank-1
- * updates of the whole rest of the block, lazily batched once more.
- * Sub-blocks end at group starts, so a group entered at s0 sees every
- * earlier column's update.
+ * Columns [s0, s1) of the block, one by one, for rows [r0, r1): group
+ * parameters when a group is entered (dynamic), quantize with the stored
+ * scale, err = (w - q) / U[j][j] into Eb, and spread the error over the
+ * rest of the sub-block through U_BB, as GPTQ does. The columns after s1
+ * get the sub-block's errors afterwards, in one GEMM (sweep_part): the
+ * reference's rank-1 updates of the whole rest of the block, lazily
+ * batched once more. Sub-blocks end at group starts, so a group entered at
+ * s0 sees every earlier column's update.
  */
-static void inblock(sshare *sh, int64_t s0, int64_t s1)
+static void inblock_rows(sshare *sh, int64_t r0, int64_t r1, int64_t s0, int64_t s1)
 {
 	const wjob *j = sh->j;
 	const qk_qspec *q = j->q;
@@ -1008,7 +1044,7 @@ static void inblock(sshare *sh, int64_t s0, int64_t s1)
 	const int fast = !q->is_float && q->arith == QC_DT_F32;
 	float qmin, qmax;
 	qrange(q, &qmin, &qmax);
-	for (int64_t r = sh->rb; r < sh->re; r++) {
+	for (int64_t r = r0; r < r1; r++) {
 		const qrow *x = &j->rows[r];
 		int64_t o = (r - sh->rb) * bw;
 		float *w1 = sh->W1 + o, *qb = sh->Qb + o, *eb = sh->Eb + o;
@@ -1051,6 +1087,121 @@ static void inblock(sshare *sh, int64_t s0, int64_t s1)
 	}
 }
 
+/*
+ * The same for NV x 8 rows at once, one per lane of NV vectors of eight,
+ * for integer codes in FP32 arithmetic. A row's columns form a chain (each
+ * column waits for the update by the one before: two divisions and a
+ * rounding deep), so one row at a time leaves the core idle; NV x 8
+ * independent rows side by side fill it. The sub-block's columns of these
+ * rows are held transposed (a column's eight values in one vector) and
+ * every lane does exactly the operations of inblock_rows and quant_int_f32
+ * in the same order, so the results are the same bits.
+ */
+#define LANES 8
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+#define V8_SET1(a) ((v8f){ (a), (a), (a), (a), (a), (a), (a), (a) })
+/* m ? a : b, lane by lane (m from a comparison: all ones or zero) */
+#define V8_SEL(m, a, b) ((v8f)(((m) & (v8i)(a)) | (~(m) & (v8i)(b))))
+
+#define INBLOCK_V(NV)                                                                              \
+	const wjob *j = sh->j;                                                                         \
+	const qk_qspec *q = j->q;                                                                      \
+	const int64_t bw = sh->bw, gs = q->group, i1 = sh->i1;                                        \
+	const v8f vmin = V8_SET1(qmin), vmax = V8_SET1(qmax), magic = V8_SET1(12582912.0f),           \
+	          zero = V8_SET1(0.0f);                                                                \
+	const v8i sign = (v8i)V8_SET1(-0.0f);                                                          \
+	v8f T[SUB][NV];                                                                                \
+	const qrow *x[NV * LANES];                                                                     \
+	float *w1[NV * LANES], *qb[NV * LANES], *eb[NV * LANES];                                       \
+	for (int l = 0; l < NV * LANES; l++) {                                                         \
+		int64_t o = (r0 + l - sh->rb) * bw;                                                        \
+		x[l] = &j->rows[r0 + l];                                                                   \
+		w1[l] = sh->W1 + o;                                                                        \
+		qb[l] = sh->Qb + o;                                                                        \
+		eb[l] = sh->Eb + o;                                                                        \
+	}                                                                                              \
+	if (j->dynamic && (i1 + s0) % gs == 0) {                                                       \
+		/* a group starts here (sub-blocks are cut at group starts): its                          \
+		 * parameters from the updated weights, as inblock_rows finds them */                      \
+		int64_t col = i1 + s0, gi = col / gs, len = j->n - col < gs ? j->n - col : gs;            \
+		for (int l = 0; l < NV * LANES; l++) {                                                     \
+			float s_, z_;                                                                          \
+			gparams(q, w1[l] + s0, len, j->colw ? j->colw + col : NULL, &s_, &z_);                 \
+			x[l]->sc[gi] = s_;                                                                     \
+			if (x[l]->zp)                                                                          \
+				x[l]->zp[gi] = z_;                                                                 \
+		}                                                                                          \
+	}                                                                                              \
+	for (int64_t k = s0; k < s1; k++)                                                              \
+		for (int l = 0; l < NV * LANES; l++)                                                       \
+			T[k - s0][l / LANES][l % LANES] = w1[l][k];                                            \
+	for (int64_t jj = s0; jj < s1; jj++) {                                                         \
+		int64_t c = j->perm[i1 + jj], gi = q->tensor ? 0 : c / gs;                                 \
+		const float *u = sh->ubb + jj * bw;                                                        \
+		const v8f ujj = V8_SET1(u[jj]);                                                            \
+		v8f err[NV], dq[NV], rq[NV];                                                               \
+		for (int g = 0; g < NV; g++) {                                                             \
+			v8f s, z;                                                                              \
+			for (int l = 0; l < LANES; l++) {                                                      \
+				const qrow *xr = x[g * LANES + l];                                                 \
+				s[l] = xr->sc[gi];                                                                 \
+				z[l] = xr->zp ? xr->zp[gi] : 0.0f;                                                 \
+			}                                                                                      \
+			/* quant_int_f32 */                                                                    \
+			v8f w = T[jj - s0][g];                                                                 \
+			v8f v = w / s;                                                                         \
+			v = V8_SEL(z != zero, v + z, v);                                                       \
+			v = V8_SEL(v < vmin, vmin, v);                                                         \
+			v = V8_SEL(v > vmax, vmax, v);                                                         \
+			v = V8_SEL(v != v, zero, v);                                                           \
+			rq[g] = (v8f)(((v8i)((v + magic) - magic) & ~sign) | ((v8i)v & sign));                 \
+			dq[g] = (rq[g] - z) * s;                                                               \
+			err[g] = (w - dq[g]) / ujj;                                                            \
+		}                                                                                          \
+		for (int64_t k = jj + 1; k < s1; k++) {                                                    \
+			const v8f uk = V8_SET1(u[k]);                                                          \
+			for (int g = 0; g < NV; g++)                                                           \
+				T[k - s0][g] -= err[g] * uk;                                                       \
+		}                                                                                          \
+		for (int l = 0; l < NV * LANES; l++) {                                                     \
+			int g = l / LANES, i = l % LANES;                                                      \
+			((int8_t *)x[l]->code)[c] = (int8_t)rq[g][i];                                          \
+			if (x[l]->deq)                                                                         \
+				x[l]->deq[c] = dq[g][i];                                                           \
+			qb[l][jj] = dq[g][i];                                                                  \
+			eb[l][jj] = err[g][i];                                                                 \
+		}                                                                                          \
+	}
+
+__attribute__((target_clones("avx2", "default")))
+static void inblock_v4(sshare *sh, int64_t r0, int64_t s0, int64_t s1, float qmin, float qmax)
+{
+	INBLOCK_V(4)
+}
+
+__attribute__((target_clones("avx2", "default")))
+static void inblock_v1(sshare *sh, int64_t r0, int64_t s0, int64_t s1, float qmin, float qmax)
+{
+	INBLOCK_V(1)
+}
+
+static void inblock(sshare *sh, int64_t s0, int64_t s1)
+{
+	const qk_qspec *q = sh->j->q;
+	int64_t r = sh->rb;
+	if (!q->is_float && q->arith == QC_DT_F32) {
+		float qmin, qmax;
+		qrange(q, &qmin, &qmax);
+		for (; r + 4 * LANES <= sh->re; r += 4 * LANES)
+			inblock_v4(sh, r, s0, s1, qmin, qmax);
+		for (; r + LANES <= sh->re; r += LANES)
+			inblock_v1(sh, r, s0, s1, qmin, qmax);
+	}
+	inblock_rows(sh, r, sh->re, s0, s1);
+}
+
 /* D = Wp - Q with its squared norms, and W1 = S_B (the start of
  * E_B = S_B + D V_BB). */
 static void delta(sshare *sh)
@@ -1075,8 +1226,6 @@ static void delta(sshare *sh)
 	}
 }
 
-#define SUB 32 /* columns updated one by one before a GEMM updates the rest */
-
 /* One share of the sweep: its rows through every block. */
 static int sweep_part(void *arg, int part, int np)
 {
@@ -1085,9 +1234,9 @@ static int sweep_part(void *arg, int part, int np)
 	sshare sh = { .j = j };
 	qc_pool_range(j->R, part, np, &sh.rb, &sh.re);
 	const int64_t b = sh.rb, rows = sh.re - sh.rb;
-	float *buf = malloc((size_t)(4 * rows * wmax) * sizeof *buf);
+	float *buf = work_alloc((size_t)(4 * rows * wmax) * sizeof *buf, 0);
 	if (!buf)
-		return qc_seterr(QC_ENOMEM, "out of memory");
+		return QC_ENOMEM;
 	sh.Wp = buf;
 	sh.W1 = buf + rows * wmax;
 	sh.Qb = buf + 2 * rows * wmax;
@@ -1178,8 +1327,8 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
 	wjob j = { .ctx = ctx, .q = q, .rows = rows, .R = R, .n = n, .colw = colw, .V = V,
 	           .perm = perm, .dead = dead, .dynamic = dynamic, .block = block, .wmax = wmax };
 	int64_t *starts = malloc((size_t)(n + 1) * sizeof *starts);
-	float *S = calloc((size_t)(R * n), sizeof *S);
-	float *ubb = malloc((size_t)(n * wmax) * sizeof *ubb);
+	float *S = work_alloc((size_t)(R * n) * sizeof *S, 1);
+	float *ubb = work_alloc((size_t)(n * wmax) * sizeof *ubb, 0);
 	int rc = 0;
 	if (!starts || !S || !ubb) {
 		rc = qc_seterr(QC_ENOMEM, "out of memory (%lld x %lld working matrix of GPTQ)",
@@ -1200,6 +1349,13 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
 	}
 	if (rc)
 		goto out;
+	j.identity = 1;
+	for (int64_t i = 0; i < n && j.identity; i++)
+		j.identity = perm[i] == i;
+	if (dynamic && !j.identity) {
+		rc = qc_seterr(QC_EINVAL, "gptq sweep: dynamic groups need the identity order");
+		goto out;
+	}
 	j.S = S;
 	j.ubb = ubb;
 	j.starts = starts;

@@ -43,6 +43,7 @@ struct qc_qrun {
 	/* the layer being run */
 	int layer, L;
 	unsigned quant;             /* bit l: Linear l is quantized */
+	unsigned restart;           /* the walker's restart bits (the method's, or set by begin) */
 	char **copied;              /* tensors of the layer the driver copied */
 	size_t n_copied, cap_copied;
 	size_t line0;               /* the layer's first report line */
@@ -75,6 +76,7 @@ qc_walk *qc_qrun_walk(qc_qrun *r) { return r->walk; }
 int64_t qc_qrun_tokens(const qc_qrun *r) { return r->T; }
 int qc_qrun_threads(const qc_qrun *r) { return r->threads; }
 unsigned qc_qrun_quantized(const qc_qrun *r) { return r->quant; }
+void qc_qrun_set_restart(qc_qrun *r, unsigned restart) { r->restart = restart; }
 
 static int nomem(void)
 {
@@ -784,7 +786,7 @@ static int run_layer(qc_qrun *r, int layer)
 		layer_points(r, layer, &observe, &update);
 		qc_walk_hooks hk = {
 			.ctx = r, .observe = r->old_shard ? 0 : observe, .update = update,
-			.restart = r->m->restart,
+			.restart = r->restart,
 			.layer_begin = hk_layer_begin, .on_input = hk_observe, .on_update = hk_update,
 			.layer_end = hk_layer_end,
 		};
@@ -838,6 +840,7 @@ static int run(qc_qrun *r)
 		                   qc_tokset_lengths(r->ts), qc_tokset_rows(r->ts), &wo));
 	}
 	r->begun = 1;
+	r->restart = r->m->restart;
 	if (r->m->begin)
 		QC_TRY(r->m->begin(r->m->ctx, r));
 	qc_progress prog;

@@ -77,7 +77,9 @@ typedef struct qc_qmethod {
 	 * be NULL; if given it only names the run for report lines. */
 	int dense;
 	/* QC_WALK_BIT(QC_WALK_O) when the update at O changes v_proj (a v -> o
-	 * smoothing): the walk then recomputes the attention (qc_walk.h). */
+	 * smoothing): the walk then recomputes the attention (qc_walk.h). The
+	 * begin hook may change it for the run (qc_qrun_set_restart), once it
+	 * knows the model. */
 	unsigned restart;
 	/* Fill the scheme for the model (a preset, the scale dtype from
 	 * cfg->torch_dtype, ...) and its name for report lines ("w4a16"). The
@@ -147,6 +149,9 @@ int64_t qc_qrun_tokens(const qc_qrun *r);
 int qc_qrun_threads(const qc_qrun *r);
 /* The current layer's quantized Linears (bit l: qc_linear l). */
 unsigned qc_qrun_quantized(const qc_qrun *r);
+/* Replace the method's restart bits for the rest of the run (from begin:
+ * a smoothing that can change v_proj only on some models). */
+void qc_qrun_set_restart(qc_qrun *r, unsigned restart);
 
 /* Write quantized Linear l of `layer` (see qc_qout_linear). */
 int qc_qrun_write_linear(qc_qrun *r, int layer, qc_linear l, const void *codes,

@@ -40,17 +40,18 @@ struct qc_smooth {
 	qc_dtype dt;             /* the model's dtype: what is written */
 	int64_t T, stride;       /* tokens; every stride-th token is sampled */
 	unsigned points;         /* the groups smoothed */
-	qc_qargs w8;             /* int8 per-channel weights (qgptq's w8a8 grid) */
 	/* per point, this layer */
 	float *amax[QC_WALK_POINTS];       /* [cols] max |x_j| (host) */
 	float *sample[QC_WALK_POINTS];     /* [ns, cols] sampled inputs (kernel memory) */
 	int64_t ns[QC_WALK_POINTS], cols[QC_WALK_POINTS];
 	int dirty[QC_LIN_COUNT], dirty_norm[2];
 	/* scratch */
-	float *kx, *ky, *ky0, *kw;         /* kernel memory */
-	size_t kx_n, ky_n, ky0_n, kw_n;
-	float *hw, *hq;                    /* host copies of a weight */
-	size_t hw_n, hq_n;
+	float *kx, *ky, *kw;               /* kernel memory */
+	size_t kx_n, ky_n, kw_n;
+	float *ky0[3];                     /* X W^T of the group's Linears on the sample */
+	size_t ky0_n[3];
+	float *hw;                         /* a host copy of a weight (F16 models) */
+	size_t hw_n;
 	void *hb;                          /* host bytes in the model's dtype */
 	size_t hb_n;
 };
@@ -139,48 +140,40 @@ static int write_tensor(qc_smooth *S, const char *name, const float *x, int ndim
 
 /*
  * d2 += ||Q8tok(X / s) Q8ch(W s)^T - X W^T||^2 and y2 += ||X W^T||^2 for
- * the sample X [ns, in] of point p and W [out, in] (kernel memory); s NULL
- * is no smoothing. Also, with aq != NULL, the int8 per-token error of the
- * activations themselves: aq[0] += ||X/s - Q8tok(X/s)||^2, aq[1] += ||X/s||^2.
+ * the sample X [ns, in] of point p and the group's k-th Linear W [out, in]
+ * (kernel memory); s NULL is no smoothing. X W^T is computed once per
+ * layer and kept (ky0[k]): the search evaluates every alpha against it.
+ * With aq != NULL, also the int8 per-token error of the activations
+ * themselves: aq[0] += ||X/s - Q8tok(X/s)||^2, aq[1] += ||X/s||^2.
  */
-static int w8a8_error(qc_smooth *S, int p, const float *W, int64_t out, const float *s,
+static int w8a8_error(qc_smooth *S, int p, int k, const float *W, int64_t out, const float *s,
                       double *d2, double *y2, double *aq)
 {
 	int64_t ns = S->ns[p], in = S->cols[p];
 	size_t nw = (size_t)(out * in);
 	QC_TRY(kgrow(S, &S->kx, &S->kx_n, (size_t)(ns * in)));
 	QC_TRY(kgrow(S, &S->ky, &S->ky_n, (size_t)(ns * (out > in ? out : in))));
-	QC_TRY(kgrow(S, &S->ky0, &S->ky0_n, (size_t)(ns * out)));
 	QC_TRY(kgrow(S, &S->kw, &S->kw_n, nw));
-	/* the reference output X W^T */
-	QC_TRY(qk_gemm(S->kc, 0, 1, ns, out, in, 1.0f, S->sample[p], in, W, in, 0.0f, S->ky0, out));
+	if (!s) /* the reference output X W^T, before any smoothing of this group */
+		QC_TRY(kgrow(S, &S->ky0[k], &S->ky0_n[k], (size_t)(ns * out)));
+	if (!s)
+		QC_TRY(qk_gemm(S->kc, 0, 1, ns, out, in, 1.0f, S->sample[p], in, W, in, 0.0f, S->ky0[k],
+		               out));
 	/* the quantized activations */
 	QC_TRY(qk_copy(S->kc, S->kx, S->sample[p], (size_t)(ns * in) * sizeof(float)));
 	if (s)
 		QC_TRY(qk_scale_cols(S->kc, S->kx, ns, in, s, 1));
-	if (aq) {
+	if (aq)
 		QC_TRY(qk_copy(S->kc, S->ky, S->kx, (size_t)(ns * in) * sizeof(float)));
-	}
 	qk_actq q8 = { QK_ACTQ_INT8_TOKEN, 0, 0 };
 	QC_TRY(qk_actq_apply(S->kc, S->kx, ns, in, &q8));
 	if (aq)
 		QC_TRY(qk_diff_sumsq(S->kc, S->kx, S->ky, (size_t)(ns * in), &aq[0], &aq[1]));
-	/* the weights on their int8 per-channel grid, rounded on the host */
-	QC_TRY(hgrow((void **)&S->hq, &S->hq_n, nw * sizeof(float)));
-	QC_TRY(qk_download(S->kc, S->hq, W, nw * sizeof(float)));
-	for (int64_t r = 0; r < out; r++) {
-		float *w = S->hq + r * in;
-		if (s)
-			for (int64_t j = 0; j < in; j++)
-				w[j] *= s[j];
-		float amax = qc_absmax(w, (size_t)in), sc, z;
-		qc_qparams(&S->w8, -amax, amax, &sc, &z);
-		for (int64_t j = 0; j < in; j++)
-			w[j] = qc_qdq(&S->w8, w[j], sc, 0);
-	}
-	QC_TRY(qk_upload(S->kc, S->kw, S->hq, nw * sizeof(float)));
+	/* the weights on their int8 per-channel grid */
+	QC_TRY(qk_copy(S->kc, S->kw, W, nw * sizeof(float)));
+	QC_TRY(qk_q8_rows(S->kc, S->kw, out, in, s));
 	QC_TRY(qk_gemm(S->kc, 0, 1, ns, out, in, 1.0f, S->kx, in, S->kw, in, 0.0f, S->ky, out));
-	return qk_diff_sumsq(S->kc, S->ky, S->ky0, (size_t)(ns * out), d2, y2);
+	return qk_diff_sumsq(S->kc, S->ky, S->ky0[k], (size_t)(ns * out), d2, y2);
 }
 
 /* The group's relative W8A8 output error with scales s (NULL: none). */
@@ -190,7 +183,7 @@ static int group_error(qc_smooth *S, const group *g, const qc_layer *lw, const f
 	double d2 = 0, y2 = 0, aq[2] = { 0, 0 };
 	for (int k = 0; k < g->n_lin; k++) {
 		int l = g->lin[k];
-		QC_TRY(w8a8_error(S, g->p, lw->w[l], lw->out[l], s, &d2, &y2, k == 0 ? aq : NULL));
+		QC_TRY(w8a8_error(S, g->p, k, lw->w[l], lw->out[l], s, &d2, &y2, k == 0 ? aq : NULL));
 	}
 	*err = qc_rel(d2, y2);
 	if (act_err)
@@ -224,13 +217,6 @@ static int sm_begin(void *ctx, qc_qrun *run)
 	}
 	if (S->o.smooth_ud)
 		S->points |= QC_WALK_BIT(QC_WALK_DOWN);
-	/* the grid qgptq --scheme w8a8 rounds to */
-	qc_qscheme w8;
-	QC_TRY(qc_qscheme_preset(&w8, "w8a8"));
-	S->w8 = w8.weights;
-	S->w8.scale_dtype = QC_DT_F32;
-	S->w8.arith = QC_DT_F32;
-	qc_qscheme_free(&w8);
 	return 0;
 }
 
@@ -461,10 +447,14 @@ static void sm_end(void *ctx)
 	}
 	qk_free(S->kc, S->kx);
 	qk_free(S->kc, S->ky);
-	qk_free(S->kc, S->ky0);
 	qk_free(S->kc, S->kw);
-	S->kx = S->ky = S->ky0 = S->kw = NULL;
-	S->kx_n = S->ky_n = S->ky0_n = S->kw_n = 0;
+	for (int k = 0; k < 3; k++) {
+		qk_free(S->kc, S->ky0[k]);
+		S->ky0[k] = NULL;
+		S->ky0_n[k] = 0;
+	}
+	S->kx = S->ky = S->kw = NULL;
+	S->kx_n = S->ky_n = S->kw_n = 0;
 }
 
 /* ------------------------------------------------------------ the method */
@@ -492,7 +482,6 @@ void qc_smooth_free(qc_smooth *S)
 	if (!S)
 		return;
 	free(S->hw);
-	free(S->hq);
 	free(S->hb);
 	free(S);
 }

@@ -15,6 +15,9 @@
 #include "qc_err.h"
 #include "qc_log.h"
 #include "qc_num.h"
+#include "qc_quant.h"
+#include "qc_rng.h"
+#include "qc_qscheme.h"
 #include "qc_smooth.h"
 #include "qc_synth.h"
 
@@ -143,11 +146,62 @@ static void test_formula(void **state)
 	}
 }
 
+/* qk_q8_rows, the kernel of the W8A8 error, against qc_quant's int8
+ * per-channel round to nearest (qc_qparams and qc_qdq with the w8a8 preset's
+ * weights in FP32), with and without column scales, on rows with outliers
+ * and an all-zero row. */
+static void test_q8_rows(void **state)
+{
+	(void)state;
+	qk_ctx *kc;
+	tu_assert_rc(qk_ctx_new(&kc, QK_DEVICE_CPU, 2), 0);
+	enum { R = 37, C = 203 };
+	float *w = malloc(sizeof(float) * R * C), *ref = malloc(sizeof(float) * R * C);
+	float s[C];
+	qc_rng rng;
+	qc_rng_seed(&rng, 5);
+	for (int i = 0; i < R * C; i++)
+		w[i] = (float)qc_rng_normal(&rng) * (i % 17 == 0 ? 40.0f : 1.0f);
+	for (int c = 0; c < C; c++)
+		w[3 * C + c] = 0;
+	for (int c = 0; c < C; c++)
+		s[c] = ldexpf(1.0f, (int)(c % 9) - 4);
+	qc_qscheme sc;
+	tu_assert_rc(qc_qscheme_preset(&sc, "w8a8"), 0);
+	qc_qargs a = sc.weights;
+	a.scale_dtype = QC_DT_F32;
+	a.arith = QC_DT_F32;
+	for (int scaled = 0; scaled < 2; scaled++) {
+		for (int r = 0; r < R; r++) {
+			float *x = ref + r * C, amax = 0, scale, z;
+			for (int c = 0; c < C; c++) {
+				x[c] = w[r * C + c] * (scaled ? s[c] : 1.0f);
+				amax = fmaxf(amax, fabsf(x[c]));
+			}
+			qc_qparams(&a, -amax, amax, &scale, &z);
+			for (int c = 0; c < C; c++)
+				x[c] = qc_qdq(&a, x[c], scale, 0);
+		}
+		float *d = qk_alloc(kc, sizeof(float) * R * C), *got = malloc(sizeof(float) * R * C);
+		tu_assert_rc(qk_upload(kc, d, w, sizeof(float) * R * C), 0);
+		tu_assert_rc(qk_q8_rows(kc, d, R, C, scaled ? s : NULL), 0);
+		tu_assert_rc(qk_download(kc, got, d, sizeof(float) * R * C), 0);
+		assert_memory_equal(got, ref, sizeof(float) * R * C);
+		qk_free(kc, d);
+		free(got);
+	}
+	qc_qscheme_free(&sc);
+	free(w);
+	free(ref);
+	qk_ctx_free(kc);
+}
+
 int main(void)
 {
 	qc_log_set_level(QC_LOG_QUIET);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_formula),
+		cmocka_unit_test(test_q8_rows),
 		cmocka_unit_test(test_layer0_scales),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
