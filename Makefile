@@ -13,6 +13,11 @@
 #   DEVELOPER=1       -Werror on top of the warnings
 #   SANITIZE=1        build (into build-san/) and test with ASan+UBSan
 #   CUDA=0            never build the CUDA objects, even where nvcc exists
+#
+#   make check-cuda-emu   the CUDA backend's logic against the CPU on an emulator of
+#                     CUDA (no GPU, no nvcc needed; part of check; doc/cuda.md)
+#   make cuda-check   on a machine with a GPU: build and run every CUDA test (scripts/cuda-check.sh)
+#   make cuda-bench   on a machine with a GPU: the benchmarks, with ratios (scripts/cuda-bench.sh)
 
 include config.mk
 
@@ -33,7 +38,7 @@ endif
 
 # libcommon is in layers, one folder each (libcommon/README.md); headers are
 # included by name, so every layer's folder is on the include path
-LAYERS   := base io tok format model quant eval pack
+LAYERS   := base io tok format model quant eval pack recipe
 CPPFLAGS += $(LAYERS:%=-Ilibcommon/%) -Ikernels -Itools $(BLAS_CFLAGS) -DQC_VERSION=\"$(VERSION)\"
 CFLAGS   += $(CSTD) $(OPT) -g $(WARN) $(SANFLAGS) -MMD -MP -fPIC
 LDFLAGS  += $(SANFLAGS)
@@ -42,12 +47,30 @@ LIB_SRC   := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.c)) $(wild
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/corpus.o
 LIB       := $(BUILD)/libcommon.a
 
+# the libraries without CUDA's: the emulator tests link these
+EMU_LIBS  := $(LIBS)
+NVCCFLAGS  = -O2 -std=c++17 $(CUDA_ARCH) $(LAYERS:%=-Ilibcommon/%) -Ikernels \
+             -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter -MMD -MP -MF $(@:.o=.d)
+ifeq ($(DEVELOPER),1)
+NVCCFLAGS += -Xcompiler -Werror
+endif
+# the CUDA emulator test is part of check where a C++ compiler exists (not
+# under the sanitizers, which do not follow its stack switches)
+ifneq ($(SANITIZE),1)
+ifneq ($(shell command -v $(CXX) 2>/dev/null),)
+CHECK_CUDA_EMU := check-cuda-emu
+endif
+endif
+
 ifneq ($(NVCC),)
 CUDA_SRC  := $(sort $(wildcard kernels/cuda/*.cu))
 CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
 ifneq ($(CUDA_SRC),)
 CPPFLAGS  += -DQC_HAVE_CUDA=1
-LIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcusolver -lcublas -lcudart
+# the CUDA runtime is static and cuBLAS/cuSOLVER are opened at the first CUDA
+# context (kernels/cuda/qk_cuda.h): a tool loads none of them to run on the
+# CPU; the run path is where they are found. The CUDA objects are C++.
+LIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 endif
 endif
 
@@ -64,6 +87,7 @@ BENCHES   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 DEPS_OK   := $(BUILD)/.deps-ok
 
 .PHONY: all check check-headers check-layers check-lint check-unit check-cli demo deps bench check-docs install clean
+.PHONY: check-cuda-emu cuda-tests cuda-check cuda-bench
 all: $(TOOLS)
 
 # ---- dependencies: installed by the project itself (scripts/deps.sh) ----
@@ -89,7 +113,7 @@ $(BUILD)/gen/corpus.o: $(BUILD)/gen/corpus.c config.mk Makefile
 
 $(BUILD)/%.o: %.cu config.mk Makefile | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) $(LAYERS:%=-Ilibcommon/%) -Ikernels -Xcompiler -fPIC -c -o $@ $<
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJ) $(CUDA_OBJ)
 	@rm -f $@
@@ -98,6 +122,10 @@ $(LIB): $(LIB_OBJ) $(CUDA_OBJ)
 $(BUILD)/bin/%: $(BUILD)/tools/%.o $(TOOL_UOBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TOOL_UOBJ) $(LIB) $(LIBS)
+
+# libyaml: only what parses recipes (libcommon/recipe) links it
+YAML_LIBS = -lyaml
+$(BUILD)/bin/qrecipe $(BUILD)/tests/test_recipe: LIBS += $(YAML_LIBS)
 
 # ---- tests ----
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(UNIT_UOBJ) $(LIB)
@@ -108,7 +136,7 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
 
-check: check-headers check-layers check-lint check-unit check-cli check-docs
+check: check-headers check-layers check-lint check-unit check-cli check-docs $(CHECK_CUDA_EMU)
 
 # every header compiles on its own (git's hdr-check)
 HEADERS := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.h)) $(wildcard kernels/*.h tools/*.h))
@@ -128,7 +156,7 @@ check-lint:
 
 # the tests of code that drives the kernels run a second time with device
 # memory guarded: a host access to it outside a kernel call faults (kernels.h)
-KMEM_UNITS := $(filter %/test_kernels %/test_model %/test_walk %/test_metrics %/test_verify %/test_fp8 %/test_smooth %/test_ctq %/test_qrun %/test_gptq,$(UNITS))
+KMEM_UNITS := $(filter %/test_kernels %/test_model %/test_walk %/test_metrics %/test_verify %/test_fp8 %/test_smooth %/test_ctq %/test_qrun %/test_gptq %/test_awq,$(UNITS))
 
 check-unit: $(UNITS)
 	@QC_SHARED_DATA=$(QC_TEST_VECTORS) sh tests/run-unit.sh $(UNITS)
@@ -147,12 +175,61 @@ demo: $(TOOLS)
 	@QBIN=$(abspath $(BUILD)/bin) DEMO_DIR=$(abspath $(BUILD)/demo) sh scripts/demo.sh
 
 install: $(TOOLS)
-	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1
+	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1 $(DESTDIR)$(MANPREFIX)/man5
 	cp -f $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	cp -f man/*.1 $(DESTDIR)$(MANPREFIX)/man1/
+	cp -f man/*.5 $(DESTDIR)$(MANPREFIX)/man5/
 
 clean:
 	rm -rf build build-san
+
+# ---- CUDA: tests and benchmarks (tests/cuda), the emulator (doc/cuda.md) ----
+CUDA_TEST_SRC := $(sort $(wildcard tests/cuda/*.c))
+CUDA_TESTS    := $(CUDA_TEST_SRC:tests/cuda/%.c=$(BUILD)/cuda/%)
+
+$(BUILD)/cuda/%: $(BUILD)/tests/cuda/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
+
+cuda-tests: $(CUDA_TESTS)
+
+cuda-check:
+	@sh scripts/cuda-check.sh
+
+cuda-bench:
+	@sh scripts/cuda-bench.sh
+
+# The emulator: kernels/cuda compiled by the host C++ compiler against
+# tests/cuda/emu, with the CPU library's objects in an archive of their own
+# (the library may hold the real CUDA objects) and a dispatch that has the
+# CUDA table. Run twice: as is, and with every blocked loop cut small.
+EMU_DIR      := $(BUILD)/emu
+EMU_OBJ      := $(patsubst kernels/cuda/%.cu,$(EMU_DIR)/%.o,$(sort $(wildcard kernels/cuda/*.cu)))
+EMU_CXXFLAGS  = -std=c++17 -O1 -g -Wall -Wextra -Wno-unused-parameter -ffp-contract=off \
+                -U_FORTIFY_SOURCE -DQK_CUDA_EMU -MMD -MP
+
+$(EMU_DIR)/%.o: kernels/cuda/%.cu config.mk Makefile | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CXX) -x c++ $(EMU_CXXFLAGS) $(LAYERS:%=-Ilibcommon/%) -Ikernels -Itests/cuda/emu -c -o $@ $<
+
+$(EMU_DIR)/cuda_emu.o: tests/cuda/emu/cuda_emu.cc config.mk Makefile
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -Itests/cuda/emu -c -o $@ $<
+
+$(EMU_DIR)/qk_dispatch.o: kernels/qk_dispatch.c config.mk Makefile | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DQC_HAVE_CUDA=1 -c -o $@ $<
+
+$(EMU_DIR)/libcpu.a: $(filter-out $(BUILD)/kernels/qk_dispatch.o,$(LIB_OBJ))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(EMU_DIR)/test_cuda: $(BUILD)/tests/cuda/test_cuda.o $(EMU_DIR)/qk_dispatch.o $(EMU_OBJ) \
+                      $(EMU_DIR)/cuda_emu.o $(EMU_DIR)/libcpu.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(EMU_LIBS)
+
+check-cuda-emu: $(EMU_DIR)/test_cuda
+	@sh tests/cuda/emu/run.sh $(EMU_DIR)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 .SECONDARY:

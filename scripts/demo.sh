@@ -47,6 +47,14 @@ if have qgptq; then
 	grep '"model.layers.0\.' gptq.jsonl | sed 's/.*"layer":"\([^"]*\)".*"err_out":\([^,]*\),.*"err_rtn":\([^,]*\),.*/  \1: err_out \2  err_rtn \3/'
 fi
 
+if have qawq; then
+	step "AWQ W4A16 (int4, groups of 128, zero points): scales searched per smoothing point, folded into the norms and Linears" \
+		qawq --scheme w4a16 --calib calib.st --report awq.jsonl -o w4a16-awq model
+	printf '\nAWQ: the ratio each smoothing point of the first layer chose, and the loss it bought (at ratio 0, chosen):\n'
+	grep '"model.layers.0\.' awq.jsonl | grep -o '"smooth":{[^}]*}' | sort -u |
+		sed 's/.*"prev":"\([^"]*\)".*"ratio":\([^,]*\),"loss_r0":\([^,]*\),"loss":\([^,]*\),.*/  \1: ratio \2, loss \3 -> \4/'
+fi
+
 if have qpack && have qgptq; then
 	step "Pack for vLLM (compressed-tensors pack-quantized)" \
 		qpack -f compressed-tensors -o w4a16-packed w4a16
@@ -78,10 +86,33 @@ if have qverify; then
 		step "Verify the W4A16 artifact" \
 			qverify w4a16 --base model --tokens eval.st -o verify-w4a16.json
 	fi
+	if have qgptq && have qawq; then
+		step "Verify the AWQ artifact" \
+			qverify w4a16-awq --base model --tokens eval.st -o verify-w4a16-awq.json
+		printf '\nW4A16 KL against the base: GPTQ %s, AWQ %s\n' \
+			"$(sed -n 's/^    "kl_mean": \([^,]*\),$/\1/p' verify-w4a16.json)" \
+			"$(sed -n 's/^    "kl_mean": \([^,]*\),$/\1/p' verify-w4a16-awq.json)"
+	fi
 	if have qgptq && have qpack; then
 		step "Verify the packed release artifact itself: the same numbers as its naive input" \
 			qverify w4a16-packed --base model --tokens eval.st -o verify-packed.json
 	fi
+fi
+
+# the same pipeline as a recipe: every variant of recipes/demo.yaml through
+# make -j2, each ending in a verified release bundle (a variant whose tool is
+# not built is left out)
+if have qrecipe && have qgptq && have qsmooth && have qpack && have qverify; then
+	variants="w4a16-gptq w8a8-int8 fp8-dynamic"
+	if have qawq; then variants="$variants w4a16-awq"; fi
+	unset MAKEFLAGS MFLAGS MAKELEVEL    # a make of its own, not part of `make demo`
+	mkdir recipe
+	step "A recipe (recipes/demo.yaml): its variants as make targets, two steps at a time" \
+		sh -c "cd recipe && qrecipe make '$top/recipes/demo.yaml' | make -f - -j2 $variants"
+	ls recipe/release
+	sed -n '/^## Release gates/,/^## Artifacts/p' recipe/release/w8a8-int8/quant_card.md | sed '$d'
+	step "Run again: every target exists, nothing is made" \
+		sh -c "cd recipe && qrecipe make '$top/recipes/demo.yaml' | make -f - -j2 $variants"
 fi
 
 printf '\ndemo: done; everything is in %s\n' "$dir"

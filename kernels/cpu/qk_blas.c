@@ -109,7 +109,11 @@ static int cholesky_lapack(qk_ctx *ctx, float *A, int64_t n, int upper)
 	QC_TRY(qk_cpu_check(ctx, "cholesky"));
 	if (!fits(n) || n == 0)
 		return qc_seterr(QC_EINVAL, "cholesky: invalid size %lld", (long long)n);
-	lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, upper ? 'U' : 'L', (lapack_int)n, A,
+	/* A row-major triangle is the other triangle of the same array read
+	 * column-major (of A^T = A): LAPACK factors it in place, without the
+	 * transposed copies LAPACKE's row-major interface makes. The upper
+	 * factor U = L^T of row-major A is the column-major lower factor. */
+	lapack_int info = LAPACKE_spotrf(LAPACK_COL_MAJOR, upper ? 'L' : 'U', (lapack_int)n, A,
 	                                 (lapack_int)n);
 	if (info > 0)
 		return qc_seterr(QC_ENUMERIC,
@@ -128,7 +132,8 @@ static int tri_inverse_lapack(qk_ctx *ctx, float *A, int64_t n, int upper)
 	QC_TRY(qk_cpu_check(ctx, "triangular inverse"));
 	if (!fits(n) || n == 0)
 		return qc_seterr(QC_EINVAL, "triangular inverse: invalid size %lld", (long long)n);
-	lapack_int info = LAPACKE_strtri(LAPACK_ROW_MAJOR, upper ? 'U' : 'L', 'N', (lapack_int)n, A,
+	/* column-major, the other triangle: (A^T)^-1 = (A^-1)^T (see cholesky) */
+	lapack_int info = LAPACKE_strtri(LAPACK_COL_MAJOR, upper ? 'L' : 'U', 'N', (lapack_int)n, A,
 	                                 (lapack_int)n);
 	if (info > 0)
 		return qc_seterr(QC_ENUMERIC, "triangular inverse failed: diagonal entry %d is zero",

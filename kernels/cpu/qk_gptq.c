@@ -16,6 +16,7 @@
 #include "qk_cpu.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 
 #include <float.h>
 #include <limits.h>
@@ -326,6 +327,100 @@ static double err24(const float *x, int64_t n, const float *colw, float s, float
 	return e;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/*
+ * err24 eight lanes at a time (AVX2, where the CPU has it): the same
+ * quantize-dequantize and the same approximation of each term, the table
+ * of 2^(0.4 r) read by a lane permutation; the terms are summed in another
+ * order, which moves a sum by far less than the approximation's own
+ * POW24_REL, so the search decides exactly as with err24.
+ */
+__attribute__((target("avx2")))
+static double err24_avx2(const float *x, int64_t n, const float *colw, float s, float z,
+                         float qmin, float qmax, double stop, int *bad)
+{
+	const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(z), vlo = _mm256_set1_ps(qmin),
+	             vhi = _mm256_set1_ps(qmax), magic = _mm256_set1_ps(12582912.0f),
+	             absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256 t5tab = _mm256_setr_ps(pow24_t5[0], pow24_t5[1], pow24_t5[2], pow24_t5[3],
+	                                    pow24_t5[4], 1.0f, 1.0f, 1.0f);
+	__m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+	__m256i out = _mm256_setzero_si256();
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 xv = _mm256_loadu_ps(x + i);
+		__m256 v = _mm256_add_ps(_mm256_div_ps(xv, vs), vz);
+		v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi);
+		v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
+		__m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_sub_ps(v, vz), vs), xv), absm);
+		__m256i u = _mm256_castps_si256(d);
+		__m256i eb = _mm256_srli_epi32(u, 23);
+		__m256 m = _mm256_castsi256_ps(_mm256_or_si256(
+		    _mm256_and_si256(u, _mm256_set1_epi32(0x7fffff)), _mm256_set1_epi32(0x3f800000)));
+		__m256i nz = _mm256_xor_si256(_mm256_cmpeq_epi32(u, _mm256_setzero_si256()),
+		                              _mm256_set1_epi32(-1));
+		out = _mm256_or_si256(out, _mm256_cmpgt_epi32(eb, _mm256_set1_epi32(127 + 39)));
+		out = _mm256_or_si256(out, _mm256_and_si256(nz, _mm256_cmpgt_epi32(
+		                                                    _mm256_set1_epi32(127 - 40), eb)));
+		__m256i w = _mm256_add_epi32(eb, _mm256_set1_epi32(373));
+		__m256i q5 = _mm256_srli_epi16(_mm256_mulhi_epu16(w, _mm256_set1_epi16((short)52429)), 2);
+		__m256i r = _mm256_sub_epi32(w, _mm256_add_epi32(_mm256_slli_epi32(q5, 2), q5));
+		__m256 t5 = _mm256_permutevar8x32_ps(t5tab, r);
+		__m256 p4 = _mm256_castsi256_ps(_mm256_slli_epi32(
+		    _mm256_sub_epi32(_mm256_add_epi32(q5, q5), _mm256_set1_epi32(73)), 23));
+		__m256 y = _mm256_add_ps(_mm256_set1_ps(0.6889f), _mm256_mul_ps(_mm256_set1_ps(0.3195f), m));
+		__m256 m2 = _mm256_mul_ps(m, m);
+		for (int it = 0; it < 2; it++) {
+			__m256 y2 = _mm256_mul_ps(y, y);
+			y = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(0.8f), y),
+			                  _mm256_mul_ps(_mm256_set1_ps(0.2f),
+			                                _mm256_div_ps(m2, _mm256_mul_ps(y2, y2))));
+		}
+		__m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(d, d), _mm256_mul_ps(y, t5)), p4);
+		__m256d tl = _mm256_cvtps_pd(_mm256_castps256_ps128(t));
+		__m256d th = _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1));
+		if (colw) {
+			__m256 cw = _mm256_loadu_ps(colw + i);
+			tl = _mm256_mul_pd(tl, _mm256_cvtps_pd(_mm256_castps256_ps128(cw)));
+			th = _mm256_mul_pd(th, _mm256_cvtps_pd(_mm256_extractf128_ps(cw, 1)));
+		}
+		acc0 = _mm256_add_pd(acc0, tl);
+		acc1 = _mm256_add_pd(acc1, th);
+		if ((i & 31) == 24) {
+			__m256d a = _mm256_add_pd(acc0, acc1);
+			__m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+			if (_mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h))) >= stop)
+				break;
+		}
+	}
+	__m256d a = _mm256_add_pd(acc0, acc1);
+	__m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+	double e = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+	if (!_mm256_testz_si256(out, out))
+		*bad = 1;
+	if (e >= stop)
+		return e;
+	for (; i < n; i++) { /* the tail, with the exact term */
+		float d = fabsf(qdq_int_f32(x[i], s, z, qmin, qmax) - x[i]);
+		double t = pow((double)d, 2.4);
+		e += colw ? colw[i] * t : t;
+	}
+	return e;
+}
+
+static double err24_best(const float *x, int64_t n, const float *colw, float s, float z,
+                         float qmin, float qmax, double stop, int *bad)
+{
+	if (__builtin_cpu_supports("avx2"))
+		return err24_avx2(x, n, colw, s, z, qmin, qmax, stop, bad);
+	return err24(x, n, colw, s, z, qmin, qmax, stop, bad);
+}
+#else
+#define err24_best err24
+#endif
+
 /* 1 and the parameters when the approximate search decided every step;
  * 0 when the exact search must decide. */
 static int gparams24(const qk_qspec *q, const float *x, int64_t n, const float *colw, float mn,
@@ -336,7 +431,7 @@ static int gparams24(const qk_qspec *q, const float *x, int64_t n, const float *
 	qrange(q, &qmin, &qmax);
 	int bad = 0;
 	float bs = *scale, bz = *zp, ps = bs, pz = bz;
-	double best = err24(x, n, colw, bs, bz, qmin, qmax, INFINITY, &bad);
+	double best = err24_best(x, n, colw, bs, bz, qmin, qmax, INFINITY, &bad);
 	int since = 0;
 	int steps = (int)(q->maxshrink * q->grid);
 	for (int i = 1; i < steps && !bad; i++) {
@@ -350,7 +445,7 @@ static int gparams24(const qk_qspec *q, const float *x, int64_t n, const float *
 		}
 		ps = s;
 		pz = z;
-		double e = err24(x, n, colw, s, z, qmin, qmax, best * hi, &bad);
+		double e = err24_best(x, n, colw, s, z, qmin, qmax, best * hi, &bad);
 		if (e >= best * hi) {         /* surely not below the best */
 			if (++since >= q->patience)
 				break;
@@ -662,6 +757,43 @@ static inline void sub_vec(float *restrict y, const float *restrict x, int64_t n
 		y[i] -= x[i];
 }
 
+/*
+ * The small factorizations of the blocked Cholesky and the sweep's block
+ * inverses, through LAPACKE's row-major interface (a transposed copy of a
+ * block of at most 256 x 256, nothing beside the O(nb^3) work). qk_cholesky
+ * and qk_tri_inverse skip that copy by factoring the other triangle
+ * column-major, which rounds differently; these keep the factor, and so
+ * the codes, as they have been.
+ */
+static int small_chol_lower(qk_ctx *ctx, float *A, int64_t n)
+{
+	qk_cpu_blas_threads(ctx->threads);
+	lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
+	if (info > 0)
+		return qc_seterr(QC_ENUMERIC,
+		                 "cholesky failed: matrix is not positive definite (leading minor %d of %lld)",
+		                 (int)info, (long long)n);
+	if (info < 0)
+		return qc_seterr(info == -4 ? QC_ENUMERIC : QC_EINTERNAL,
+		                 "cholesky failed: LAPACKE_spotrf argument %d invalid or NaN", (int)-info);
+	return 0;
+}
+
+static int small_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper)
+{
+	qk_cpu_blas_threads(ctx->threads);
+	lapack_int info = LAPACKE_strtri(LAPACK_ROW_MAJOR, upper ? 'U' : 'L', 'N', (lapack_int)n, A,
+	                                 (lapack_int)n);
+	if (info > 0)
+		return qc_seterr(QC_ENUMERIC, "triangular inverse failed: diagonal entry %d is zero",
+		                 (int)info);
+	if (info < 0)
+		return qc_seterr(info == -5 ? QC_ENUMERIC : QC_EINTERNAL,
+		                 "triangular inverse failed: LAPACKE_strtri argument %d invalid or NaN",
+		                 (int)-info);
+	return 0;
+}
+
 #define CHOL_NB 256
 
 /*
@@ -690,22 +822,17 @@ static int chol_lower(qk_ctx *kc, float *A, int64_t n, float *work)
 			memcpy(D + i * kb, A + (k0 + i) * n + k0, (size_t)(i + 1) * sizeof *D);
 			memset(D + i * kb + i + 1, 0, (size_t)(kb - i - 1) * sizeof *D);
 		}
-		QC_TRY(qk_cpu_cholesky(kc, D, kb, 0));
+		QC_TRY(small_chol_lower(kc, D, kb));
 		for (int64_t i = 0; i < kb; i++)
 			memcpy(A + (k0 + i) * n + k0, D + i * kb, (size_t)(i + 1) * sizeof *D);
 		if (m == 0)
 			break;
 		/* L21 = A21 L11^-T, into P [m, kb] and back into A */
-		QC_TRY(qk_cpu_tri_inverse(kc, D, kb, 0));
+		QC_TRY(small_tri_inverse(kc, D, kb, 0)); /* its zero upper triangle stays */
 		QC_TRY(qk_cpu_gemm(kc, 0, 1, m, kb, kb, 1.0f, A + r0 * n + k0, n, D, kb, 0.0f, P, kb));
 		for (int64_t i = 0; i < m; i++)
 			memcpy(A + (r0 + i) * n + k0, P + i * kb, (size_t)kb * sizeof *P);
 		/* A22 -= L21 L21^T on and below the diagonal */
-		if (getenv("TC_SYRK")) {
-			qk_cpu_blas_threads(kc->threads);
-			cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (blasint)m, (blasint)kb, -1.0f, P,
-			            (blasint)kb, 1.0f, A + r0 * n + r0, (blasint)n);
-		} else
 		for (int64_t j0 = r0; j0 < n; j0 += nb) {
 			int64_t jb = n - j0 < nb ? n - j0 : nb, below = n - j0 - jb;
 			const float *Pj = P + (j0 - r0) * kb;
@@ -904,6 +1031,9 @@ int qk_cpu_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nm
 static void xrows(const wjob *j, int64_t r0, int64_t m, float *X)
 {
 	const int64_t n = j->n;
+	const int fast = !j->q->is_float && j->q->arith == QC_DT_F32;
+	float qmin, qmax;
+	qrange(j->q, &qmin, &qmax);
 	for (int64_t i = 0; i < m; i++) {
 		const qrow *x = &j->rows[r0 + i];
 		float *xw = X + i * n, *xr = X + (m + i) * n;
@@ -916,7 +1046,7 @@ static void xrows(const wjob *j, int64_t r0, int64_t m, float *X)
 			}
 			float w = x->w[c], s, z;
 			row_params(x, j->q->tensor ? 0 : c / j->q->group, &s, &z);
-			float d = w - qdq(j->q, w, s, z);
+			float d = w - (fast ? qdq_int_f32(w, s, z, qmin, qmax) : qdq(j->q, w, s, z));
 			xw[k] = w;
 			xr[k] = d;
 			nw += (double)w * w;
@@ -990,8 +1120,19 @@ static inline void axpy_sub(float *restrict y, const float *restrict x, float a,
 		y[i] -= a * x[i];
 }
 
-/* One share's block state: rows [rb, re) of the stack, block buffers
- * [rows, wmax] holding them from row 0. */
+/*
+ * One share's block state: rows [rb, re) of the stack, block buffers
+ * [rows, wmax] holding them from row 0.
+ *
+ * With act-order a block's columns lie scattered over every row: each
+ * block would read them, and write codes and dequantized values back,
+ * scattered, touching most cache lines of every row again. So a share
+ * first lays each of its rows out in sweep order, in the row's deq (which
+ * the sweep overwrites anyway) or in a scratch row when it has none; the
+ * blocks then read and write contiguous columns, and at the end each row's
+ * codes and deq are put back in the original order. The values are the
+ * same; only where they wait changes.
+ */
 typedef struct sshare {
 	const wjob *j;
 	int64_t rb, re;
@@ -1001,7 +1142,63 @@ typedef struct sshare {
 	float *W1;           /* [rows, bw] GPTQ-updated weights; then S_B and E_B */
 	float *Qb;           /* [rows, bw] dequantized codes */
 	float *Eb;           /* [rows, bw] GPTQ's errors (w - q) / U[j][j] */
+	int sorted;          /* rows laid out in sweep order (act-order) */
+	float *scratch;      /* [rows, n] sweep-order rows of matrices without deq */
 } sshare;
+
+/* Where row r's weights are read and its codes and deq written: in sweep
+ * order when sorted (deq holds the sorted weights until the sweep
+ * overwrites them), else the row itself in the original order. */
+static inline float *row_deq(const sshare *sh, const qrow *x, int64_t r)
+{
+	if (!sh->sorted)
+		return x->deq;
+	return x->deq ? x->deq : sh->scratch + (r - sh->rb) * sh->j->n;
+}
+
+static inline const float *row_src(const sshare *sh, const qrow *x, int64_t r)
+{
+	return sh->sorted ? row_deq(sh, x, r) : x->w;
+}
+
+/* The position of sweep column k in a row as the share holds it. */
+static inline int64_t row_at(const sshare *sh, int64_t k)
+{
+	return sh->sorted ? k : sh->j->perm[k];
+}
+
+/* Rows of the share into sweep order (tmp [n]). */
+static void sort_rows(sshare *sh, float *tmp)
+{
+	const wjob *j = sh->j;
+	const int64_t n = j->n;
+	for (int64_t r = sh->rb; r < sh->re; r++) {
+		const qrow *x = &j->rows[r];
+		for (int64_t k = 0; k < n; k++)
+			tmp[k] = x->w[j->perm[k]];
+		memcpy(row_deq(sh, x, r), tmp, (size_t)n * sizeof *tmp);
+	}
+}
+
+/* Codes and deq of the share's rows back into the original order (tmp
+ * [n] floats). */
+static void unsort_rows(sshare *sh, float *tmp)
+{
+	const wjob *j = sh->j;
+	const int64_t n = j->n;
+	uint8_t *ct = (uint8_t *)tmp;
+	for (int64_t r = sh->rb; r < sh->re; r++) {
+		const qrow *x = &j->rows[r];
+		for (int64_t k = 0; k < n; k++)
+			ct[j->perm[k]] = x->code[k];
+		memcpy(x->code, ct, (size_t)n);
+		if (x->deq) {
+			for (int64_t k = 0; k < n; k++)
+				tmp[j->perm[k]] = x->deq[k];
+			memcpy(x->deq, tmp, (size_t)n * sizeof *tmp);
+		}
+	}
+}
 
 /* Gather the block's columns: Wp (dead columns 0) and W1 = Wp. */
 static void gather(sshare *sh)
@@ -1009,11 +1206,12 @@ static void gather(sshare *sh)
 	const wjob *j = sh->j;
 	for (int64_t r = sh->rb; r < sh->re; r++) {
 		const qrow *x = &j->rows[r];
+		const float *src = row_src(sh, x, r);
 		float *wp = sh->Wp + (r - sh->rb) * sh->bw, *w1 = sh->W1 + (r - sh->rb) * sh->bw;
 		double werr = 0;
 		for (int64_t jj = 0; jj < sh->bw; jj++) {
-			int64_t c = j->perm[sh->i1 + jj];
-			float w = x->w[c];
+			int64_t k = sh->i1 + jj, c = j->perm[k];
+			float w = src[row_at(sh, k)];
 			if (j->dead && j->dead[c]) {
 				werr += (double)w * w; /* Q is 0 there */
 				w = 0;
@@ -1046,10 +1244,11 @@ static void inblock_rows(sshare *sh, int64_t r0, int64_t r1, int64_t s0, int64_t
 	qrange(q, &qmin, &qmax);
 	for (int64_t r = r0; r < r1; r++) {
 		const qrow *x = &j->rows[r];
+		float *deq = row_deq(sh, x, r);
 		int64_t o = (r - sh->rb) * bw;
 		float *w1 = sh->W1 + o, *qb = sh->Qb + o, *eb = sh->Eb + o;
 		for (int64_t jj = s0; jj < s1; jj++) {
-			int64_t col = sh->i1 + jj, c = j->perm[col];
+			int64_t col = sh->i1 + jj, c = j->perm[col], at = row_at(sh, col);
 			int64_t gi = q->tensor ? 0 : c / gs;
 			if (j->dynamic && col % gs == 0) {
 				/* blocks hold whole groups, and w1 is up to date from
@@ -1068,10 +1267,10 @@ static void inblock_rows(sshare *sh, int64_t r0, int64_t r1, int64_t s0, int64_t
 				qv = quant_int_f32(w1[jj], s, z, qmin, qmax);
 			else
 				qv = quantize(q, w1[jj], s, z);
-			code_store(q, x->code, c, qv);
+			code_store(q, x->code, at, qv);
 			float dq = dequantize(qv, s, z);
-			if (x->deq)
-				x->deq[c] = dq;
+			if (deq)
+				deq[at] = dq;
 			qb[jj] = dq;
 			const float *u = sh->ubb + jj * bw;
 			float err = (w1[jj] - dq) / u[jj];
@@ -1114,10 +1313,11 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 	const v8i sign = (v8i)V8_SET1(-0.0f);                                                          \
 	v8f T[SUB][NV];                                                                                \
 	const qrow *x[NV * LANES];                                                                     \
-	float *w1[NV * LANES], *qb[NV * LANES], *eb[NV * LANES];                                       \
+	float *w1[NV * LANES], *qb[NV * LANES], *eb[NV * LANES], *dqo[NV * LANES];                     \
 	for (int l = 0; l < NV * LANES; l++) {                                                         \
 		int64_t o = (r0 + l - sh->rb) * bw;                                                        \
 		x[l] = &j->rows[r0 + l];                                                                   \
+		dqo[l] = row_deq(sh, x[l], r0 + l);                                                        \
 		w1[l] = sh->W1 + o;                                                                        \
 		qb[l] = sh->Qb + o;                                                                        \
 		eb[l] = sh->Eb + o;                                                                        \
@@ -1138,7 +1338,7 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 		for (int l = 0; l < NV * LANES; l++)                                                       \
 			T[k - s0][l / LANES][l % LANES] = w1[l][k];                                            \
 	for (int64_t jj = s0; jj < s1; jj++) {                                                         \
-		int64_t c = j->perm[i1 + jj], gi = q->tensor ? 0 : c / gs;                                 \
+		int64_t c = j->perm[i1 + jj], gi = q->tensor ? 0 : c / gs, at = row_at(sh, i1 + jj);      \
 		const float *u = sh->ubb + jj * bw;                                                        \
 		const v8f ujj = V8_SET1(u[jj]);                                                            \
 		v8f err[NV], dq[NV], rq[NV];                                                               \
@@ -1167,9 +1367,9 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 		}                                                                                          \
 		for (int l = 0; l < NV * LANES; l++) {                                                     \
 			int g = l / LANES, i = l % LANES;                                                      \
-			((int8_t *)x[l]->code)[c] = (int8_t)rq[g][i];                                          \
-			if (x[l]->deq)                                                                         \
-				x[l]->deq[c] = dq[g][i];                                                           \
+			((int8_t *)x[l]->code)[at] = (int8_t)rq[g][i];                                         \
+			if (dqo[l])                                                                            \
+				dqo[l][at] = dq[g][i];                                                             \
 			qb[l][jj] = dq[g][i];                                                                  \
 			eb[l][jj] = err[g][i];                                                                 \
 		}                                                                                          \
@@ -1234,13 +1434,23 @@ static int sweep_part(void *arg, int part, int np)
 	sshare sh = { .j = j };
 	qc_pool_range(j->R, part, np, &sh.rb, &sh.re);
 	const int64_t b = sh.rb, rows = sh.re - sh.rb;
-	float *buf = work_alloc((size_t)(4 * rows * wmax) * sizeof *buf, 0);
+	sh.sorted = !j->identity;
+	int need_scratch = 0;
+	for (int64_t r = b; r < sh.re && sh.sorted; r++)
+		need_scratch |= !j->rows[r].deq;
+	float *buf = work_alloc((size_t)(4 * rows * wmax + n) * sizeof *buf, 0);
 	if (!buf)
 		return QC_ENOMEM;
+	if (need_scratch && !(sh.scratch = work_alloc((size_t)(rows * n) * sizeof(float), 0))) {
+		free(buf);
+		return QC_ENOMEM;
+	}
+	float *tmp = buf + 4 * rows * wmax; /* [n] */
 	sh.Wp = buf;
 	sh.W1 = buf + rows * wmax;
 	sh.Qb = buf + 2 * rows * wmax;
 	sh.Eb = buf + 3 * rows * wmax;
+	memset(j->S + b * n, 0, (size_t)(rows * n) * sizeof(float));
 	for (int64_t r = b; r < sh.re; r++) {
 		const float *w = j->rows[r].w;
 		double s = 0;
@@ -1248,6 +1458,8 @@ static int sweep_part(void *arg, int part, int np)
 			s += (double)w[c] * w[c];
 		j->rows[r].sum->w2 += s;
 	}
+	if (sh.sorted)
+		sort_rows(&sh, tmp);
 	qk_ctx k1 = one_thread(j->ctx);
 	int rc = 0;
 	for (int64_t k = 0; k < j->nblocks && rc == 0; k++) {
@@ -1288,7 +1500,10 @@ static int sweep_part(void *arg, int part, int np)
 			rc = qk_cpu_gemm(&k1, 0, 0, rows, n - i2, bw, 1.0f, sh.Wp, bw, j->V + i1 * n + i2, n,
 			                 1.0f, j->S + b * n + i2, n);
 	}
+	if (rc == 0 && sh.sorted)
+		unsort_rows(&sh, tmp);
 	free(buf);
+	free(sh.scratch);
 	return rc;
 }
 
@@ -1327,7 +1542,7 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
 	wjob j = { .ctx = ctx, .q = q, .rows = rows, .R = R, .n = n, .colw = colw, .V = V,
 	           .perm = perm, .dead = dead, .dynamic = dynamic, .block = block, .wmax = wmax };
 	int64_t *starts = malloc((size_t)(n + 1) * sizeof *starts);
-	float *S = work_alloc((size_t)(R * n) * sizeof *S, 1);
+	float *S = work_alloc((size_t)(R * n) * sizeof *S, 0); /* each share zeroes its rows */
 	float *ubb = work_alloc((size_t)(n * wmax) * sizeof *ubb, 0);
 	int rc = 0;
 	if (!starts || !S || !ubb) {
@@ -1345,7 +1560,7 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
 		float *u = ubb + i1 * wmax;
 		for (int64_t i = 0; i < bw; i++)
 			memcpy(u + i * bw, V + (i1 + i) * n + i1, (size_t)bw * sizeof(float));
-		rc = qk_cpu_tri_inverse(ctx, u, bw, 1);
+		rc = small_tri_inverse(ctx, u, bw, 1); /* V's zero lower triangle stays */
 	}
 	if (rc)
 		goto out;

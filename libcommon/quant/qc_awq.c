@@ -1130,23 +1130,27 @@ static int aw_layer_end(void *ctx, int layer, qc_layer *lw)
 	return 0;
 }
 
-/* One layer at its peak: the FP32 weights (the driver's), the samples of
- * every point, the candidate q/k/v, the block buffers; with GPTQ the
- * Hessians (down_proj's and a copy of gate/up's) and the staging. */
+/* One layer at its peak: the FP32 weights (the driver's) and the largest
+ * Linear's codes; the samples of every point, the candidate q/k/v, the loss
+ * block's outputs and the block buffers; with GPTQ the Hessians (down_proj's
+ * and a copy of gate/up's), the staging and the solver's working matrix.
+ * The loss sample is taken as loss_tokens (2048 for every token: the
+ * token count is not known here). */
 static void aw_memory(void *ctx, const qc_config *c, int calibrated, qc_qmem *need)
 {
 	qc_awq *A = ctx;
 	(void)calibrated;
-	int64_t h = c->hidden_size, in = c->intermediate_size;
-	int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
-	double params = (double)h * (qd + 2 * kvd) + (double)qd * h + 3.0 * h * in;
+	double h = (double)c->hidden_size, in = (double)c->intermediate_size;
+	double qd = (double)(c->num_attention_heads * c->head_dim);
+	double kvd = (double)(c->num_key_value_heads * c->head_dim);
+	double params = h * (qd + 2 * kvd) + qd * h + 3.0 * h * in;
 	double N = A->o.loss_tokens > 0 ? (double)A->o.loss_tokens : DEF_LOSS_TOKENS;
-	double Nc = A->o.clip_tokens > 0 ? (double)A->o.clip_tokens * 2 : DEF_CLIP_TOKENS * 2;
-	need->weights = params * 4 + (double)in * h * 1.1;
-	need->solver = (N + Nc) * (2.0 * h + qd + in) * 4 + (double)(qd + 2 * kvd) * h * 4 +
-	               4.0 * BLOCK_FLOATS * 4 + 2 * N * h * 4;
-	need->hessian = A->o.then_gptq ? ((double)in * in + 2.0 * h * h) * 4 + STAGE_ROWS * in * 4.0
-	                               : 0;
+	double Nc = 2.0 * (A->o.clip_tokens > 0 ? (double)A->o.clip_tokens : DEF_CLIP_TOKENS);
+	double blk = (double)BLOCK_FLOATS < in * h ? (double)BLOCK_FLOATS : in * h;
+	need->weights = params * 4 + in * h * 1.2;
+	need->solver = (N + Nc) * (2 * h + qd + in) * 4 + (qd + 2 * kvd) * h * 4 + 5 * blk * 4 +
+	               2 * N * h * 4 + Nc * in * 4 + (A->o.then_gptq ? in * h * 4 : 0);
+	need->hessian = A->o.then_gptq ? (in * in + 2 * h * h) * 4 + STAGE_ROWS * in * 4.0 : 0;
 }
 
 static void aw_end(void *ctx)

@@ -69,34 +69,45 @@
  * GPTQ, so this is exactly the same as solving them one by one) with one
  * factorization, and each gets its own codes, parameters and errors.
  *
- * Memory. H is consumed: factored in place (its upper triangle is read; the
- * buffer holds V afterwards) by a blocked Cholesky built on the kernels'
- * GEMM, which needs only [(cols + 512) 256] floats besides H and leaves the
+ * Where the work runs. H and the weights are kernel memory (kernels.h):
+ * every step that reads or writes them is an op of the kernels' "GPTQ
+ * support" section (qk_gptq_*: the Hessian's diagonal and non-finite check,
+ * the act-order permutation, damping and the factor, the group parameters
+ * with the clipping search, round to nearest, the error products and the
+ * sweep), so the solver runs on any device the kernels have. The host keeps
+ * what is small: diag(H) (downloaded), the dead inputs, the sweep order, the
+ * damping policy, the per-row error sums, and the scales, zero points and
+ * codes, which are host memory. Under QK_DEBUG_MEMORY=1 any host access to
+ * H, W or deq faults (test_gptq checks the solver under it).
+ *
+ * Memory. H is consumed: factored in place (its upper triangle is read;
+ * the buffer holds V afterwards) by a blocked Cholesky built on GEMMs,
+ * which needs only [(cols + 512) 256] floats besides H and leaves the
  * strict upper triangle (a copy of H) untouched, so that a failed attempt
- * is undone without a second [cols, cols] buffer. A run also holds a
- * working matrix S [rows, cols] FP32 (rows summed over the parts), freed
- * when it returns, and small block buffers, kept from one run to the
- * next. deq may be the same buffer as W: each
- * block of columns of W is read before its dequantized values are written,
- * so a layer's weights can be replaced in place.
+ * is undone without a second [cols, cols] buffer. The sweep holds a working
+ * matrix S [rows, cols] FP32 (rows summed over the parts) while it runs,
+ * and the error products and the sweep small block buffers per thread; all
+ * of it is the kernels' working memory, allocated per call (buffers of 4
+ * MiB and more offered for transparent huge pages, so that first touches
+ * cost one fault per 2 MiB). deq may be the same buffer as W: each block
+ * of columns of W is read before its dequantized values are written, so a
+ * layer's weights can be replaced in place.
  *
  * Threads: the kernel context's thread count. Rows are independent in
  * every step but the factorization, so the clipping search, the error
  * products and the whole sweep are split into one contiguous share of rows
- * per thread, each share running start to end and calling the kernels
- * through a one-thread context of its own (BLAS in the calling thread; no
- * pool to wake and wait for at every small step of a sweep). As kernels.h
- * makes the BLAS thread count process-wide (the last context created sets
- * it), a run sets it back from its context's count when the shares end;
- * another thread calling BLAS during a run would meanwhile run it
- * single-threaded.
+ * per thread (qc_pool), each share running start to end with BLAS called in
+ * its own thread on one BLAS thread (no pool to wake and wait for at every
+ * small step of a sweep); the factorization's GEMMs use the context's
+ * threads. kernels.h sets OpenBLAS's thread count per call from the
+ * context, so no run leaves it changed.
  *
  * Determinism: the same inputs and thread count give the same bits: the
  * shares are fixed by the thread count, each row is computed by one thread,
  * and the kernels are deterministic for a fixed thread count.
  *
- * Not thread-safe: one thread uses a qc_gptq at a time (it runs its own
- * worker threads inside a call).
+ * Not thread-safe: one thread uses a qc_gptq at a time (the kernels run
+ * their own worker threads inside a call).
  */
 #ifndef QC_GPTQ_H
 #define QC_GPTQ_H
@@ -136,22 +147,22 @@ const char *qc_gptq_method_name(qc_gptq_method m);
 int qc_gptq_method_parse(const char *s, qc_gptq_method *m);
 
 /*
- * One matrix to quantize. In: name, W, rows. Out (caller's memory, shapes as
- * qc_quant_rtn writes them for qargs a):
- *   codes   [rows, cols] one byte each (int8 values, or E4M3 bytes)
- *   scales  [rows, ceil(cols / group)] group, [rows] channel, [1] tensor
- *   zps     same shape, integer values; NULL when symmetric
- *   deq     [rows, cols] the dequantized Q, or NULL; may equal W
+ * One matrix to quantize. In: name, W (kernel memory of the solver's
+ * context), rows. Out, shapes as qc_quant_rtn writes them for qargs a:
+ *   codes   [rows, cols] one byte each (int8 values, or E4M3 bytes); host
+ *   scales  [rows, ceil(cols / group)] group, [rows] channel, [1] tensor; host
+ *   zps     same shape, integer values; NULL when symmetric; host
+ *   deq     [rows, cols] the dequantized Q, or NULL; kernel memory; may equal W
  * and the statistics below.
  */
 typedef struct qc_gptq_part {
 	const char *name;          /* for messages: "model.layers.0.mlp.up_proj" */
-	const float *W;            /* [rows, cols] FP32, finite */
+	const float *W;            /* [rows, cols] FP32, finite; kernel memory */
 	int64_t rows;
-	void *codes;
-	float *scales;
-	float *zps;
-	float *deq;
+	void *codes;               /* host */
+	float *scales;             /* host */
+	float *zps;                /* host */
+	float *deq;                /* kernel memory */
 	/* results; err_out and err_rtn are NAN without a Hessian */
 	double err_out, err_w, err_rtn;
 	double seconds;            /* this part's share (by rows) of the run */
@@ -178,9 +189,10 @@ void qc_gptq_free(qc_gptq *g);                    /* NULL is a no-op */
 
 /*
  * Quantize nparts matrices with cols input columns that share the Hessian
- * H [cols, cols] (FP32, upper triangle read, any positive multiple of
- * X^T X: the results do not depend on its scale; consumed). H may be NULL
- * only for method RTN: then err_out and err_rtn are NAN.
+ * H [cols, cols] (kernel memory of the solver's context; FP32, upper
+ * triangle read, any positive multiple of X^T X: the results do not depend
+ * on its scale; consumed). H may be NULL only for method RTN: then err_out
+ * and err_rtn are NAN.
  * Errors: QC_EINVAL for bad arguments; QC_ENUMERIC for a NaN or Inf in a W
  * (naming the part and the index) or in H, or a Hessian that no damping up
  * to damp_max makes positive definite; QC_ENOMEM. info may be NULL.

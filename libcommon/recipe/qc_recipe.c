@@ -308,8 +308,11 @@ static int unknown_key(qc_ydoc *d, const qc_ynode *k, const char *what, const qc
                        const char *extra)
 {
 	char *keys = t ? qc_recipe_tool_keys(t->name) : NULL;
-	int rc = qc_ydoc_err(d, k, "%s: unknown key '%s' (%s takes: %s%s%s)", what, k->text, what,
-	                     keys ? keys : "", keys && extra && *extra ? " " : "", extra ? extra : "");
+	if (keys && extra && qc_recipe__word_in(extra, keys))
+		extra = NULL;   /* calib: already among the tool's keys */
+	int rc = qc_ydoc_err(d, k, "%s: unknown key '%s' (%s takes: %s%s%s)", what, k->text,
+	                     t ? t->name : what, keys ? keys : "", keys && extra && *extra ? " " : "",
+	                     extra ? extra : "");
 	free(keys);
 	return rc;
 }
@@ -440,7 +443,8 @@ static int parse_vars(qc_ydoc *d, const qc_ynode *n)
 			return qc_ydoc_err(d, k, "vars: '%s' is not a variable name (letters, digits, _)", k->text);
 		for (int j = 0; j < r->n_vars; j++)
 			if (strcmp(r->vars[j].name, k->text) == 0)
-				return qc_ydoc_err(d, k, "vars: '%s' is a built-in variable", k->text);
+				return qc_ydoc_err(d, k, "vars: '%s' is a built-in variable (RECIPE_DIR, GATES)",
+				                   k->text);
 		const char *val = NULL;
 		int set = 0;
 		for (int j = 0; j < r->n_overrides; j++) {
@@ -856,6 +860,15 @@ int qc_recipe__finish(qc_recipe *r)
 {
 	if (r->n_variants == 0)
 		return at_err(r, 0, 0, "no variants");
+	r->gates_off = strcmp(qc_recipe__getvar(r, "GATES"), "off") == 0;
+	for (int vi = 0; r->gates_off && vi < r->n_variants; vi++) {
+		qc_recipe__call *c = &r->variants[vi].verify;
+		int k = 0;
+		for (int i = 0; i < c->n_vals; i++)
+			if (!qc_recipe__word_in(c->vals[i].opt->key, "max-ppl-ratio max-kl min-top1"))
+				c->vals[k++] = c->vals[i];
+		c->n_vals = k;
+	}
 	for (int vi = 0; vi < r->n_variants; vi++) {
 		qc_recipe__variant *v = &r->variants[vi];
 		char tools[256] = "";
@@ -969,8 +982,14 @@ int qc_recipe_parse(qc_recipe **out, const char *name, const char *text, size_t 
 	const char *slash = strrchr(name, '/');
 	char *dir = slash ? qc_recipe__printf(r, "%.*s", (int)(slash == name ? 1 : slash - name), name)
 	                  : qc_recipe__strdup(r, ".");
-	if (!dir || (rc = add_var(r, "RECIPE_DIR", dir)) != 0)
+	if (!dir || (rc = add_var(r, "RECIPE_DIR", dir)) != 0 ||
+	    (rc = qc_recipe__declare(r, "GATES", "on")) != 0)
 		goto fail;
+	const char *gates = qc_recipe__getvar(r, "GATES");
+	if (strcmp(gates, "on") && strcmp(gates, "off")) {
+		rc = qc_seterr(QC_EINVAL, "%s: GATES=%s: 'on' or 'off'", name, gates);
+		goto fail;
+	}
 	qc_ydoc d = { NULL, r->file, r };
 	if ((rc = qc_ydoc_parse(&d, r->text, len)) != 0)
 		goto fail;
@@ -1049,7 +1068,7 @@ const char *qc_recipe_release_dir(const qc_recipe *r, int i)
 	return i >= 0 && i < r->n_variants ? r->variants[i].release_dir : NULL;
 }
 
-const char *qc_recipe__var(const qc_recipe *r, const char *name)
+const char *qc_recipe__getvar(const qc_recipe *r, const char *name)
 {
 	for (int i = 0; i < r->n_vars; i++)
 		if (strcmp(r->vars[i].name, name) == 0)

@@ -19,8 +19,11 @@
  * Variables. A recipe declares variables with defaults under `vars`; the
  * caller overrides them ("NAME=value"). Every scalar value may hold
  * ${NAME}; a value that consists of variables expanding to nothing leaves
- * its key out, as if absent. ${RECIPE_DIR} is the directory of the recipe
- * file as it was named.
+ * its key out, as if absent. Two are built in: ${RECIPE_DIR}, the
+ * directory of the recipe file as it was named, and ${GATES}, "on" by
+ * default; GATES=off drops every threshold (qverify measures, nothing is
+ * gated, the card says so), for trial runs such as a synthetic model of the
+ * recipe's shape.
  *
  * Errors. Every failure is QC_EFORMAT (or QC_EIO for an unreadable file,
  * QC_EINVAL for a bad override) with one line of message that starts with
@@ -108,7 +111,7 @@ int qc_recipe_commands(const qc_recipe *r, int i, qc_sink *out);
  * card went); QC_ENOTFOUND when an artifact or report is missing; QC_EIO,
  * QC_EFORMAT otherwise. The bundle is built in RELEASE.partial and renamed
  * into place, replacing an older one. */
-int qc_recipe_release(const qc_recipe *r, int i);
+int qc_recipe_release(qc_recipe *r, int i);
 
 /* ---- the step table, for tests and documentation ---- */
 

@@ -91,6 +91,9 @@ typedef struct qc_rt_tool {
 	const char *force;      /* the option that replaces an output ("-f", "--force") */
 	int resume;             /* 1: takes --resume for a directory output */
 	const char *kv_key;     /* the flag that writes KV-cache scales, or NULL */
+	const char *same_output;/* keys that do not change what the tool writes (its
+	                           man page says so): left out of the command's hash,
+	                           so changing them remakes nothing */
 	const qc_lc_mod *lc;    /* llm-compressor modifiers, NULL-name terminated */
 } qc_rt_tool;
 
@@ -179,6 +182,7 @@ struct qc_recipe {
 	int jobs;
 	int progress;           /* 1: the tools show progress (no -q) */
 	int resume;             /* 1: quantizers get --resume */
+	int gates_off;          /* GATES=off: measured, not gated */
 	/* everything malloc'd for the recipe, freed with it */
 	void **owned;
 	size_t n_owned, cap_owned;
@@ -213,7 +217,7 @@ qc_recipe__step *qc_recipe__add_step(qc_recipe *r, qc_recipe__variant *v, const 
 /* 1 when s is a path make takes as a target and a shell as one word. */
 int qc_recipe__path_ok(const char *s);
 /* The value of variable name, or NULL. */
-const char *qc_recipe__var(const qc_recipe *r, const char *name);
+const char *qc_recipe__getvar(const qc_recipe *r, const char *name);
 
 /* Declare variable name with default def (or the caller's override). */
 int qc_recipe__declare(qc_recipe *r, const char *name, const char *def);

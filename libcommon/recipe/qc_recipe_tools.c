@@ -47,7 +47,7 @@ static const qc_lc_mod qsmooth_lc[] = {
 	{ NULL, 0, NULL, NULL, 0 },
 };
 
-/* ---- qawq ---- */
+/* ---- qawq (man/qawq.1) ---- */
 static const qc_rt_opt qawq_opts[] = {
 	{ "scheme", "--scheme", QC_RT_WORD, "w4a16 w8a16", 0, 0 },
 	{ "group-size", "--group-size", QC_RT_WORD, "32 64 128 -1", 0, 0 },
@@ -58,6 +58,9 @@ static const qc_rt_opt qawq_opts[] = {
 	{ "no-clip", "--no-clip", QC_RT_FLAG, NULL, 0, 0 },
 	{ "then", "--then", QC_RT_WORD, "gptq", 0, 0 },
 	{ "scales-only", "--scales-only", QC_RT_FLAG, NULL, 0, 0 },
+	{ "pow2", "--pow2", QC_RT_WORD, "on off", 0, 0 },
+	{ "loss-tokens", "--loss-tokens", QC_RT_INT, "all", 1, 1099511627776.0 },
+	{ "clip-tokens", "--clip-tokens", QC_RT_INT, NULL, 1, 1099511627776.0 },
 	END
 };
 static const qc_lc_key awq_keys[] = {
@@ -99,7 +102,7 @@ static const qc_lc_key gptq_keys[] = {
 	{ NULL, 0, NULL, NULL, NULL },
 };
 static const qc_lc_mod qgptq_lc[] = {
-	{ "GPTQModifier", 1, "method=gptq", gptq_keys, 1 },
+	{ "GPTQModifier", 1, NULL, gptq_keys, 1 },
 	/* QuantizationModifier is round to nearest with the weights' observer */
 	{ "QuantizationModifier", 1, "method=rtn", NULL, 1 },
 	{ NULL, 0, NULL, NULL, 0 },
@@ -167,21 +170,23 @@ static const qc_rt_opt qverify_opts[] = {
 };
 
 const qc_rt_tool qc_recipe__tools[] = {
-	/* steps, in the order they may follow one another */
+	/* steps, in the order they may follow one another; --mem changes how
+	 * activations are held, never the output (design.md 7) */
 	{ "qsmooth", QC_RT_STEP_DENSE, qsmooth_opts, dense_common, QC_RT_CALIB_ALWAYS, "*",
-	  NULL, "-f", 1, NULL, qsmooth_lc },
+	  NULL, "-f", 1, NULL, "mem", qsmooth_lc },
 	{ "qawq", QC_RT_STEP_QUANT, qawq_opts, quant_common, QC_RT_CALIB_ALWAYS, "*",
-	  "scales-only", "-f", 1, NULL, qawq_lc },
+	  "scales-only", "-f", 1, NULL, "mem", qawq_lc },
 	{ "qgptq", QC_RT_STEP_QUANT, qgptq_opts, quant_common, QC_RT_CALIB_DEFAULT, "!method=rtn",
-	  NULL, "-f", 1, NULL, qgptq_lc },
+	  NULL, "-f", 1, NULL, "mem", qgptq_lc },
 	{ "qfp8", QC_RT_STEP_QUANT, qfp8_opts, quant_common, QC_RT_CALIB_OPTIONAL, "act=static kv-cache",
-	  NULL, "-f", 1, "kv-cache", qfp8_lc },
-	/* the rest of the pipeline */
-	{ "qsynth", QC_RT_MODEL, qsynth_opts, NULL, QC_RT_CALIB_NONE, NULL, NULL, "-f", 0, NULL, NULL },
-	{ "qcalib", QC_RT_TOKENS, qcalib_opts, NULL, QC_RT_CALIB_NONE, NULL, NULL, NULL, 0, NULL, NULL },
-	{ "qpack", QC_RT_PACK, qpack_opts, NULL, QC_RT_CALIB_NONE, NULL, NULL, "--force", 0, NULL, NULL },
-	{ "qverify", QC_RT_VERIFY, qverify_opts, NULL, QC_RT_CALIB_NONE, NULL, NULL, NULL, 0, NULL, NULL },
-	{ NULL, 0, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, "-f", 1, "kv-cache", "mem", qfp8_lc },
+	/* the rest of the pipeline; qsynth's and qpack's output does not depend
+	 * on their threads */
+	{ "qsynth", QC_RT_MODEL, qsynth_opts, NULL, QC_RT_CALIB_NONE, NULL, NULL, "-f", 0, NULL, "threads", NULL },
+	{ "qcalib", QC_RT_TOKENS, qcalib_opts, NULL, QC_RT_CALIB_NONE, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+	{ "qpack", QC_RT_PACK, qpack_opts, NULL, QC_RT_CALIB_NONE, NULL, NULL, "--force", 0, NULL, "threads", NULL },
+	{ "qverify", QC_RT_VERIFY, qverify_opts, NULL, QC_RT_CALIB_NONE, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+	{ NULL, 0, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL },
 };
 
 const qc_rt_tool *qc_recipe__tool(const char *name)

@@ -118,9 +118,12 @@ static int on_input(void *ctx, int layer, qc_walk_point p, const float *x, int64
 	double t0 = qc_now();
 	int rc = 0;
 	if (row0 == 0) {
-		free(B->H);
-		if (!(B->H = calloc((size_t)(cols * cols), sizeof *B->H)))
-			return qc_seterr(QC_ENOMEM, "out of memory");
+		/* kernel memory, as qgptq holds it (qc_gptqm) */
+		qk_free(B->kc, B->H);
+		if (!(B->H = qk_alloc(B->kc, (size_t)(cols * cols) * sizeof *B->H)))
+			return QC_ENOMEM;
+		if ((rc = qk_zero(B->kc, B->H, (size_t)(cols * cols) * sizeof *B->H)))
+			return rc;
 		B->Hn = cols;
 		B->staged = 0;
 	}
@@ -129,11 +132,11 @@ static int on_input(void *ctx, int layer, qc_walk_point p, const float *x, int64
 	} else {
 		while (rc == 0 && rows > 0) {
 			int64_t k = STAGE_ROWS - B->staged < rows ? STAGE_ROWS - B->staged : rows;
-			memcpy(B->stage + B->staged * cols, x, (size_t)(k * cols) * sizeof *x);
+			rc = qk_copy(B->kc, B->stage + B->staged * cols, x, (size_t)(k * cols) * sizeof *x);
 			B->staged += k;
 			x += k * cols;
 			rows -= k;
-			if (B->staged == STAGE_ROWS)
+			if (rc == 0 && B->staged == STAGE_ROWS)
 				rc = flush(B);
 		}
 	}
@@ -168,7 +171,7 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	qc_gptq_info info;
 	if (rc == 0)
 		rc = qc_gptq_run(B->g, &B->a, B->H, n, parts, count, &info);
-	free(B->H);
+	qk_free(B->kc, B->H);
 	B->H = NULL;
 	if (rc)
 		return rc;
@@ -302,7 +305,7 @@ int main(int argc, char **argv)
 		die(QC_EINVAL);
 	if ((rc = qc_gptq_new(&B.g, kc, &go)))
 		die(rc);
-	if (!(B.stage = malloc((size_t)(STAGE_ROWS * im) * sizeof *B.stage)))
+	if (!(B.stage = qk_alloc(kc, (size_t)(STAGE_ROWS * im) * sizeof *B.stage)))
 		die(QC_ENOMEM);
 
 	/* calibration tokens: uniform random ids */
@@ -415,7 +418,7 @@ int main(int argc, char **argv)
 		free(B.codes[l]);
 		free(B.scales[l]);
 	}
-	free(B.stage);
+	qk_free(kc, B.stage);
 	free(ids);
 	free(lens);
 	qc_walk_free(w);

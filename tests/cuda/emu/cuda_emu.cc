@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <vector>
@@ -162,8 +163,13 @@ const char *cudaGetErrorString(cudaError_t e)
 
 enum { RUN = 0, WAIT_BLOCK, WAIT_WARP, DONE };
 
+/* A fiber starts on its own stack through makecontext/swapcontext; after
+ * that, switches are _setjmp/_longjmp, which (unlike swapcontext) make no
+ * system call for the signal mask: the emulator switches at every barrier. */
 struct fiber {
 	ucontext_t uc;
+	jmp_buf jb;
+	int started;
 	char *stack;
 	int state;
 	unsigned gen;       /* the barrier generation it waits to see pass */
@@ -175,6 +181,7 @@ struct fiber {
 
 static std::vector<fiber> fibers;
 static ucontext_t sched_uc;
+static jmp_buf sched_jb;
 static fiber *cur;
 static const std::function<void()> *body;
 static std::vector<char> dyn_smem;
@@ -188,7 +195,11 @@ static std::vector<uint64_t> slots;
 void *emu_dyn_smem(void) { return dyn_smem.data(); }
 int emu_lane(void) { return cur->linear & 31; }
 
-static void yield_to_sched(void) { swapcontext(&cur->uc, &sched_uc); }
+static void yield_to_sched(void)
+{
+	if (!_setjmp(cur->jb))
+		_longjmp(sched_jb, 1);
+}
 
 static void release_block_if_complete(void)
 {
@@ -255,8 +266,21 @@ static void fiber_main(void)
 	wlive[w]--;
 	release_block_if_complete();
 	release_warp_if_complete(w);
-	swapcontext(&cur->uc, &sched_uc);
-	emu_fail("a finished fiber was resumed");
+	_longjmp(sched_jb, 1);
+}
+
+/* Run fb until it reaches a barrier or ends (the loop variables of the
+ * caller stay out of the frame that _setjmp saves). */
+static void resume(fiber &fb)
+{
+	if (_setjmp(sched_jb))
+		return; /* back from the fiber */
+	if (!fb.started) {
+		fb.started = 1;
+		swapcontext(&sched_uc, &fb.uc);
+	} else {
+		_longjmp(fb.jb, 1);
+	}
 }
 
 static int runnable(const fiber &f)
@@ -310,6 +334,7 @@ void emu_run(dim3 grid, dim3 block, size_t smem, std::function<void()> f)
 				for (unsigned i = 0; i < nt; i++) {
 					fiber &fb = fibers[i];
 					fb.state = RUN;
+					fb.started = 0;
 					fb.gen = 0;
 					fb.linear = (int)i;
 					fb.tid = dim3(i % block.x, (i / block.x) % block.y, i / (block.x * block.y));
@@ -327,8 +352,8 @@ void emu_run(dim3 grid, dim3 block, size_t smem, std::function<void()> f)
 							continue;
 						cur = &fb;
 						threadIdx = fb.tid;
-						swapcontext(&sched_uc, &fb.uc);
 						progress = 1;
+						resume(fb);
 					}
 					if (!progress)
 						emu_fail("deadlock in block (%u, %u, %u): %d threads wait at barriers that "
