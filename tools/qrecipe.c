@@ -243,8 +243,11 @@ int main(int argc, char **argv)
 		tool_usage_error(usage, "--jobs is for run");
 	qc_recipe *r;
 	int rc = qc_recipe_load(&r, file, n_sets, sets);
-	if (rc != 0)
+	if (rc != 0) {
+		free(sets);
+		free(names);
 		return tool_fail(rc);
+	}
 	for (int i = 0; i < n_names; i++)
 		if (qc_recipe_find_variant(r, names[i]) < 0) {
 			char list[1024] = "";
@@ -254,16 +257,19 @@ int main(int argc, char **argv)
 				                        qc_recipe_variant(r, k));
 			tool_err("%s: no variant '%s' (variants: %s)", file, names[i], list);
 			qc_recipe_free(r);
+			free(sets);
+			free(names);
 			return 2;
 		}
 	int st = 0;
 	if (strcmp(cmd, "check") == 0) {
 		if (!quiet) {
-			fprintf(stderr, "%s: %s: ok, %s recipe, %d variant%s:", tool_prog(), file,
-			        qc_recipe_kind_of(r) == QC_RECIPE_LLMC ? "an llm-compressor" : "a",
+			fprintf(stderr, "%s: %s: ok: %s%d variant%s:", tool_prog(), file,
+			        qc_recipe_kind_of(r) == QC_RECIPE_LLMC ? "an llm-compressor recipe, " : "",
 			        qc_recipe_n_variants(r), qc_recipe_n_variants(r) == 1 ? "" : "s");
 			for (int i = 0; i < qc_recipe_n_variants(r); i++)
-				fprintf(stderr, " %s (%s)", qc_recipe_variant(r, i), qc_recipe_variant_tools(r, i));
+				fprintf(stderr, "%s %s (%s)", i ? "," : "", qc_recipe_variant(r, i),
+				        qc_recipe_variant_tools(r, i));
 			fputc('\n', stderr);
 		}
 		for (int i = 0; verbose && i < qc_recipe_n_variants(r); i++) {

@@ -58,11 +58,11 @@ static int fits(int64_t v) { return v >= 0 && v <= INT_MAX; }
 #define HUGE_MIN ((size_t)4 << 20)
 #define HUGE_ALIGN ((size_t)2 << 20)
 
-static void *work_alloc(size_t bytes, int zero)
+static void *work_alloc(size_t bytes)
 {
 	void *p = NULL;
 	if (bytes < HUGE_MIN) {
-		p = zero ? calloc(1, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
+		p = malloc(bytes ? bytes : 1);
 	} else {
 		size_t b = (bytes + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
 		if (b < bytes || posix_memalign(&p, HUGE_ALIGN, b) != 0)
@@ -71,8 +71,6 @@ static void *work_alloc(size_t bytes, int zero)
 		if (p)
 			(void)madvise(p, b, MADV_HUGEPAGE);
 #endif
-		if (p && zero)
-			memset(p, 0, bytes);
 	}
 	if (!p)
 		qc_seterr(QC_ENOMEM, "out of memory (%zu bytes of GPTQ working memory)", bytes);
@@ -883,7 +881,7 @@ int qk_cpu_gptq_factor(qk_ctx *ctx, float *H, int64_t n, const float *diag, doub
 	QC_TRY(qk_cpu_check(ctx, "gptq factor"));
 	if (!H || !diag || n < 1 || !fits(n))
 		return qc_seterr(QC_EINVAL, "gptq factor: invalid arguments");
-	float *work = work_alloc((size_t)((n + 2 * CHOL_NB) * CHOL_NB) * sizeof *work, 0);
+	float *work = work_alloc((size_t)((n + 2 * CHOL_NB) * CHOL_NB) * sizeof *work);
 	if (!work)
 		return QC_ENOMEM;
 	for (int64_t i = 0; i < n; i++)
@@ -1063,8 +1061,8 @@ static int errors_part(void *arg, int part, int np)
 	const int64_t n = j->n, nb = n < ERR_NB ? n : ERR_NB;
 	int64_t b, e;
 	qc_pool_range(j->R, part, np, &b, &e);
-	float *X = work_alloc((size_t)(2 * ERR_ROWS * n) * sizeof *X, 0);
-	float *Y = work_alloc((size_t)(2 * ERR_ROWS * nb) * sizeof *Y, 0);
+	float *X = work_alloc((size_t)(2 * ERR_ROWS * n) * sizeof *X);
+	float *Y = work_alloc((size_t)(2 * ERR_ROWS * nb) * sizeof *Y);
 	int rc = 0;
 	if (!X || !Y)
 		rc = QC_ENOMEM;
@@ -1438,10 +1436,10 @@ static int sweep_part(void *arg, int part, int np)
 	int need_scratch = 0;
 	for (int64_t r = b; r < sh.re && sh.sorted; r++)
 		need_scratch |= !j->rows[r].deq;
-	float *buf = work_alloc((size_t)(4 * rows * wmax + n) * sizeof *buf, 0);
+	float *buf = work_alloc((size_t)(4 * rows * wmax + n) * sizeof *buf);
 	if (!buf)
 		return QC_ENOMEM;
-	if (need_scratch && !(sh.scratch = work_alloc((size_t)(rows * n) * sizeof(float), 0))) {
+	if (need_scratch && !(sh.scratch = work_alloc((size_t)(rows * n) * sizeof(float)))) {
 		free(buf);
 		return QC_ENOMEM;
 	}
@@ -1542,8 +1540,8 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
 	wjob j = { .ctx = ctx, .q = q, .rows = rows, .R = R, .n = n, .colw = colw, .V = V,
 	           .perm = perm, .dead = dead, .dynamic = dynamic, .block = block, .wmax = wmax };
 	int64_t *starts = malloc((size_t)(n + 1) * sizeof *starts);
-	float *S = work_alloc((size_t)(R * n) * sizeof *S, 0); /* each share zeroes its rows */
-	float *ubb = work_alloc((size_t)(n * wmax) * sizeof *ubb, 0);
+	float *S = work_alloc((size_t)(R * n) * sizeof *S); /* each share zeroes its rows */
+	float *ubb = work_alloc((size_t)(n * wmax) * sizeof *ubb);
 	int rc = 0;
 	if (!starts || !S || !ubb) {
 		rc = qc_seterr(QC_ENOMEM, "out of memory (%lld x %lld working matrix of GPTQ)",

@@ -279,7 +279,7 @@ static int varname_ok(const char *s, size_t n)
 /* a path make can take as a target or prerequisite, and a shell as a word */
 int qc_recipe__path_ok(const char *s)
 {
-	if (!s || !*s)
+	if (!s || !*s || *s == '-')     /* "-" is a stream, "-x" an option */
 		return 0;
 	for (; *s; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
@@ -292,7 +292,7 @@ static int check_path(qc_ydoc *d, const qc_ynode *n, const char *what, const cha
 {
 	if (!qc_recipe__path_ok(p))
 		return qc_ydoc_err(d, n, "%s: '%s' is not a path make can take (letters, digits and "
-		                   "_ . / - + , @ = only)", what, p);
+		                   "_ . / - + , @ = only, not first -)", what, p);
 	return 0;
 }
 
@@ -993,6 +993,12 @@ int qc_recipe_parse(qc_recipe **out, const char *name, const char *text, size_t 
 	qc_ydoc d = { NULL, r->file, r };
 	if ((rc = qc_ydoc_parse(&d, r->text, len)) != 0)
 		goto fail;
+	if (!qc_recipe__path_ok(name)) {
+		/* the Makefile names the recipe as a prerequisite of the releases */
+		rc = qc_seterr(QC_EINVAL, "'%s': a recipe's path must be one make can take (letters, digits "
+		               "and _ . / - + , @ = only)", name);
+		goto fail;
+	}
 	if (!d.root || (d.root->type == QC_Y_SCALAR && qc_ynode_null(d.root))) {
 		rc = qc_seterr(QC_EFORMAT, "%s: the recipe is empty", name);
 		goto fail;

@@ -772,6 +772,12 @@ int qc_recipe__parse_llmc(qc_ydoc *d)
 	snprintf(vname, sizeof vname, "%.*s", (int)(strlen(stage_key->text) - 6), stage_key->text);
 	for (char *p = vname; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
+	int ok = vname[0] != 0;
+	for (char *p = vname; *p; p++)
+		ok &= (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.';
+	if (!ok || !((vname[0] >= 'a' && vname[0] <= 'z') || (vname[0] >= '0' && vname[0] <= '9')))
+		return qc_ydoc_err(d, stage_key, "'%s': the stage names the variant, so it must be letters, "
+		                   "digits, - _ . before _stage", stage_key->text);
 	qc_recipe__variant *v = qc_recipe__add_variant(r, vname);
 	if (!v)
 		return QC_ENOMEM;

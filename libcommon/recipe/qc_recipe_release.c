@@ -29,11 +29,34 @@ static int link_file(const char *src, const char *dst)
 		return 0;
 	if (errno != EXDEV && errno != EPERM && errno != EMLINK)
 		return qc_seterr(QC_EIO, "cannot link '%s' to '%s': %s", src, dst, strerror(errno));
-	char *data;
-	size_t len;
-	QC_TRY(qc_read_file(src, (size_t)1 << 62, &data, &len));
-	int rc = qc_write_file_atomic(dst, data, len);
-	free(data);
+	/* a copy, a piece at a time: shards are gigabytes */
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return qc_seterr(QC_EIO, "cannot open '%s': %s", src, strerror(errno));
+	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0) {
+		close(in);
+		return qc_seterr(QC_EIO, "cannot create '%s': %s", dst, strerror(errno));
+	}
+	qc_sink s;
+	qc_sink_fd(&s, out, dst);
+	static const size_t piece = (size_t)1 << 20;
+	char *buf = malloc(piece);
+	int rc = buf ? 0 : qc_seterr(QC_ENOMEM, "out of memory");
+	while (rc == 0) {
+		ssize_t n = read(in, buf, piece);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			rc = qc_seterr(QC_EIO, "cannot read '%s': %s", src, strerror(errno));
+		if (n <= 0)
+			break;
+		rc = qc_sink_write(&s, buf, (size_t)n);
+	}
+	free(buf);
+	close(in);
+	if (close(out) != 0 && rc == 0)
+		rc = qc_seterr(QC_EIO, "cannot write '%s': %s", dst, strerror(errno));
 	return rc;
 }
 

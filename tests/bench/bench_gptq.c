@@ -98,10 +98,20 @@ typedef struct bench {
 	void *codes[QC_LIN_COUNT];
 	float *scales[QC_LIN_COUNT];
 	double t_hess, t_update, t_factor, t_params, t_errors, t_sweep;
+	double c_hess, c_update;      /* CPU seconds (every thread) of the same */
 	double ratio_sum, flops_sweep, flops_err;
 	int n_ratio;
 	size_t codes_bytes;
 } bench;
+
+/* CPU seconds of the process so far, every thread */
+static double cpu_now(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec * 1e-6;
+}
 
 static int flush(bench *B)
 {
@@ -115,7 +125,7 @@ static int on_input(void *ctx, int layer, qc_walk_point p, const float *x, int64
                     int64_t rows, int64_t cols)
 {
 	bench *B = ctx;
-	double t0 = qc_now();
+	double t0 = qc_now(), c0 = cpu_now();
 	int rc = 0;
 	if (row0 == 0) {
 		/* kernel memory, as qgptq holds it (qc_gptqm) */
@@ -141,16 +151,19 @@ static int on_input(void *ctx, int layer, qc_walk_point p, const float *x, int64
 		}
 	}
 	B->t_hess += qc_now() - t0;
+	B->c_hess += cpu_now() - c0;
 	return rc;
 }
 
 static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 {
 	bench *B = ctx;
-	double t0 = qc_now();
+	double t0 = qc_now(), c0 = cpu_now();
 	int rc = p == QC_WALK_DOWN ? flush(B) : 0;
 	B->t_hess += qc_now() - t0;
+	B->c_hess += cpu_now() - c0;
 	t0 = qc_now();
+	c0 = cpu_now();
 	qc_linear first;
 	int count;
 	qc_walk_point_linears(p, &first, &count);
@@ -196,12 +209,16 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	}
 	B->flops_err += 2.0 * (double)R * (double)n * (double)n;   /* W V and (W - Q_rtn) V */
 	B->t_update += qc_now() - t0;
+	B->c_update += cpu_now() - c0;
 	return 0;
 }
 
 // ---------------------------------------------------------------- main
 
-static double sgemm_rate(qk_ctx *kc, int64_t M, int64_t N, int64_t K)
+/* flop/s of the fastest of three runs; *cpu_rate: its flops per CPU second
+ * (every thread), the rate that time shared with other processes leaves
+ * nearly unchanged */
+static double sgemm_rate(qk_ctx *kc, int64_t M, int64_t N, int64_t K, double *cpu_rate)
 {
 	float *a = malloc((size_t)(M * K) * 4), *b = malloc((size_t)(K * N) * 4);
 	float *c = malloc((size_t)(M * N) * 4);
@@ -211,14 +228,17 @@ static double sgemm_rate(qk_ctx *kc, int64_t M, int64_t N, int64_t K)
 		a[i] = (float)(i % 97) * 0.01f;
 	for (int64_t i = 0; i < K * N; i++)
 		b[i] = (float)(i % 89) * 0.01f;
-	double best = 1e30;
+	double best = 1e30, best_cpu = 1e30;
 	for (int r = 0; r < 3; r++) {
-		double t0 = qc_now();
+		double t0 = qc_now(), c0 = cpu_now();
 		if (qk_gemm(kc, 0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N))
 			die(QC_EINTERNAL);
 		if (qc_now() - t0 < best)
 			best = qc_now() - t0;
+		if (cpu_now() - c0 < best_cpu)
+			best_cpu = cpu_now() - c0;
 	}
+	*cpu_rate = 2.0 * (double)M * (double)N * (double)K / best_cpu;
 	free(a);
 	free(b);
 	free(c);
@@ -333,7 +353,8 @@ int main(int argc, char **argv)
 
 	/* the sgemm rate on the shape of the layer's largest Linear over one
 	 * walker chunk (2048 tokens), best of three, before the layer */
-	double rate = sgemm_rate(kc, 2048, im, h);
+	double cpu_rate;
+	double rate = sgemm_rate(kc, 2048, im, h, &cpu_rate);
 	double rss0 = peak_rss();
 
 	qc_walk *w;
@@ -345,9 +366,10 @@ int main(int argc, char **argv)
 	qc_walk_hooks hk = { .ctx = &B, .observe = all, .update = all, .on_input = on_input,
 	                     .on_update = on_update };
 	t0 = qc_now();
+	double c0 = cpu_now();
 	if ((rc = qc_walk_layer(w, &hk)))
 		die(rc);
-	double t_layer = qc_now() - t0;
+	double t_layer = qc_now() - t0, c_layer = cpu_now() - c0;
 	double rss1 = peak_rss();
 
 	/* the FLOP floor: what the job cannot do without */
@@ -386,6 +408,14 @@ int main(int argc, char **argv)
 	printf("layer time / floor:      %.2f x; %.2f x counting the walker's second gate/up; "
 	       "%.2f x counting both that and the error terms\n", t_layer / (f_core / rate),
 	       t_layer / ((f_core + f_again) / rate), t_layer / ((f_all + f_again) / rate));
+	/* the same in CPU seconds (every thread), against sgemm's flops per CPU
+	 * second: what another process's share of the cores changes least */
+	printf("\nCPU seconds: forward %.1f, Hessian %.1f, solver %.1f, layer %.1f; sgemm %.1f GFLOP "
+	       "per CPU second\n", c_layer - B.c_hess - B.c_update, B.c_hess, B.c_update, c_layer,
+	       cpu_rate / 1e9);
+	printf("layer CPU / floor CPU:   %.2f x; %.2f x counting the walker's second gate/up; "
+	       "%.2f x counting both that and the error terms\n", c_layer / (f_core / cpu_rate),
+	       c_layer / ((f_core + f_again) / cpu_rate), c_layer / ((f_all + f_again) / cpu_rate));
 
 	/* memory: what the job must hold at its peak (down_proj's solve) */
 	double mb = 1e6;

@@ -67,7 +67,17 @@ static double run(char *const argv[], struct rusage *ru)
 	return t;
 }
 
-static double sgemm_rate(qk_ctx *kc, int64_t M, int64_t N, int64_t K)
+static double cpu_now(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* flop/s of the fastest of three runs, and (*cpu_rate) its flops per CPU
+ * second of every thread */
+static double sgemm_rate(qk_ctx *kc, int64_t M, int64_t N, int64_t K, double *cpu_rate)
 {
 	float *a = qk_alloc(kc, (size_t)(M * K) * 4), *b = qk_alloc(kc, (size_t)(K * N) * 4);
 	float *c = qk_alloc(kc, (size_t)(M * N) * 4), *h = malloc((size_t)(K * (M > N ? M : N)) * 4);
@@ -77,14 +87,17 @@ static double sgemm_rate(qk_ctx *kc, int64_t M, int64_t N, int64_t K)
 		h[i] = (float)(i % 97) * 0.01f;
 	if (qk_upload(kc, a, h, (size_t)(M * K) * 4) || qk_upload(kc, b, h, (size_t)(K * N) * 4))
 		die("upload");
-	double best = 1e30;
+	double best = 1e30, best_cpu = 1e30;
 	for (int r = 0; r < 3; r++) {
-		double t0 = qc_now();
+		double t0 = qc_now(), c0 = cpu_now();
 		if (qk_gemm(kc, 0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N))
 			die("sgemm");
 		if (qc_now() - t0 < best)
 			best = qc_now() - t0;
+		if (cpu_now() - c0 < best_cpu)
+			best_cpu = cpu_now() - c0;
 	}
+	*cpu_rate = 2.0 * (double)M * (double)N * (double)K / best_cpu;
 	qk_free(kc, a);
 	qk_free(kc, b);
 	qk_free(kc, c);
@@ -153,17 +166,19 @@ int main(int argc, char **argv)
 		self[k] = 0;
 		char *slash = strrchr(self, '/');
 		*slash = 0;
-		snprintf(bin, sizeof bin, "%s/../bin", self);
+		if (snprintf(bin, sizeof bin, "%s/../bin", self) >= (int)sizeof bin)
+			die("path too long");
 		bindir = bin;
 	}
 	char qsynth[PATH_MAX], qcalib[PATH_MAX], qgptq[PATH_MAX], model[PATH_MAX], calib[PATH_MAX],
 	    out[PATH_MAX], sl[32], sn[32], ss[32], sj[32];
-	snprintf(qsynth, sizeof qsynth, "%s/qsynth", bindir);
-	snprintf(qcalib, sizeof qcalib, "%s/qcalib", bindir);
-	snprintf(qgptq, sizeof qgptq, "%s/qgptq", bindir);
-	snprintf(model, sizeof model, "%s/model", dir);
-	snprintf(calib, sizeof calib, "%s/calib.st", dir);
-	snprintf(out, sizeof out, "%s/out", dir);
+	if (snprintf(qsynth, sizeof qsynth, "%s/qsynth", bindir) >= (int)sizeof qsynth ||
+	    snprintf(qcalib, sizeof qcalib, "%s/qcalib", bindir) >= (int)sizeof qcalib ||
+	    snprintf(qgptq, sizeof qgptq, "%s/qgptq", bindir) >= (int)sizeof qgptq ||
+	    snprintf(model, sizeof model, "%s/model", dir) >= (int)sizeof model ||
+	    snprintf(calib, sizeof calib, "%s/calib.st", dir) >= (int)sizeof calib ||
+	    snprintf(out, sizeof out, "%s/out", dir) >= (int)sizeof out)
+		die("path too long");
 	snprintf(sl, sizeof sl, "%d", layers);
 	snprintf(sn, sizeof sn, "%lld", (long long)nseq);
 	snprintf(ss, sizeof ss, "%lld", (long long)seq);
@@ -187,7 +202,8 @@ int main(int argc, char **argv)
 		printf("qcalib: %.1f s\n", run(a, NULL));
 	}
 	char cpath[PATH_MAX];
-	snprintf(cpath, sizeof cpath, "%s/config.json", model);
+	if (snprintf(cpath, sizeof cpath, "%s/config.json", model) >= (int)sizeof cpath)
+		die("path too long");
 	FILE *f = fopen(cpath, "rb");
 	if (!f)
 		die("cannot read the model's config.json");
@@ -208,7 +224,8 @@ int main(int argc, char **argv)
 		die("kernel context");
 	double la0[3], la1[3];
 	loadavg(la0);
-	double rate = sgemm_rate(kc, 2048, (int64_t)im, (int64_t)h);
+	double cpu_rate, cpu_rate2;
+	double rate = sgemm_rate(kc, 2048, (int64_t)im, (int64_t)h, &cpu_rate);
 
 	/* the runs: qgptq as a user runs it, the output removed after each */
 	double best = 1e30, maxrss = 0, user = 0, sys = 0;
@@ -232,10 +249,12 @@ int main(int argc, char **argv)
 		char *rm2[] = { "/bin/rm", "-rf", out, NULL };
 		run(rm2, NULL);
 	}
-	double rate2 = sgemm_rate(kc, 2048, (int64_t)im, (int64_t)h);
+	double rate2 = sgemm_rate(kc, 2048, (int64_t)im, (int64_t)h, &cpu_rate2);
 	loadavg(la1);
 	if (rate2 > rate)
 		rate = rate2;
+	if (cpu_rate2 > cpu_rate)
+		cpu_rate = cpu_rate2;
 
 	/* the FLOP floor of the quantized layers (bench_gptq's, per layer): each
 	 * Linear's forward once and attention, the Hessians, the Cholesky
@@ -262,6 +281,13 @@ int main(int argc, char **argv)
 	printf("qgptq / floor:           %.2f x; %.2f x counting the walker's second gate/up; "
 	       "%.2f x counting that and the error products\n", best / (f_core / rate),
 	       best / ((f_core + f_again) / rate), best / ((f_core + f_again + f_err) / rate));
+	/* the same in CPU seconds of every thread against sgemm's flops per CPU
+	 * second, which other processes sharing the cores change least */
+	double cpu = user + sys;
+	printf("qgptq CPU / floor CPU:   %.2f x; %.2f x; %.2f x (the same three, user + system "
+	       "seconds against sgemm's %.1f GFLOP per CPU second)\n", cpu / (f_core / cpu_rate),
+	       cpu / ((f_core + f_again) / cpu_rate), cpu / ((f_core + f_again + f_err) / cpu_rate),
+	       cpu_rate / 1e9);
 	printf("load before %.2f %.2f %.2f, after %.2f %.2f %.2f\n", la0[0], la0[1], la0[2], la1[0],
 	       la1[1], la1[2]);
 	if (!keep) {
