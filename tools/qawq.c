@@ -50,9 +50,10 @@ static void help(void)
 	"                      dtype (the input of another quantizer)\n"
 	"  --pow2 on|off       round the scales to powers of two, which makes the\n"
 	"                      rescaling exact in BF16 (default: on with --scales-only)\n"
-	"  --loss-tokens N|all tokens of whole sequences the search's loss and the\n"
-	"                      reported errors are measured on (default 2048)\n"
-	"  --clip-tokens N     tokens the clipping search samples (default 512)\n");
+	"  --loss-tokens N|all tokens of whole sequences the search's loss is measured\n"
+	"                      on (default 2048)\n"
+	"  --clip-tokens N     tokens the clipping search samples, and the reported\n"
+	"                      errors are measured on (default 512)\n");
 	tool_qopts_help(1);
 	printf("\n"
 	"Exit status: 0 success, 2 usage or input error (including NaN or Inf weights,\n"

@@ -68,13 +68,14 @@ static qgrid grid_of(const qk_awqspec *q)
 	return g;
 }
 
-/* Round half to even for any finite x: values beyond 2^22 are clamped
- * first (they are integers already, and every caller clamps the result to
- * a code range far inside), then the 1.5 * 2^23 trick rounds exactly under
- * the default rounding mode, as rintf and torch.round do. */
+/* Round half to even: the 1.5 * 2^23 trick, exact under the default
+ * rounding mode for |x| < 2^22, as rintf and torch.round round. Beyond
+ * that the result keeps x's sign and a magnitude above 2^21, and every
+ * caller clamps it to a code range of at most 256 values, so the clamped
+ * result is still rintf's. (No clamp here: a select before the add keeps
+ * GCC from vectorizing the loops under -ftrapping-math.) */
 static inline float rne(float x)
 {
-	x = x < -4194304.0f ? -4194304.0f : x > 4194304.0f ? 4194304.0f : x;
 	return (x + 12582912.0f) - 12582912.0f;
 }
 
@@ -119,12 +120,15 @@ static void group_quant(const qgrid *g, const float *v, int64_t n, float s, floa
 		t = t < lo ? lo : t > hi ? hi : t;
 		deq[j] = (t - z) * s;
 	}
-	if (codes)
+	if (codes) {
+		float off = g->off;
+#pragma omp simd
 		for (int64_t j = 0; j < n; j++) {
 			float t = rne(v[j] / s) + z;
 			t = t < lo ? lo : t > hi ? hi : t;
-			codes[j] = (int8_t)(t - g->off);
+			codes[j] = (int8_t)(int32_t)(t - off);
 		}
+	}
 }
 
 /* v[j] = w[j] * s[j] (or w[j]) */

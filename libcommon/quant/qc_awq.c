@@ -166,7 +166,7 @@ static void *xmalloc(size_t bytes)
  * the block and its product with the sample stay within BLOCK_FLOATS */
 static int64_t block_rows(const qc_awq *A, int64_t rows, int64_t cols)
 {
-	int64_t w = cols > A->N ? cols : A->N;
+	int64_t n = A->N > A->Nc ? A->N : A->Nc, w = cols > n ? cols : n;
 	int64_t rb = BLOCK_FLOATS / (w > 0 ? w : 1);
 	if (rb < 16)
 		rb = 16;
@@ -505,32 +505,34 @@ static int fold(qc_awq *A, int p, qc_layer *lw)
 /* ------------------------------------------------------------ errors and codes */
 
 /* Before any smoothing: ||W||^2, ||X W^T||^2 and plain rounding's
- * ||X (W - RTN(W))^T||^2 on the loss sample of the Linear's point. */
+ * ||X (W - RTN(W))^T||^2 over X the strided sample of the Linear's point
+ * (the clip sample: every cstep-th token of the whole set). */
 static int lin_stats(qc_awq *A, int l, const qc_layer *lw)
 {
 	lin_st *L = &A->L[l];
-	const float *X = A->P[lin_point[l]].xs, *W = lw->w[l];
+	const float *X = A->P[lin_point[l]].xc, *W = lw->w[l];
 	int64_t out = lw->out[l], in = lw->in[l], rb = block_rows(A, out, in);
 	L->w2 = L->y2 = L->rtn_d2 = 0;
 	QC_TRY(qk_sumsq(A->kc, W, (size_t)(out * in), &L->w2));
 	QC_TRY(kgrow(A, &A->cb, &A->cb_n, (size_t)(rb * in)));
-	QC_TRY(kgrow(A, &A->yb, &A->yb_n, (size_t)(A->N * rb)));
+	QC_TRY(kgrow(A, &A->yb, &A->yb_n, (size_t)(A->Nc * rb)));
 	for (int64_t r0 = 0; r0 < out; r0 += rb) {
 		int64_t nb = out - r0 < rb ? out - r0 : rb;
 		const float *Wb = W + r0 * in;
-		QC_TRY(qk_gemm(A->kc, 0, 1, A->N, nb, in, 1.0f, X, in, Wb, in, 0.0f, A->yb, nb));
-		QC_TRY(qk_sumsq(A->kc, A->yb, (size_t)(A->N * nb), &L->y2));
+		QC_TRY(qk_gemm(A->kc, 0, 1, A->Nc, nb, in, 1.0f, X, in, Wb, in, 0.0f, A->yb, nb));
+		QC_TRY(qk_sumsq(A->kc, A->yb, (size_t)(A->Nc * nb), &L->y2));
 		QC_TRY(qk_awq_qdq(A->kc, &A->q, A->cb, Wb, nb, in, NULL, NULL, NULL, NULL, NULL));
 		QC_TRY(qk_sub(A->kc, A->cb, Wb, A->cb, (size_t)(nb * in)));
-		QC_TRY(qk_gemm(A->kc, 0, 1, A->N, nb, in, 1.0f, X, in, A->cb, in, 0.0f, A->yb, nb));
-		QC_TRY(qk_sumsq(A->kc, A->yb, (size_t)(A->N * nb), &L->rtn_d2));
+		QC_TRY(qk_gemm(A->kc, 0, 1, A->Nc, nb, in, 1.0f, X, in, A->cb, in, 0.0f, A->yb, nb));
+		QC_TRY(qk_sumsq(A->kc, A->yb, (size_t)(A->Nc * nb), &L->rtn_d2));
 	}
 	return 0;
 }
 
 /* Rows [r0, r0 + nb) of the error W - deq in the original coordinates
  * (columns divided by the column scales, rows multiplied by the row
- * scales), into A->db: its ||.||^2 into *dw2, ||X D^T||^2 into *d2. */
+ * scales), into A->db: its ||.||^2 into *dw2, ||X D^T||^2 into *d2 over
+ * the point's strided sample X (original coordinates, as observed). */
 static int block_errors(qc_awq *A, int l, const qc_layer *lw, int64_t r0, int64_t nb,
                         const float *deq, double *d2, double *dw2)
 {
@@ -542,9 +544,9 @@ static int block_errors(qc_awq *A, int l, const qc_layer *lw, int64_t r0, int64_
 	if (rs)
 		QC_TRY(qk_scale_rows(A->kc, A->db, nb, in, rs + r0, 0));
 	QC_TRY(qk_sumsq(A->kc, A->db, (size_t)(nb * in), dw2));
-	QC_TRY(qk_gemm(A->kc, 0, 1, A->N, nb, in, 1.0f, A->P[lin_point[l]].xs, in, A->db, in, 0.0f,
+	QC_TRY(qk_gemm(A->kc, 0, 1, A->Nc, nb, in, 1.0f, A->P[lin_point[l]].xc, in, A->db, in, 0.0f,
 	               A->yb, nb));
-	return qk_sumsq(A->kc, A->yb, (size_t)(A->N * nb), d2);
+	return qk_sumsq(A->kc, A->yb, (size_t)(A->Nc * nb), d2);
 }
 
 static json_t *clip_stats(const int32_t *shrink, int64_t n)
@@ -574,7 +576,7 @@ static int lin_report(qc_awq *A, int layer, int l, const qc_layer *lw, double d2
 	json_t *x = json_pack("{s:s, s:b, s:b, s:o, s:o, s:I}", "method",
 	                      A->o.then_gptq ? "awq+gptq" : "awq", "duo_scaling", A->duo, "pow2",
 	                      A->pow2, "smooth", sm, "clip", clip ? clip : json_null(), "err_tokens",
-	                      (json_int_t)A->N);
+	                      (json_int_t)A->Nc);
 	if (!x)
 		return qc_seterr(QC_ENOMEM, "out of memory");
 	int np = l == QC_LIN_V ? QC_WALK_O : l == QC_LIN_UP ? QC_WALK_DOWN : -1;
@@ -633,7 +635,7 @@ static int finalize_rtn(qc_awq *A, int layer, int l, qc_layer *lw)
 	if (rc == 0)
 		rc = kgrow(A, &A->db, &A->db_n, (size_t)(rb * in));
 	if (rc == 0)
-		rc = kgrow(A, &A->yb, &A->yb_n, (size_t)(A->N * rb));
+		rc = kgrow(A, &A->yb, &A->yb_n, (size_t)(A->Nc * rb));
 	double d2 = 0, dw2 = 0;
 	for (int64_t r0 = 0; rc == 0 && r0 < out; r0 += rb) {
 		int64_t nb = out - r0 < rb ? out - r0 : rb;
@@ -700,7 +702,7 @@ static int finalize_gptq(qc_awq *A, int layer, const int *lin, int n, float *H, 
 		if (rc == 0)
 			rc = kgrow(A, &A->db, &A->db_n, (size_t)(rb * in));
 		if (rc == 0)
-			rc = kgrow(A, &A->yb, &A->yb_n, (size_t)(A->N * rb));
+			rc = kgrow(A, &A->yb, &A->yb_n, (size_t)(A->Nc * rb));
 		for (int64_t r0 = 0; rc == 0 && r0 < out; r0 += rb) {
 			int64_t nb = out - r0 < rb ? out - r0 : rb;
 			rc = qk_dequant(A->kc, A->cb, codes + r0 * in, QC_DT_I8, nb, in,

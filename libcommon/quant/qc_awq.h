@@ -81,8 +81,11 @@
  * Report (qc_report.h): one line per quantized Linear, with qgptq's keys:
  *   err_out  = ||X (W - Q)^T||^2 / ||X W^T||^2 and err_rtn the same for the
  *              authors' quantizer on the original, unsmoothed, unclipped W,
- *              both in the original coordinates (Q unscaled) over the loss
- *              sample X (err_tokens rows), err_w = ||W - Q||^2 / ||W||^2
+ *              both in the original coordinates (Q unscaled), X every
+ *              (T / clip_tokens)-th calibration token at the Linear's input
+ *              (err_tokens rows: the clip sample, spread over the whole
+ *              set; three GEMMs per Linear over it instead of the loss
+ *              sample's 2048 rows), err_w = ||W - Q||^2 / ||W||^2
  *   method   "awq" or "awq+gptq"; duo_scaling, pow2
  *   smooth   the point whose balanced Linear it is: {prev, balance, ratio,
  *            loss_r0 (the loss at r = 0), loss (at the chosen r), loss_rtn

@@ -179,6 +179,12 @@ static void test_qdq(void **state)
 	float W[R * C], s[C], clip[R * 7], out[R * C], ref[R * C];
 	fill(W, R * C, 1, 1.0);
 	W[5] = 40; /* an outlier */
+	/* constant rows: a range below the 1e-5 floor, values / scale beyond 2^22 */
+	for (int j = 0; j < C; j++) {
+		W[3 * C + j] = 100;
+		W[4 * C + j] = -3e4f;
+		W[6 * C + j] = 0;
+	}
 	for (int j = 0; j < C; j++)
 		s[j] = 0.25f + (float)(j % 13) / 5;
 	for (int bits = 4; bits <= 8; bits += 4)
@@ -576,24 +582,25 @@ static void search(const rmodel *M, rlayer *R, int p, const float *X, int64_t n,
 	free(sr);
 }
 
-/* ||X W^T||^2, ||W||^2 and plain rounding's error of Linear l, before smoothing */
+/* ||X W^T||^2, ||W||^2 and plain rounding's error of Linear l, before
+ * smoothing, X the strided (clip) sample of its point */
 static void stats(const rmodel *M, rlayer *R, int l)
 {
 	int64_t out = R->out[l], in = R->in[l];
-	const float *X = R->xs[lin_point_[l]];
+	const float *X = R->xc[lin_point_[l]];
 	float *q = malloc((size_t)(out * in) * sizeof *q), *d = malloc((size_t)(out * in) * 4);
-	float *y = malloc((size_t)(M->N * out) * sizeof *y);
+	float *y = malloc((size_t)(M->Nc * out) * sizeof *y);
 	rq_matrix(&M->q, R->w[l], out, in, NULL, NULL, q, NULL, NULL, NULL);
 	R->w2[l] = R->y2[l] = R->rtn_d2[l] = 0;
 	for (int64_t i = 0; i < out * in; i++) {
 		R->w2[l] += (double)R->w[l][i] * R->w[l][i];
 		d[i] = R->w[l][i] - q[i];
 	}
-	matmul(X, M->N, in, R->w[l], out, y);
-	for (int64_t i = 0; i < M->N * out; i++)
+	matmul(X, M->Nc, in, R->w[l], out, y);
+	for (int64_t i = 0; i < M->Nc * out; i++)
 		R->y2[l] += (double)y[i] * y[i];
-	matmul(X, M->N, in, d, out, y);
-	for (int64_t i = 0; i < M->N * out; i++)
+	matmul(X, M->Nc, in, d, out, y);
+	for (int64_t i = 0; i < M->Nc * out; i++)
 		R->rtn_d2[l] += (double)y[i] * y[i];
 	free(q);
 	free(d);
@@ -616,7 +623,7 @@ static void finalize(const rmodel *M, rlayer *R, int l)
 		free(xc);
 	}
 	float *q = malloc((size_t)(out * in) * sizeof *q), *d = malloc((size_t)(out * in) * 4);
-	float *y = malloc((size_t)(M->N * out) * sizeof *y);
+	float *y = malloc((size_t)(M->Nc * out) * sizeof *y);
 	rq_matrix(&M->q, R->w[l], out, in, NULL, clip, q, NULL, NULL, NULL);
 	double dw2 = 0, d2 = 0;
 	for (int64_t r = 0; r < out; r++)
@@ -629,8 +636,8 @@ static void finalize(const rmodel *M, rlayer *R, int l)
 			d[r * in + j] = (float)e;
 			dw2 += e * e;
 		}
-	matmul(R->xs[p], M->N, in, d, out, y);
-	for (int64_t i = 0; i < M->N * out; i++)
+	matmul(R->xc[p], M->Nc, in, d, out, y);
+	for (int64_t i = 0; i < M->Nc * out; i++)
 		d2 += (double)y[i] * y[i];
 	R->err_out[l] = d2 / R->y2[l];
 	R->err_rtn[l] = R->rtn_d2[l] / R->y2[l];
