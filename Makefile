@@ -16,6 +16,8 @@
 #
 #   make check-cuda-emu   the CUDA backend's logic against the CPU on an emulator of
 #                     CUDA (no GPU, no nvcc needed; part of check; doc/cuda.md)
+#   make check-cuda-emu-tools   qgptq, qfp8, qsmooth, qverify with --device cuda on the
+#                     emulator against --device cpu (about a minute)
 #   make cuda-check   on a machine with a GPU: build and run every CUDA test (scripts/cuda-check.sh)
 #   make cuda-bench   on a machine with a GPU: the benchmarks, with ratios (scripts/cuda-bench.sh)
 
@@ -87,7 +89,7 @@ BENCHES   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 DEPS_OK   := $(BUILD)/.deps-ok
 
 .PHONY: all check check-headers check-layers check-lint check-unit check-cli demo deps bench check-docs install clean
-.PHONY: check-cuda-emu cuda-tests cuda-check cuda-bench
+.PHONY: check-cuda-emu check-cuda-emu-tools cuda-tests cuda-check cuda-bench
 all: $(TOOLS)
 
 # ---- dependencies: installed by the project itself (scripts/deps.sh) ----
@@ -230,6 +232,17 @@ $(EMU_DIR)/test_cuda: $(BUILD)/tests/cuda/test_cuda.o $(EMU_DIR)/qk_dispatch.o $
 
 check-cuda-emu: $(EMU_DIR)/test_cuda
 	@sh tests/cuda/emu/run.sh $(EMU_DIR)
+
+# the tools with --device cuda on the emulator against --device cpu
+EMU_TOOLS := qsynth qcalib qgptq qfp8 qsmooth qverify
+
+$(EMU_DIR)/bin/%: $(BUILD)/tools/%.o $(TOOL_UOBJ) $(EMU_DIR)/qk_dispatch.o $(EMU_OBJ) \
+                  $(EMU_DIR)/cuda_emu.o $(EMU_DIR)/libcpu.a
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(EMU_LIBS)
+
+check-cuda-emu-tools: $(EMU_TOOLS:%=$(EMU_DIR)/bin/%)
+	@sh tests/cuda/emu/tools.sh $(EMU_DIR)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 .SECONDARY:

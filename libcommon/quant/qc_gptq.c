@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "qc_err.h"
 #include "qc_log.h"
@@ -245,10 +246,20 @@ static int prepare_hessian(qc_gptq *g, float *H, int64_t n, const char *name, do
 
 // ---------------------------------------------------------------- run
 
+/* CPU seconds of the process so far, every thread */
+static double cpu_now(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec * 1e-6;
+}
+
 int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_part *parts,
                 int nparts, qc_gptq_info *info)
 {
-	double t0 = qc_now();
+	double t0 = qc_now(), c0 = cpu_now();
 	qc_gptq_info dummy;
 	if (!info)
 		info = &dummy;
@@ -322,8 +333,9 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 		for (int64_t i = 0; i < n; i++)
 			g->perm[i] = i;
 	}
-	double t1 = qc_now();
+	double t1 = qc_now(), c1 = cpu_now();
 	info->t_factor = t1 - t0;
+	info->c_factor = c1 - c0;
 
 	/* parameters fixed up front: per part for tensor, per row otherwise */
 	if (a->strategy == QC_QS_TENSOR) {
@@ -338,13 +350,14 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 	} else {
 		QC_TRY(qk_gptq_params(g->kc, &q, g->rmats, nparts, n, colw));
 	}
-	double t2 = qc_now();
+	double t2 = qc_now(), c2 = cpu_now();
 
 	/* tr(W H W^T) and RTN's tr(D H D^T) through V */
 	if (H)
 		QC_TRY(qk_gptq_errors(g->kc, &q, g->rmats, nparts, n, H, g->perm, g->dead));
-	double t3 = qc_now();
+	double t3 = qc_now(), c3 = cpu_now();
 	info->t_errors = t3 - t2;
+	info->c_errors = c3 - c2;
 
 	if (o->method == QC_GPTQ_METHOD_RTN)
 		QC_TRY(qk_gptq_rtn(g->kc, &q, g->rmats, nparts, n));
@@ -352,7 +365,9 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 		QC_TRY(qk_gptq_sweep(g->kc, &q, g->mats, nparts, n, H, g->perm, g->dead, colw, o->block,
 		                     dynamic));
 	info->t_params = t2 - t1;
+	info->c_params = c2 - c1;
 	info->t_sweep = qc_now() - t3;
+	info->c_sweep = cpu_now() - c3;
 
 	/* per part: the row sums in row order */
 	double total = qc_now() - t0;

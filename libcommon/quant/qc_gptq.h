@@ -177,6 +177,9 @@ typedef struct qc_gptq_info {
 	double t_params;           /* seconds: parameters fixed up front (clipping search) */
 	double t_errors;           /* seconds: tr(W H W^T) and RTN's error */
 	double t_sweep;            /* seconds: the sweep (with dynamic groups' parameters), codes */
+	/* the same four in CPU seconds of the whole process (every thread):
+	 * what benchmarks compare when other processes share the cores */
+	double c_factor, c_params, c_errors, c_sweep;
 } qc_gptq_info;
 
 typedef struct qc_gptq qc_gptq;

@@ -99,6 +99,7 @@ typedef struct bench {
 	float *scales[QC_LIN_COUNT];
 	double t_hess, t_update, t_factor, t_params, t_errors, t_sweep;
 	double c_hess, c_update;      /* CPU seconds (every thread) of the same */
+	double c_factor, c_params, c_errors, c_sweep;
 	double ratio_sum, flops_sweep, flops_err;
 	int n_ratio;
 	size_t codes_bytes;
@@ -192,6 +193,10 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	B->t_params += info.t_params;
 	B->t_errors += info.t_errors;
 	B->t_sweep += info.t_sweep;
+	B->c_factor += info.c_factor;
+	B->c_params += info.c_params;
+	B->c_errors += info.c_errors;
+	B->c_sweep += info.c_sweep;
 	for (int k = 0; k < count; k++) {
 		B->ratio_sum += parts[k].err_out / parts[k].err_rtn;
 		B->n_ratio++;
@@ -410,9 +415,16 @@ int main(int argc, char **argv)
 	       t_layer / ((f_core + f_again) / rate), t_layer / ((f_all + f_again) / rate));
 	/* the same in CPU seconds (every thread), against sgemm's flops per CPU
 	 * second: what another process's share of the cores changes least */
-	printf("\nCPU seconds: forward %.1f, Hessian %.1f, solver %.1f, layer %.1f; sgemm %.1f GFLOP "
-	       "per CPU second\n", c_layer - B.c_hess - B.c_update, B.c_hess, B.c_update, c_layer,
-	       cpu_rate / 1e9);
+	printf("\nCPU seconds: forward %.1f, Hessian %.1f, solver %.1f (factorization %.1f, clip "
+	       "search %.1f, sweep %.1f, errors %.1f), layer %.1f; sgemm %.1f GFLOP per CPU second\n",
+	       c_layer - B.c_hess - B.c_update, B.c_hess, B.c_update, B.c_factor, B.c_params,
+	       B.c_sweep, B.c_errors, c_layer, cpu_rate / 1e9);
+	printf("CPU / floor CPU by phase: forward %.2f x (%.2f x of what the walker computes), "
+	       "Hessian %.2f x, factorization %.2f x, sweep %.2f x, errors %.2f x\n",
+	       (c_layer - B.c_hess - B.c_update) / (f_fwd / cpu_rate),
+	       (c_layer - B.c_hess - B.c_update) / ((f_fwd + f_again) / cpu_rate),
+	       B.c_hess / (f_hess / cpu_rate), B.c_factor / (f_fact / cpu_rate),
+	       B.c_sweep / (B.flops_sweep / cpu_rate), B.c_errors / (B.flops_err / cpu_rate));
 	printf("layer CPU / floor CPU:   %.2f x; %.2f x counting the walker's second gate/up; "
 	       "%.2f x counting both that and the error terms\n", c_layer / (f_core / cpu_rate),
 	       c_layer / ((f_core + f_again) / cpu_rate), c_layer / ((f_all + f_again) / cpu_rate));

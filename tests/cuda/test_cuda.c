@@ -12,7 +12,8 @@
  * line says otherwise):
  *   bit-exact (err counts differing elements): memory, dtype conversion,
  *     dequantization, BF16 store/load, FP8 and activation quantize-
- *     dequantize, sub, scaling, maxima, first non-finite index, the GPTQ
+ *     dequantize, sub, scaling, maxima, first non-finite index, the int8
+ *     image of rows, AWQ's column sums (in row order, as the CPU), the GPTQ
  *     Hessian's diagonal and permutation, min/max parameters, RTN codes
  *   1e-6: RMSNorm, RoPE, SwiGLU, log-softmax (FP32 math with the CPU's
  *     operations; cos/sin/exp of the GPU differ in the last bit at times)
@@ -753,6 +754,23 @@ static void t_reduce(void)
 		if (rcs("scale rows", "", rc_c, rc_g, 0))
 			cmp_f("scale rows", div ? "divide" : "multiply", &pa, (size_t)(rows * cols), 0);
 	}
+	/* SmoothQuant's int8 image of a weight's rows, scaled or not */
+	for (int sc = 0; sc < 2; sc++) {
+		rc_c = qk_q8_rows(cpu, pa.c, rows, cols, sc ? s : NULL);
+		rc_g = qk_q8_rows(gpu, pa.g, rows, cols, sc ? s : NULL);
+		if (rcs("int8 rows", "", rc_c, rc_g, 0))
+			cmp_f("int8 rows", sc ? "scaled columns" : "plain", &pa, (size_t)(rows * cols), 0);
+	}
+	/* AWQ's column sums, continuing from the caller's values */
+	double *sumc = malloc((size_t)cols * 8), *sumg = malloc((size_t)cols * 8);
+	for (int64_t j = 0; j < cols; j++)
+		sumc[j] = sumg[j] = 0.125 * (double)j;
+	rc_c = qk_col_abssum(cpu, pa.c, rows, cols, sumc);
+	rc_g = qk_col_abssum(gpu, pa.g, rows, cols, sumg);
+	if (rcs("column abs sum", "", rc_c, rc_g, 0))
+		exact("column abs sum", "row order, from the caller's sums", sumg, sumc, (size_t)cols, 8);
+	free(sumc);
+	free(sumg);
 	pfree(&pa);
 	free(a);
 	free(s);

@@ -163,12 +163,20 @@ const char *cudaGetErrorString(cudaError_t e)
 
 enum { RUN = 0, WAIT_BLOCK, WAIT_WARP, DONE };
 
-/* A fiber starts on its own stack through makecontext/swapcontext; after
- * that, switches are _setjmp/_longjmp, which (unlike swapcontext) make no
- * system call for the signal mask: the emulator switches at every barrier. */
+/* Switches between fibers are GCC's __builtin_setjmp/__builtin_longjmp
+ * (stack and frame pointers and the resume address: no signal mask, no
+ * unwinding), the cheapest switch there is without assembly; the
+ * emulator switches at every barrier of every thread. */
+typedef void *jbuf[5];
+
+static void __attribute__((noinline, noreturn)) jump_to(jbuf b)
+{
+	__builtin_longjmp(b, 1);
+}
+
 struct fiber {
 	ucontext_t uc;
-	jmp_buf jb;
+	jbuf jb;
 	int started;
 	char *stack;
 	int state;
@@ -180,8 +188,10 @@ struct fiber {
 #define STACK_BYTES (128 * 1024)
 
 static std::vector<fiber> fibers;
+#if !defined(__x86_64__)
 static ucontext_t sched_uc;
-static jmp_buf sched_jb;
+#endif
+static jbuf sched_jb;
 static fiber *cur;
 static const std::function<void()> *body;
 static std::vector<char> dyn_smem;
@@ -195,10 +205,10 @@ static std::vector<uint64_t> slots;
 void *emu_dyn_smem(void) { return dyn_smem.data(); }
 int emu_lane(void) { return cur->linear & 31; }
 
-static void yield_to_sched(void)
+static void __attribute__((noinline)) yield_to_sched(void)
 {
-	if (!_setjmp(cur->jb))
-		_longjmp(sched_jb, 1);
+	if (!__builtin_setjmp(cur->jb))
+		jump_to(sched_jb);
 }
 
 static void release_block_if_complete(void)
@@ -266,20 +276,33 @@ static void fiber_main(void)
 	wlive[w]--;
 	release_block_if_complete();
 	release_warp_if_complete(w);
-	_longjmp(sched_jb, 1);
+	jump_to(sched_jb);
 }
 
 /* Run fb until it reaches a barrier or ends (the loop variables of the
- * caller stay out of the frame that _setjmp saves). */
-static void resume(fiber &fb)
+ * caller stay out of the frame that _setjmp saves). A fiber starts on its
+ * own stack: on x86-64 by pointing the stack pointer there and calling
+ * fiber_main, which never returns (it leaves by _longjmp); elsewhere
+ * through makecontext, which costs two system calls. */
+static void __attribute__((noinline)) resume(fiber &fb)
 {
-	if (_setjmp(sched_jb))
+	if (__builtin_setjmp(sched_jb))
 		return; /* back from the fiber */
 	if (!fb.started) {
 		fb.started = 1;
+#if defined(__x86_64__)
+		char *top = (char *)(((uintptr_t)(fb.stack + STACK_BYTES)) & ~(uintptr_t)15);
+		__asm__ volatile("movq %0, %%rsp\n\t"
+		                 "callq *%1\n\t"
+		                 :
+		                 : "r"(top), "r"(fiber_main)
+		                 : "memory");
+		__builtin_unreachable();
+#else
 		swapcontext(&sched_uc, &fb.uc);
+#endif
 	} else {
-		_longjmp(fb.jb, 1);
+		jump_to(fb.jb);
 	}
 }
 
@@ -338,11 +361,13 @@ void emu_run(dim3 grid, dim3 block, size_t smem, std::function<void()> f)
 					fb.gen = 0;
 					fb.linear = (int)i;
 					fb.tid = dim3(i % block.x, (i / block.x) % block.y, i / (block.x * block.y));
+#if !defined(__x86_64__)
 					getcontext(&fb.uc);
 					fb.uc.uc_stack.ss_sp = fb.stack;
 					fb.uc.uc_stack.ss_size = STACK_BYTES;
 					fb.uc.uc_link = NULL;
 					makecontext(&fb.uc, fiber_main, 0);
+#endif
 				}
 				while (live > 0) {
 					int progress = 0;
