@@ -41,7 +41,9 @@ fetch)
 	du -sh "$dir" >&2
 	;;
 flags)
-	if have_system; then
+	# QK_CUDA_DEPS=carried: the carried packages even where the system has
+	# the libraries (to test this path)
+	if [ "${QK_CUDA_DEPS:-}" != carried ] && have_system; then
 		echo "DEPS=system"
 		exit 0
 	fi

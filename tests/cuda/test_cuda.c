@@ -755,11 +755,11 @@ static void t_reduce(void)
 			cmp_f("scale rows", div ? "divide" : "multiply", &pa, (size_t)(rows * cols), 0);
 	}
 	/* SmoothQuant's int8 image of a weight's rows, scaled or not */
-	for (int sc = 0; sc < 2; sc++) {
-		rc_c = qk_q8_rows(cpu, pa.c, rows, cols, sc ? s : NULL);
-		rc_g = qk_q8_rows(gpu, pa.g, rows, cols, sc ? s : NULL);
+	for (int scaled = 0; scaled < 2; scaled++) {
+		rc_c = qk_q8_rows(cpu, pa.c, rows, cols, scaled ? s : NULL);
+		rc_g = qk_q8_rows(gpu, pa.g, rows, cols, scaled ? s : NULL);
 		if (rcs("int8 rows", "", rc_c, rc_g, 0))
-			cmp_f("int8 rows", sc ? "scaled columns" : "plain", &pa, (size_t)(rows * cols), 0);
+			cmp_f("int8 rows", scaled ? "scaled columns" : "plain", &pa, (size_t)(rows * cols), 0);
 	}
 	/* AWQ's column sums, continuing from the caller's values */
 	double *sumc = malloc((size_t)cols * 8), *sumg = malloc((size_t)cols * 8);

@@ -63,7 +63,7 @@ none) bad "qgptq: no err_out in the reports" ;;
 	bad "qgptq: err_out differs by $worst (relative) between the devices" ;;
 esac
 # the function metrics of qverify's report
-metric() { tr ',{' '\n\n' <"$1" | sed -n "s/^ *\"$2\": *\\([-0-9.eE+]*\\).*/\\1/p" | head -1; }
+metric() { tr ',{' '\n\n' <"$1" | sed -n "s/^ *\"$2\": *\\([-0-9.eE+][-0-9.eE+]*\\).*/\\1/p" | head -1; }
 for k in ppl kl_mean; do
 	a=$(metric "$w/v-cpu.json" $k)
 	b=$(metric "$w/v-cuda.json" $k)
