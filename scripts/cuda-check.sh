@@ -34,9 +34,14 @@ NVCC=$(command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null) |
 	die "no nvcc on PATH or in /usr/local/cuda/bin"
 CUDA_HOME=${NVCC%/bin/nvcc}
 "$NVCC" --version | tail -1
-for f in include/cublas_v2.h include/cusolverDn.h lib64/libcublas.so lib64/libcusolver.so \
-         lib64/libcudart.so; do
+# headers and the static runtime to build; cuBLAS and cuSOLVER are opened
+# at run time from lib64 (the tools' run path)
+for f in include/cublas_v2.h include/cusolverDn.h lib64/libcudart_static.a; do
 	[ -e "$CUDA_HOME/$f" ] || die "the CUDA toolkit in $CUDA_HOME has no $f"
+done
+for l in libcublas libcublasLt libcusolver; do
+	ls "$CUDA_HOME"/lib64/$l.so* >/dev/null 2>&1 ||
+		say "warning: no $l.so in $CUDA_HOME/lib64: CUDA contexts will look for it elsewhere"
 done
 ARCH=
 if command -v nvidia-smi >/dev/null 2>&1; then

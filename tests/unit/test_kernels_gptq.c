@@ -301,7 +301,8 @@ static void test_permute_hdiag(void **state)
 // ---------------------------------------------------------------- group parameters
 
 /* Every term of the approximate error is within POW24_REL / 4 of pow(d,
- * 2.4) over the range it accepts (values outside it are flagged). */
+ * 2.4) over the range it accepts (values outside it are flagged), in the
+ * four-lane and the eight-lane (AVX2) versions. */
 static void test_pow24_bound(void **state)
 {
 	(void)state;
@@ -326,6 +327,40 @@ static void test_pow24_bound(void **state)
 	bad = 0;
 	err24(huge, 4, NULL, 1e30f, 0, -8, 7, INFINITY, &bad);
 	assert_int_equal(bad, 1);
+#if defined(__x86_64__)
+	/* the eight-lane version: the same bound, the same flags, the same sums
+	 * up to their order (so within 1e-12 of the four-lane one) */
+	if (__builtin_cpu_supports("avx2")) {
+		worst = 0;
+		for (int i = 0; i < 50000; i++) {
+			float x[8], w[8];
+			for (int k = 0; k < 8; k++) {
+				x[k] = (float)ldexp(1 + unif(), (int)(unif() * 80) - 40);
+				w[k] = (float)unif();
+			}
+			int b4 = 0, b8 = 0;
+			double ex = 0;
+			for (int k = 0; k < 8; k++)
+				ex += w[k] * pow((double)x[k], 2.4);
+			double a4 = err24(x, 8, w, 1e30f, 0, -8, 7, INFINITY, &b4);
+			double a8 = err24_avx2(x, 8, w, 1e30f, 0, -8, 7, INFINITY, &b8);
+			assert_int_equal(b4, 0);
+			assert_int_equal(b8, 0);
+			worst = fmax(worst, fabs(a8 - ex) / ex);
+			if (!(fabs(a8 - a4) <= 1e-12 * a4))
+				fail_msg("eight lanes %.17g, four lanes %.17g", a8, a4);
+		}
+		if (!(worst <= POW24_REL / 4))
+			fail_msg("an eight-lane sum is off by %g", worst);
+		float t8[8] = { 0, 0, 0, 0, 0, 0, 0, 1e-13f }, h8[8] = { 3e12f, 0, 0, 0, 0, 0, 0, 0 };
+		bad = 0;
+		err24_avx2(t8, 8, NULL, 1e30f, 0, -8, 7, INFINITY, &bad);
+		assert_int_equal(bad, 1);
+		bad = 0;
+		err24_avx2(h8, 8, NULL, 1e30f, 0, -8, 7, INFINITY, &bad);
+		assert_int_equal(bad, 1);
+	}
+#endif
 #else
 	skip();
 #endif
@@ -662,7 +697,9 @@ static void ref_sweep(const qc_qargs *a, const qc_clip_opts *c, const float *wr,
 static void test_sweep(void **state)
 {
 	(void)state;
-	const int64_t R = 19, n = 230;
+	/* 75 rows: on one thread two chunks of 32 rows, one of 8 and three
+	 * single rows (inblock's three paths); on two, shares of 37 and 38 */
+	const int64_t R = 75, n = 230;
 	rng = 11;
 	float *w0 = make_w(R, n);
 	double *U = calloc((size_t)(n * n), sizeof *U);
