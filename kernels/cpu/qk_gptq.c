@@ -559,7 +559,8 @@ static int make_rows(const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t 
 	if (!rows)
 		return qc_seterr(QC_ENOMEM, "out of memory");
 	const int64_t ng = (cols + q->group - 1) / q->group;
-	for (int k = 0, r = 0; k < nmat; k++)
+	int64_t r = 0;
+	for (int k = 0; k < nmat; k++)
 		for (int64_t lr = 0; lr < m[k].rows; lr++, r++) {
 			qrow *x = &rows[r];
 			int64_t off = q->tensor ? 0 : lr * ng;
@@ -610,7 +611,6 @@ typedef struct hjob {
 	int64_t n;
 	const int64_t *sigma;
 	float *tmp;          /* [parts, n] */
-	const float *diag;
 	float *dg;           /* [n] out */
 	int64_t *bad;        /* [parts] first non-finite index per part */
 } hjob;
