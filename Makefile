@@ -37,6 +37,11 @@ endif
 ifeq ($(CUDA),0)
 NVCC :=
 endif
+# evaluated once: the toolkit with a static runtime, or nothing (config.mk)
+CUDA_TOOLKIT := $(if $(NVCC),$(CUDA_HOME_FOUND))
+ifeq ($(CUDA_TOOLKIT),)
+NVCC :=
+endif
 
 # libcommon is in layers, one folder each (libcommon/README.md); headers are
 # included by name, so every layer's folder is on the include path
@@ -72,7 +77,7 @@ CPPFLAGS  += -DQC_HAVE_CUDA=1
 # the CUDA runtime is static and cuBLAS/cuSOLVER are opened at the first CUDA
 # context (kernels/cuda/qk_cuda.h): a tool loads none of them to run on the
 # CPU; the run path is where they are found. The CUDA objects are C++.
-LIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+LIBS      += -L$(CUDA_TOOLKIT)/lib64 -Wl,-rpath,$(CUDA_TOOLKIT)/lib64 -lcudart_static -ldl -lrt -lstdc++
 endif
 endif
 

@@ -5,7 +5,12 @@ MANPREFIX  = $(PREFIX)/share/man
 
 CC         = cc
 NVCC       = $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-CUDA_HOME  = $(patsubst %/bin/nvcc,%,$(NVCC))
+# The toolkit is the first of these that holds the static CUDA runtime: nvcc
+# may be a wrapper script outside it (/usr/local/bin/nvcc), so its folder
+# alone does not say where the libraries are. With none, the CUDA objects
+# are not built (the CPU build is complete without them).
+CUDA_HOME_CANDIDATES = $(CUDA_HOME) $(patsubst %/bin/nvcc,%,$(NVCC)) /usr/local/cuda /usr/lib/cuda
+CUDA_HOME_FOUND = $(firstword $(foreach d,$(CUDA_HOME_CANDIDATES),$(if $(wildcard $(d)/lib64/libcudart_static.a),$(d))))
 # sm_90: Hopper (H100/H200), the GPUs the toolkit is tuned for; sm_80 keeps A100 working.
 CUDA_ARCH  = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 

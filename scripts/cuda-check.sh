@@ -32,7 +32,13 @@ die() { say "$*" >&2; exit 2; }
 # ---- the toolkit and the GPU
 NVCC=$(command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null) ||
 	die "no nvcc on PATH or in /usr/local/cuda/bin"
-CUDA_HOME=${NVCC%/bin/nvcc}
+# nvcc may be a wrapper outside the toolkit (/usr/local/bin/nvcc): the
+# toolkit is the first candidate with the static runtime, as in config.mk
+for d in "${CUDA_HOME:-}" "${NVCC%/bin/nvcc}" /usr/local/cuda /usr/lib/cuda; do
+	[ -n "$d" ] && [ -e "$d/lib64/libcudart_static.a" ] && { CUDA_HOME=$d; break; }
+done
+[ -n "${CUDA_HOME:-}" ] && [ -e "$CUDA_HOME/lib64/libcudart_static.a" ] ||
+	die "no CUDA toolkit with lib64/libcudart_static.a (set CUDA_HOME)"
 "$NVCC" --version | tail -1
 # headers and the static runtime to build; cuBLAS and cuSOLVER are opened
 # at run time from lib64 (the tools' run path)

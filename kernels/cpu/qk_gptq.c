@@ -30,6 +30,11 @@
 #include "qc_num.h"
 #include "qc_pool.h"
 
+/* Set by the tests (which compile this file in): the sweep takes its plain
+ * paths only (rows in their original order, one row at a time), which the
+ * fast ones are compared with bit for bit. */
+static int plain_sweep;
+
 /* Four float lanes (GCC/Clang vector extension; SSE2 or NEON registers). */
 typedef float qv4 __attribute__((vector_size(16)));
 
@@ -1309,7 +1314,7 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 	const v8f vmin = V8_SET1(qmin), vmax = V8_SET1(qmax), magic = V8_SET1(12582912.0f),           \
 	          zero = V8_SET1(0.0f);                                                                \
 	const v8i sign = (v8i)V8_SET1(-0.0f);                                                          \
-	v8f T[SUB][NV];                                                                                \
+	v8f T[SUB][NV], Qt[SUB][NV], Et[SUB][NV], Rt[SUB][NV];                                         \
 	const qrow *x[NV * LANES];                                                                     \
 	float *w1[NV * LANES], *qb[NV * LANES], *eb[NV * LANES], *dqo[NV * LANES];                     \
 	for (int l = 0; l < NV * LANES; l++) {                                                         \
@@ -1336,7 +1341,7 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 		for (int l = 0; l < NV * LANES; l++)                                                       \
 			T[k - s0][l / LANES][l % LANES] = w1[l][k];                                            \
 	for (int64_t jj = s0; jj < s1; jj++) {                                                         \
-		int64_t c = j->perm[i1 + jj], gi = q->tensor ? 0 : c / gs, at = row_at(sh, i1 + jj);      \
+		int64_t c = j->perm[i1 + jj], gi = q->tensor ? 0 : c / gs;                                 \
 		const float *u = sh->ubb + jj * bw;                                                        \
 		const v8f ujj = V8_SET1(u[jj]);                                                            \
 		v8f err[NV], dq[NV], rq[NV];                                                               \
@@ -1357,19 +1362,28 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 			rq[g] = (v8f)(((v8i)((v + magic) - magic) & ~sign) | ((v8i)v & sign));                 \
 			dq[g] = (rq[g] - z) * s;                                                               \
 			err[g] = (w - dq[g]) / ujj;                                                            \
+			Rt[jj - s0][g] = rq[g];                                                                \
+			Qt[jj - s0][g] = dq[g];                                                                \
+			Et[jj - s0][g] = err[g];                                                               \
 		}                                                                                          \
 		for (int64_t k = jj + 1; k < s1; k++) {                                                    \
 			const v8f uk = V8_SET1(u[k]);                                                          \
 			for (int g = 0; g < NV; g++)                                                           \
 				T[k - s0][g] -= err[g] * uk;                                                       \
 		}                                                                                          \
-		for (int l = 0; l < NV * LANES; l++) {                                                     \
-			int g = l / LANES, i = l % LANES;                                                      \
-			((int8_t *)x[l]->code)[at] = (int8_t)rq[g][i];                                         \
+	}                                                                                              \
+	/* the outputs row by row (contiguous runs; many rows' scattered                              \
+	 * stores per column would keep the store queue full) */                                       \
+	for (int l = 0; l < NV * LANES; l++) {                                                         \
+		int g = l / LANES, i = l % LANES;                                                          \
+		int8_t *code = (int8_t *)x[l]->code;                                                       \
+		for (int64_t jj = s0; jj < s1; jj++) {                                                     \
+			int64_t at = row_at(sh, i1 + jj);                                                      \
+			code[at] = (int8_t)Rt[jj - s0][g][i];                                                  \
 			if (dqo[l])                                                                            \
-				dqo[l][at] = dq[g][i];                                                             \
-			qb[l][jj] = dq[g][i];                                                                  \
-			eb[l][jj] = err[g][i];                                                                 \
+				dqo[l][at] = Qt[jj - s0][g][i];                                                    \
+			qb[l][jj] = Qt[jj - s0][g][i];                                                         \
+			eb[l][jj] = Et[jj - s0][g][i];                                                         \
 		}                                                                                          \
 	}
 
@@ -1389,7 +1403,7 @@ static void inblock(sshare *sh, int64_t s0, int64_t s1)
 {
 	const qk_qspec *q = sh->j->q;
 	int64_t r = sh->rb;
-	if (!q->is_float && q->arith == QC_DT_F32) {
+	if (!q->is_float && q->arith == QC_DT_F32 && !plain_sweep) {
 		float qmin, qmax;
 		qrange(q, &qmin, &qmax);
 		for (; r + 4 * LANES <= sh->re; r += 4 * LANES)
@@ -1432,7 +1446,7 @@ static int sweep_part(void *arg, int part, int np)
 	sshare sh = { .j = j };
 	qc_pool_range(j->R, part, np, &sh.rb, &sh.re);
 	const int64_t b = sh.rb, rows = sh.re - sh.rb;
-	sh.sorted = !j->identity;
+	sh.sorted = !j->identity && !plain_sweep;
 	int need_scratch = 0;
 	for (int64_t r = b; r < sh.re && sh.sorted; r++)
 		need_scratch |= !j->rows[r].deq;

@@ -806,6 +806,71 @@ static void test_sweep(void **state)
 	free(w0);
 }
 
+/* The sweep's fast paths (rows laid out in sweep order for act-order,
+ * eight and 32 rows side by side in vector lanes) against its plain ones
+ * (rows in place, one at a time): the same bits, for every scheme, with
+ * and without act-order, dynamic groups, deq in place and none, 1 and 2
+ * threads, 75 rows (every path of inblock). */
+static void test_sweep_fast_is_plain(void **state)
+{
+	(void)state;
+	const int64_t R = 75, n = 200;
+	rng = 13;
+	float *w0 = make_w(R, n);
+	uint8_t dead[200] = { 0 };
+	dead[7] = 1;
+	for (size_t si = 0; si < NSCHEMES; si++)
+		for (int v = 0; v < 4; v++) {
+			qc_qargs a = schemes[si].a;
+			int dyn = (v & 1) && a.strategy == QC_QS_GROUP;
+			qc_clip_opts c;
+			qc_clip_opts_default(&c, schemes[si].mse ? QC_CLIP_MSE : QC_CLIP_MINMAX);
+			qk_qspec q = spec_of(&a, &c, n);
+			int64_t *perm = randperm(n);
+			for (int64_t i = 0; i < n && (dyn || v == 2); i++)
+				perm[i] = i;
+			float *V = make_v(n, perm, dead);
+			outs o[2];
+			float *w[2];
+			for (int k = 0; k < 2; k++) {
+				w[k] = malloc((size_t)(R * n) * sizeof(float));
+				memcpy(w[k], w0, (size_t)(R * n) * sizeof(float));
+				outs_init(&o[k], &a, w[k], R, n, 2);
+				if (a.strategy == QC_QS_TENSOR)
+					for (int m = 0; m < 2; m++) {
+						float mn, mx, z;
+						tu_assert_rc(qk_gptq_minmax(kc, o[k].m[m].W, (size_t)(o[k].m[m].rows * n), &mn, &mx), 0);
+						qc_qparams(&a, mn, mx, &o[k].m[m].scales[0], o[k].zps ? &o[k].m[m].zps[0] : &z);
+					}
+				else if (!dyn)
+					tu_assert_rc(qk_gptq_params(kc, &q, o[k].m, 2, n, NULL), 0);
+				for (int m = 0; m < 2; m++)
+					o[k].m[m].deq = v == 3 ? NULL : v == 1 ? (float *)o[k].m[m].W : o[k].m[m].deq;
+				plain_sweep = k;
+				tu_assert_rc(qk_gptq_sweep(v & 2 ? kc1 : kc, &q, o[k].m, 2, n, V, perm, dead, NULL,
+				                           64, dyn), 0);
+				plain_sweep = 0;
+			}
+			int64_t ns = a.strategy == QC_QS_TENSOR ? 2 : R * qc_qgroups(&a, n);
+			if (memcmp(o[0].codes, o[1].codes, (size_t)(R * n)) != 0 ||
+			    memcmp(o[0].scales, o[1].scales, (size_t)ns * sizeof(float)) != 0 ||
+			    (o[0].zps && memcmp(o[0].zps, o[1].zps, (size_t)ns * sizeof(float)) != 0) ||
+			    memcmp(o[0].sums, o[1].sums, (size_t)R * sizeof *o[0].sums) != 0)
+				fail_msg("%s v %d: the fast sweep differs from the plain one", schemes[si].name, v);
+			if (v != 3)
+				for (int m = 0; m < 2; m++)
+					assert_memory_equal(o[0].m[m].deq, o[1].m[m].deq,
+					                    (size_t)(o[0].m[m].rows * n) * sizeof(float));
+			for (int k = 0; k < 2; k++) {
+				outs_free(&o[k]);
+				free(w[k]);
+			}
+			free(perm);
+			free(V);
+		}
+	free(w0);
+}
+
 /* Bad arguments are refused with a message, before any work. */
 static void test_bad_args(void **state)
 {
@@ -846,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_params_rtn),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_sweep),
+		cmocka_unit_test(test_sweep_fast_is_plain),
 		cmocka_unit_test(test_bad_args),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
