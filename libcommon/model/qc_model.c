@@ -503,6 +503,14 @@ int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, i
 	return qk_linear(m->kc, x, in, lw->w[QC_LIN_O], lw->b[QC_LIN_O], T, m->qd, m->H, 1);
 }
 
+/* x[rows, H] += down(act), act [rows, I] the down_proj input, quantized in
+ * place first: it is not needed after */
+static int down_block(qc_model *m, const qc_layer *lw, float *act, float *x, int64_t rows)
+{
+	QC_TRY(qk_actq_apply(m->kc, act, rows, m->I, &lw->act[QC_LIN_DOWN]));
+	return qk_linear(m->kc, x, act, lw->w[QC_LIN_DOWN], lw->b[QC_LIN_DOWN], rows, m->I, m->H, 1);
+}
+
 int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int64_t T,
                  qc_mlp_observe observe, void *ctx)
 {
@@ -521,12 +529,17 @@ int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int6
 		QC_TRY(qk_swiglu(kc, m->m_g, m->m_g, m->m_u, (size_t)(rows * m->I)));
 		if (observe)
 			QC_TRY(observe(ctx, m->m_g, r0, rows, m->I));
-		if (x) {
-			/* the down_proj input is quantized in place: it is not needed after */
-			QC_TRY(qk_actq_apply(kc, m->m_g, rows, m->I, &lw->act[QC_LIN_DOWN]));
-			QC_TRY(qk_linear(kc, x + r0 * m->H, m->m_g, lw->w[QC_LIN_DOWN], lw->b[QC_LIN_DOWN],
-			                 rows, m->I, m->H, 1));
-		}
+		if (x)
+			QC_TRY(down_block(m, lw, m->m_g, x + r0 * m->H, rows));
+	}
+	return 0;
+}
+
+int qc_layer_down(qc_model *m, const qc_layer *lw, float *act, float *x, int64_t T)
+{
+	for (int64_t r0 = 0; r0 < T; r0 += m->o.mlp_rows) {
+		int64_t rows = T - r0 < m->o.mlp_rows ? T - r0 : m->o.mlp_rows;
+		QC_TRY(down_block(m, lw, act + r0 * m->I, x + r0 * m->H, rows));
 	}
 	return 0;
 }

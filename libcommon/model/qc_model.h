@@ -136,6 +136,11 @@ typedef int (*qc_mlp_observe)(void *ctx, const float *act, int64_t row0, int64_t
                               int64_t cols);
 int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int64_t T,
                  qc_mlp_observe observe, void *ctx);
+/* x[T, hidden] += down(act) for down_proj inputs act [T, intermediate] kept
+ * from qc_layer_mlp's observe calls, in the same blocks of mlp_rows rows,
+ * so x gets the same bits as qc_layer_mlp would give. act is quantized in
+ * place as the scheme says (it is not needed after). */
+int qc_layer_down(qc_model *m, const qc_layer *lw, float *act, float *x, int64_t T);
 
 /* ---------------------------------------------------------------- ends of the graph */
 

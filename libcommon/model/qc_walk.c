@@ -44,6 +44,10 @@ struct qc_walk {
 	store xs;                 /* [T, H] activations */
 	store as;                 /* [T, qd] attention outputs (only when O is updated) */
 	int have_as;
+	float **down;             /* [nchunks]: the chunk's DOWN inputs [rows, I] kept
+	                             between the passes at DOWN (FP32), or NULL */
+	int have_down;
+	int64_t I;
 	float *cx, *ch, *ca;      /* chunk scratch: x (BF16 or spilled storage), h [C, H], a [C, qd] */
 	float *cx2;               /* attention outputs read back from BF16 or spilled storage */
 	uint64_t budget, held;    /* bytes of chunks allowed and held in memory */
@@ -198,6 +202,10 @@ void qc_walk_free(qc_walk *w)
 		return;
 	store_free(w, &w->xs);
 	store_free(w, &w->as);
+	if (w->down)
+		for (int64_t k = 0; k < w->nchunks; k++)
+			qk_free(w->kc, w->down[k]);
+	free(w->down);
 	qk_free(w->kc, w->cx);
 	qk_free(w->kc, w->cx2);
 	qk_free(w->kc, w->ch);
@@ -309,6 +317,7 @@ int qc_walk_new(qc_walk **out, qc_model *m, const int32_t *ids, int64_t stride,
 	const qc_config *c = qc_model_config(m);
 	w->H = c->hidden_size;
 	w->qd = c->num_attention_heads * c->head_dim;
+	w->I = c->intermediate_size;
 	w->nseq = nseq;
 	w->lens = malloc(sizeof *w->lens * (size_t)(nseq ? nseq : 1));
 	w->off = malloc(sizeof *w->off * (size_t)(nseq + 1));
@@ -378,15 +387,44 @@ fail:
 
 /* ---------------------------------------------------------------- one layer */
 
+/* The chunks whose DOWN inputs fit in opts.keep_down, given memory once
+ * (at the first layer with an update at DOWN) and reused by every layer. */
+static int down_init(qc_walk *w)
+{
+	w->have_down = 1;
+	if (!w->o.keep_down)
+		return 0;
+	if (!(w->down = calloc((size_t)w->nchunks, sizeof *w->down)))
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	uint64_t held = 0;
+	for (int64_t k = 0; k < w->nchunks; k++) {
+		uint64_t bytes = (uint64_t)(chunk_rows(w, k) * w->I) * sizeof(float);
+		if (bytes == 0 || held + bytes > w->o.keep_down)
+			continue;
+		if (!(w->down[k] = qk_alloc(w->kc, bytes)))
+			return qc_seterr(QC_ENOMEM, "cannot allocate down_proj inputs for %lld tokens",
+			                 (long long)chunk_rows(w, k));
+		held += bytes;
+	}
+	return 0;
+}
+
 typedef struct {
+	qc_walk *w;
 	const qc_walk_hooks *h;
 	int layer;
 	int64_t r0;
+	int observe;              /* pass the inputs to h->on_input */
+	float *keep;              /* [rows, I] of the chunk to keep them in, or NULL */
 } down_obs;
 
 static int observe_down(void *ctx, const float *act, int64_t row0, int64_t rows, int64_t cols)
 {
 	down_obs *d = ctx;
+	if (d->keep)
+		QC_TRY(qk_copy(d->w->kc, d->keep + row0 * cols, act, (size_t)(rows * cols) * sizeof *act));
+	if (!d->observe)
+		return 0;
 	return d->h->on_input(d->h->ctx, d->layer, QC_WALK_DOWN, act, d->r0 + row0, rows, cols);
 }
 
@@ -429,16 +467,21 @@ static int run_chunk(qc_walk *w, const qc_layer *lw, const qc_walk_hooks *h, uns
 		QC_TRY(qc_layer_o_proj(m, lw, a, x, T));
 		xdirty = 1;
 	}
+	float *kept = w->down && (h->same_inputs & QC_WALK_BIT(QC_WALK_DOWN)) ? w->down[k] : NULL;
+	if (start == QC_WALK_DOWN && kept) {
+		/* after the update at DOWN: its inputs were kept by the last pass */
+		QC_TRY(qc_layer_down(m, lw, kept, x, T));
+		return store_chunk(w, &w->xs, k, x);
+	}
 	QC_TRY(qc_layer_mlp_norm(m, lw, x, w->ch, T));
 	if (OBS(QC_WALK_GATE_UP))
 		QC_TRY(h->on_input(h->ctx, layer, QC_WALK_GATE_UP, w->ch, r0, T, w->H));
 	if (end == QC_WALK_GATE_UP)
 		return xdirty ? store_chunk(w, &w->xs, k, x) : 0;
-	down_obs d = { h, layer, r0 };
-	int od = OBS(QC_WALK_DOWN);
+	down_obs d = { w, h, layer, r0, OBS(QC_WALK_DOWN), end == QC_WALK_DOWN ? kept : NULL };
 #undef OBS
 	QC_TRY(qc_layer_mlp(m, lw, w->ch, end == QC_WALK_DOWN ? NULL : x, T,
-	                    od ? observe_down : NULL, &d));
+	                    d.observe || d.keep ? observe_down : NULL, &d));
 	if (end == QC_WALK_DOWN)
 		return xdirty ? store_chunk(w, &w->xs, k, x) : 0;
 	return store_chunk(w, &w->xs, k, x);
@@ -459,6 +502,9 @@ int qc_walk_layer(qc_walk *w, const qc_walk_hooks *h)
 		QC_TRY(store_init(w, &w->as, "a", w->qd));
 		w->have_as = 1;
 	}
+	if (upd & QC_WALK_BIT(QC_WALK_DOWN) && h->same_inputs & QC_WALK_BIT(QC_WALK_DOWN) &&
+	    !w->have_down)
+		QC_TRY(down_init(w));
 	qc_layer lw;
 	QC_TRY(qc_model_load_layer(w->m, layer, &lw));
 	if (h->layer_begin && (rc = h->layer_begin(h->ctx, layer, &lw)))

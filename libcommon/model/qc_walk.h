@@ -31,9 +31,15 @@
  * a scratch directory, read and rewritten whole as the walk passes them
  * (one chunk in memory at a time); chunk scratch of about
  * opts.chunk_tokens tokens; the model's one layer. DOWN inputs are produced
- * and consumed in blocks of the model's mlp_rows rows: no [T, intermediate]
- * tensor is ever built. With BF16 storage every store rounds (also between
- * passes of one layer), exactly as a BF16 pipeline would.
+ * and consumed in blocks of the model's mlp_rows rows. When DOWN has an
+ * update, its inputs are needed twice (observed, then, after the update,
+ * multiplied by the new down_proj): when the hooks say the update changes
+ * down_proj only (hooks.same_inputs), up to opts.keep_down bytes of them
+ * are kept in FP32 between the two passes ([rows, intermediate] per chunk,
+ * whole chunks), so those chunks skip the second gate/up; the other chunks
+ * recompute gate/up from the stored residual stream. Either way the bits
+ * are the same. With BF16 storage every store of the stores above rounds (also
+ * between passes of one layer), exactly as a BF16 pipeline would.
  *
  * Sequences: the token set's rows, each with its valid length; rows are
  * packed without padding (T = sum of lengths) and chunks hold whole
@@ -88,6 +94,12 @@ typedef struct qc_walk_hooks {
 	                         update changed v_proj, so the attention outputs
 	                         held for O are stale); points observed before
 	                         are not observed again. Other bits are ignored. */
+	unsigned same_inputs; /* QC_WALK_BIT(QC_WALK_DOWN): the update at DOWN
+	                         changes down_proj only (not up_proj, as an up ->
+	                         down smoothing does), so the DOWN inputs kept
+	                         before it (opts.keep_down) are still right and
+	                         are used instead of a second gate/up. Without
+	                         it nothing kept is used. Other bits are ignored. */
 } qc_walk_hooks;
 
 typedef struct qc_walk_opts {
@@ -100,6 +112,8 @@ typedef struct qc_walk_opts {
 	                           beyond it spill to zstd files (0: no limit) */
 	const char *spill_dir;  /* where the scratch directory goes (NULL: $TMPDIR
 	                           or /tmp); removed by qc_walk_free */
+	uint64_t keep_down;     /* bytes of DOWN inputs kept between the passes
+	                           at DOWN (FP32, never spilled; 0: none) */
 } qc_walk_opts;
 
 typedef struct qc_walk qc_walk;

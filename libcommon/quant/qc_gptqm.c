@@ -258,6 +258,8 @@ int qc_gptqm_method(qc_gptqm **state, qc_qmethod *m, const qc_gptqm_opts *o)
 	*state = G;
 	*m = (qc_qmethod){
 		.tool = "qgptq", .ctx = G, .scheme = gm_scheme, .begin = gm_begin,
+		/* the update at DOWN replaces down_proj only */
+		.same_inputs = QC_WALK_BIT(QC_WALK_DOWN),
 		.memory = gm_memory, .observe = gm_observe, .update = gm_update, .end = gm_end,
 	};
 	return 0;

@@ -613,7 +613,17 @@ static int uncalibrated_layer(qc_qrun *r, int layer)
 typedef struct mem_plan {
 	qc_dtype act;               /* activation storage */
 	uint64_t act_budget;        /* bytes of them held; 0: all */
+	uint64_t keep_down;         /* bytes of DOWN inputs the walker may keep */
 } mem_plan;
+
+/* FP32 bytes of one decoder layer's Linear weights. */
+static double layer_fp32_bytes(const qc_config *c)
+{
+	int64_t h = c->hidden_size, in = c->intermediate_size;
+	int64_t qd = c->num_attention_heads * c->head_dim;
+	int64_t kvd = c->num_key_value_heads * c->head_dim;
+	return ((double)h * (qd + 2 * kvd) + (double)qd * h + 3.0 * h * in) * 4;
+}
 
 /* What the walker holds for T tokens stored es bytes each: the stores of
  * [T, hidden] and [T, q_dim], a chunk's FP32 scratch, the MLP's blocks. */
@@ -630,21 +640,25 @@ static double acts_bytes(const qc_config *c, int64_t T, int es, double *stores)
 
 static int plan_memory(qc_qrun *r, mem_plan *mp)
 {
+	const qc_config *c = &r->cfg;
 	mp->act = QC_DT_F32;
 	mp->act_budget = 0;
+	/* the DOWN inputs kept between the passes at DOWN spare a second
+	 * gate/up (qc_walk.h): at most as many bytes as the layer's FP32
+	 * weights, so that they never dominate the run's memory, and only what
+	 * --mem leaves after the rest */
+	double want_down = (double)r->T * (double)c->intermediate_size * 4;
+	if (want_down > layer_fp32_bytes(c))
+		want_down = layer_fp32_bytes(c);
+	mp->keep_down = (uint64_t)want_down;
 	uint64_t budget = r->o->mem;
 	if (!budget)
 		return 0;
-	const qc_config *c = &r->cfg;
 	qc_qmem need = { 0 };
-	if (r->m->memory) {
+	if (r->m->memory)
 		r->m->memory(r->m->ctx, c, r->T > 0, &need);
-	} else {
-		int64_t h = c->hidden_size, in = c->intermediate_size;
-		int64_t qd = c->num_attention_heads * c->head_dim;
-		int64_t kvd = c->num_key_value_heads * c->head_dim;
-		need.weights = ((double)h * (qd + 2 * kvd) + (double)qd * h + 3.0 * h * in) * 4;
-	}
+	else
+		need.weights = layer_fp32_bytes(c);
 	int64_t T = r->T ? r->T : 1;
 	double stores_f, stores_b;
 	double acts_f = acts_bytes(c, T, 4, &stores_f), acts_b = acts_bytes(c, T, 2, &stores_b);
@@ -654,8 +668,12 @@ static int plan_memory(qc_qrun *r, mem_plan *mp)
 	       "(FP32; %.4g MB in BF16), Hessian %.4g MB, solver %.4g MB; budget %.4g MB",
 	       need.weights / 1e6, acts_f / 1e6, acts_b / 1e6, need.hessian / 1e6, need.solver / 1e6,
 	       budget / 1e6);
-	if (total_f <= (double)budget)
+	if (total_f <= (double)budget) {
+		if (total_f + want_down > (double)budget)
+			mp->keep_down = (uint64_t)((double)budget - total_f);
 		return 0;
+	}
+	mp->keep_down = 0;
 	mp->act = QC_DT_BF16;
 	/* the chunk scratch inside the activations stays whatever is spilled */
 	double fixed = total_b - stores_b;
@@ -786,7 +804,7 @@ static int run_layer(qc_qrun *r, int layer)
 		layer_points(r, layer, &observe, &update);
 		qc_walk_hooks hk = {
 			.ctx = r, .observe = r->old_shard ? 0 : observe, .update = update,
-			.restart = r->restart,
+			.restart = r->restart, .same_inputs = r->m->same_inputs,
 			.layer_begin = hk_layer_begin, .on_input = hk_observe, .on_update = hk_update,
 			.layer_end = hk_layer_end,
 		};
@@ -835,7 +853,8 @@ static int run(qc_qrun *r)
 	r->quant = 0;
 	QC_TRY(copy_group(r, QC_GROUP_PRE));
 	if (r->ts) {
-		qc_walk_opts wo = { .act_dtype = mp.act, .mem_budget = mp.act_budget };
+		qc_walk_opts wo = { .act_dtype = mp.act, .mem_budget = mp.act_budget,
+		                    .keep_down = mp.keep_down };
 		QC_TRY(qc_walk_new(&r->walk, r->model, qc_tokset_ids(r->ts), qc_tokset_len(r->ts),
 		                   qc_tokset_lengths(r->ts), qc_tokset_rows(r->ts), &wo));
 	}

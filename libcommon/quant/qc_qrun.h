@@ -81,6 +81,11 @@ typedef struct qc_qmethod {
 	 * begin hook may change it for the run (qc_qrun_set_restart), once it
 	 * knows the model. */
 	unsigned restart;
+	/* QC_WALK_BIT(QC_WALK_DOWN) when the update at DOWN changes down_proj
+	 * only: the walker may then keep DOWN inputs instead of computing
+	 * gate/up twice (qc_walk.h, hooks.same_inputs). A method whose update
+	 * at DOWN changes up_proj must leave it 0. */
+	unsigned same_inputs;
 	/* Fill the scheme for the model (a preset, the scale dtype from
 	 * cfg->torch_dtype, ...) and its name for report lines ("w4a16"). The
 	 * driver adds the --ignore patterns afterwards. Required unless dense. */

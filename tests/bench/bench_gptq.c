@@ -7,7 +7,11 @@
  * over 8192 calibration tokens (4 sequences of 2048).
  *
  *   bench_gptq [-p preset] [-n sequences] [-s seq_len] [-j threads] [-c mse|minmax]
- *              [-a static|none] [-g group]
+ *              [-a static|none] [-g group] [-K]
+ *
+ * -K: the walker keeps no down_proj inputs between the passes at DOWN (it
+ * recomputes gate/up instead); by default it keeps as many as qgptq does
+ * (at most the layer's FP32 weights in bytes).
  *
  * Prints the seconds of each phase (forward, Hessian accumulation,
  * factorization, errors of W and RTN, parameters and sweep), the layer's
@@ -262,8 +266,8 @@ int main(int argc, char **argv)
 {
 	const char *preset = "llama-3.1-8b", *clip = "mse", *actorder = "static";
 	int64_t nseq = 4, seq = 2048, group = 128;
-	int threads = 0, c;
-	while ((c = getopt(argc, argv, "p:n:s:j:c:a:g:")) != -1) {
+	int threads = 0, c, no_keep = 0;
+	while ((c = getopt(argc, argv, "p:n:s:j:c:a:g:K")) != -1) {
 		switch (c) {
 		case 'p': preset = optarg; break;
 		case 'n': nseq = atoll(optarg); break;
@@ -272,9 +276,10 @@ int main(int argc, char **argv)
 		case 'c': clip = optarg; break;
 		case 'a': actorder = optarg; break;
 		case 'g': group = atoll(optarg); break;
+		case 'K': no_keep = 1; break;
 		default:
 			fprintf(stderr, "usage: bench_gptq [-p preset] [-n sequences] [-s seq_len] "
-			                "[-j threads] [-c mse|minmax] [-a static|none] [-g group]\n");
+			                "[-j threads] [-c mse|minmax] [-a static|none] [-g group] [-K]\n");
 			return 2;
 		}
 	}
@@ -362,14 +367,25 @@ int main(int argc, char **argv)
 	double rate = sgemm_rate(kc, 2048, im, h, &cpu_rate);
 	double rss0 = peak_rss();
 
+	/* the DOWN inputs kept as qgptq keeps them (qc_qrun's memory plan): at
+	 * most the layer's FP32 weights in bytes, whole chunks of 2048 tokens */
+	double params = (double)h * (qd + 2 * kvd) + (double)qd * h + 3.0 * h * im;
+	double keep = no_keep ? 0 : (double)T * im * 4 < params * 4 ? (double)T * im * 4 : params * 4;
+	int64_t kept_tokens = 0;
+	for (int64_t r = 0; r < T; r += 2048) {
+		int64_t n = T - r < 2048 ? T - r : 2048;
+		if ((double)(kept_tokens + n) * im * 4 > keep)
+			break;
+		kept_tokens += n;
+	}
 	qc_walk *w;
-	qc_walk_opts wo = { .act_dtype = QC_DT_F32 };
+	qc_walk_opts wo = { .act_dtype = QC_DT_F32, .keep_down = (uint64_t)keep };
 	if ((rc = qc_walk_new(&w, m, ids, seq, lens, nseq, &wo)))
 		die(rc);
 	unsigned all = QC_WALK_BIT(QC_WALK_QKV) | QC_WALK_BIT(QC_WALK_O) |
 	               QC_WALK_BIT(QC_WALK_GATE_UP) | QC_WALK_BIT(QC_WALK_DOWN);
 	qc_walk_hooks hk = { .ctx = &B, .observe = all, .update = all, .on_input = on_input,
-	                     .on_update = on_update };
+	                     .on_update = on_update, .same_inputs = QC_WALK_BIT(QC_WALK_DOWN) };
 	t0 = qc_now();
 	double c0 = cpu_now();
 	if ((rc = qc_walk_layer(w, &hk)))
@@ -378,16 +394,17 @@ int main(int argc, char **argv)
 	double rss1 = peak_rss();
 
 	/* the FLOP floor: what the job cannot do without */
-	double params = (double)h * (qd + 2 * kvd) + (double)qd * h + 3.0 * h * im;
 	double f_fwd = 2.0 * (double)T * params + 2.0 * (double)nseq * (double)seq * seq * qd;
 	/* syrk: T n (n + 1) for the inputs of q/k/v, o, gate/up and down */
 	double f_hess = (double)T * (2.0 * h * (h + 1) + (double)qd * (qd + 1) + (double)im * (im + 1));
 	double f_fact = 3.0 * h * (double)h * h / 3 + (double)im * im * im / 3;
 	double f_core = f_fact + f_hess + f_fwd + B.flops_sweep, f_all = f_core + B.flops_err;
-	/* what the walker computes on top: true-sequential order without a
-	 * [tokens, intermediate] tensor runs gate/up twice (once to observe
-	 * down_proj's inputs, once more with down_proj quantized) */
-	double f_again = 2.0 * (double)T * 2.0 * h * im;
+	/* what the walker computes on top: true-sequential order runs gate/up
+	 * twice (once to observe down_proj's inputs, once more with down_proj
+	 * quantized) for the tokens whose down_proj inputs it does not keep */
+	double f_again = 2.0 * (double)(T - kept_tokens) * 2.0 * h * im;
+	printf("down_proj inputs kept for %lld of %lld tokens (%.0f MB)\n", (long long)kept_tokens,
+	       (long long)T, (double)kept_tokens * im * 4 / 1e6);
 	double t_fwd = t_layer - B.t_hess - B.t_update;
 	double t_other = B.t_update - B.t_factor - B.t_params - B.t_errors - B.t_sweep;
 	printf("\nphase                      seconds    GFLOP    GFLOP/s\n");
@@ -441,12 +458,13 @@ int main(int argc, char **argv)
 	double hs_down = (double)im * im * 4 + (double)h * im * 4;
 	double hs_gu = (double)h * h * 4 + 2.0 * im * h * 4;
 	double solve = hs_down > hs_gu ? hs_down : hs_gu;
-	double need = src_w + fp32 + acts + scratch + solve + (double)B.codes_bytes;
+	double kept = (double)kept_tokens * im * 4;
+	double need = src_w + fp32 + acts + kept + scratch + solve + (double)B.codes_bytes;
 	printf("\npeak RSS %.0f MB (%.0f MB before the layer); must be resident %.0f MB:\n"
-	       "  BF16 source weights %.0f, FP32 layer %.0f, activations %.0f, chunk scratch %.0f,\n"
-	       "  largest Hessian with its solve %.0f, codes and scales %.0f\n",
-	       rss1 / mb, rss0 / mb, need / mb, src_w / mb, fp32 / mb, acts / mb, scratch / mb, solve / mb,
-	       B.codes_bytes / mb);
+	       "  BF16 source weights %.0f, FP32 layer %.0f, activations %.0f, kept down_proj inputs "
+	       "%.0f,\n  chunk scratch %.0f, largest Hessian with its solve %.0f, codes and scales %.0f\n",
+	       rss1 / mb, rss0 / mb, need / mb, src_w / mb, fp32 / mb, acts / mb, kept / mb, scratch / mb,
+	       solve / mb, B.codes_bytes / mb);
 	printf("peak RSS / must be resident: %.2f\n", rss1 / need);
 	printf("\nmean err_out / err_rtn over the layer's %d Linears: %.4f\n", B.n_ratio,
 	       B.ratio_sum / B.n_ratio);

@@ -173,7 +173,7 @@ static void run_events(tm_model *tm, const int32_t *ids, unsigned upd, int64_t c
 	qc_walk *w;
 	qc_walk_opts o = { .chunk_tokens = chunk };
 	tu_assert_rc(qc_walk_new(&w, m, ids, L, lens, N, &o), 0);
-	qc_walk_hooks h = { e, 0xf, upd, ev_begin, ev_input, ev_update, ev_end, 0 };
+	qc_walk_hooks h = { e, 0xf, upd, ev_begin, ev_input, ev_update, ev_end, 0, 0 };
 	int rc = qc_walk_run(w, &h);
 	if (e->fail_at >= 0) {
 		tu_assert_rc(rc, QC_EINVAL);
@@ -265,7 +265,9 @@ static float *walk_capture(tm_model *tm, const int32_t *ids, int update, capture
 	qc_model *m;
 	tu_assert_rc(qc_model_new(&m, &tm->cfg, &tm->src, NULL, kc, NULL), 0);
 	qc_walk *w;
-	qc_walk_opts o = { .chunk_tokens = 10, .act_dtype = dt };
+	/* DOWN inputs kept for the first chunk: observed and kept alike */
+	qc_walk_opts o = { .chunk_tokens = 10, .act_dtype = dt,
+	                   .keep_down = (uint64_t)(lens[0] * tm->cfg.intermediate_size * 4) };
 	tu_assert_rc(qc_walk_new(&w, m, ids, L, lens, N, &o), 0);
 	int64_t T = qc_walk_tokens(w);
 	const qc_config *cf = &tm->cfg;
@@ -275,7 +277,8 @@ static float *walk_capture(tm_model *tm, const int32_t *ids, int update, capture
 	for (int l = 0; l < 2; l++)
 		for (int p = 0; p < QC_WALK_POINTS; p++)
 			c->in[l][p] = calloc((size_t)(T * c->cols[p]), sizeof(float));
-	qc_walk_hooks h = { c, 0xf, update ? 0xf : 0, NULL, cap_input, cap_update, NULL, 0 };
+	qc_walk_hooks h = { c, 0xf, update ? 0xf : 0, NULL, cap_input, cap_update, NULL, 0,
+	                    QC_WALK_BIT(QC_WALK_DOWN) };
 	tu_assert_rc(qc_walk_run(w, &h), 0);
 	float *lg = walk_logits(w, m);
 	qc_walk_free(w);
@@ -348,6 +351,19 @@ static void test_true_sequential(void **state)
 
 /* ---------------------------------------------------------------- spilling */
 
+/* Linear k's weights times 0.875. */
+static void shrink_linear(qc_layer *lw, int k)
+{
+	size_t n = (size_t)(lw->out[k] * lw->in[k]);
+	float *h = malloc(sizeof *h * n);
+	assert_non_null(h);
+	tu_assert_rc(qk_download(kc, h, lw->w[k], sizeof *h * n), 0);
+	for (size_t i = 0; i < n; i++)
+		h[i] *= 0.875f;
+	tu_assert_rc(qk_upload(kc, lw->w[k], h, sizeof *h * n), 0);
+	free(h);
+}
+
 static int shrink_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 {
 	(void)ctx;
@@ -355,28 +371,32 @@ static int shrink_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	qc_linear first;
 	int count;
 	qc_walk_point_linears(p, &first, &count);
-	for (int k = (int)first; k < (int)first + count; k++) {
-		size_t n = (size_t)(lw->out[k] * lw->in[k]);
-		float *h = malloc(sizeof *h * n);
-		assert_non_null(h);
-		tu_assert_rc(qk_download(kc, h, lw->w[k], sizeof *h * n), 0);
-		for (size_t i = 0; i < n; i++)
-			h[i] *= 0.875f;
-		tu_assert_rc(qk_upload(kc, lw->w[k], h, sizeof *h * n), 0);
-		free(h);
-	}
+	for (int k = (int)first; k < (int)first + count; k++)
+		shrink_linear(lw, k);
 	return 0;
 }
 
-static float *spill_run(tm_model *tm, const int32_t *ids, qc_dtype dt, uint64_t budget)
+/* As shrink_update, and at DOWN up_proj too (what an up -> down smoothing
+ * changes): DOWN inputs computed before that update are stale. */
+static int shrink_update_up(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
+{
+	if (p == QC_WALK_DOWN)
+		shrink_linear(lw, QC_LIN_UP);
+	return shrink_update(ctx, layer, p, lw);
+}
+
+static float *spill_run(tm_model *tm, const int32_t *ids, qc_dtype dt, uint64_t budget,
+                        uint64_t keep_down, int up_too, unsigned same_inputs)
 {
 	qc_model *m;
 	tu_assert_rc(qc_model_new(&m, &tm->cfg, &tm->src, NULL, kc, NULL), 0);
 	qc_walk *w;
-	qc_walk_opts o = { .chunk_tokens = 1, .act_dtype = dt, .mem_budget = budget };
+	qc_walk_opts o = { .chunk_tokens = 1, .act_dtype = dt, .mem_budget = budget,
+	                   .keep_down = keep_down };
 	tu_assert_rc(qc_walk_new(&w, m, ids, L, lens, N, &o), 0);
 	/* every point updated: the attention-output store is used too */
-	qc_walk_hooks h = { NULL, 0, 0xf, NULL, NULL, shrink_update, NULL, 0 };
+	qc_walk_hooks h = { NULL, 0, 0xf, NULL, NULL, up_too ? shrink_update_up : shrink_update, NULL,
+	                    0, same_inputs };
 	tu_assert_rc(qc_walk_run(w, &h), 0);
 	int64_t T = qc_walk_tokens(w), H = qc_model_config(m)->hidden_size;
 	float *x = malloc(sizeof(float) * (size_t)(T * H));
@@ -400,14 +420,36 @@ static void test_spill(void **state)
 	size_t n = (size_t)(27 * 32);
 	const qc_dtype dts[2] = { QC_DT_F32, QC_DT_BF16 };
 	for (int d = 0; d < 2; d++) {
-		float *ref = spill_run(&tm, ids, dts[d], 0);
+		const unsigned down = QC_WALK_BIT(QC_WALK_DOWN);
+		float *ref = spill_run(&tm, ids, dts[d], 0, 0, 0, down);
 		/* 1 byte: everything spills; 600 bytes: the first chunks stay */
 		const uint64_t budgets[2] = { 1, 600 };
 		for (int b = 0; b < 2; b++) {
-			float *x = spill_run(&tm, ids, dts[d], budgets[b]);
+			float *x = spill_run(&tm, ids, dts[d], budgets[b], 0, 0, down);
 			assert_memory_equal(x, ref, n * sizeof(float));
 			free(x);
 		}
+		/* DOWN inputs kept between the passes at DOWN instead of a second
+		 * gate/up: for every chunk, for the first sequence's only, with
+		 * everything spilled: the same bits */
+		const uint64_t keeps[3] = { UINT64_MAX, (uint64_t)lens[0] * tm.cfg.intermediate_size * 4,
+		                            UINT64_MAX };
+		for (int k = 0; k < 3; k++) {
+			float *x = spill_run(&tm, ids, dts[d], k == 2 ? 1 : 0, keeps[k], 0, down);
+			assert_memory_equal(x, ref, n * sizeof(float));
+			free(x);
+		}
+		free(ref);
+		/* an update at DOWN that changes up_proj too: without same_inputs
+		 * nothing kept is used (the same bits as keeping nothing); claiming
+		 * same_inputs would use stale inputs (other bits) */
+		ref = spill_run(&tm, ids, dts[d], 0, 0, 1, 0);
+		float *x = spill_run(&tm, ids, dts[d], 0, UINT64_MAX, 1, 0);
+		assert_memory_equal(x, ref, n * sizeof(float));
+		free(x);
+		x = spill_run(&tm, ids, dts[d], 0, UINT64_MAX, 1, down);
+		assert_true(memcmp(x, ref, n * sizeof(float)) != 0);
+		free(x);
 		free(ref);
 	}
 	/* spilling really happens: a scratch directory that cannot be made fails */
