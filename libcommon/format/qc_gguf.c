@@ -522,6 +522,11 @@ static int parse(qc_gguf *g)
 		expect = pad_to(t->offset + t->bytes, g->align);
 	}
 	g->data_start = pad_to((uint64_t)(c.p - g->data), g->align);
+	/* gguf.cpp reads the data as one block of the padded total */
+	if (g->data_start > g->len || expect > g->len - g->data_start)
+		return qc_seterr(QC_EFORMAT, "'%s': the tensor data (%llu bytes from %llu) runs past "
+		                 "the end of the file (%zu bytes)", g->name, (unsigned long long)expect,
+		                 (unsigned long long)g->data_start, g->len);
 	for (size_t i = 0; i < g->nt; i++) {
 		qc_gguf_tensor *t = &g->t[i];
 		if (g->data_start > g->len || t->offset > g->len - g->data_start ||
