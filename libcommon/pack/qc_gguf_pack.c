@@ -19,6 +19,7 @@
 #include "qc_err.h"
 #include "qc_ggml.h"
 #include "qc_gguf.h"
+#include "qc_gguf_llama.h"
 #include "qc_io.h"
 #include "qc_model.h"
 #include "qc_num.h"
@@ -52,28 +53,6 @@ typedef struct gp {
 	size_t n_merges;
 	qc_tok *tok;
 } gp;
-
-/* ---------------------------------------------------------------- rope */
-
-void qc_gguf_rope_factors(double theta, int64_t head_dim, double factor, double low,
-                          double high, int64_t orig_ctx, float *out)
-{
-	/* float32 throughout, as the converter's torch tensors are */
-	const float pi2 = (float)(2 * 3.14159265358979323846);
-	float lw = (float)orig_ctx / (float)low, hw = (float)orig_ctx / (float)high;
-	for (int64_t i = 0; i < head_dim / 2; i++) {
-		float freq = 1.0f / powf((float)theta, (float)(2 * i) / (float)head_dim);
-		float wavelen = pi2 / freq;
-		if (wavelen < hw) {
-			out[i] = 1;
-		} else if (wavelen > lw) {
-			out[i] = (float)factor;
-		} else {
-			float smooth = ((float)orig_ctx / wavelen - (float)low) / ((float)high - (float)low);
-			out[i] = 1 / ((1 - smooth) / (float)factor + smooth);
-		}
-	}
-}
 
 /* ---------------------------------------------------------------- tokenizer */
 

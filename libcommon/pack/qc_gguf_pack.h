@@ -75,10 +75,4 @@ typedef struct qc_gguf_pack_result {
  * QC_EINVAL (output exists without force), QC_EIO, QC_ENOMEM. */
 int qc_gguf_pack(const qc_gguf_pack_opts *o, qc_gguf_pack_result *res);
 
-/* llama.cpp's rope_freqs for Llama-3 scaling: n = head_dim / 2 factors,
- * computed in float as convert_hf_to_gguf.py does in float32 torch (1 for
- * short wavelengths, factor for long ones, a smooth blend between). */
-void qc_gguf_rope_factors(double theta, int64_t head_dim, double factor, double low,
-                          double high, int64_t orig_ctx, float *out);
-
 #endif
