@@ -1,5 +1,5 @@
 #!/bin/sh
-# t0710: qpack -f gguf on qsynth models: qgptq (GPTQ and RTN) with groups
+# t0710: qpack -f gguf on qsynth models: qgptq (GPTQ and RTN) and qawq with groups
 # of 32 and F16 scales converts to Q4_0/Q8_0 bit for bit, so qverify gives
 # the GGUF file the same numbers as the naive checkpoint (rope permutation
 # and llama3 rope factors read back); stream in and out give the same
@@ -7,7 +7,7 @@
 # file; a damaged file is refused by qverify.
 . "$(dirname "$0")/lib.sh"
 
-for t in qsynth qcalib qgptq qverify qcat; do
+for t in qsynth qcalib qgptq qawq qverify qcat; do
 	if ! command -v $t >/dev/null; then
 		test_skip 'qpack gguf' "$t not built"
 		test_done
@@ -27,7 +27,8 @@ test_expect_success 'setup: a tiny llama3-rope model, tokens, group-32 F16-scale
 	qgptq -q --group-size 32 --scale-dtype f16 --calib tok.st -o g4 model &&
 	qgptq -q --method rtn --scheme w8a16 --group-size 32 --scale-dtype f16 --calib tok.st \
 		-o r8 model &&
-	qgptq -q --method rtn --calib tok.st -o w4 model
+	qgptq -q --method rtn --calib tok.st -o w4 model &&
+	qawq -q --sym --group-size 32 --scale-dtype f16 --calib tok.st -o a4 model
 '
 
 test_expect_success '--scale-dtype f16 stores F16 scales' '
@@ -35,9 +36,10 @@ test_expect_success '--scale-dtype f16 stores F16 scales' '
 	expect_grep list "model.layers.0.mlp.down_proj.weight_scale	F16	[128, 12]"
 '
 
-test_expect_success 'GPTQ int4 -> Q4_0, RTN int8 -> Q8_0: a GGUF file each' '
+test_expect_success 'GPTQ and AWQ int4 -> Q4_0, RTN int8 -> Q8_0: a GGUF file each' '
 	qpack -q -f gguf -o g4.gguf g4 &&
 	qpack -q -f gguf -o r8.gguf r8 &&
+	qpack -q -f gguf -o a4.gguf a4 &&
 	test "$(head -c 4 g4.gguf)" = GGUF &&
 	qverify -q g4.gguf >rep.json &&
 	expect_grep rep.json "\"gguf_type\": \"Q4_0\"" &&
@@ -47,7 +49,7 @@ test_expect_success 'GPTQ int4 -> Q4_0, RTN int8 -> Q8_0: a GGUF file each' '
 '
 
 test_expect_success 'qverify: the same weight errors, PPL, KL and top-1 as the naive checkpoint' '
-	for s in g4 r8; do
+	for s in g4 r8 a4; do
 		numbers $s && numbers $s.gguf && expect_same $s.numbers $s.gguf.numbers || exit 1
 	done
 '
