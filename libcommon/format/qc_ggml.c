@@ -644,3 +644,14 @@ int qc_ggml_from_codes(int type, const int8_t *codes, const float *scales, const
 	}
 	return 0;
 }
+
+int qc_ggml_q4km_type(const char *gguf_name, int layer, int n_layers)
+{
+	int more = layer < n_layers / 8 || layer >= 7 * n_layers / 8 ||
+	           (layer - n_layers / 8) % 3 == 2;
+	if (strcmp(gguf_name, "output.weight") == 0)
+		return QC_GGML_Q6_K;
+	if ((strstr(gguf_name, "attn_v.weight") || strstr(gguf_name, "ffn_down")) && more)
+		return QC_GGML_Q6_K;
+	return QC_GGML_Q4_K;
+}

@@ -132,4 +132,13 @@ int qc_ggml_kcode(int type, float x, float step, float off);
 /* One super-block from its grid and codes [256] (in [lo, hi]). */
 void qc_ggml_kpack(int type, const qc_ggml_kgrid *g, const int8_t *codes, void *dst);
 
+/* The type llama.cpp's Q4_K_M recipe (src/llama-quant.cpp,
+ * llama_tensor_get_type, for the llama architecture without experts) gives
+ * a GGUF weight: Q6_K for output.weight, and for blk.N.attn_v.weight and
+ * blk.N.ffn_down.weight when N is in the first or last eighth of the
+ * n_layers layers or (N - n_layers/8) % 3 == 2; Q4_K for every other
+ * Linear weight. (llama.cpp's fallbacks for rows that are not whole
+ * super-blocks, and its 70B special case, are not reproduced.) */
+int qc_ggml_q4km_type(const char *gguf_name, int layer, int n_layers);
+
 #endif
