@@ -22,6 +22,7 @@
 #include "qc_err.h"
 #include "qc_ggml.h"
 #include "qc_gguf.h"
+#include "qc_gguf_llama.h"
 #include "qc_gguf_pack.h"
 #include "qc_io.h"
 #include "qc_num.h"
@@ -343,6 +344,29 @@ static void test_container(void **state)
 		hit[0] = (uint8_t)(hit[0] + (al ? 64 : 32));
 		tu_assert_rc(qc_gguf_open_mem(&g, cp, mb.len, "mem"), QC_EFORMAT);
 		assert_int_not_equal(spec_check(cp, mb.len, &nt, why), 0);
+		/* random damage to the header: refused or read within bounds,
+		 * never a crash */
+		uint64_t x = 88172645463325252ull;
+		for (int it = 0; it < 3000; it++) {
+			memcpy(cp, mb.data, mb.len);
+			for (int k = 0; k < 1 + it % 3; k++) {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+				cp[x % 320 % mb.len] ^= (uint8_t)(1u << (x >> 40) % 8);
+			}
+			int rc = qc_gguf_open_mem(&g, cp, mb.len, "mem");
+			if (rc) {
+				assert_int_equal(rc, QC_EFORMAT);
+				continue;
+			}
+			for (size_t i = 0; i < qc_gguf_n_tensors(g); i++) {
+				const qc_gguf_tensor *tt = qc_gguf_tensor_at(g, i);
+				assert_true((const uint8_t *)tt->data >= cp &&
+				            (const uint8_t *)tt->data + tt->bytes <= cp + mb.len);
+			}
+			qc_gguf_close(g);
+		}
 		free(cp);
 		qc_membuf_free(&mb);
 	}
@@ -620,6 +644,44 @@ static void check_file(const char *naive, const char *file, const qc_config *cfg
 	assert_int_equal(ge->bytes, emb->nbytes);
 	assert_memory_equal(ge->data, emb->data, emb->nbytes);
 	assert_true((qc_gguf_tensor_find(g, "output.weight") != NULL) == !cfg->tie_word_embeddings);
+	/* read back in HF terms: the config, llama3 rope included, and the
+	 * q_proj rows in HF order */
+	qc_gguf_llama *back;
+	tu_assert_rc(qc_gguf_llama_open(&back, file), 0);
+	const qc_config *rc2 = qc_gguf_llama_config(back);
+	assert_int_equal(rc2->hidden_size, cfg->hidden_size);
+	assert_int_equal(rc2->num_key_value_heads, cfg->num_key_value_heads);
+	assert_int_equal(rc2->tie_word_embeddings, cfg->tie_word_embeddings);
+	assert_int_equal(rc2->rope_type, QC_ROPE_LLAMA3);
+	assert_true(rc2->rope_factor == 8);
+	assert_int_equal(rc2->rope_original_max_position_embeddings, 64);
+	const qc_wsrc *ws = qc_gguf_llama_wsrc(back);
+	const qc_tensor *qw, *codes, *scale;
+	const char *qn = "model.layers.1.self_attn.q_proj.weight";
+	tu_assert_rc(ws->get(ws->ctx, qn, &qw), 0);
+	tu_assert_rc(qc_ckpt_get(ck, qn, &codes), 0);
+	tu_assert_rc(qc_ckpt_get(ck, "model.layers.1.self_attn.q_proj.weight_scale", &scale), 0);
+	assert_int_equal(qw->dtype, QC_DT_F32);
+	assert_int_equal(qw->shape[0], codes->shape[0]);
+	int64_t qcols = codes->shape[1];
+	for (int64_t i = 0; i < codes->shape[0] * qcols; i++) {
+		float s1;
+		tu_assert_rc(qc_to_f32(&s1, (const uint8_t *)scale->data + (size_t)(i / 32) * 2, scale->dtype,
+		                       1), 0);
+		float zz = 0;
+		if (qtype == QC_GGML_Q4_1) {
+			const qc_tensor *zt;
+			tu_assert_rc(qc_ckpt_get(ck, "model.layers.1.self_attn.q_proj.weight_zero_point", &zt),
+			             0);
+			zz = ((const int8_t *)zt->data)[i / 32];
+		}
+		float want = ((float)((const int8_t *)codes->data)[i] - zz) * s1;
+		if (((const float *)qw->data)[i] != want)
+			fail_msg("read back %s [%lld]: %.9g, naive %.9g", qn, (long long)i,
+			         (double)((const float *)qw->data)[i], (double)want);
+	}
+	ws->release(ws->ctx, qn);
+	qc_gguf_llama_close(back);
 	qc_ckpt_close(ck);
 	qc_gguf_close(g);
 }
