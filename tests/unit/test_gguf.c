@@ -793,6 +793,125 @@ static void test_rope_factors(void **state)
 	assert_true(blended > 0);
 }
 
+
+/* A Llama GGUF with K-quant Linears (as llama.cpp's quantizer writes
+ * Q4_K_M: Q4_K, Q6_K for attn_v and ffn_down) read back: every Linear is
+ * ggml's decoding of its rows, q/k rows back in HF order; F16 embeddings
+ * come as views. */
+static void test_read_kquants(void **state)
+{
+	(void)state;
+	enum { H = 256, F = 512, NH = 4, NKV = 2, HD = 64, V = 40 };
+	qc_gguf_w *w;
+	tu_assert_rc(qc_gguf_w_new(&w, 0), 0);
+	tu_assert_rc(qc_gguf_w_str(w, "general.architecture", "llama"), 0);
+	tu_assert_rc(qc_gguf_w_u32(w, "llama.block_count", 1), 0);
+	tu_assert_rc(qc_gguf_w_u32(w, "llama.context_length", 128), 0);
+	tu_assert_rc(qc_gguf_w_u32(w, "llama.embedding_length", H), 0);
+	tu_assert_rc(qc_gguf_w_u32(w, "llama.feed_forward_length", F), 0);
+	tu_assert_rc(qc_gguf_w_u32(w, "llama.attention.head_count", NH), 0);
+	tu_assert_rc(qc_gguf_w_u32(w, "llama.attention.head_count_kv", NKV), 0);
+	tu_assert_rc(qc_gguf_w_u32(w, "llama.rope.dimension_count", HD), 0);
+	tu_assert_rc(qc_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f), 0);
+	struct {
+		const char *name;
+		int type;
+		int64_t rows, cols;
+	} ts[] = {
+		{ "token_embd.weight", QC_GGML_F16, V, H },
+		{ "blk.0.attn_norm.weight", QC_GGML_F32, 0, H },
+		{ "blk.0.attn_q.weight", QC_GGML_Q4_K, NH * HD, H },
+		{ "blk.0.attn_k.weight", QC_GGML_Q4_K, NKV * HD, H },
+		{ "blk.0.attn_v.weight", QC_GGML_Q6_K, NKV * HD, H },
+		{ "blk.0.attn_output.weight", QC_GGML_Q4_K, H, NH * HD },
+		{ "blk.0.ffn_norm.weight", QC_GGML_F32, 0, H },
+		{ "blk.0.ffn_gate.weight", QC_GGML_Q5_K, F, H },
+		{ "blk.0.ffn_up.weight", QC_GGML_Q4_K, F, H },
+		{ "blk.0.ffn_down.weight", QC_GGML_Q6_K, H, F },
+		{ "output_norm.weight", QC_GGML_F32, 0, H },
+	};
+	enum { NT = sizeof ts / sizeof ts[0] };
+	uint8_t *data[NT + 1];
+	for (int i = 0; i < NT; i++) {
+		int64_t ne[2] = { ts[i].cols, ts[i].rows };
+		tu_assert_rc(qc_gguf_w_tensor(w, ts[i].name, ts[i].type, ts[i].rows ? 2 : 1, ne), 0);
+		int64_t rows = ts[i].rows ? ts[i].rows : 1;
+		size_t rb;
+		tu_assert_rc(qc_ggml_row_bytes(ts[i].type, ts[i].cols, &rb), 0);
+		data[i] = malloc(rb * (size_t)rows);
+		float *x = malloc((size_t)ts[i].cols * sizeof *x);
+		for (int64_t r = 0; r < rows; r++) {
+			for (int64_t c = 0; c < ts[i].cols; c++)
+				x[c] = (float)(0.05 * sin(0.37 * (double)(r * 7919 + c * 104729 + i)));
+			tu_assert_rc(qc_ggml_quantize_ref(ts[i].type, x, ts[i].cols, data[i] + r * rb), 0);
+		}
+		free(x);
+	}
+	data[NT] = NULL;
+	qc_membuf mb = { 0 };
+	write_mem(w, (const uint8_t *const *)data, &mb);
+	qc_gguf_w_free(w);
+	char *path = tu_path("k.gguf");
+	tu_write(path, mb.data, mb.len);
+	assert_true(qc_gguf_is_file(path));
+	qc_gguf_llama *g;
+	tu_assert_rc(qc_gguf_llama_open(&g, path), 0);
+	const qc_config *c = qc_gguf_llama_config(g);
+	assert_int_equal(c->vocab_size, V);
+	assert_int_equal(c->tie_word_embeddings, 1);
+	assert_int_equal(c->torch_dtype, QC_DT_F16);
+	assert_int_equal(c->rope_type, QC_ROPE_DEFAULT);
+	assert_string_equal(qc_gguf_llama_weight_type(g), "Q4_K");
+	const qc_wsrc *ws = qc_gguf_llama_wsrc(g);
+	static const char *hf[] = { "model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+		"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+		"model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+		"model.layers.0.post_attention_layernorm.weight", "model.layers.0.mlp.gate_proj.weight",
+		"model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+		"model.norm.weight" };
+	for (int i = 0; i < NT; i++) {
+		const qc_tensor *t;
+		tu_assert_rc(ws->get(ws->ctx, hf[i], &t), 0);
+		int64_t rows = ts[i].rows ? ts[i].rows : 1, cols = ts[i].cols;
+		assert_int_equal(qc_numel(t->ndim, t->shape), rows * cols);
+		int heads = i == 2 ? NH : i == 3 ? NKV : 0;
+		size_t rb;
+		tu_assert_rc(qc_ggml_row_bytes(ts[i].type, cols, &rb), 0);
+		float *y = malloc((size_t)cols * sizeof *y), *got = malloc((size_t)cols * sizeof *got);
+		for (int64_t r = 0; r < rows; r++) {
+			tu_assert_rc(qc_ggml_dequantize(ts[i].type, data[i] + r * rb, cols, y), 0);
+			int64_t hr = r;   /* the HF row GGUF row r holds */
+			if (heads) {
+				int64_t k = r % HD;
+				hr = r / HD * HD + (k % 2) * (HD / 2) + k / 2;
+			}
+			size_t es = qc_dtype_size(t->dtype);
+			tu_assert_rc(qc_to_f32(got, (const uint8_t *)t->data + (size_t)(hr * cols) * es,
+			                       t->dtype, (size_t)cols), 0);
+			if (memcmp(got, y, (size_t)cols * sizeof *y) != 0)
+				fail_msg("%s GGUF row %lld is not HF row %lld", hf[i], (long long)r, (long long)hr);
+		}
+		free(y);
+		free(got);
+		ws->release(ws->ctx, hf[i]);
+	}
+	const qc_tensor *t;
+	tu_assert_rc(ws->get(ws->ctx, "lm_head.weight", &t), QC_ENOTFOUND);
+	qc_gguf_llama_close(g);
+	/* the architecture is checked */
+	for (size_t i = 0; i + 5 < mb.len; i++)
+		if (memcmp(mb.data + i, "llama", 5) == 0) {
+			memcpy(mb.data + i, "gemma", 5);
+			break;
+		}
+	tu_write(path, mb.data, mb.len);
+	tu_assert_rc(qc_gguf_llama_open(&g, path), QC_EUNSUPPORTED);
+	for (int i = 0; i < NT; i++)
+		free(data[i]);
+	qc_membuf_free(&mb);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -800,6 +919,7 @@ int main(void)
 		cmocka_unit_test(test_rope_factors),
 		cmocka_unit_test(test_pack),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_read_kquants),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
