@@ -178,12 +178,14 @@ static int spec_check(const uint8_t *buf, size_t len, uint64_t *n_tensors, char 
 	if (align == 0 || (align & (align - 1)))
 		BAD("alignment %llu", (unsigned long long)align);
 	uint64_t expect = 0;
-	uint64_t *offs = calloc(nt + 1, sizeof *offs), *sizes = calloc(nt + 1, sizeof *sizes);
-	assert_non_null(offs);
-	assert_non_null(sizes);
+	static uint64_t offs[4096], sizes[4096];
+	if (nt > 4096)
+		BAD("%llu tensors (this check reads up to 4096)", (unsigned long long)nt);
 	for (uint64_t i = 0; i < nt; i++) {
 		char name[128];
 		uint64_t nl = rstr(&c, name, sizeof name);
+		if (c.bad)
+			BAD("%s", c.why);
 		if (nl >= 64)
 			BAD("tensor name %.60s is %llu bytes", name, (unsigned long long)nl);
 		if (i < 64) {
@@ -229,8 +231,6 @@ static int spec_check(const uint8_t *buf, size_t len, uint64_t *n_tensors, char 
 		for (uint64_t k = offs[i] + sizes[i]; k < (i + 1 < nt ? offs[i + 1] : expect); k++)
 			if (buf[start + k] != 0)
 				BAD("padding after tensor %llu is not zero", (unsigned long long)i);
-	free(offs);
-	free(sizes);
 	*n_tensors = nt;
 	return 0;
 #undef BAD
