@@ -120,6 +120,7 @@ gptq qgptq-actorder-none --actorder none --calib c.st
 gptq qgptq-clip-minmax --clip minmax --calib c.st
 gptq qgptq-clip-mse-h --clip mse-h --calib c.st
 gptq qgptq-ignore --ignore 're:.*down_proj' --calib c.st
+gptq qgptq-g32-f16 --group-size 32 --scale-dtype f16 --calib c.st
 stream qgptq-stream s.tar qgptq -q --threads 2 --calib c.st -o - m && hash qgptq-stream s.tar
 # --resume: a run that fails in the last layer (a NaN in its weights) keeps
 # the layers before; the same run on the mended model finishes it
@@ -160,6 +161,7 @@ pack qpack-ct-fp8 compressed-tensors qfp8-channel
 pack qpack-gptq gptq qgptq-w4a16
 pack qpack-gptq-asym gptq qgptq-w4a16-asym-g32
 pack qpack-awq awq qgptq-w4a16
+run qpack-gguf qpack -q -f gguf -o g.gguf qgptq-g32-f16 && hash qpack-gguf g.gguf
 stream qpack-stream p.tar qpack -q --threads 2 -f awq -o - qgptq-w4a16-asym-g32 &&
 	hash qpack-stream p.tar
 

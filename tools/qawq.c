@@ -13,6 +13,7 @@
 
 static const char usage[] =
 	"qawq [--scheme w4a16|w8a16] [--group-size 32|64|128|-1] [--asym|--sym]\n"
+	"            [--scale-dtype model|f16]\n"
 	"            [--grid N] [--duo-scaling on|off] [--no-clip] [--then gptq]\n"
 	"            [--scales-only] [--pow2 on|off] [--loss-tokens N|all] [--clip-tokens N]\n"
 	"            [--ignore REGEX]... [--report FILE] [--threads N] [--resume] [--mem SIZE]\n"
@@ -36,6 +37,9 @@ static void help(void)
 	"                      int8 weights, one scale per output channel\n"
 	"  --group-size G      32, 64, 128 or -1 (one group per output channel)\n"
 	"  --asym, --sym       zero points (default, as AWQ) or symmetric codes\n"
+	"  --scale-dtype D     model (default): scales in the model's dtype; f16: rounded\n"
+	"                      to F16 first, so that --sym --group-size 32 converts to\n"
+	"                      GGUF Q4_0 exactly (qpack -f gguf)\n"
 	"\n"
 	"Method:\n"
 	"  --calib TOKENS      calibration token set (qcalib); required\n"
@@ -62,7 +66,7 @@ static void help(void)
 }
 
 enum { OPT_SCHEME = 256, OPT_GROUP, OPT_SYM, OPT_ASYM, OPT_GRID, OPT_DUO, OPT_NO_CLIP, OPT_THEN,
-       OPT_SCALES_ONLY, OPT_POW2, OPT_LOSS_TOKENS, OPT_CLIP_TOKENS };
+       OPT_SCALES_ONLY, OPT_POW2, OPT_LOSS_TOKENS, OPT_CLIP_TOKENS, OPT_SCALE_DTYPE };
 
 static const struct option longopts[] = {
 	{ "scheme", required_argument, NULL, OPT_SCHEME },
@@ -77,6 +81,7 @@ static const struct option longopts[] = {
 	{ "pow2", required_argument, NULL, OPT_POW2 },
 	{ "loss-tokens", required_argument, NULL, OPT_LOSS_TOKENS },
 	{ "clip-tokens", required_argument, NULL, OPT_CLIP_TOKENS },
+	{ "scale-dtype", required_argument, NULL, OPT_SCALE_DTYPE },
 	TOOL_QOPTS_LONG,
 	{ NULL, 0, NULL, 0 },
 };
@@ -109,6 +114,12 @@ int main(int argc, char **argv)
 			break;
 		case OPT_SYM: A.sym = 1; break;
 		case OPT_ASYM: A.sym = 0; break;
+		case OPT_SCALE_DTYPE:
+			if (strcmp(optarg, "f16") == 0)
+				A.scale_dtype = QC_DT_F16;
+			else if (strcmp(optarg, "model") != 0)
+				tool_usage_error(usage, "--scale-dtype is model or f16, not '%s'", optarg);
+			break;
 		case OPT_GRID: A.grid = (int)tool_parse_i64(usage, "--grid", optarg, 1, 1000); break;
 		case OPT_DUO: A.no_duo = !on_off("--duo-scaling", optarg); break;
 		case OPT_NO_CLIP: A.no_clip = 1; break;
@@ -145,6 +156,8 @@ int main(int argc, char **argv)
 	                 "then=%s scales_only=%d pow2=%d loss_tokens=%lld clip_tokens=%lld",
 	                 A.scheme, (long long)A.group, A.sym, A.grid, !A.no_duo, !A.no_clip, then,
 	                 A.scales_only, A.pow2, (long long)A.loss_tokens, (long long)A.clip_tokens);
+	if (A.scale_dtype == QC_DT_F16 && u > 0 && (size_t)u < sizeof opts)
+		u += snprintf(opts + u, sizeof opts - (size_t)u, " scale_dtype=f16");
 	for (int i = 0; i < q.n_ignore && u > 0 && (size_t)u < sizeof opts; i++)
 		u += snprintf(opts + u, sizeof opts - (size_t)u, " ignore=%s", q.ignore[i]);
 	qc_awq *state;

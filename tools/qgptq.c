@@ -13,7 +13,7 @@
 
 static const char usage[] =
 	"qgptq [--scheme w4a16|w8a16|w8a8] [--group-size 32|64|128|-1] [--sym|--asym]\n"
-	"             [--act dynamic|static]\n"
+	"             [--act dynamic|static] [--scale-dtype model|f16]\n"
 	"             [--method gptq|rtn] [--actorder static|none] [--clip mse|mse-h|minmax]\n"
 	"             [--damp F] [--ignore REGEX]... [--report FILE] [--threads N] [--resume]\n"
 	"             [--mem SIZE] [--device cpu|cuda] [-f] [-q|-v] --calib TOKENS -o OUT|- MODEL";
@@ -38,6 +38,10 @@ static void help(void)
 	"  --act MODE          w8a8's activations: dynamic, per token at run time\n"
 	"                      (default), or static: one int8 input_scale per Linear\n"
 	"                      from the calibration maxima (needs --calib)\n"
+	"  --scale-dtype D     model (default): scales in the model's dtype; f16: scales\n"
+	"                      rounded to F16 before GPTQ sees them, so a group-32\n"
+	"                      checkpoint converts to GGUF Q4_0/Q4_1/Q8_0 exactly\n"
+	"                      (qpack -f gguf)\n"
 	"\n"
 	"Method:\n"
 	"  --method M          gptq (default) or rtn (round to nearest)\n"
@@ -60,7 +64,7 @@ static void help(void)
 }
 
 enum { OPT_SCHEME = 256, OPT_GROUP, OPT_SYM, OPT_ASYM, OPT_METHOD, OPT_ACTORDER, OPT_CLIP,
-       OPT_DAMP, OPT_ACT };
+       OPT_DAMP, OPT_ACT, OPT_SCALE_DTYPE };
 
 static const struct option longopts[] = {
 	{ "scheme", required_argument, NULL, OPT_SCHEME },
@@ -72,6 +76,7 @@ static const struct option longopts[] = {
 	{ "clip", required_argument, NULL, OPT_CLIP },
 	{ "damp", required_argument, NULL, OPT_DAMP },
 	{ "act", required_argument, NULL, OPT_ACT },
+	{ "scale-dtype", required_argument, NULL, OPT_SCALE_DTYPE },
 	TOOL_QOPTS_LONG,
 	{ NULL, 0, NULL, 0 },
 };
@@ -102,6 +107,12 @@ int main(int argc, char **argv)
 		case OPT_CLIP: clip = optarg; break;
 		case OPT_DAMP: damp = tool_parse_double(usage, "--damp", optarg, 1e-6, 1.0); break;
 		case OPT_ACT: act = optarg; break;
+		case OPT_SCALE_DTYPE:
+			if (strcmp(optarg, "f16") == 0)
+				G.scale_dtype = QC_DT_F16;
+			else if (strcmp(optarg, "model") != 0)
+				tool_usage_error(usage, "--scale-dtype is model or f16, not '%s'", optarg);
+			break;
 		default: tool_qopt(&q, c, optarg, usage, help, argv);
 		}
 	}
@@ -142,8 +153,9 @@ int main(int argc, char **argv)
 	 * command line's effect on the scheme, recorded by the driver too) */
 	char opts[1024];
 	int u = snprintf(opts, sizeof opts, "scheme=%s group=%lld sym=%d method=%s actorder=%s "
-	                 "clip=%s damp=%.17g act=%s", G.scheme, (long long)G.group, G.sym, method,
-	                 actorder, clip, G.go.damp, act);
+	                 "clip=%s damp=%.17g act=%s%s", G.scheme, (long long)G.group, G.sym, method,
+	                 actorder, clip, G.go.damp, act,
+	                 G.scale_dtype == QC_DT_F16 ? " scale_dtype=f16" : "");
 	for (int i = 0; i < q.n_ignore && u > 0 && (size_t)u < sizeof opts; i++)
 		u += snprintf(opts + u, sizeof opts - (size_t)u, " ignore=%s", q.ignore[i]);
 	qc_gptqm *state;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "qc_err.h"
+#include "qc_gguf_pack.h"
 #include "qc_log.h"
 #include "qc_pack.h"
 #include "tool.h"
@@ -34,6 +35,11 @@ static const char help[] =
 	"                        gptq: AutoGPTQ qweight/qzeros/scales/g_idx, int4/int8\n"
 	"                          weight-only, group or channel; asymmetric as gptq_v2\n"
 	"                        awq: AutoAWQ GEMM, int4 weight-only, grouped\n"
+	"                        gguf: one llama.cpp GGUF file (OUT is the file):\n"
+	"                          int4 groups of 32 as Q4_0 (symmetric) or Q4_1, int8\n"
+	"                          as Q8_0, bit for bit; needs --group-size 32\n"
+	"                          --scale-dtype f16 at quantization; Llama, byte-level\n"
+	"                          BPE tokenizers (Llama-3 style)\n"
 	"  -o, --output OUT|-    write directory OUT, or a tar stream to standard output\n"
 	"      --max-shard-size SIZE\n"
 	"                        tensor bytes per shard, e.g. 5GB (default), 500MB, 2GiB\n"
@@ -44,8 +50,9 @@ static const char help[] =
 	"  -h, --help            this help\n"
 	"  -V, --version         version\n"
 	"\n"
-	"What a format cannot express (FP8 or W8A8 as gptq or awq, 8-bit or per-channel\n"
-	"awq, shapes or groups its loaders reject, F16-unrepresentable scales) is refused\n"
+	"What a format cannot express (FP8 or W8A8 as gptq, awq or gguf, 8-bit or\n"
+	"per-channel awq, groups other than 32 for gguf, shapes or groups its loaders\n"
+	"reject, F16-unrepresentable scales) is refused\n"
 	"with a message naming the reason; nothing is written then.\n"
 	"\n"
 	"Exit status: 0 success, 2 usage or input error (including a format that cannot\n"
@@ -79,12 +86,13 @@ int main(int argc, char **argv)
 	qc_pack_opts o;
 	memset(&o, 0, sizeof o);
 	o.format = QC_PACK_CT;
-	int level = QC_LOG_INFO, c;
+	int level = QC_LOG_INFO, c, gguf = 0;
 	tool_init(argc, argv);
 	while ((c = getopt_long(argc, argv, ":f:o:qvhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			if (qc_pack_format_parse(optarg, &o.format))
+			gguf = strcmp(optarg, "gguf") == 0;
+			if (!gguf && qc_pack_format_parse(optarg, &o.format))
 				tool_usage_error(usage, "%s", qc_errmsg());
 			break;
 		case 'o': o.output = optarg; break;
@@ -118,6 +126,27 @@ int main(int argc, char **argv)
 	if (strcmp(o.input, "-") == 0 && isatty(STDIN_FILENO)) {
 		tool_err("refusing to read a checkpoint stream from a terminal");
 		return 2;
+	}
+	if (gguf) {
+		if (o.max_shard_size)
+			tool_usage_error(usage, "a GGUF file is one file: --max-shard-size does not apply");
+		qc_gguf_pack_opts g = { .input = o.input, .output = o.output, .force = o.force,
+			                    .progress = progress };
+		qc_progress gpr;
+		memset(&gpr, 0, sizeof gpr);
+		g.progress_ctx = &gpr;
+		qc_gguf_pack_result gres;
+		int grc = qc_gguf_pack(&g, &gres);
+		if (gpr.total)
+			qc_progress_end(&gpr);
+		if (grc)
+			return tool_fail(grc);
+		if (strcmp(o.output, "-") == 0 && tool_close_stdout())
+			return 2;
+		qc_log(QC_LOG_DETAIL, "wrote '%s': GGUF, %s, %" PRId64 " quantized Linears, %" PRId64
+		       " tensors, %" PRIu64 " tensor bytes", strcmp(o.output, "-") == 0 ? "<stdout>"
+		       : o.output, gres.type, gres.linears, gres.tensors, gres.bytes);
+		return 0;
 	}
 	o.tool = "qpack";
 	o.version = QC_VERSION;

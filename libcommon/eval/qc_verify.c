@@ -11,6 +11,7 @@
 #include "qc_ckpt.h"
 #include "qc_ctq.h"
 #include "qc_err.h"
+#include "qc_gguf_llama.h"
 #include "qc_model.h"
 #include "qc_packfmt.h"
 #include "qc_tokset.h"
@@ -279,7 +280,7 @@ static int check_manifest(vstate *v, qc_ckpt *ck, json_t *integ)
 	return 0;
 }
 
-static int integrity_walk(vstate *v, qc_ckpt *ck, qc_model *m, const qc_config *c,
+static int integrity_walk(vstate *v, const char *const *names, size_t n, const qc_config *c,
                           const qc_ctq *q, const qc_wsrc *srcp, json_t *integ);
 
 static int integrity(vstate *v, qc_ckpt *ck, qc_model *m, json_t *integ)
@@ -294,19 +295,22 @@ static int integrity(vstate *v, qc_ckpt *ck, qc_model *m, json_t *integ)
 	if (pv)
 		QC_TRY(qc_pack_stored_suffixes(qc_pack_view_spec(pv), &v->pack_sfx, &v->n_pack_sfx));
 	qc_wsrc src = pv ? *qc_pack_view_wsrc(pv) : ckw;
-	int rc = integrity_walk(v, ck, m, c, q, &src, integ);
+	const char *const *names;
+	size_t n;
+	int rc = qc_ckpt_tensor_names(ck, &names, &n);
+	if (!rc)
+		rc = integrity_walk(v, names, n, c, q, &src, integ);
 	qc_pack_view_free(pv);
 	v->pack_sfx = NULL;
 	v->n_pack_sfx = 0;
 	return rc;
 }
 
-static int integrity_walk(vstate *v, qc_ckpt *ck, qc_model *m, const qc_config *c,
+static int integrity_walk(vstate *v, const char *const *names, size_t n, const qc_config *c,
                           const qc_ctq *q, const qc_wsrc *srcp, json_t *integ)
 {
 	qc_wsrc src = *srcp;
-	(void)m;
-	int checked = 0, linears = 0, quantized = 0, rc;
+	int checked = 0, linears = 0, quantized = 0;
 	int64_t H = c->hidden_size, V = c->vocab_size;
 	char name[300], module[200];
 	QC_TRY(check_linear(v, NULL, &src, "model.embed_tokens", V, H, &checked, &quantized));
@@ -341,10 +345,6 @@ static int integrity_walk(vstate *v, qc_ckpt *ck, qc_model *m, const qc_config *
 		linears += checked > before;
 	}
 	/* consistency: every tensor is accounted for */
-	const char *const *names;
-	size_t n;
-	if ((rc = qc_ckpt_tensor_names(ck, &names, &n)))
-		return rc;
 	qsort(v->expect, v->nexp, sizeof *v->expect, cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		const char *key = names[i];
@@ -397,13 +397,18 @@ static int weight_error(qk_ctx *kc, const qc_ctq_linear *A, const qc_ctq_linear 
 	return 0;
 }
 
-static int numerics(vstate *v, qc_ckpt *ck, qc_model *m, qc_ckpt *bck, qc_model *mb, json_t *num_o)
+/* asrc: the artifact's tensors when it is not a checkpoint (GGUF), else NULL */
+static int numerics(vstate *v, qc_ckpt *ck, const qc_wsrc *asrc, qc_model *m, qc_ckpt *bck,
+                    qc_model *mb, json_t *num_o)
 {
 	const qc_config *c = qc_model_config(m);
-	ck_src ca = { ck, qc_ckpt_is_stream(ck) }, cb = { bck, qc_ckpt_is_stream(bck) };
+	ck_src ca = { ck, ck && qc_ckpt_is_stream(ck) }, cb = { bck, qc_ckpt_is_stream(bck) };
 	qc_wsrc sa = { &ca, src_get, src_release }, sb = { &cb, src_get, src_release };
 	qc_pack_view *pv = NULL;
-	QC_TRY(qc_pack_view_open(&pv, c->raw, &sa));
+	if (asrc)
+		sa = *asrc;
+	else
+		QC_TRY(qc_pack_view_open(&pv, c->raw, &sa));
 	if (pv)
 		sa = *qc_pack_view_wsrc(pv);
 	qk_ctx *kc = v->o->kc;
@@ -535,6 +540,7 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 	v.skipped = json_array();
 	json_t *integ = json_object(), *num_o = NULL, *fun = NULL;
 	qc_ckpt *ck = NULL, *bck = NULL;
+	qc_gguf_llama *gl = NULL;
 	qc_model *m = NULL, *mb = NULL;
 	int rc;
 	if (!v.rep || !v.failures || !v.findings || !v.skipped || !integ) {
@@ -542,19 +548,38 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 		goto out;
 	}
 	qc_ckpt_opts co = { .stream_mem_limit = o->stream_mem_limit, .hash_tensors = 1 };
-	if ((rc = qc_ckpt_open(&ck, artifact, &co)))
-		goto out;
-	int stream = qc_ckpt_is_stream(ck);
-	if (stream && (rc = qc_ckpt_read_all(ck)))
-		goto out;
-	/* a directory's manifest first: a flipped byte is named before anything
-	 * reads the tensor; a stream's once it has been read through (below) */
-	if (!stream && (rc = check_manifest(&v, ck, integ)))
-		goto out;
-	if ((rc = qc_model_open(&m, ck, o->kc, NULL)))
-		goto out;
-	if ((rc = integrity(&v, ck, m, integ)))
-		goto out;
+	int stream = 0;
+	if (qc_gguf_is_file(artifact)) {
+		/* a llama.cpp file: read back as dense tensors (qc_gguf_llama.h);
+		 * the container's checks are its integrity, it has no manifest */
+		const char *const *names;
+		size_t n;
+		if ((rc = qc_gguf_llama_open(&gl, artifact)) ||
+		    (rc = qc_model_new(&m, qc_gguf_llama_config(gl), qc_gguf_llama_wsrc(gl), NULL, o->kc,
+		                       NULL)))
+			goto out;
+		json_object_set_new(integ, "manifest", json_string("absent"));
+		json_object_set_new(integ, "gguf_type", json_string(qc_gguf_llama_weight_type(gl)));
+		qc_gguf_llama_names(gl, &names, &n);
+		if ((rc = integrity_walk(&v, names, n, qc_gguf_llama_config(gl), NULL,
+		                         qc_gguf_llama_wsrc(gl), integ)))
+			goto out;
+	} else {
+		if ((rc = qc_ckpt_open(&ck, artifact, &co)))
+			goto out;
+		stream = qc_ckpt_is_stream(ck);
+		if (stream && (rc = qc_ckpt_read_all(ck)))
+			goto out;
+		/* a directory's manifest first: a flipped byte is named before
+		 * anything reads the tensor; a stream's once it has been read
+		 * through (below) */
+		if (!stream && (rc = check_manifest(&v, ck, integ)))
+			goto out;
+		if ((rc = qc_model_open(&m, ck, o->kc, NULL)))
+			goto out;
+		if ((rc = integrity(&v, ck, m, integ)))
+			goto out;
+	}
 	int integ_ok = v.nfind == 0;
 	if (o->base) {
 		if ((rc = qc_ckpt_open(&bck, o->base, &co)) || (rc = qc_model_open(&mb, bck, o->kc, NULL)))
@@ -566,7 +591,7 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 		}
 		if (integ_ok) {
 			num_o = json_object();
-			if ((rc = numerics(&v, ck, m, bck, mb, num_o)))
+			if ((rc = numerics(&v, ck, gl ? qc_gguf_llama_wsrc(gl) : NULL, m, bck, mb, num_o)))
 				goto out;
 		}
 	}
@@ -582,7 +607,8 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 		/* does the base match the one the manifest records? */
 		const qc_manifest *man;
 		const char *state = "not recorded";
-		if ((rc = qc_ckpt_manifest(ck, &man)))
+		man = NULL;
+		if (ck && (rc = qc_ckpt_manifest(ck, &man)))
 			goto out;
 		if (man && qc_manifest_base(man)) {
 			char fp[33];
@@ -614,6 +640,7 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 out:
 	qc_model_free(m);
 	qc_model_free(mb);
+	qc_gguf_llama_close(gl);
 	qc_ckpt_close(ck);
 	qc_ckpt_close(bck);
 	json_decref(v.rep);

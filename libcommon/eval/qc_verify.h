@@ -28,6 +28,12 @@
  * When integrity fails, numerics and function are skipped (recorded as
  * such): their numbers would describe a model nobody meant.
  *
+ * GGUF: an artifact that is a GGUF file (qc_gguf_is_file) is read through
+ * qc_gguf_llama.h: integrity is the container's checks and the tensors the
+ * config implies (no manifest: "manifest": "absent", and "gguf_type" names
+ * the weights' ggml type); numerics and function run on its decoded
+ * weights as on any checkpoint's.
+ *
  * Streams: the artifact may be a tar stream ("-" or a file); its tensors
  * are kept (spilled to a temporary directory beyond the memory limit) until
  * the function step has used them, and its manifest is checked last, once

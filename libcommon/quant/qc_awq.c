@@ -746,6 +746,8 @@ static int aw_scheme(void *ctx, const qc_config *cfg, qc_qscheme *s, const char 
 	a->symmetric = A->o.sym;
 	a->scale_dtype = cfg->torch_dtype == QC_DT_F32 || cfg->torch_dtype == QC_DT_F16
 	                 ? cfg->torch_dtype : QC_DT_BF16;
+	if (A->o.scale_dtype != QC_DT_INVALID)
+		a->scale_dtype = A->o.scale_dtype;
 	a->arith = QC_DT_F32;
 	snprintf(s->observer, sizeof s->observer, "%s", A->o.then_gptq ? "mse" : "minmax");
 	return 0;
@@ -823,7 +825,7 @@ static int aw_begin(void *ctx, qc_qrun *run)
 		return qc_seterr(QC_EINVAL, "AWQ needs a calibration token set (--calib)");
 	qc_dtype td = A->cfg->torch_dtype;
 	A->dt = td == QC_DT_F32 || td == QC_DT_F16 ? td : QC_DT_BF16;
-	A->q.scale_dtype = A->dt;
+	A->q.scale_dtype = A->o.scale_dtype != QC_DT_INVALID ? A->o.scale_dtype : A->dt;
 	A->mha = A->cfg->num_key_value_heads == A->cfg->num_attention_heads;
 	if (!A->mha)
 		qc_qrun_set_restart(run, 0); /* v_proj never changes at O */

@@ -128,6 +128,9 @@ typedef struct qc_awq_opts {
 	int64_t loss_tokens;       /* tokens of the loss sample (0: 2048; < 0: every token) */
 	int64_t clip_tokens;       /* tokens of the clip sample (0: 512) */
 	qc_gptq_opts go;           /* the solver's options (then_gptq) */
+	qc_dtype scale_dtype;      /* QC_DT_F16: scales rounded to F16 before the
+	                              codes are chosen (GGUF's blocks hold them
+	                              exactly); QC_DT_INVALID (0): the model's */
 } qc_awq_opts;
 
 typedef struct qc_awq qc_awq;

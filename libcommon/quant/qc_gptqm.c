@@ -55,6 +55,8 @@ static int gm_scheme(void *ctx, const qc_config *cfg, qc_qscheme *s, const char 
 	}
 	a->scale_dtype = cfg->torch_dtype == QC_DT_F32 || cfg->torch_dtype == QC_DT_F16
 	                 ? cfg->torch_dtype : QC_DT_BF16;
+	if (G->o.scale_dtype != QC_DT_INVALID)
+		a->scale_dtype = G->o.scale_dtype;
 	/* GPTQ quantizes an FP32 working copy; round to nearest works on the
 	 * weights in their own dtype, as compressed-tensors does */
 	a->arith = G->o.go.method == QC_GPTQ_METHOD_RTN ? a->scale_dtype : QC_DT_F32;

@@ -33,6 +33,9 @@ typedef struct qc_gptqm_opts {
 	                              calibration maxima (needs tokens), instead of
 	                              vLLM's dynamic per-token ones */
 	qc_gptq_opts go;           /* the solver's options */
+	qc_dtype scale_dtype;      /* QC_DT_F16: scales rounded to F16 before GPTQ
+	                              uses them (what GGUF's blocks hold exactly);
+	                              QC_DT_INVALID (0): the model's dtype */
 } qc_gptqm_opts;
 
 typedef struct qc_gptqm qc_gptqm;

@@ -261,7 +261,7 @@ test_expect_success 'usage: --help, --version and bad invocations' '
 		expect_grep out "$o" || exit 1
 	done &&
 	qpack --version >out && expect_grep out "qpack" &&
-	for args in "" "w4" "-o x" "-o x w4 w4a" "-f gguf -o x w4" "--max-shard-size 0 -o x w4" \
+	for args in "" "w4" "-o x" "-o x w4 w4a" "-f ggml -o x w4" "--max-shard-size 0 -o x w4" \
 	            "--max-shard-size 5XB -o x w4" "--threads 0 -o x w4" "--bogus -o x w4" "-o"; do
 		{ qpack $args >out 2>err; test $? = 2; } || { echo "args: $args"; exit 1; }
 		test ! -s out && expect_grep err "usage: qpack" || exit 1
