@@ -386,7 +386,7 @@ static int clip_part(void *p, int part, int nparts)
 				const float *w = j->W + (b0 + k) * j->cols + c0;
 				float a = 0;
 				for (int64_t c = 0; c < nv; c++)
-					a = fmaxf(a, fabsf(w[c]));
+					a = fabsf(w[c]) > a ? fabsf(w[c]) : a; /* not fmaxf: no libm call */
 				m0[k] = a;
 				clip_candidates(j, w, nv, a, D + k * nv, nb * nv, v);
 			}

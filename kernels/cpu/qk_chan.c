@@ -14,8 +14,13 @@ int qk_cpu_col_absmax(qk_ctx *ctx, const float *x, int64_t rows, int64_t cols, f
 	QC_TRY(qk_cpu_check(ctx, "column absmax"));
 	for (int64_t r = 0; r < rows; r++) {
 		const float *row = x + r * cols;
-		for (int64_t j = 0; j < cols; j++)
-			amax[j] = fmaxf(amax[j], fabsf(row[j]));
+		/* a comparison, not fmaxf: the same result (a NaN is passed
+		 * over either way) without a libm call per element, and it
+		 * vectorizes */
+		for (int64_t j = 0; j < cols; j++) {
+			float a = fabsf(row[j]);
+			amax[j] = a > amax[j] ? a : amax[j];
+		}
 	}
 	return 0;
 }
@@ -75,10 +80,12 @@ static void q8_range(void *p, int64_t r0, int64_t r1)
 	const q8_job *j = p;
 	for (int64_t r = r0; r < r1; r++) {
 		float *w = j->w + r * j->cols, amax = 0;
-		for (int64_t c = 0; c < j->cols; c++) {
-			if (j->s)
+		if (j->s)
+			for (int64_t c = 0; c < j->cols; c++)
 				w[c] *= j->s[c];
-			amax = fmaxf(amax, fabsf(w[c]));
+		for (int64_t c = 0; c < j->cols; c++) { /* as in col_absmax */
+			float a = fabsf(w[c]);
+			amax = a > amax ? a : amax;
 		}
 		float sc = amax / 127.5f;
 		if (sc < FLT_EPSILON)
