@@ -55,6 +55,11 @@
 typedef enum {
 	QK_DEVICE_CPU = 0,
 	QK_DEVICE_CUDA = 1,
+	/* qk_ctx_new only: a CUDA context when one can be made (a CUDA build,
+	 * a usable GPU, its driver and libraries), else a CPU one; the reason
+	 * CUDA was passed over is logged at the detail level. qk_ctx_device
+	 * then says which. */
+	QK_DEVICE_AUTO = 2,
 } qk_device;
 
 typedef struct qk_ctx qk_ctx;
@@ -80,7 +85,7 @@ void qk_ctx_free(qk_ctx *ctx);                    /* NULL is a no-op */
 qk_device qk_ctx_device(const qk_ctx *ctx);
 int qk_ctx_threads(const qk_ctx *ctx);
 
-/* "cpu" / "cuda" <-> qk_device; parse returns 0 or QC_EINVAL. */
+/* "cpu" / "cuda" / "auto" <-> qk_device; parse returns 0 or QC_EINVAL. */
 const char *qk_device_name(qk_device dev);
 int qk_device_parse(const char *name, qk_device *dev);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "qc_err.h"
+#include "qc_log.h"
 
 /* ---------------------------------------------------------------- context */
 
@@ -22,6 +23,7 @@ static const qk_backend *backend_of(qk_device dev)
 #else
 	case QK_DEVICE_CUDA: return NULL;
 #endif
+	case QK_DEVICE_AUTO: return NULL;
 	}
 	return NULL;
 }
@@ -29,6 +31,13 @@ static const qk_backend *backend_of(qk_device dev)
 int qk_ctx_new(qk_ctx **out, qk_device dev, int n_threads)
 {
 	*out = NULL;
+	if (dev == QK_DEVICE_AUTO && n_threads >= 0) {
+		int rc = qk_ctx_new(out, QK_DEVICE_CUDA, n_threads);
+		if (rc != QC_EUNSUPPORTED)
+			return rc;
+		qc_log(QC_LOG_DETAIL, "device auto: %s; the kernels run on the CPU", qc_errmsg());
+		dev = QK_DEVICE_CPU;
+	}
 	const qk_backend *be = backend_of(dev);
 	if (!be)
 		return qc_seterr(QC_EUNSUPPORTED, "cannot use device '%s': this build has no %s kernels",
@@ -75,6 +84,7 @@ const char *qk_device_name(qk_device dev)
 	switch (dev) {
 	case QK_DEVICE_CPU: return "cpu";
 	case QK_DEVICE_CUDA: return "cuda";
+	case QK_DEVICE_AUTO: return "auto";
 	}
 	return "unknown";
 }
@@ -85,8 +95,10 @@ int qk_device_parse(const char *name, qk_device *dev)
 		*dev = QK_DEVICE_CPU;
 	else if (strcmp(name, "cuda") == 0)
 		*dev = QK_DEVICE_CUDA;
+	else if (strcmp(name, "auto") == 0)
+		*dev = QK_DEVICE_AUTO;
 	else
-		return qc_seterr(QC_EINVAL, "unknown device '%s' (use cpu or cuda)", name);
+		return qc_seterr(QC_EINVAL, "unknown device '%s' (use cpu, cuda or auto)", name);
 	return 0;
 }
 

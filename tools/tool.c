@@ -172,7 +172,7 @@ int tool_qopt(tool_qopts *q, int c, const char *arg, const char *usage, void (*h
 	case TOOL_OPT_MEM: q->mem = tool_parse_size(usage, "--mem", arg); return 1;
 	case TOOL_OPT_DEVICE:
 		if (qk_device_parse(arg, &q->device) != 0)
-			tool_usage_error(usage, "unknown device '%s' (cpu, cuda)", arg);
+			tool_usage_error(usage, "unknown device '%s' (cpu, cuda, auto)", arg);
 		return 1;
 	case 'o': q->out = arg; return 1;
 	case 'f': q->force = 1; return 1;
@@ -216,8 +216,9 @@ void tool_qopts_help(int with_ignore)
 	"                      when FP32 ones would not fit, and what still does not fit\n"
 	"                      is spilled to zstd-compressed scratch files in $TMPDIR\n"
 	"  --threads N         threads (default: all CPUs)\n"
-	"  --device cpu|cuda   where the kernels run (default cpu; cuda needs a build\n"
-	"                      with the CUDA backend)\n"
+	"  --device cpu|cuda|auto  where the kernels run (default cpu; cuda needs a\n"
+	"                      build with the CUDA backend and a GPU; auto: cuda when\n"
+	"                      it can be used, else cpu)\n"
 	"  -q, --quiet         no progress\n"
 	"  -v, --verbose       one line per Linear (-vv: timings)\n"
 	"  -h, --help          this help\n"

@@ -80,6 +80,16 @@ for tool in qfp8 qgptq; do
 		fi
 		test \$st = 2 && expect_one_message $tool err && expect_grep err cuda && test ! -e z
 	"
+	test_expect_success "$tool --device auto without a usable GPU: the CPU's output, and -v says why" "
+		$tool -q --method rtn --device auto -o auto-$tool m 2>/dev/null ||
+			$tool -q --device auto -o auto-$tool m || exit 1
+		$tool -q --method rtn --device cpu -o cpu-$tool m 2>/dev/null ||
+			$tool -q --device cpu -o cpu-$tool m || exit 1
+		for f in cpu-$tool/*.safetensors; do cmp \"\$f\" auto-$tool/\"\${f##*/}\" || exit 1; done
+		ls cpu-$tool/*.safetensors >/dev/null && { $tool -v --method rtn --device auto -o -  m 2>err >/dev/null ||
+			$tool -v --device auto -o - m 2>err >/dev/null; } &&
+		expect_grep err 'the kernels run on the CPU'
+	"
 	test_expect_code 2 "$tool: --resume to a stream is a usage error" "$tool --resume --calib c.st -o - m"
 	test_expect_code 2 "$tool: --mem that is not a size" "$tool --mem lots --calib c.st -o z m"
 	test_expect_code 2 "$tool: a bad --ignore regex fails before any work" "

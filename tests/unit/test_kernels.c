@@ -79,9 +79,18 @@ static void test_ctx(void **state)
 		assert_null(c);
 	}
 	tu_assert_rc(qk_ctx_new(&c, QK_DEVICE_CPU, -1), QC_EINVAL);
+	tu_assert_rc(qk_ctx_new(&c, QK_DEVICE_AUTO, -1), QC_EINVAL);
+	/* auto: CUDA exactly when a CUDA context can be made, else the CPU */
+	tu_assert_rc(qk_ctx_new(&c, QK_DEVICE_AUTO, 1), 0);
+	assert_int_equal(qk_ctx_device(c), rc == 0 ? QK_DEVICE_CUDA : QK_DEVICE_CPU);
+	assert_int_equal(qk_ctx_threads(c), 1);
+	qk_ctx_free(c);
 	qk_device d;
 	tu_assert_rc(qk_device_parse("cuda", &d), 0);
 	assert_int_equal(d, QK_DEVICE_CUDA);
+	tu_assert_rc(qk_device_parse("auto", &d), 0);
+	assert_int_equal(d, QK_DEVICE_AUTO);
+	assert_string_equal(qk_device_name(QK_DEVICE_AUTO), "auto");
 	tu_assert_rc(qk_device_parse("tpu", &d), QC_EINVAL);
 	assert_string_equal(qk_device_name(QK_DEVICE_CPU), "cpu");
 	assert_int_equal(qk_ctx_threads(ctx2), 2);
