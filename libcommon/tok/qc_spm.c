@@ -23,6 +23,7 @@ typedef struct ctx {
 	const char *name;
 	const char *what;         /* message being read, for errors */
 	int64_t index;            /* piece index, or -1 */
+	int64_t next_piece;       /* top level: the index field 1 would have */
 } ctx;
 
 static int bad(const ctx *c, const char *why)
@@ -31,6 +32,18 @@ static int bad(const ctx *c, const char *why)
 		return qc_seterr(QC_EFORMAT, "bad tokenizer.model '%s': %s %lld: %s", c->name, c->what,
 		                 (long long)c->index, why);
 	return qc_seterr(QC_EFORMAT, "bad tokenizer.model '%s': %s: %s", c->name, c->what, why);
+}
+
+/* An error in field num of the message being read; at the top level field 1
+ * is named as the piece it holds. */
+static int bad_field(const ctx *c, uint32_t num, const char *why)
+{
+	char w[96];
+	if (c->index < 0 && num == 1)
+		snprintf(w, sizeof w, "piece %lld: %s", (long long)c->next_piece, why);
+	else
+		snprintf(w, sizeof w, "field %u: %s", (unsigned)num, why);
+	return bad(c, w);
 }
 
 static int varint(const ctx *c, rd *r, uint64_t *v)
@@ -70,7 +83,7 @@ static int field(const ctx *c, rd *r, uint32_t *num, int *wt, uint64_t *v, const
 	case 5: {
 		size_t k = *wt == 1 ? 8 : 4;
 		if (left < k)
-			return bad(c, "fixed-size field runs past the end");
+			return bad_field(c, *num, "runs past the end");
 		*s = r->p;
 		*n = k;
 		r->p += k;
@@ -80,7 +93,7 @@ static int field(const ctx *c, rd *r, uint32_t *num, int *wt, uint64_t *v, const
 		QC_TRY(varint(c, r, v));
 		left = (size_t)(r->end - r->p);
 		if (*v > left)
-			return bad(c, "length runs past the end");
+			return bad_field(c, *num, "length runs past the end");
 		*s = r->p;
 		*n = (size_t)*v;
 		r->p += *n;
@@ -221,7 +234,7 @@ void qc_spm_free(qc_spm *m)
 int qc_spm_parse(qc_spm **out, const void *data, size_t len, const char *name)
 {
 	*out = NULL;
-	ctx c = { name ? name : "tokenizer.model", "model", -1 };
+	ctx c = { name ? name : "tokenizer.model", "model", -1, 0 };
 	if (len > QC_SPM_MAX_FILE)
 		return bad(&c, "file too large");
 	qc_spm *m = calloc(1, sizeof *m);
@@ -243,6 +256,7 @@ int qc_spm_parse(qc_spm **out, const void *data, size_t len, const char *name)
 		size_t bn = 0;
 		c.what = "model";
 		c.index = -1;
+		c.next_piece = m->n_pieces;
 		if ((rc = field(&c, &r, &num, &wt, &v, &b, &bn)) < 0)
 			break;
 		if (num > 3)

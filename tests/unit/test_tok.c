@@ -1036,6 +1036,13 @@ static void test_spm_malformed(void **state)
 	static const unsigned char no_unk[] = { 0x0A, 0x03, 0x0A, 0x01, 'a', 0x12, 0x02, 0x18, 0x02 };
 	tu_assert_rc(spm_rc(no_unk, sizeof no_unk), QC_EFORMAT);
 	assert_non_null(strstr(qc_errmsg(), "unknown piece"));
+	/* a normal piece "ae" whose "e" is no piece: SentencePiece could merge
+	 * the unknown "e", the engine cannot (refused, not approximated) */
+	static const unsigned char orphan[] = { 0x0A, 0x09, 0x0A, 0x05, '<', 'u', 'n', 'k', '>', 0x18, 0x02,
+	                                        0x0A, 0x03, 0x0A, 0x01, 'a', 0x0A, 0x04, 0x0A, 0x02, 'a', 'e',
+	                                        0x12, 0x02, 0x18, 0x02 };
+	tu_assert_rc(spm_rc(orphan, sizeof orphan), QC_EUNSUPPORTED);
+	assert_non_null(strstr(qc_errmsg(), "piece 2 holds a character that is not a piece"));
 	/* a precompiled charsmap (nmt_nfkc) */
 	static const unsigned char cmap[] = { 0x0A, 0x09, 0x0A, 0x05, '<', 'u', 'n', 'k', '>', 0x18, 0x02,
 	                                      0x12, 0x02, 0x18, 0x02, 0x1A, 0x03, 0x12, 0x01, 'x' };
