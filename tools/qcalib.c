@@ -31,7 +31,7 @@ static const char help[] =
 	"input_ids I32 [N, L] and lengths I32 [N]) with the model's own tokenizer.\n"
 	"\n"
 	"Inputs (files, '-' for standard input, zstd-compressed files accepted):\n"
-	"  -m, --model DIR       model directory (tokenizer.json, config.json)\n"
+	"  -m, --model DIR       model directory (tokenizer.json or tokenizer.model, config.json)\n"
 	"      --tokenizer DIR   take the tokenizer from DIR instead of -m\n"
 	"      --split MODE      text files: lines (one document per line), docs\n"
 	"                        (documents separated by blank lines, default), none\n"

@@ -64,39 +64,47 @@ static int varint(const ctx *c, rd *r, uint64_t *v)
 	return bad(c, "varint longer than 10 bytes");
 }
 
-/* One field: its number, wire type, and value (varint in *v, or the bytes
- * [*s, *s + *n) for length-delimited and fixed-size fields). */
-static int field(const ctx *c, rd *r, uint32_t *num, int *wt, uint64_t *v, const unsigned char **s,
-                 size_t *n)
+/* One field: its number, wire type, and value (a varint in v, or the bytes
+ * [s, s + n) for length-delimited and fixed-size fields). */
+typedef struct fld {
+	uint32_t num;
+	int wt;
+	uint64_t v;
+	const unsigned char *s;
+	size_t n;
+} fld;
+
+static int field(const ctx *c, rd *r, fld *f)
 {
 	uint64_t key;
+	*f = (fld){ 0, 0, 0, NULL, 0 };
 	QC_TRY(varint(c, r, &key));
-	*wt = (int)(key & 7);
+	f->wt = (int)(key & 7);
 	if ((key >> 3) == 0 || (key >> 3) > 0x1FFFFFFF)
 		return bad(c, "bad field number");
-	*num = (uint32_t)(key >> 3);
+	f->num = (uint32_t)(key >> 3);
 	size_t left = (size_t)(r->end - r->p);
-	switch (*wt) {
+	switch (f->wt) {
 	case 0:
-		return varint(c, r, v);
+		return varint(c, r, &f->v);
 	case 1:
 	case 5: {
-		size_t k = *wt == 1 ? 8 : 4;
+		size_t k = f->wt == 1 ? 8 : 4;
 		if (left < k)
-			return bad_field(c, *num, "runs past the end");
-		*s = r->p;
-		*n = k;
+			return bad_field(c, f->num, "runs past the end");
+		f->s = r->p;
+		f->n = k;
 		r->p += k;
 		return 0;
 	}
 	case 2:
-		QC_TRY(varint(c, r, v));
+		QC_TRY(varint(c, r, &f->v));
 		left = (size_t)(r->end - r->p);
-		if (*v > left)
-			return bad_field(c, *num, "length runs past the end");
-		*s = r->p;
-		*n = (size_t)*v;
-		r->p += *n;
+		if (f->v > left)
+			return bad_field(c, f->num, "length runs past the end");
+		f->s = r->p;
+		f->n = (size_t)f->v;
+		r->p += f->n;
 		return 0;
 	default:
 		return bad(c, "unsupported wire type (groups are not used by this format)");
@@ -130,12 +138,13 @@ static int parse_piece(const ctx *c, const unsigned char *s, size_t n, qc_spm_pi
 	p->type = QC_SPM_NORMAL;
 	p->score = 0;
 	while (r.p < r.end) {
-		uint32_t num;
-		int wt;
-		uint64_t v = 0;
-		const unsigned char *b = NULL;
-		size_t bn = 0;
-		QC_TRY(field(c, &r, &num, &wt, &v, &b, &bn));
+		fld f;
+		QC_TRY(field(c, &r, &f));
+		uint32_t num = f.num;
+		int wt = f.wt;
+		uint64_t v = f.v;
+		const unsigned char *b = f.s;
+		size_t bn = f.n;
 		if (num == 1 && wt == 2) {
 			if (bn == 0)
 				return bad(c, "empty piece");
@@ -165,23 +174,19 @@ static int parse_trainer(const ctx *c, const unsigned char *s, size_t n, qc_spm 
 {
 	rd r = { s, s + n };
 	while (r.p < r.end) {
-		uint32_t num;
-		int wt;
-		uint64_t v = 0;
-		const unsigned char *b = NULL;
-		size_t bn = 0;
-		QC_TRY(field(c, &r, &num, &wt, &v, &b, &bn));
-		int known = num == 3 || num == 24 || num == 35 || (num >= 40 && num <= 42);
+		fld f;
+		QC_TRY(field(c, &r, &f));
+		int known = f.num == 3 || f.num == 24 || f.num == 35 || (f.num >= 40 && f.num <= 42);
 		if (!known)
 			continue;
-		if (wt != 0)
+		if (f.wt != 0)
 			return bad(c, "field of the wrong wire type");
 		/* int32 fields: negative values are ten-byte two's complement */
-		int64_t iv = (int64_t)(int32_t)(uint32_t)v;
-		switch (num) {
+		int64_t iv = (int64_t)(int32_t)(uint32_t)f.v;
+		switch (f.num) {
 		case 3: m->model_type = (int)iv; break;
-		case 24: m->treat_ws_as_suffix = v != 0; break;
-		case 35: m->byte_fallback = v != 0; break;
+		case 24: m->treat_ws_as_suffix = f.v != 0; break;
+		case 35: m->byte_fallback = f.v != 0; break;
 		case 40: m->unk_id = iv; break;
 		case 41: m->bos_id = iv; break;
 		case 42: m->eos_id = iv; break;
@@ -194,29 +199,25 @@ static int parse_normalizer(const ctx *c, const unsigned char *s, size_t n, qc_s
 {
 	rd r = { s, s + n };
 	while (r.p < r.end) {
-		uint32_t num;
-		int wt;
-		uint64_t v = 0;
-		const unsigned char *b = NULL;
-		size_t bn = 0;
-		QC_TRY(field(c, &r, &num, &wt, &v, &b, &bn));
-		if (num > 5)
+		fld f;
+		QC_TRY(field(c, &r, &f));
+		if (f.num > 5)
 			continue;
-		if ((num <= 2 && wt != 2) || (num >= 3 && wt != 0))
+		if ((f.num <= 2 && f.wt != 2) || (f.num >= 3 && f.wt != 0))
 			return bad(c, "field of the wrong wire type");
-		switch (num) {
+		switch (f.num) {
 		case 1: {
-			size_t k = bn < sizeof m->name - 1 ? bn : sizeof m->name - 1;
-			memcpy(m->name, b, k);
+			size_t k = f.n < sizeof m->name - 1 ? f.n : sizeof m->name - 1;
+			memcpy(m->name, f.s, k);
 			m->name[k] = 0;
 			if (memchr(m->name, 0, k))
 				return bad(c, "name holds a NUL byte");
 			break;
 		}
-		case 2: m->charsmap_len = bn; break;
-		case 3: m->add_dummy_prefix = v != 0; break;
-		case 4: m->remove_extra_ws = v != 0; break;
-		case 5: m->escape_ws = v != 0; break;
+		case 2: m->charsmap_len = f.n; break;
+		case 3: m->add_dummy_prefix = f.v != 0; break;
+		case 4: m->remove_extra_ws = f.v != 0; break;
+		case 5: m->escape_ws = f.v != 0; break;
 		}
 	}
 	return 0;
@@ -249,16 +250,16 @@ int qc_spm_parse(qc_spm **out, const void *data, size_t len, const char *name)
 	int rc = 0;
 	rd r = { data, (const unsigned char *)data + len };
 	while (rc == 0 && r.p < r.end) {
-		uint32_t num;
-		int wt;
-		uint64_t v = 0;
-		const unsigned char *b = NULL;
-		size_t bn = 0;
+		fld f;
 		c.what = "model";
 		c.index = -1;
 		c.next_piece = m->n_pieces;
-		if ((rc = field(&c, &r, &num, &wt, &v, &b, &bn)) < 0)
+		if ((rc = field(&c, &r, &f)) < 0)
 			break;
+		uint32_t num = f.num;
+		int wt = f.wt;
+		const unsigned char *b = f.s;
+		size_t bn = f.n;
 		if (num > 3)
 			continue;
 		if (wt != 2) {

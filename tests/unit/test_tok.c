@@ -41,6 +41,18 @@ static void bl_spell(int b, char *out)
 	}
 }
 
+/* The 256 bytes in ByteLevel spelling, id = byte. */
+static json_t *byte_vocab(void)
+{
+	json_t *vocab = json_object();
+	char sp[4];
+	for (int b = 0; b < 256; b++) {
+		bl_spell(b, sp);
+		json_object_set_new(vocab, sp, json_integer(b));
+	}
+	return vocab;
+}
+
 static json_t *added(int id, const char *content, int special, int lstrip, int rstrip, int single,
                      int normalized)
 {
@@ -122,12 +134,7 @@ static void expect_roundtrip(qc_tok *t, const char *text, size_t len)
  * ByteLevel splits with GPT-2's regex. */
 static json_t *bytelevel_json(int pair_merges)
 {
-	json_t *vocab = json_object();
-	char sp[4];
-	for (int b = 0; b < 256; b++) {
-		bl_spell(b, sp);
-		json_object_set_new(vocab, sp, json_integer(b));
-	}
+	json_t *vocab = byte_vocab();
 	json_object_set_new(vocab, "he", json_integer(256));
 	json_object_set_new(vocab, "ll", json_integer(257));
 	json_object_set_new(vocab, "hell", json_integer(258));
@@ -244,12 +251,7 @@ static void test_bytelevel_invalid_utf8(void **state)
 static void test_merge_order(void **state)
 {
 	(void)state;
-	json_t *vocab = json_object();
-	char sp[4];
-	for (int b = 0; b < 256; b++) {
-		bl_spell(b, sp);
-		json_object_set_new(vocab, sp, json_integer(b));
-	}
+	json_t *vocab = byte_vocab();
 	json_object_set_new(vocab, "aa", json_integer(256));
 	json_object_set_new(vocab, "ab", json_integer(257));
 	json_object_set_new(vocab, "aab", json_integer(258));
@@ -269,12 +271,7 @@ static void test_merge_order(void **state)
  * vocabulary entry becomes that one id, so the ids show the word cuts. */
 static qc_tok *split_tok(const char *pre_json)
 {
-	json_t *vocab = json_object();
-	char sp[4];
-	for (int b = 0; b < 256; b++) {
-		bl_spell(b, sp);
-		json_object_set_new(vocab, sp, json_integer(b));
-	}
+	json_t *vocab = byte_vocab();
 	static const char *words[] = { "a-", "-b", "a-b", "--", "a,", "a,b" };
 	for (int i = 0; i < 6; i++)
 		json_object_set_new(vocab, words[i], json_integer(300 + i));
@@ -596,12 +593,7 @@ static void test_pre_tokenizers(void **state)
 static void test_pre_after_bytelevel(void **state)
 {
 	(void)state;
-	json_t *vocab = json_object();
-	char sp[4];
-	for (int b = 0; b < 256; b++) {
-		bl_spell(b, sp);
-		json_object_set_new(vocab, sp, json_integer(b));
-	}
+	json_t *vocab = byte_vocab();
 	static const char *const tok[] = { "34", "12", "123", "45", "\xc4\xa0" "1", "!!", ",\xc4\xa0", "\xc4\xa0h", NULL };
 	static const char *const mer[] = { "3 4", "1 2", "12 3", "4 5", "\xc4\xa0 1", "! !", ", \xc4\xa0", "\xc4\xa0 h", NULL };
 	for (int i = 0; tok[i]; i++)
