@@ -10,6 +10,7 @@
 
 #include <sys/stat.h>
 
+#include "qc_corpus.h"
 #include "qc_err.h"
 #include "qc_rng.h"
 #include "qc_spm.h"
@@ -970,7 +971,7 @@ static int spm_rc(const void *d, size_t len)
 }
 
 /* Malformed files: an error with a message, never a crash (run under
- * the sanitizers by make check-asan). */
+ * the sanitizers with SANITIZE=1, where a stray read or write stops it). */
 static void test_spm_malformed(void **state)
 {
 	(void)state;
@@ -1136,6 +1137,46 @@ static void test_vectors_llama_spm_model(void **state)
 	assert_non_null(strstr(qc_tok_file(t), "tokenizer.model"));
 	run_vectors_tok(t, "llama-spm", 1, 1);
 	run_vectors_tok(t, "tinyllama-special", 0, 1);
+	/* the same ids as the tokenizer.json on the bundled corpus and on random
+	 * mixtures of its pieces with spaces, digits, CJK, emoji and accents:
+	 * two independent paths (merge ranks against piece scores) */
+	qc_tok *j;
+	snprintf(p, sizeof p, "%s/tokenizers/tinyllama", sd);
+	tu_assert_rc(qc_tok_load(&j, p), 0);
+	qc_ids a = { 0 }, b = { 0 };
+	tu_assert_rc(qc_tok_encode(t, qc_builtin_corpus, qc_builtin_corpus_len, 0, &a), 0);
+	tu_assert_rc(qc_tok_encode(j, qc_builtin_corpus, qc_builtin_corpus_len, 0, &b), 0);
+	assert_int_equal(a.n, b.n);
+	assert_memory_equal(a.v, b.v, a.n * sizeof *a.v);
+	static const char *const extra[] = { " ", "  ", "\n", "\t", "123", "4", "\xe4\xb8\xad\xe6\x96\x87",
+	                                     "\xf0\x9f\xa6\x99", "e\xcc\x81", "\xc3\xa9", "</s>", "\xe2\x96\x81" };
+	qc_rng r;
+	qc_rng_seed(&r, 17);
+	for (int it = 0; it < 300; it++) {
+		char text[600];
+		size_t n = 0;
+		for (int k = (int)qc_rng_below(&r, 12); k >= 0; k--) {
+			if (qc_rng_below(&r, 2)) {
+				const char *e = extra[qc_rng_below(&r, sizeof extra / sizeof extra[0])];
+				memcpy(text + n, e, strlen(e));
+				n += strlen(e);
+			} else {
+				size_t l = 1 + qc_rng_below(&r, 40), o = qc_rng_below(&r, qc_builtin_corpus_len - l);
+				memcpy(text + n, qc_builtin_corpus + o, l);
+				n += l;
+			}
+		}
+		a.n = b.n = 0;
+		tu_assert_rc(qc_tok_encode(t, text, n, 0, &a), 0);
+		tu_assert_rc(qc_tok_encode(j, text, n, 0, &b), 0);
+		if (a.n != b.n || memcmp(a.v, b.v, a.n * sizeof *a.v) != 0) {
+			print_error("tokenizer.model and tokenizer.json differ on '%.*s'\n", (int)n, text);
+			fail();
+		}
+	}
+	qc_ids_release(&a);
+	qc_ids_release(&b);
+	qc_tok_free(j);
 	qc_tok_free(t);
 	/* with the model's tokenizer_config.json (legacy: false) */
 	size_t cl;
