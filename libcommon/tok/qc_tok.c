@@ -723,7 +723,7 @@ static int normalize(qc_tok *t, const char *s, size_t n, int first)
 		case NORM_UNICODE: {
 			char *u;
 			size_t ul;
-			QC_TRY(qc_unorm(op->form, out->p, out->n, &u, &ul));
+			QC_TRY((t->reference ? qc_unorm_ref : qc_unorm)(op->form, out->p, out->n, &u, &ul));
 			int rc = buf_add(tmp, u, ul);
 			free(u);
 			QC_TRY(rc);

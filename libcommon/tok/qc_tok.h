@@ -171,7 +171,8 @@ int qc_tok_decode(const qc_tok *t, const int32_t *ids, size_t n, unsigned flags,
 
 /* Switch the handle to the plain reference path (on != 0) or back: no word
  * cache, SentencePiece words merged whole instead of cut before each U+2581,
- * and the textbook O(n^2) lowest-rank-pair merge loop instead of the heap.
+ * the textbook O(n^2) lowest-rank-pair merge loop instead of the heap, and
+ * the Unicode normalizers without their ASCII shortcut (qc_unorm_ref).
  * The ids must be identical either way; tests and tests/bench compare. */
 void qc_tok_set_reference(qc_tok *t, int on);
 

@@ -38,7 +38,8 @@ static size_t valid_run(const char *s, size_t n)
 	return i;
 }
 
-static int normalize_run(qc_unorm_form form, const char *s, size_t n, obuf *o)
+/* utf8proc_map of valid UTF-8 s[0..n), appended to o. */
+static int map_run(qc_unorm_form form, const char *s, size_t n, obuf *o)
 {
 	if (form == QC_UNORM_LOWER) {
 		for (size_t i = 0; i < n;) {
@@ -63,6 +64,8 @@ static int normalize_run(qc_unorm_form form, const char *s, size_t n, obuf *o)
 	case QC_UNORM_NFKD: opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
 	default: return qc_seterr(QC_EINVAL, "unknown Unicode normal form %d", (int)form);
 	}
+	if (n == 0)
+		return 0;
 	utf8proc_uint8_t *d = NULL;
 	utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &d, (utf8proc_option_t)opt);
 	if (k < 0) {
@@ -77,14 +80,48 @@ static int normalize_run(qc_unorm_form form, const char *s, size_t n, obuf *o)
 	return rc;
 }
 
-int qc_unorm(qc_unorm_form form, const char *s, size_t n, char **out, size_t *outlen)
+/* The same as map_run, cut into pieces: an ASCII character is unchanged by
+ * every normal form, is a starter (canonical combining class 0, so no
+ * reordering passes it) and is never the second character of a composition,
+ * so nothing before it depends on it or on what follows it. The text is cut
+ * before each ASCII character; runs of ASCII are copied, and only each
+ * non-ASCII stretch, with the ASCII character before it (which a mark may
+ * compose with: e + U+0301), goes through utf8proc. */
+static int map_run_fast(qc_unorm_form form, const char *s, size_t n, obuf *o)
+{
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && (unsigned char)s[j] < 0x80)
+			j++;
+		size_t start = j > i ? j - 1 : j;
+		QC_TRY(put(o, s + i, start - i));
+		if (j == n)
+			return put(o, s + start, n - start);
+		size_t e = j;
+		while (e < n && (unsigned char)s[e] >= 0x80)
+			e++;
+		QC_TRY(map_run(form, s + start, e - start, o));
+		i = e;
+	}
+	return 0;
+}
+
+static int normalize_run(qc_unorm_form form, const char *s, size_t n, int reference, obuf *o)
+{
+	if (form == QC_UNORM_LOWER)
+		return map_run(form, s, n, o);
+	return reference ? map_run(form, s, n, o) : map_run_fast(form, s, n, o);
+}
+
+static int unorm(qc_unorm_form form, const char *s, size_t n, int reference, char **out, size_t *outlen)
 {
 	obuf o = { 0 };
 	int rc = put(&o, "", 0);
 	for (size_t i = 0; i < n && rc == 0;) {
 		size_t v = valid_run(s + i, n - i);
 		if (v > 0) {
-			rc = normalize_run(form, s + i, v, &o);
+			rc = normalize_run(form, s + i, v, reference, &o);
 			i += v;
 		} else {
 			rc = put(&o, s + i, 1);   /* an invalid byte passes through */
@@ -99,4 +136,14 @@ int qc_unorm(qc_unorm_form form, const char *s, size_t n, char **out, size_t *ou
 	*out = o.p;
 	*outlen = o.n;
 	return 0;
+}
+
+int qc_unorm(qc_unorm_form form, const char *s, size_t n, char **out, size_t *outlen)
+{
+	return unorm(form, s, n, 0, out, outlen);
+}
+
+int qc_unorm_ref(qc_unorm_form form, const char *s, size_t n, char **out, size_t *outlen)
+{
+	return unorm(form, s, n, 1, out, outlen);
 }

@@ -36,4 +36,9 @@ typedef enum {
  * QC_ENOMEM, or QC_EINVAL for an unknown form. */
 int qc_unorm(qc_unorm_form form, const char *s, size_t n, char **out, size_t *outlen);
 
+/* The plain reference qc_unorm is tested against: each valid run through
+ * utf8proc whole (qc_unorm copies ASCII stretches and maps only the rest;
+ * see qc_unorm.c). Same contract and output. */
+int qc_unorm_ref(qc_unorm_form form, const char *s, size_t n, char **out, size_t *outlen);
+
 #endif

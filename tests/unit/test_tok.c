@@ -15,6 +15,7 @@
 #include "qc_rng.h"
 #include "qc_spm.h"
 #include "qc_tok.h"
+#include "qc_unorm.h"
 
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
@@ -543,6 +544,44 @@ static void test_normalizers(void **state)
 	t = char_model("{\"type\": \"NFC\"}", NULL, voc, NULL);
 	expect_pieces(t, "\xff" "e\xcc\x81", "<unk>|\xc3\xa9");
 	qc_tok_free(t);
+}
+
+/* qc_unorm's ASCII shortcut against the plain path, on random text built
+ * to meet its edges: marks after ASCII bases, Hangul jamo, compatibility
+ * characters, marks that decompose to two, invalid bytes. */
+static void test_unorm_fast_matches_reference(void **state)
+{
+	(void)state;
+	static const char *const alpha[] = {
+		"e", "a", "i", " ", "=", "\xcc\x81" /* U+0301 */, "\xcc\x88" /* U+0308 */, "\xcc\xa7" /* U+0327 */,
+		"\xcd\x84" /* U+0344 */, "\xc3\xa9", "\xe1\x84\x80" /* U+1100 */, "\xe1\x85\xa1" /* U+1161 */,
+		"\xe1\x86\xa8" /* U+11A8 */, "\xea\xb0\x80" /* U+AC00 */, "\xef\xac\x81" /* U+FB01 */,
+		"\xef\xbd\xb6" /* U+FF76 */, "\xef\xbe\x9e" /* U+FF9E */, "\xcc\xb8" /* U+0338 */,
+		"\xe2\x84\xab" /* U+212B */, "\xff", "\xc4\xb0" /* U+0130 */, "\xe2\x80\x80",
+	};
+	qc_rng r;
+	qc_rng_seed(&r, 23);
+	for (int it = 0; it < 2000; it++) {
+		char text[256];
+		size_t n = 0;
+		for (int k = (int)qc_rng_below(&r, 30); k > 0; k--) {
+			const char *a = alpha[qc_rng_below(&r, sizeof alpha / sizeof alpha[0])];
+			memcpy(text + n, a, strlen(a));
+			n += strlen(a);
+		}
+		for (int f = QC_UNORM_NFC; f <= QC_UNORM_LOWER; f++) {
+			char *x, *y;
+			size_t xl, yl;
+			tu_assert_rc(qc_unorm((qc_unorm_form)f, text, n, &x, &xl), 0);
+			tu_assert_rc(qc_unorm_ref((qc_unorm_form)f, text, n, &y, &yl), 0);
+			if (xl != yl || memcmp(x, y, xl) != 0) {
+				print_error("form %d differs on '%.*s'\n", f, (int)n, text);
+				fail();
+			}
+			free(x);
+			free(y);
+		}
+	}
 }
 
 static void test_pre_tokenizers(void **state)
@@ -1203,6 +1242,7 @@ int main(void)
 		cmocka_unit_test(test_spm_small),
 		cmocka_unit_test(test_spm_cut_matches_reference),
 		cmocka_unit_test(test_normalizers),
+		cmocka_unit_test(test_unorm_fast_matches_reference),
 		cmocka_unit_test(test_pre_tokenizers),
 		cmocka_unit_test(test_pre_after_bytelevel),
 		cmocka_unit_test(test_errors),
