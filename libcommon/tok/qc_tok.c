@@ -776,6 +776,8 @@ static const char PUNCT_RE[] = "[\\p{P}\\x21-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\
  * all of N, \s takes U+180E). */
 #define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
 static const char WS_RE[] = "[" RUST_W "]+|[^" RUST_W "\\p{White_Space}]+";
+/* \w as single_word tests it (tokenizers' added_vocabulary.rs, Rust regex) */
+static const char WORD_RE[] = "[" RUST_W "]";
 /* char::is_whitespace, which WhitespaceSplit and BertPreTokenizer cut at */
 static const char SPACE_RE[] = "\\p{White_Space}";
 
@@ -994,8 +996,8 @@ static int matcher_next(const matcher *m, const char *s, size_t n, size_t pos, s
 	return 0;
 }
 
-/* \w as the Rust regex crate means it (Unicode word characters), for
- * single_word; cp is the character at s[0..len). */
+/* \w as the Rust regex crate means it (Unicode word characters: RUST_W),
+ * for single_word; cp is the character at s[0..len). */
 static int is_word_char(qc_tok *t, const char *s, size_t len, uint32_t cp)
 {
 	if (cp == UINT32_MAX)
@@ -1493,7 +1495,8 @@ int qc_tok_load_mem(qc_tok **out, const char *json, size_t len, const char *conf
 	}
 	if ((rc = parse_added(t, added)) < 0 || (rc = parse_model(t, json_object_get(root, "model"), added)) < 0)
 		goto out;
-	if ((rc = rx_compile(&t->rx_word, "\\w", 2, 0, "word")) < 0 || (rc = index_added(t)) < 0)
+	if ((rc = rx_compile(&t->rx_word, WORD_RE, sizeof WORD_RE - 1, 0, "word")) < 0 ||
+	    (rc = index_added(t)) < 0)
 		goto out;
 	if ((v = json_object_get(root, "post_processor")) && !json_is_null(v) &&
 	    (rc = add_steps(t, v, "post-processor", "processors", post_step)) < 0)
@@ -1710,7 +1713,7 @@ static int spm_build(qc_tok *t, const qc_spm *m, const json_t *cfg)
 	t->norm[0].escape_ws = m->escape_ws;
 	t->n_norm = 1;
 	QC_TRY(spm_decoder(t, m, dummy));
-	QC_TRY(rx_compile(&t->rx_word, "\\w", 2, 0, "word"));
+	QC_TRY(rx_compile(&t->rx_word, WORD_RE, sizeof WORD_RE - 1, 0, "word"));
 	QC_TRY(index_added(t));
 	/* BOS first, as transformers' Llama tokenizers do by default; the
 	 * tokenizer_config's add_bos_token / add_eos_token decide when present */

@@ -198,6 +198,9 @@ static void test_bytelevel_small(void **state)
 		expect_ids(t, TXT("a<mask>"), 0, IDS(97, 263));
 		/* single_word: "ab" inside a word is not the added token */
 		expect_ids(t, TXT("xab ab"), 0, IDS(120, 97, 98, 32, 264));
+		/* \w is Rust's: a combining mark is a word character, ½ is not */
+		expect_ids(t, TXT("x\xcc\x81" "ab"), 0, IDS(120, 204, 129, 97, 98));
+		expect_ids(t, TXT("\xc2\xbd" "ab"), 0, IDS(194, 189, 264));
 		expect_ids(t, TXT(""), 0, NULL, 0);
 		assert_int_equal(qc_tok_id_type(t, 97), QC_TOK_ID_NORMAL);
 		assert_int_equal(qc_tok_id_type(t, 261), QC_TOK_ID_SPECIAL);
