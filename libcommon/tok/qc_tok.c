@@ -320,7 +320,7 @@ typedef struct norm_op {
 	char *b;  size_t blen;    /* replace content */
 	rx re;                    /* replace by regex when re.code != NULL */
 	int left, right;          /* strip */
-	qc_unorm_form form;       /* NFC, NFD, NFKC, NFKD, Lowercase */
+	qc_unorm_form form;       /* NFC, NFD, NFKC, NFKD, Lowercase, StripAccents */
 	/* SentencePiece's normalizer (tokenizer.model): the dummy prefix by
 	 * scheme, remove_extra_whitespaces, escape_whitespaces */
 	prepend_scheme dummy;
@@ -610,13 +610,15 @@ static int norm_step(qc_tok *t, const json_t *o, const char *type)
 			return copy_str(pat, plen, &op->a, &op->alen);
 		return rx_compile(&op->re, pat, plen, literal, "Replace normalizer");
 	} else if (strcmp(type, "NFC") == 0 || strcmp(type, "NFKC") == 0 || strcmp(type, "NFD") == 0 ||
-	           strcmp(type, "NFKD") == 0 || strcmp(type, "Lowercase") == 0) {
+	           strcmp(type, "NFKD") == 0 || strcmp(type, "Lowercase") == 0 ||
+	           strcmp(type, "StripAccents") == 0) {
 		op->type = NORM_UNICODE;
 		op->form = strcmp(type, "NFC") == 0    ? QC_UNORM_NFC
 		           : strcmp(type, "NFD") == 0  ? QC_UNORM_NFD
 		           : strcmp(type, "NFKC") == 0 ? QC_UNORM_NFKC
 		           : strcmp(type, "NFKD") == 0 ? QC_UNORM_NFKD
-		                                       : QC_UNORM_LOWER;
+		           : strcmp(type, "Lowercase") == 0 ? QC_UNORM_LOWER
+		                                            : QC_UNORM_STRIP_MARKS;
 	} else if (strcmp(type, "Strip") == 0) {
 		op->type = NORM_STRIP;
 		op->left = jbool(o, "strip_left", 1);
@@ -662,7 +664,7 @@ static int replace_all(const char *s, size_t n, const norm_op *op, rx *re, buf *
  * every ' ' becomes U+2581. Only U+0020 is a space to it. */
 static int spm_normalize(const norm_op *op, const char *s, size_t n, int first, buf *out)
 {
-	static const char mark[] = "\xe2\x96\x81";
+	const char *mark = SPACE_MARK;
 	out->n = 0;
 	QC_TRY(buf_reserve(out, 3 * n + 4));
 	size_t i = 0;

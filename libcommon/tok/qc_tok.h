@@ -17,8 +17,9 @@
  * processors outside the sets below.
  *
  * Normalizers (each exact): Prepend, Replace (literal or regex), Strip,
- * NFC, NFD, NFKC, NFKD, Lowercase (qc_unorm.h), Sequence. Refused by name:
- * BertNormalizer, StripAccents, Precompiled, ByteLevel, Nmt and any other.
+ * NFC, NFD, NFKC, NFKD, Lowercase, StripAccents (qc_unorm.h), Sequence.
+ * Refused by name: BertNormalizer, Precompiled, ByteLevel, Nmt and any
+ * other.
  *
  * Pre-tokenizers, applied in the file's order as tokenizers does, each step
  * to every piece the steps before it made: Split, ByteLevel, Metaspace

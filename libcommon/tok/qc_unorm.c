@@ -56,6 +56,17 @@ static int map_run(qc_unorm_form form, const char *s, size_t n, obuf *o)
 		}
 		return 0;
 	}
+	if (form == QC_UNORM_STRIP_MARKS) {
+		for (size_t i = 0; i < n;) {
+			utf8proc_int32_t cp;
+			utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+			utf8proc_category_t c = utf8proc_category(cp);
+			if (c != UTF8PROC_CATEGORY_MN && c != UTF8PROC_CATEGORY_MC && c != UTF8PROC_CATEGORY_ME)
+				QC_TRY(put(o, s + i, (size_t)l));
+			i += (size_t)l;
+		}
+		return 0;
+	}
 	int opt = UTF8PROC_STABLE;
 	switch (form) {
 	case QC_UNORM_NFC: opt |= UTF8PROC_COMPOSE; break;
@@ -109,8 +120,8 @@ static int map_run_fast(qc_unorm_form form, const char *s, size_t n, obuf *o)
 
 static int normalize_run(qc_unorm_form form, const char *s, size_t n, int reference, obuf *o)
 {
-	if (form == QC_UNORM_LOWER)
-		return map_run(form, s, n, o);
+	if (form == QC_UNORM_LOWER || form == QC_UNORM_STRIP_MARKS)
+		return map_run(form, s, n, o);   /* character by character already */
 	return reference ? map_run(form, s, n, o) : map_run_fast(form, s, n, o);
 }
 

@@ -1,6 +1,6 @@
 /*
  * qc_unorm.h - the Unicode normalizers of tokenizer.json (NFC, NFD, NFKC,
- * NFKD, Lowercase) on byte strings, with utf8proc's tables.
+ * NFKD, Lowercase, StripAccents) on byte strings, with utf8proc's tables.
  *
  * Text is bytes that may hold invalid UTF-8 (qc_tok.h): each maximal run of
  * valid UTF-8 is normalized on its own and every byte that is not part of a
@@ -13,6 +13,10 @@
  * UnicodeData.txt, plus the one unconditional multi-character mapping of
  * SpecialCasing.txt (U+0130 -> U+0069 U+0307); no context rules (a final
  * sigma stays U+03C3).
+ *
+ * StripAccents removes every character of General_Category Mark (Mn, Mc,
+ * Me), as tokenizers' filter with is_combining_mark does; it decomposes
+ * nothing itself (tokenizer files put NFD or NFKD before it).
  *
  * The Unicode version is utf8proc's (15.0 for utf8proc 2.8); characters
  * assigned after it are passed through.
@@ -30,6 +34,7 @@ typedef enum {
 	QC_UNORM_NFKC,
 	QC_UNORM_NFKD,
 	QC_UNORM_LOWER,
+	QC_UNORM_STRIP_MARKS,
 } qc_unorm_form;
 
 /* *out = form applied to s[0..n), NUL-terminated, length in *outlen.
