@@ -633,6 +633,15 @@ static void test_pre_tokenizers(void **state)
 	expect_pieces(t, "a a", "a|\xe2\x96\x81" "a");
 	expect_pieces(t, "a ", "a\xe2\x96\x81");
 	qc_tok_free(t);
+	/* files from before prepend_scheme: add_prefix_space true / false */
+	t = char_model(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"\xe2\x96\x81\", "
+	               "\"str_rep\": \"\xe2\x96\x81\", \"add_prefix_space\": true}", voc, mer);
+	expect_pieces(t, "a a", "\xe2\x96\x81" "a|\xe2\x96\x81" "a");
+	qc_tok_free(t);
+	t = char_model(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"\xe2\x96\x81\", "
+	               "\"add_prefix_space\": false}", voc, mer);
+	expect_pieces(t, "a a", "a|\xe2\x96\x81" "a");
+	qc_tok_free(t);
 }
 
 /* Steps after ByteLevel see its mapped characters: tokenizers applies a
