@@ -327,7 +327,7 @@ typedef struct norm_op {
 	int remove_ws, escape_ws;
 } norm_op;
 
-typedef enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE } pre_type;
+typedef enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE, PRE_FIXED } pre_type;
 typedef struct pre_op {
 	pre_type type;
 	rx re;                    /* split pattern (regex or literal) */
@@ -339,6 +339,7 @@ typedef struct pre_op {
 	size_t repl_len;
 	prepend_scheme scheme;
 	int split;                /* Metaspace */
+	size_t length;            /* FixedLength: characters a piece */
 } pre_op;
 
 typedef enum { DEC_BYTELEVEL, DEC_METASPACE, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP } dec_type;
@@ -864,6 +865,16 @@ static int pre_step(qc_tok *t, const json_t *o, const char *type)
 		op->type = PRE_SPLIT;
 		op->beh = BEH_REMOVED;
 		return rx_compile(&op->re, SPACE_RE, sizeof SPACE_RE - 1, 0, "WhitespaceSplit");
+	}
+	if (strcmp(type, "FixedLength") == 0) {
+		/* tokenizers' fixed_length.rs: pieces of `length` characters */
+		const json_t *l = json_object_get(o, "length");
+		json_int_t v = l ? (json_is_integer(l) ? json_integer_value(l) : -1) : 5;
+		if (v <= 0 || v > (1 << 20))
+			return qc_seterr(QC_EFORMAT, "FixedLength length must be 1 to 2^20 in '%s'", t->name);
+		op->type = PRE_FIXED;
+		op->length = (size_t)v;
+		return 0;
 	}
 	if (strcmp(type, "CharDelimiterSplit") == 0) {
 		/* tokenizers' delimiter.rs: split at the one character, removed */
@@ -2289,6 +2300,16 @@ static int encode_words(qc_tok *t, const char *s, size_t n, int first, qc_ids *o
 					QC_TRY(split_piece(t, &p, &op->re, NULL, 0, BEH_ISOLATED, 0, &t->pb, &nb, &t->pb_cap));
 				else
 					QC_TRY(push_piece(&t->pb, &nb, &t->pb_cap, p.off, p.len, p.first));
+				break;
+			case PRE_FIXED:
+				for (size_t a = 0; a < p.len;) {
+					size_t b = a;
+					uint32_t cp;
+					for (size_t c = 0; c < op->length && b < p.len; c++)
+						b += utf8_next((const unsigned char *)t->work.p + p.off + b, p.len - b, &cp);
+					QC_TRY(push_piece(&t->pb, &nb, &t->pb_cap, p.off + a, b - a, p.first && a == 0));
+					a = b;
+				}
 				break;
 			case PRE_METASPACE: {
 				span np;

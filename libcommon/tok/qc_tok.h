@@ -26,11 +26,10 @@
  * (prepend_scheme always / first / never, split true / false), Digits,
  * Punctuation, Whitespace and WhitespaceSplit (with the Rust regex crate's
  * \w and \s), BertPreTokenizer (WhitespaceSplit then Punctuation),
- * CharDelimiterSplit, Sequence. Steps after ByteLevel see its mapped
+ * CharDelimiterSplit, FixedLength (length >= 1), Sequence. Steps after ByteLevel see its mapped
  * characters (a space is 'Ġ'), as in Falcon's Sequence of Punctuation,
  * ByteLevel, Digits and Split; Metaspace or a second ByteLevel after
- * ByteLevel are refused. Refused by name: UnicodeScripts, FixedLength and
- * any other.
+ * ByteLevel are refused. Refused by name: UnicodeScripts and any other.
  *
  * tokenizer.model (qc_spm.h) is encoded as SentencePiece's BPE does: its
  * normalizer (dummy prefix, remove_extra_whitespaces, escape_whitespaces;

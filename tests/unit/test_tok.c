@@ -617,6 +617,16 @@ static void test_pre_tokenizers(void **state)
 	t = char_model(NULL, "{\"type\": \"CharDelimiterSplit\", \"delimiter\": \",\"}", voc, mer);
 	expect_pieces(t, "a-,a,", "a-|a");
 	qc_tok_free(t);
+	/* FixedLength: pieces of n characters (5 by default); then Whitespace
+	 * would have cut differently */
+	t = char_model(NULL, "{\"type\": \"FixedLength\", \"length\": 2}", voc, mer);
+	expect_pieces(t, "a!a\xe1\xa0\x8e" "a", "a!|a\xe1\xa0\x8e|a");
+	expect_pieces(t, "", "");
+	qc_tok_free(t);
+	t = char_model(NULL, "{\"type\": \"FixedLength\"}", voc, mer);
+	expect_pieces(t, "yyyya!", "y|y|y|y|a|!");
+	expect_pieces(t, "yyyyya!", "y|y|y|y|y|a!");
+	qc_tok_free(t);
 	/* Punctuation, Contiguous: runs of punctuation stay together */
 	t = char_model(NULL, "{\"type\": \"Punctuation\", \"behavior\": \"Contiguous\"}", voc, mer);
 	expect_pieces(t, "a!,-b", "a|!|,|-|b");
@@ -706,7 +716,7 @@ static void test_errors(void **state)
 	assert_non_null(strstr(qc_errmsg(), "'Unigram'"));
 	/* components we do not implement are refused by name */
 	static const char *const refused[][2] = {
-		{ "pre_tokenizer", "UnicodeScripts" }, { "pre_tokenizer", "FixedLength" },
+		{ "pre_tokenizer", "UnicodeScripts" }, { "pre_tokenizer", "RandomChunk" },
 		{ "normalizer", "BertNormalizer" }, { "normalizer", "Nmt" },
 		{ "normalizer", "Precompiled" }, { "normalizer", "ByteLevel" },
 	};
@@ -718,6 +728,9 @@ static void test_errors(void **state)
 		snprintf(want, sizeof want, "'%s'", refused[i][1]);
 		assert_non_null(strstr(qc_errmsg(), want));
 	}
+	assert_int_equal(load_rc("{\"pre_tokenizer\": {\"type\": \"FixedLength\", \"length\": 0}, "
+	                         "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}"),
+	                 QC_EFORMAT);
 	/* Metaspace after ByteLevel would add characters outside the byte map */
 	assert_int_equal(load_rc("{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": "
 	                         "[{\"type\": \"ByteLevel\"}, {\"type\": \"Metaspace\"}]}, "
