@@ -26,8 +26,9 @@
  * (prepend_scheme always / first / never, split true / false), Digits,
  * Punctuation, Whitespace and WhitespaceSplit (with the Rust regex crate's
  * \w and \s), BertPreTokenizer (WhitespaceSplit then Punctuation),
- * CharDelimiterSplit, FixedLength (length >= 1), Sequence. Steps after ByteLevel see its mapped
- * characters (a space is 'Ġ'), as in Falcon's Sequence of Punctuation,
+ * CharDelimiterSplit, FixedLength (length >= 1), Sequence. Steps after
+ * ByteLevel see its mapped characters (a space is 'Ġ'), as in Falcon's
+ * Sequence of Punctuation,
  * ByteLevel, Digits and Split; Metaspace or a second ByteLevel after
  * ByteLevel are refused. Refused by name: UnicodeScripts and any other.
  *
@@ -43,7 +44,9 @@
  * special tokens, BOS is added (add_bos_token / add_eos_token of
  * tokenizer_config.json decide when present), and tokenizer_config's
  * legacy: false puts the dummy prefix before the first segment of a text
- * only, add_prefix_space: false nowhere. Bytes that are not valid UTF-8
+ * only (as transformers' LlamaTokenizer, which reads tokenizer.model, does;
+ * its converted fast tokenizer omits it before a leading space),
+ * add_prefix_space: false nowhere. Bytes that are not valid UTF-8
  * become U+FFFD as SentencePiece's normalizer makes them, so decode gives
  * U+FFFD back for them.
  *
