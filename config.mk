@@ -22,7 +22,7 @@ WARN       = -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -Wstrict-prototy
 # /usr/include may belong to the reference BLAS.
 BLAS_CFLAGS = -I/usr/include/x86_64-linux-gnu/openblas-pthread
 BLAS_LIBS   = -llapacke -lopenblas
-LIBS        = $(BLAS_LIBS) -lzstd -lxxhash -ljansson -lpcre2-8 -lpthread -lm
+LIBS        = $(BLAS_LIBS) -lzstd -lxxhash -ljansson -lpcre2-8 -lutf8proc -lpthread -lm
 # A directory of external conformance vectors (tokenizers/<name>/... as the
 # tokenizer tests expect): make check QC_TEST_VECTORS=/path/to/data. The tests
 # that need it are reported as skipped, by name, when it is empty.

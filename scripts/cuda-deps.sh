@@ -19,13 +19,13 @@ set -eu
 # folder also holds the liblapack.so.3 that liblapacke needs)
 PKGS="libopenblas0-pthread libopenblas-pthread-dev liblapacke liblapacke-dev libtmglib3
 libgfortran5 libquadmath0 libzstd1 libzstd-dev libxxhash0 libxxhash-dev libjansson4
-libjansson-dev libpcre2-8-0 libpcre2-dev libyaml-0-2 libyaml-dev"
+libjansson-dev libpcre2-8-0 libpcre2-dev libyaml-0-2 libyaml-dev libutf8proc2 libutf8proc-dev"
 
 # files that show the system has what the build needs
 have_system() {
 	for f in /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h /usr/include/lapacke.h \
 	         /usr/include/zstd.h /usr/include/xxhash.h /usr/include/jansson.h \
-	         /usr/include/pcre2.h /usr/include/yaml.h; do
+	         /usr/include/pcre2.h /usr/include/yaml.h /usr/include/utf8proc.h; do
 		[ -e "$f" ] || return 1
 	done
 	return 0

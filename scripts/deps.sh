@@ -18,6 +18,7 @@ xxhash:/usr/bin/xxhsum
 zstd:/usr/bin/zstd
 libjansson-dev:/usr/include/jansson.h
 libpcre2-dev:/usr/include/pcre2.h
+libutf8proc-dev:/usr/include/utf8proc.h
 libcmocka-dev:/usr/include/cmocka.h
 make:/usr/bin/make
 gcc:/usr/bin/gcc

@@ -31,7 +31,7 @@ static const char help[] =
 	"input_ids I32 [N, L] and lengths I32 [N]) with the model's own tokenizer.\n"
 	"\n"
 	"Inputs (files, '-' for standard input, zstd-compressed files accepted):\n"
-	"  -m, --model DIR       model directory (tokenizer.json, config.json)\n"
+	"  -m, --model DIR       model directory (tokenizer.json or tokenizer.model, config.json)\n"
 	"      --tokenizer DIR   take the tokenizer from DIR instead of -m\n"
 	"      --split MODE      text files: lines (one document per line), docs\n"
 	"                        (documents separated by blank lines, default), none\n"
@@ -349,14 +349,9 @@ static qc_tok *load_tokenizer(const char *dir, qc_h128 *hash)
 	int rc = qc_tok_load(&t, dir);
 	if (rc < 0)
 		exit(tool_fail(rc));
-	if (hash) {
-		char *p = qc_path_join(dir, "tokenizer.json");
-		if (!p || (rc = qc_hash_file(p, hash, NULL)) < 0)
-			exit(tool_fail(rc < 0 ? rc : QC_ENOMEM));
-		free(p);
-	}
-	if (qc_tok_approx(t))
-		qc_log(QC_LOG_INFO, "warning: tokenizer of '%s': %s", dir, qc_tok_approx(t));
+	/* the file the tokenizer came from: tokenizer.json, or tokenizer.model */
+	if (hash && (rc = qc_hash_file(qc_tok_file(t), hash, NULL)) < 0)
+		exit(tool_fail(rc));
 	return t;
 }
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qc_ckpt.h"
 #include "qc_config.h"
@@ -24,7 +25,8 @@ static void help(void)
 	"Write a Llama-architecture checkpoint with the statistics of a trained model\n"
 	"(heavy-tailed weights, outlier input channels) for tests and benchmarks.\n\n"
 	"  --preset NAME         tiny (default), llama-3.2-1b, llama-3.1-8b, llama-3.1-70b,\n"
-	"                        llama-3.1-405b: the real shapes of those models\n"
+	"                        llama-3.1-405b, llama-2-7b, llama-2-13b, vicuna-7b,\n"
+	"                        vicuna-13b: the real shapes of those models\n"
 	"  --layers N            keep N decoder layers (the first N of the full model)\n"
 	"  --hidden N            hidden size\n"
 	"  --intermediate N      MLP intermediate size\n"
@@ -97,26 +99,32 @@ static int add_tokenizer(qc_ckpt_writer *w, const qc_tok_built *b, const char *d
 			rc = qc_ckw_add_file(w, "tokenizer_config.json", b->config_json, b->config_len);
 		return rc;
 	}
-	int copied = 0;
+	/* the tokenizer itself is tokenizer.json or, for SentencePiece models
+	 * published without one (Vicuna v1.5), tokenizer.model; the rest are
+	 * copied when present */
+	int tokenizer = 0;
 	for (int i = 0; tokenizer_files[i]; i++) {
 		char *p = qc_path_join(dir, tokenizer_files[i]);
 		char *data = NULL;
 		size_t len = 0;
 		if (!p)
 			return qc_seterr(QC_ENOMEM, "out of memory");
+		if (access(p, F_OK) != 0) {
+			free(p);
+			continue;
+		}
 		int rc = qc_read_file(p, (size_t)1 << 30, &data, &len);
 		free(p);
-		if (rc == QC_EIO && i > 0)
-			continue; /* optional files */
 		if (rc)
 			return rc;
 		rc = qc_ckw_add_file(w, tokenizer_files[i], data, len);
 		free(data);
 		if (rc)
 			return rc;
-		copied++;
+		tokenizer += strcmp(tokenizer_files[i], "tokenizer.json") == 0 ||
+		             strcmp(tokenizer_files[i], "tokenizer.model") == 0;
 	}
-	return copied ? 0 : qc_seterr(QC_EINVAL, "no tokenizer.json in '%s'", dir);
+	return tokenizer ? 0 : qc_seterr(QC_EINVAL, "no tokenizer.json or tokenizer.model in '%s'", dir);
 }
 
 static int add_generation_config(qc_ckpt_writer *w, const qc_config *cfg)

@@ -16,7 +16,8 @@
 /* ---------------------------------------------------------------- presets */
 
 static const char *const preset_names[] = {
-	"tiny", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", NULL,
+	"tiny", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
+	"llama-2-7b", "llama-2-13b", "vicuna-7b", "vicuna-13b", NULL,
 };
 
 const char *const *qc_synth_preset_names(void) { return preset_names; }
@@ -55,10 +56,42 @@ static void llama3_common(qc_config *c)
 	c->head_dim = 128;
 }
 
+/* Llama-2 and Vicuna v1.5 (fine-tuned from it, the same config.json
+ * values): 32000 SentencePiece vocabulary, no rope scaling (theta 10000),
+ * 4096 positions, full multi-head attention, float16. */
+static void llama2(qc_config *c, int64_t hidden, int64_t inter, int64_t layers, int64_t heads)
+{
+	c->vocab_size = 32000;
+	c->max_position_embeddings = 4096;
+	c->rope_theta = 10000.0;
+	c->rope_type = QC_ROPE_DEFAULT;
+	c->rope_factor = 0;
+	c->rope_low_freq_factor = 0;
+	c->rope_high_freq_factor = 0;
+	c->rope_original_max_position_embeddings = 0;
+	c->bos_token_id = 1;
+	c->eos_token_ids[0] = 2;
+	c->torch_dtype = QC_DT_F16;
+	c->hidden_size = hidden;
+	c->intermediate_size = inter;
+	c->num_hidden_layers = layers;
+	c->num_attention_heads = heads;
+	c->num_key_value_heads = heads;
+	c->head_dim = hidden / heads;
+}
+
 int qc_synth_preset(const char *name, qc_config *c)
 {
 	memset(c, 0, sizeof *c);
 	llama3_common(c);
+	if (strcmp(name, "llama-2-7b") == 0 || strcmp(name, "vicuna-7b") == 0) {
+		llama2(c, 4096, 11008, 32, 32);
+		return 0;
+	}
+	if (strcmp(name, "llama-2-13b") == 0 || strcmp(name, "vicuna-13b") == 0) {
+		llama2(c, 5120, 13824, 40, 40);
+		return 0;
+	}
 	if (strcmp(name, "tiny") == 0) {
 		/* Small enough for unit tests, yet with GQA, a partial int4 group
 		 * (in 384 = 3 groups of 128) and llama3 rope scaling. */
@@ -100,7 +133,8 @@ int qc_synth_preset(const char *name, qc_config *c)
 		c->num_attention_heads = 128;
 	} else {
 		return qc_seterr(QC_EINVAL, "unknown preset '%s' (tiny, llama-3.2-1b, llama-3.1-8b, "
-		                 "llama-3.1-70b, llama-3.1-405b)", name);
+		                 "llama-3.1-70b, llama-3.1-405b, llama-2-7b, llama-2-13b, vicuna-7b, "
+		                 "vicuna-13b)", name);
 	}
 	return 0;
 }

@@ -60,7 +60,9 @@ typedef struct qc_synth_opts {
 void qc_synth_opts_default(qc_synth_opts *o);
 
 /* Fill cfg with the real shape of a preset: "tiny", "llama-3.2-1b",
- * "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b". cfg->raw is left NULL
+ * "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-2-7b", "llama-2-13b",
+ * "vicuna-7b", "vicuna-13b" (Vicuna v1.5 has Llama-2's shapes and 32000
+ * vocabulary; config.json's pad_token_id is not written). cfg->raw is left NULL
  * (qc_config_build makes it). QC_EINVAL for an unknown name. */
 int qc_synth_preset(const char *name, qc_config *cfg);
 /* NULL-terminated list of preset names. */

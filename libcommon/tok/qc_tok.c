@@ -29,7 +29,9 @@
 
 #include "qc_err.h"
 #include "qc_io.h"
+#include "qc_spm.h"
 #include "qc_strmap.h"
+#include "qc_unorm.h"
 #include "qc_vec.h"
 
 #define MAX_ID (1 << 24)          /* ids beyond this are a malformed file   */
@@ -110,6 +112,19 @@ static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 	}
 	*cp = v;
 	return len;
+}
+
+static const char SPACE_MARK[] = "\xe2\x96\x81";   /* U+2581, SentencePiece's space */
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
 }
 
 /* Unicode White_Space (what \s means to the Rust regex crate). */
@@ -297,17 +312,22 @@ static int rx_next(rx *r, const char *s, size_t n, size_t pos, size_t *ms, size_
 
 typedef enum { BEH_REMOVED, BEH_ISOLATED, BEH_MERGED_PREV, BEH_MERGED_NEXT, BEH_CONTIGUOUS } behavior;
 
-typedef enum { NORM_PREPEND, NORM_REPLACE, NORM_IDENTITY, NORM_STRIP } norm_type;
+typedef enum { NORM_PREPEND, NORM_REPLACE, NORM_UNICODE, NORM_STRIP, NORM_SPM } norm_type;
+typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } prepend_scheme;
 typedef struct norm_op {
 	norm_type type;
 	char *a;  size_t alen;    /* prepend text / replace pattern (literal) */
 	char *b;  size_t blen;    /* replace content */
 	rx re;                    /* replace by regex when re.code != NULL */
 	int left, right;          /* strip */
+	qc_unorm_form form;       /* NFC, NFD, NFKC, NFKD, Lowercase, StripAccents */
+	/* SentencePiece's normalizer (tokenizer.model): the dummy prefix by
+	 * scheme, remove_extra_whitespaces, escape_whitespaces */
+	prepend_scheme dummy;
+	int remove_ws, escape_ws;
 } norm_op;
 
-typedef enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE } pre_type;
-typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } prepend_scheme;
+typedef enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE, PRE_FIXED } pre_type;
 typedef struct pre_op {
 	pre_type type;
 	rx re;                    /* split pattern (regex or literal) */
@@ -319,6 +339,7 @@ typedef struct pre_op {
 	size_t repl_len;
 	prepend_scheme scheme;
 	int split;                /* Metaspace */
+	size_t length;            /* FixedLength: characters a piece */
 } pre_op;
 
 typedef enum { DEC_BYTELEVEL, DEC_METASPACE, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP } dec_type;
@@ -334,6 +355,8 @@ typedef struct added_tok {
 	uint32_t off, len;        /* content in t->str */
 	int32_t id;
 	unsigned char special, lstrip, rstrip, single_word, normalized;
+	unsigned char verbatim;   /* matched on normalized text as written
+	                           * (SentencePiece user-defined pieces) */
 } added_tok;
 
 /* Leftmost-longest matching of a set of strings: at each position whose
@@ -410,7 +433,6 @@ struct qc_tok {
 	int n_prefix, n_suffix;
 	int32_t bos, eos;
 	int adds_bos, adds_eos;
-	char approx[128];
 
 	/* encode scratch */
 	buf work, nbuf, wbuf;
@@ -589,9 +611,15 @@ static int norm_step(qc_tok *t, const json_t *o, const char *type)
 			return copy_str(pat, plen, &op->a, &op->alen);
 		return rx_compile(&op->re, pat, plen, literal, "Replace normalizer");
 	} else if (strcmp(type, "NFC") == 0 || strcmp(type, "NFKC") == 0 || strcmp(type, "NFD") == 0 ||
-	           strcmp(type, "NFKD") == 0) {
-		op->type = NORM_IDENTITY;
-		snprintf(t->approx, sizeof t->approx, "%s normalizer applied as identity", type);
+	           strcmp(type, "NFKD") == 0 || strcmp(type, "Lowercase") == 0 ||
+	           strcmp(type, "StripAccents") == 0) {
+		op->type = NORM_UNICODE;
+		op->form = strcmp(type, "NFC") == 0    ? QC_UNORM_NFC
+		           : strcmp(type, "NFD") == 0  ? QC_UNORM_NFD
+		           : strcmp(type, "NFKC") == 0 ? QC_UNORM_NFKC
+		           : strcmp(type, "NFKD") == 0 ? QC_UNORM_NFKD
+		           : strcmp(type, "Lowercase") == 0 ? QC_UNORM_LOWER
+		                                            : QC_UNORM_STRIP_MARKS;
 	} else if (strcmp(type, "Strip") == 0) {
 		op->type = NORM_STRIP;
 		op->left = jbool(o, "strip_left", 1);
@@ -629,9 +657,55 @@ static int replace_all(const char *s, size_t n, const norm_op *op, rx *re, buf *
 	return 0;
 }
 
-/* Apply the normalizer to s[0..n); the result is left in t->nbuf (t->wbuf
- * is the scratch the ops alternate with). */
-static int normalize(qc_tok *t, const char *s, size_t n)
+/* SentencePiece's Normalizer::Normalize with the identity rule (no
+ * charsmap): bytes that are not valid UTF-8 become U+FFFD one byte at a
+ * time; with remove_extra_whitespaces, leading and trailing spaces go and
+ * runs of spaces become one; the dummy prefix (U+2581, or ' ' without
+ * escape_whitespaces) goes first on non-empty text; with escape_whitespaces
+ * every ' ' becomes U+2581. Only U+0020 is a space to it. */
+static int spm_normalize(const norm_op *op, const char *s, size_t n, int first, buf *out)
+{
+	const char *mark = SPACE_MARK;
+	out->n = 0;
+	QC_TRY(buf_reserve(out, 3 * n + 4));
+	size_t i = 0;
+	if (op->remove_ws)
+		while (i < n && s[i] == ' ')
+			i++;
+	if (i == n)
+		return 0;   /* empty, or only spaces to remove: nothing at all */
+	if (op->dummy == PREPEND_ALWAYS || (op->dummy == PREPEND_FIRST && first))
+		QC_TRY(op->escape_ws ? buf_add(out, mark, 3) : buf_add(out, " ", 1));
+	int prev_space = op->remove_ws;
+	while (i < n) {
+		uint32_t cp;
+		size_t l = utf8_next((const unsigned char *)s + i, n - i, &cp);
+		if (cp == UINT32_MAX) {
+			QC_TRY(buf_add(out, "\xef\xbf\xbd", 3));
+			prev_space = 0;
+		} else if (cp == ' ') {
+			if (!(op->remove_ws && prev_space))
+				QC_TRY(op->escape_ws ? buf_add(out, mark, 3) : buf_add(out, " ", 1));
+			prev_space = op->remove_ws;
+		} else {
+			QC_TRY(buf_add(out, s + i, l));
+			prev_space = 0;
+		}
+		i += l;
+	}
+	if (op->remove_ws) {
+		const char *sp = op->escape_ws ? mark : " ";
+		size_t sl = op->escape_ws ? 3 : 1;
+		while (out->n >= sl && memcmp(out->p + out->n - sl, sp, sl) == 0)
+			out->n -= sl;
+		out->p[out->n] = 0;
+	}
+	return 0;
+}
+
+/* Apply the normalizer to s[0..n), which starts the text when first; the
+ * result is left in t->nbuf (t->wbuf is the scratch the ops alternate with). */
+static int normalize(qc_tok *t, const char *s, size_t n, int first)
 {
 	buf *out = &t->nbuf, *tmp = &t->wbuf;
 	out->n = 0;
@@ -649,8 +723,18 @@ static int normalize(qc_tok *t, const char *s, size_t n)
 		case NORM_REPLACE:
 			QC_TRY(replace_all(out->p, out->n, op, op->re.code ? &op->re : NULL, tmp));
 			break;
-		case NORM_IDENTITY:
-			continue;
+		case NORM_UNICODE: {
+			char *u;
+			size_t ul;
+			QC_TRY((t->reference ? qc_unorm_ref : qc_unorm)(op->form, out->p, out->n, &u, &ul));
+			int rc = buf_add(tmp, u, ul);
+			free(u);
+			QC_TRY(rc);
+			break;
+		}
+		case NORM_SPM:
+			QC_TRY(spm_normalize(op, out->p, out->n, first, tmp));
+			break;
 		case NORM_STRIP: {
 			size_t a = 0, b = out->n;
 			uint32_t cp;
@@ -689,12 +773,48 @@ static const char GPT2_RE[] =
 /* tokenizers' is_punc: ASCII punctuation (which includes symbols such as
  * $ + < = > ^ ` | ~) or a Unicode P* character. */
 static const char PUNCT_RE[] = "[\\p{P}\\x21-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7E]";
+/* The Whitespace pre-tokenizer's regex, \w+|[^\w\s]+, spelled out with the
+ * classes the Rust regex crate gives \w (Alphabetic, M, Nd, Pc,
+ * Join_Control) and \s (White_Space): PCRE2's own \w and \s differ (\w takes
+ * all of N, \s takes U+180E). */
+#define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
+static const char WS_RE[] = "[" RUST_W "]+|[^" RUST_W "\\p{White_Space}]+";
+/* \w as single_word tests it (tokenizers' added_vocabulary.rs, Rust regex) */
+static const char WORD_RE[] = "[" RUST_W "]";
+/* char::is_whitespace, which WhitespaceSplit and BertPreTokenizer cut at */
+static const char SPACE_RE[] = "\\p{White_Space}";
+
+/* Whether a ByteLevel step comes before step n_pre. */
+static int after_bytelevel(const qc_tok *t)
+{
+	for (size_t i = 0; i < t->n_pre; i++)
+		if (t->pre[i].type == PRE_BYTELEVEL)
+			return 1;
+	return 0;
+}
 
 static int pre_step(qc_tok *t, const json_t *o, const char *type)
 {
-	if (t->n_pre > 0 && t->pre[t->n_pre - 1].type == PRE_BYTELEVEL)
+	/* Steps after ByteLevel see its mapped characters (encode_words). The
+	 * words are matched against the vocabulary as raw bytes, so a step that
+	 * adds characters outside the byte map cannot follow it. */
+	if ((strcmp(type, "Metaspace") == 0 || strcmp(type, "ByteLevel") == 0) && after_bytelevel(t))
 		return qc_seterr(QC_EUNSUPPORTED,
 		                 "unsupported pre-tokenizer '%s' after ByteLevel in '%s'", type, t->name);
+	if (strcmp(type, "BertPreTokenizer") == 0) {
+		/* tokenizers' bert.rs: cut at whitespace (removed), then isolate
+		 * each punctuation character (the same is_punc as Punctuation) */
+		json_t *ws = json_pack("{s:s}", "type", "WhitespaceSplit");
+		json_t *pu = json_pack("{s:s, s:s}", "type", "Punctuation", "behavior", "Isolated");
+		int rc = ws && pu ? 0 : qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+		if (rc == 0)
+			rc = pre_step(t, ws, "WhitespaceSplit");
+		if (rc == 0)
+			rc = pre_step(t, pu, "Punctuation");
+		json_decref(ws);
+		json_decref(pu);
+		return rc;
+	}
 	QC_TRY(qc_grow((void **)&t->pre, &t->cap_pre, t->n_pre + 1, sizeof *t->pre));
 	pre_op *op = memset(&t->pre[t->n_pre++], 0, sizeof *op);
 	if (strcmp(type, "Split") == 0) {
@@ -739,12 +859,33 @@ static int pre_step(qc_tok *t, const json_t *o, const char *type)
 		op->type = PRE_SPLIT;
 		op->beh = BEH_REMOVED;
 		op->invert = 1;
-		return rx_compile(&op->re, "\\w+|[^\\w\\s]+", 13, 0, "Whitespace");
+		return rx_compile(&op->re, WS_RE, sizeof WS_RE - 1, 0, "Whitespace");
 	}
 	if (strcmp(type, "WhitespaceSplit") == 0) {
 		op->type = PRE_SPLIT;
 		op->beh = BEH_REMOVED;
-		return rx_compile(&op->re, "\\s", 2, 0, "WhitespaceSplit");
+		return rx_compile(&op->re, SPACE_RE, sizeof SPACE_RE - 1, 0, "WhitespaceSplit");
+	}
+	if (strcmp(type, "FixedLength") == 0) {
+		/* tokenizers' fixed_length.rs: pieces of `length` characters */
+		const json_t *l = json_object_get(o, "length");
+		json_int_t v = l ? (json_is_integer(l) ? json_integer_value(l) : -1) : 5;
+		if (v <= 0 || v > (1 << 20))
+			return qc_seterr(QC_EFORMAT, "FixedLength length must be 1 to 2^20 in '%s'", t->name);
+		op->type = PRE_FIXED;
+		op->length = (size_t)v;
+		return 0;
+	}
+	if (strcmp(type, "CharDelimiterSplit") == 0) {
+		/* tokenizers' delimiter.rs: split at the one character, removed */
+		const char *d = jstr(o, "delimiter");
+		uint32_t cp;
+		if (!d || !*d || utf8_next((const unsigned char *)d, strlen(d), &cp) != strlen(d))
+			return qc_seterr(QC_EFORMAT, "CharDelimiterSplit needs one delimiter character in '%s'",
+			                 t->name);
+		op->type = PRE_SPLIT;
+		op->beh = BEH_REMOVED;
+		return rx_compile(&op->re, d, strlen(d), 1, "CharDelimiterSplit");
 	}
 	t->n_pre--;
 	return qc_seterr(QC_EUNSUPPORTED, "unsupported pre-tokenizer '%s' in '%s'", type, t->name);
@@ -868,8 +1009,8 @@ static int matcher_next(const matcher *m, const char *s, size_t n, size_t pos, s
 	return 0;
 }
 
-/* \w as the Rust regex crate means it (Unicode word characters), for
- * single_word; cp is the character at s[0..len). */
+/* \w as the Rust regex crate means it (Unicode word characters: RUST_W),
+ * for single_word; cp is the character at s[0..len). */
 static int is_word_char(qc_tok *t, const char *s, size_t len, uint32_t cp)
 {
 	if (cp == UINT32_MAX)
@@ -941,11 +1082,13 @@ static int index_added(qc_tok *t)
 		d->kind = a->special ? QC_TOK_ID_SPECIAL : QC_TOK_ID_ADDED;
 		const char *s = t->str.p + a->off;
 		QC_TRY(qc_strmap_put(&t->addmap, s, a->len, a->id));
-		if (!a->normalized) {
+		if (a->verbatim) {
+			QC_TRY(matcher_add(&t->m_norm, s, a->len, (int32_t)i));
+		} else if (!a->normalized) {
 			QC_TRY(matcher_add(&t->m_raw, s, a->len, (int32_t)i));
 		} else {
 			/* matched against normalized text, so normalize the content too */
-			QC_TRY(normalize(t, s, a->len));
+			QC_TRY(normalize(t, s, a->len, 1));
 			QC_TRY(matcher_add(&t->m_norm, t->nbuf.p, t->nbuf.n, (int32_t)i));
 		}
 	}
@@ -1299,6 +1442,26 @@ void qc_tok_free(qc_tok *t)
 	free(t);
 }
 
+/* tokenizer_config.json, when given: *cfg NULL or an object. */
+static int parse_config(const qc_tok *t, const char *config, size_t config_len, json_t **cfg)
+{
+	json_error_t jerr;
+	*cfg = NULL;
+	if (!config || !config_len)
+		return 0;
+	/* model_max_length is often 1e30 written as an integer, which jansson's
+	 * int64 cannot hold; no integer of the config is read */
+	*cfg = json_loadb(config, config_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
+	if (!*cfg || !json_is_object(*cfg)) {
+		int rc = qc_seterr(QC_EFORMAT, "cannot parse the tokenizer_config of '%s': %s", t->name,
+		                   *cfg ? "not a JSON object" : jerr.text);
+		json_decref(*cfg);
+		*cfg = NULL;
+		return rc;
+	}
+	return 0;
+}
+
 int qc_tok_load_mem(qc_tok **out, const char *json, size_t len, const char *config,
                     size_t config_len, const char *name)
 {
@@ -1324,16 +1487,8 @@ int qc_tok_load_mem(qc_tok **out, const char *json, size_t len, const char *conf
 		               root ? "not a JSON object" : jerr.text, root ? 1 : jerr.line);
 		goto out;
 	}
-	if (config && config_len) {
-		/* model_max_length is often 1e30 written as an integer, which
-		 * jansson's int64 cannot hold; no integer of the config is read */
-		cfg = json_loadb(config, config_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
-		if (!cfg || !json_is_object(cfg)) {
-			rc = qc_seterr(QC_EFORMAT, "cannot parse the tokenizer_config of '%s': %s", t->name,
-			               cfg ? "not a JSON object" : jerr.text);
-			goto out;
-		}
-	}
+	if ((rc = parse_config(t, config, config_len, &cfg)) < 0)
+		goto out;
 	const json_t *added = json_object_get(root, "added_tokens");
 	if (added && !json_is_array(added) && !json_is_null(added)) {
 		rc = qc_seterr(QC_EFORMAT, "added_tokens is not a list in '%s'", t->name);
@@ -1353,7 +1508,8 @@ int qc_tok_load_mem(qc_tok **out, const char *json, size_t len, const char *conf
 	}
 	if ((rc = parse_added(t, added)) < 0 || (rc = parse_model(t, json_object_get(root, "model"), added)) < 0)
 		goto out;
-	if ((rc = rx_compile(&t->rx_word, "\\w", 2, 0, "word")) < 0 || (rc = index_added(t)) < 0)
+	if ((rc = rx_compile(&t->rx_word, WORD_RE, sizeof WORD_RE - 1, 0, "word")) < 0 ||
+	    (rc = index_added(t)) < 0)
 		goto out;
 	if ((v = json_object_get(root, "post_processor")) && !json_is_null(v) &&
 	    (rc = add_steps(t, v, "post-processor", "processors", post_step)) < 0)
@@ -1364,6 +1520,249 @@ int qc_tok_load_mem(qc_tok **out, const char *json, size_t len, const char *conf
 	t = NULL;
 out:
 	json_decref(root);
+	json_decref(cfg);
+	qc_tok_free(t);
+	return rc;
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* SentencePiece model files (tokenizer.model)                               */
+
+typedef struct score_ix {
+	float score;
+	int32_t id;
+} score_ix;
+
+static int cmp_score_desc(const void *a, const void *b)
+{
+	const score_ix *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static int is_spm_normal(const qc_spm *m, int32_t id)
+{
+	return id >= 0 && m->pieces[id].type == QC_SPM_NORMAL;
+}
+
+/* SentencePiece's BPE (bpe_model.cc) merges the adjacent pair whose
+ * concatenation is a piece of the highest score, leftmost among equals. As
+ * a merge table: every split of a normal piece into two normal pieces is a
+ * merge giving that piece, ranked by the piece's score (equal scores, equal
+ * rank, so the heap's position order decides as SentencePiece's does).
+ * This holds when every symbol is a piece, so every character of a normal
+ * piece must be one (checked: SentencePiece could otherwise merge an unknown
+ * character, which the engine turns into byte tokens first). */
+static int spm_merges(qc_tok *t, const qc_spm *m)
+{
+	score_ix *ord = malloc((size_t)m->n_pieces * sizeof *ord);
+	int32_t *rank = malloc((size_t)m->n_pieces * sizeof *rank);
+	int rc = 0;
+	if (!ord || !rank) {
+		rc = qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+		goto out;
+	}
+	size_t no = 0, npairs = 0;
+	for (int64_t i = 0; i < m->n_pieces; i++) {
+		rank[i] = -1;
+		if (m->pieces[i].type != QC_SPM_NORMAL)
+			continue;
+		if (m->pieces[i].score != m->pieces[i].score) {
+			rc = qc_seterr(QC_EFORMAT, "piece %lld has a NaN score in '%s'", (long long)i, t->name);
+			goto out;
+		}
+		ord[no++] = (score_ix){ m->pieces[i].score, (int32_t)i };
+		npairs += m->pieces[i].len;
+	}
+	qsort(ord, no, sizeof *ord, cmp_score_desc);
+	for (size_t i = 0, r = 0; i < no; i++) {
+		if (i > 0 && ord[i].score != ord[i - 1].score)
+			r++;
+		rank[ord[i].id] = (int32_t)r;
+	}
+	if ((rc = pm_init(&t->merges, npairs)) < 0)
+		goto out;
+	for (int64_t i = 0; i < m->n_pieces && rc == 0; i++) {
+		if (rank[i] < 0)
+			continue;
+		const char *s = m->pieces[i].s;
+		size_t n = m->pieces[i].len;
+		for (size_t p = 0; p < n;) {
+			uint32_t cp;
+			size_t l = utf8_next((const unsigned char *)s + p, n - p, &cp);
+			if (!is_spm_normal(m, qc_strmap_get(&t->vocab, s + p, l))) {
+				rc = qc_seterr(QC_EUNSUPPORTED,
+				               "piece %lld holds a character that is not a piece of its own in '%s'",
+				               (long long)i, t->name);
+				break;
+			}
+			p += l;
+			if (p == n)
+				break;
+			int32_t a = qc_strmap_get(&t->vocab, s, p), b = qc_strmap_get(&t->vocab, s + p, n - p);
+			if (is_spm_normal(m, a) && is_spm_normal(m, b))
+				pm_put(&t->merges, a, b, rank[i], (int32_t)i);
+		}
+	}
+out:
+	free(ord);
+	free(rank);
+	return rc;
+}
+
+/* The pieces: id table, vocabulary, byte pieces, unk, and the control,
+ * unknown and user-defined pieces as added tokens. */
+static int spm_pieces(qc_tok *t, const qc_spm *m)
+{
+	t->n_ids = m->n_pieces;
+	t->ids = malloc((size_t)t->n_ids * sizeof *t->ids);
+	t->added = calloc((size_t)t->n_ids, sizeof *t->added);
+	if (!t->ids || !t->added)
+		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+	int fb = 0;
+	for (int b = 0; b < 256; b++)
+		t->fallback_id[b] = -1;
+	for (int64_t i = 0; i < m->n_pieces; i++) {
+		const qc_spm_piece *p = &m->pieces[i];
+		if (p->type == QC_SPM_UNUSED || p->type < QC_SPM_NORMAL || p->type > QC_SPM_BYTE)
+			return qc_seterr(QC_EUNSUPPORTED, "unsupported piece type %d (piece %lld) in '%s'", p->type,
+			                 (long long)i, t->name);
+		if (qc_strmap_get(&t->vocab, p->s, p->len) >= 0)
+			return qc_seterr(QC_EFORMAT, "piece %lld '%.*s' is defined twice in '%s'", (long long)i,
+			                 (int)(p->len > 64 ? 64 : p->len), p->s, t->name);
+		QC_TRY(qc_strmap_put(&t->vocab, p->s, p->len, (int32_t)i));
+		idinfo *d = &t->ids[i];
+		*d = (idinfo){ (uint32_t)t->str.n, p->len, 0, UINT32_MAX, QC_TOK_ID_NORMAL };
+		QC_TRY(buf_add(&t->str, p->s, p->len));
+		t->str.n++;
+		if (p->type == QC_SPM_BYTE) {
+			int hi, lo;
+			if (!m->byte_fallback)
+				return qc_seterr(QC_EFORMAT, "byte piece '%s' without byte_fallback in '%s'", p->s, t->name);
+			if (p->len != 6 || memcmp(p->s, "<0x", 3) != 0 || p->s[5] != '>' || (hi = hexval(p->s[3])) < 0 ||
+			    (lo = hexval(p->s[4])) < 0 || (p->s[3] >= 'a' || p->s[4] >= 'a'))
+				return qc_seterr(QC_EFORMAT, "bad byte piece '%s' in '%s'", p->s, t->name);
+			if (t->fallback_id[hi * 16 + lo] < 0)
+				fb++;
+			t->fallback_id[hi * 16 + lo] = (int32_t)i;
+		} else if (p->type == QC_SPM_UNKNOWN) {
+			if (t->unk_id >= 0)
+				return qc_seterr(QC_EFORMAT, "two unknown pieces in '%s'", t->name);
+			t->unk_id = (int32_t)i;
+		}
+		if (p->type == QC_SPM_CONTROL || p->type == QC_SPM_UNKNOWN || p->type == QC_SPM_USER_DEFINED) {
+			added_tok *a = &t->added[t->n_added++];
+			*a = (added_tok){ d->off, d->len, (int32_t)i, 0, 0, 0, 0, 0, 0 };
+			/* control and unknown pieces are special tokens, found in the
+			 * raw text as transformers does; user-defined pieces are found
+			 * in the normalized text, where SentencePiece looks for them */
+			a->special = p->type != QC_SPM_USER_DEFINED;
+			a->verbatim = p->type == QC_SPM_USER_DEFINED;
+		}
+	}
+	if (t->unk_id < 0)
+		return qc_seterr(QC_EFORMAT, "no unknown piece in '%s'", t->name);
+	if (m->byte_fallback && fb != 256)
+		return qc_seterr(QC_EFORMAT, "byte_fallback without all 256 byte pieces in '%s'", t->name);
+	t->byte_fallback = m->byte_fallback;
+	t->fuse_unk = 1;   /* SentencePiece merges runs of unknown pieces */
+	return 0;
+}
+
+/* Decoder of a SentencePiece model, as transformers' converted Llama
+ * tokenizer: U+2581 -> ' ', byte pieces to bytes, join, and the dummy
+ * prefix's space taken off the front. */
+static int spm_decoder(qc_tok *t, const qc_spm *m, prepend_scheme dummy)
+{
+	t->has_decoder = 1;
+	QC_TRY(qc_grow((void **)&t->dec, &t->cap_dec, 4, sizeof *t->dec));
+	memset(t->dec, 0, 4 * sizeof *t->dec);
+	if (m->escape_ws) {
+		t->dec[t->n_dec].type = DEC_REPLACE;
+		t->n_dec++;
+		QC_TRY(copy_str(SPACE_MARK, 3, &t->dec[t->n_dec - 1].a, &t->dec[t->n_dec - 1].alen));
+		QC_TRY(copy_str(" ", 1, &t->dec[t->n_dec - 1].b, &t->dec[t->n_dec - 1].blen));
+	}
+	t->dec[t->n_dec++].type = DEC_BYTEFALLBACK;
+	t->dec[t->n_dec++].type = DEC_FUSE;
+	if (dummy != PREPEND_NEVER) {
+		dec_op *op = &t->dec[t->n_dec++];
+		op->type = DEC_STRIP;
+		op->start = 1;
+		return copy_str(" ", 1, &op->a, &op->alen);
+	}
+	return 0;
+}
+
+static int spm_build(qc_tok *t, const qc_spm *m, const json_t *cfg)
+{
+	static const char *const types[] = { "", "Unigram", "BPE", "Word", "Char" };
+	if (m->model_type != QC_SPM_BPE)
+		return qc_seterr(QC_EUNSUPPORTED, "unsupported SentencePiece model type '%s' in '%s' (only BPE is implemented)",
+		                 m->model_type >= 1 && m->model_type <= 4 ? types[m->model_type] : "?", t->name);
+	if (m->treat_ws_as_suffix)
+		return qc_seterr(QC_EUNSUPPORTED, "unsupported treat_whitespace_as_suffix in '%s'", t->name);
+	if (m->charsmap_len > 0)
+		return qc_seterr(QC_EUNSUPPORTED,
+		                 "unsupported SentencePiece normalization rule '%s' (a precompiled charsmap) in '%s'",
+		                 m->name, t->name);
+	QC_TRY(spm_pieces(t, m));
+	QC_TRY(spm_merges(t, m));
+	/* the dummy prefix: SentencePiece puts it before every text it
+	 * normalizes; transformers' tokenizer_config may say legacy: false
+	 * (before the first segment only) or add_prefix_space: false (never) */
+	prepend_scheme dummy = m->add_dummy_prefix ? PREPEND_ALWAYS : PREPEND_NEVER;
+	if (dummy != PREPEND_NEVER && json_is_false(json_object_get(cfg, "legacy")))
+		dummy = PREPEND_FIRST;
+	if (json_is_false(json_object_get(cfg, "add_prefix_space")))
+		dummy = PREPEND_NEVER;
+	QC_TRY(qc_grow((void **)&t->norm, &t->cap_norm, 1, sizeof *t->norm));
+	memset(t->norm, 0, sizeof *t->norm);
+	t->norm[0].type = NORM_SPM;
+	t->norm[0].dummy = dummy;
+	t->norm[0].remove_ws = m->remove_extra_ws;
+	t->norm[0].escape_ws = m->escape_ws;
+	t->n_norm = 1;
+	QC_TRY(spm_decoder(t, m, dummy));
+	QC_TRY(rx_compile(&t->rx_word, WORD_RE, sizeof WORD_RE - 1, 0, "word"));
+	QC_TRY(index_added(t));
+	/* BOS first, as transformers' Llama tokenizers do by default; the
+	 * tokenizer_config's add_bos_token / add_eos_token decide when present */
+	if (m->bos_id >= 0 && m->bos_id < t->n_ids)
+		QC_TRY(push_special(t, t->prefix, &t->n_prefix, (int32_t)m->bos_id));
+	if (m->eos_id >= 0 && m->eos_id < t->n_ids)
+		t->eos = (int32_t)m->eos_id;
+	QC_TRY(apply_config(t, cfg));
+	if (t->eos < 0 && m->eos_id >= 0 && m->eos_id < t->n_ids)
+		t->eos = (int32_t)m->eos_id;
+	check_spm_split(t);
+	return 0;
+}
+
+int qc_tok_load_spm_mem(qc_tok **out, const void *model, size_t len, const char *config,
+                        size_t config_len, const char *name)
+{
+	json_t *cfg = NULL;
+	qc_spm *m = NULL;
+	int rc;
+	*out = NULL;
+	qc_tok *t = calloc(1, sizeof *t);
+	if (!t || !(t->name = strdup(name ? name : "tokenizer.model"))) {
+		free(t);
+		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+	}
+	t->kind = QC_TOK_SENTENCEPIECE;
+	t->bos = t->eos = t->unk_id = -1;
+	if ((rc = qc_spm_parse(&m, model, len, t->name)) < 0)
+		goto out;
+	if ((rc = parse_config(t, config, config_len, &cfg)) < 0 || (rc = spm_build(t, m, cfg)) < 0)
+		goto out;
+	*out = t;
+	t = NULL;
+out:
+	qc_spm_free(m);
 	json_decref(cfg);
 	qc_tok_free(t);
 	return rc;
@@ -1395,9 +1794,21 @@ int qc_tok_load(qc_tok **out, const char *dir)
 	}
 	snprintf(p1, dl + 32, "%s/tokenizer.json", dir);
 	snprintf(p2, dl + 32, "%s/tokenizer_config.json", dir);
+	struct stat st;
+	int spm = 0;
+	if (stat(p1, &st) != 0 && errno == ENOENT) {
+		/* no tokenizer.json: the SentencePiece model, when there is one */
+		snprintf(p1, dl + 32, "%s/tokenizer.model", dir);
+		spm = stat(p1, &st) == 0;
+		if (!spm)
+			snprintf(p1, dl + 32, "%s/tokenizer.json", dir);
+	}
 	if ((rc = read_all(p1, 0, &j, &jl)) < 0 || (rc = read_all(p2, 1, &c, &cl)) < 0)
 		goto out;
-	rc = qc_tok_load_mem(out, j, jl, c, c ? cl : 0, p1);
+	if (spm)
+		rc = qc_tok_load_spm_mem(out, j, jl, c, c ? cl : 0, p1);
+	else
+		rc = qc_tok_load_mem(out, j, jl, c, c ? cl : 0, p1);
 out:
 	free(p1);
 	free(p2);
@@ -1415,7 +1826,7 @@ int32_t qc_tok_bos(const qc_tok *t) { return t->bos; }
 int32_t qc_tok_eos(const qc_tok *t) { return t->eos; }
 int qc_tok_adds_bos(const qc_tok *t) { return t->adds_bos; }
 int qc_tok_adds_eos(const qc_tok *t) { return t->adds_eos; }
-const char *qc_tok_approx(const qc_tok *t) { return t->approx[0] ? t->approx : NULL; }
+const char *qc_tok_file(const qc_tok *t) { return t->name; }
 void qc_tok_set_reference(qc_tok *t, int on) { t->reference = on != 0; }
 
 qc_tok_id_kind qc_tok_id_type(const qc_tok *t, int64_t id)
@@ -1679,7 +2090,6 @@ static int encode_word(qc_tok *t, const char *w, size_t n, qc_ids *out)
 	return 0;
 }
 
-static const char SPACE_MARK[] = "\xe2\x96\x81";   /* U+2581, SentencePiece's space */
 
 /* SentencePiece-style models have no pre-tokenizer: the whole normalized
  * segment is one word, and BPE on a long word is slow and never cached. When
@@ -1835,6 +2245,29 @@ static int metaspace_piece(qc_tok *t, const pre_op *op, const span *p, span *np)
 	return 0;
 }
 
+/* Replace every piece of arr[0..n) by its ByteLevel spelling, appended to
+ * the work buffer: the text the pre-tokenizer steps after ByteLevel see. */
+static int map_pieces(qc_tok *t, span *arr, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t start = t->work.n;
+		QC_TRY(buf_reserve(&t->work, 2 * arr[i].len + 1));
+		for (size_t j = 0; j < arr[i].len; j++) {
+			uint32_t c = byte_char[(unsigned char)t->work.p[arr[i].off + j]];
+			if (c < 0x80) {
+				t->work.p[t->work.n++] = (char)c;
+			} else {
+				t->work.p[t->work.n++] = (char)(0xC0 | (c >> 6));
+				t->work.p[t->work.n++] = (char)(0x80 | (c & 0x3F));
+			}
+		}
+		t->work.p[t->work.n] = 0;
+		arr[i].off = start;
+		arr[i].len = t->work.n - start;
+	}
+	return 0;
+}
+
 /* Pre-tokenize s[0..n) and encode every word into out. */
 static int encode_words(qc_tok *t, const char *s, size_t n, int first, qc_ids *out)
 {
@@ -1843,6 +2276,7 @@ static int encode_words(qc_tok *t, const char *s, size_t n, int first, qc_ids *o
 	t->work.n = 0;
 	QC_TRY(buf_add(&t->work, s, n));
 	size_t na = 0, nb;
+	int mapped = 0;   /* pieces are in ByteLevel spelling (see map_pieces) */
 	QC_TRY(push_piece(&t->pa, &na, &t->pa_cap, 0, n, first));
 	for (size_t k = 0; k < t->n_pre; k++) {
 		pre_op *op = &t->pre[k];
@@ -1867,6 +2301,16 @@ static int encode_words(qc_tok *t, const char *s, size_t n, int first, qc_ids *o
 				else
 					QC_TRY(push_piece(&t->pb, &nb, &t->pb_cap, p.off, p.len, p.first));
 				break;
+			case PRE_FIXED:
+				for (size_t a = 0; a < p.len;) {
+					size_t b = a;
+					uint32_t cp;
+					for (size_t c = 0; c < op->length && b < p.len; c++)
+						b += utf8_next((const unsigned char *)t->work.p + p.off + b, p.len - b, &cp);
+					QC_TRY(push_piece(&t->pb, &nb, &t->pb_cap, p.off + a, b - a, p.first && a == 0));
+					a = b;
+				}
+				break;
 			case PRE_METASPACE: {
 				span np;
 				QC_TRY(metaspace_piece(t, op, &p, &np));
@@ -1879,6 +2323,10 @@ static int encode_words(qc_tok *t, const char *s, size_t n, int first, qc_ids *o
 			}
 			}
 		}
+		if (op->type == PRE_BYTELEVEL && k + 1 < t->n_pre) {
+			QC_TRY(map_pieces(t, t->pb, nb));
+			mapped = 1;
+		}
 		span *sw = t->pa;
 		size_t sc = t->pa_cap;
 		t->pa = t->pb;
@@ -1887,8 +2335,21 @@ static int encode_words(qc_tok *t, const char *s, size_t n, int first, qc_ids *o
 		t->pb_cap = sc;
 		na = nb;
 	}
-	for (size_t i = 0; i < na; i++)
-		QC_TRY(encode_piece(t, t->work.p + t->pa[i].off, t->pa[i].len, out));
+	for (size_t i = 0; i < na; i++) {
+		const char *w = t->work.p + t->pa[i].off;
+		size_t wl = t->pa[i].len;
+		if (mapped) {
+			/* back to raw bytes, what the vocabulary is keyed by: every
+			 * character came from the byte map, so each has its byte */
+			int rc = bytelevel_to_raw(w, wl, &t->wbuf);
+			if (rc == -1)
+				return qc_seterr(QC_EINVAL, "pre-tokenized word left the byte map in '%s'", t->name);
+			QC_TRY(rc);
+			w = t->wbuf.p;
+			wl = t->wbuf.n;
+		}
+		QC_TRY(encode_piece(t, w, wl, out));
+	}
 	return 0;
 }
 
@@ -1957,7 +2418,7 @@ static int split_added(qc_tok *t, const matcher *m, const char *s, size_t n, int
  * added tokens, then pre-tokenize and encode. */
 static int encode_segment(qc_tok *t, const char *s, size_t n, int first, qc_ids *out)
 {
-	QC_TRY(normalize(t, s, n));
+	QC_TRY(normalize(t, s, n, first));
 	if (!t->m_norm.any)
 		return encode_words(t, t->nbuf.p, t->nbuf.n, first, out);
 	/* encode_words does not touch nbuf, but keep a private copy anyway:
@@ -2024,16 +2485,6 @@ static void sl_free(slist *l)
 	memset(l, 0, sizeof *l);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* One decoder step from in to out (out is empty on entry). */
 static int run_dec(const qc_tok *t, const dec_op *op, const slist *in, slist *out)

@@ -1,6 +1,8 @@
 /*
  * qc_tok.h - the model's own tokenizer, read from tokenizer.json (the
- * HuggingFace `tokenizers` schema) and tokenizer_config.json.
+ * HuggingFace `tokenizers` schema) and tokenizer_config.json, or from a
+ * SentencePiece tokenizer.model when there is no tokenizer.json (Llama-2,
+ * Vicuna v1.5).
  *
  * Two BPE families are implemented, following the schema rather than any
  * one file:
@@ -12,7 +14,41 @@
  *     merges by rank, byte fallback to <0xNN> tokens, unk with fuse_unk.
  * Other models (WordPiece, Unigram, WordLevel) are QC_EUNSUPPORTED with a
  * message naming the type, as are pre-tokenizers, normalizers and post-
- * processors outside that set.
+ * processors outside the sets below.
+ *
+ * Normalizers (each exact): Prepend, Replace (literal or regex), Strip,
+ * NFC, NFD, NFKC, NFKD, Lowercase, StripAccents (qc_unorm.h), Sequence.
+ * Refused by name: BertNormalizer, Precompiled, ByteLevel, Nmt and any
+ * other.
+ *
+ * Pre-tokenizers, applied in the file's order as tokenizers does, each step
+ * to every piece the steps before it made: Split, ByteLevel, Metaspace
+ * (prepend_scheme always / first / never, split true / false), Digits,
+ * Punctuation, Whitespace and WhitespaceSplit (with the Rust regex crate's
+ * \w and \s), BertPreTokenizer (WhitespaceSplit then Punctuation),
+ * CharDelimiterSplit, FixedLength (length >= 1), Sequence. Steps after
+ * ByteLevel see its mapped characters (a space is 'Ġ'), as in Falcon's
+ * Sequence of Punctuation,
+ * ByteLevel, Digits and Split; Metaspace or a second ByteLevel after
+ * ByteLevel are refused. Refused by name: UnicodeScripts and any other.
+ *
+ * tokenizer.model (qc_spm.h) is encoded as SentencePiece's BPE does: its
+ * normalizer (dummy prefix, remove_extra_whitespaces, escape_whitespaces;
+ * the identity rule only, a precompiled charsmap is refused), then the
+ * adjacent pair whose concatenation is a piece of the highest score merges
+ * first (leftmost among equal scores), user-defined pieces are never merged,
+ * and what is left unknown becomes <0xNN> byte pieces (byte_fallback) or
+ * one unk per run. Models of type Unigram, Word or Char, unused pieces and
+ * treat_whitespace_as_suffix are refused by name. As transformers does,
+ * control and unknown pieces written in the text (<s>, </s>, <unk>) are
+ * special tokens, BOS is added (add_bos_token / add_eos_token of
+ * tokenizer_config.json decide when present), and tokenizer_config's
+ * legacy: false puts the dummy prefix before the first segment of a text
+ * only (as transformers' LlamaTokenizer, which reads tokenizer.model, does;
+ * its converted fast tokenizer omits it before a leading space),
+ * add_prefix_space: false nowhere. Bytes that are not valid UTF-8
+ * become U+FFFD as SentencePiece's normalizer makes them, so decode gives
+ * U+FFFD back for them.
  *
  * Encoding follows the tokenizers library step by step: added tokens (the
  * `added_tokens` list) are found first, leftmost-longest, honouring
@@ -24,12 +60,8 @@
  * Input text is bytes: invalid UTF-8 never fails. Bytes that do not form
  * valid UTF-8 match no regex class, so they become words of their own; in
  * byte-level BPE they encode as their byte tokens, in SentencePiece-style BPE
- * through byte fallback. decode() gives the bytes back.
- *
- * Known approximation: the Unicode normalizers NFC/NFD/NFKC/NFKD are
- * accepted and applied as the identity (text that is already normalized,
- * which is nearly all text, is unaffected). qc_tok_approx() names them so a
- * tool can warn.
+ * through byte fallback. decode() gives the bytes back (tokenizer.json; see
+ * above for tokenizer.model). The Unicode normalizers pass them through.
  *
  * Ownership: a qc_tok owns everything it returns pointers to; they live until
  * qc_tok_free. Threads: qc_tok_encode mutates a per-handle cache and regex
@@ -49,9 +81,11 @@ typedef struct qc_tok qc_tok;
 
 /* ---- loading ---- */
 
-/* Load DIR/tokenizer.json and, when present, DIR/tokenizer_config.json.
- * QC_EIO when tokenizer.json cannot be read, QC_EFORMAT when it is not the
- * schema, QC_EUNSUPPORTED for a model type or component we do not handle. */
+/* Load DIR/tokenizer.json, or DIR/tokenizer.model when there is no
+ * tokenizer.json, and, when present, DIR/tokenizer_config.json. QC_EIO when
+ * neither can be read, QC_EFORMAT when the file is not the schema (or not a
+ * well-formed SentencePiece model), QC_EUNSUPPORTED for a model type or
+ * component we do not handle. */
 int qc_tok_load(qc_tok **out, const char *dir);
 
 /* The same from memory. config may be NULL (len 0). name is used in
@@ -59,7 +93,15 @@ int qc_tok_load(qc_tok **out, const char *dir);
 int qc_tok_load_mem(qc_tok **out, const char *json, size_t len, const char *config,
                     size_t config_len, const char *name);
 
+/* The same from a tokenizer.model held in memory (qc_spm.h). */
+int qc_tok_load_spm_mem(qc_tok **out, const void *model, size_t len, const char *config,
+                        size_t config_len, const char *name);
+
 void qc_tok_free(qc_tok *t);                     /* NULL is a no-op */
+
+/* The path (qc_tok_load) or name (the _mem loaders) the tokenizer was read
+ * from: DIR/tokenizer.json or DIR/tokenizer.model, for hashing it. */
+const char *qc_tok_file(const qc_tok *t);
 
 /* ---- vocabulary ---- */
 
@@ -99,10 +141,6 @@ int32_t qc_tok_eos(const qc_tok *t);
 int qc_tok_adds_bos(const qc_tok *t);
 int qc_tok_adds_eos(const qc_tok *t);
 
-/* NULL, or a short text naming the parts applied approximately ("NFC
- * normalizer applied as identity"). */
-const char *qc_tok_approx(const qc_tok *t);
-
 /* ---- encoding and decoding ---- */
 
 /* A growing array of ids; zero-initialize, release with qc_ids_release. */
@@ -136,7 +174,8 @@ int qc_tok_decode(const qc_tok *t, const int32_t *ids, size_t n, unsigned flags,
 
 /* Switch the handle to the plain reference path (on != 0) or back: no word
  * cache, SentencePiece words merged whole instead of cut before each U+2581,
- * and the textbook O(n^2) lowest-rank-pair merge loop instead of the heap.
+ * the textbook O(n^2) lowest-rank-pair merge loop instead of the heap, and
+ * the Unicode normalizers without their ASCII shortcut (qc_unorm_ref).
  * The ids must be identical either way; tests and tests/bench compare. */
 void qc_tok_set_reference(qc_tok *t, int on);
 

@@ -9,7 +9,7 @@
  * and these __metadata__ keys (safetensors metadata values are strings):
  *   format             "pt" (transformers requires it)
  *   qc_token_set       "1", the layout version
- *   tokenizer_xxh3_128 XXH3-128 of the tokenizer.json bytes (32 hex)
+ *   tokenizer_xxh3_128 XXH3-128 of the tokenizer.json (or tokenizer.model) bytes (32 hex)
  *   vocab_size         every valid id is in [0, vocab_size)
  *   pad_id, bos_id, eos_id   decimal, -1 when the tokenizer has none
  *   seed               decimal seed of every random choice

@@ -67,6 +67,19 @@ test_expect_success '... and is left as it was' 'diff -r a b && test ! -e a.part
 test_expect_success '--force replaces it' '
 	qsynth -q --seed 2 -f -o a && cmp a/model-00001-of-00002.safetensors c/model-00001-of-00002.safetensors
 '
+# a SentencePiece model published without tokenizer.json (Vicuna v1.5): the
+# smallest valid tokenizer.model, one piece <unk> (type 2), BPE (type 2)
+test_expect_success '--tokenizer copies a tokenizer.model when there is no tokenizer.json' '
+	mkdir spmtok && printf "\012\011\012\005<unk>\030\002\022\002\030\002" >spmtok/tokenizer.model &&
+	qsynth -q --preset vicuna-7b --layers 1 --hidden 64 --intermediate 128 --heads 2 --kv-heads 2 \
+		--tokenizer spmtok -o vic &&
+	cmp vic/tokenizer.model spmtok/tokenizer.model && test ! -e vic/tokenizer.json &&
+	printf "ab" >ab.txt && qcalib -m vic --encode ab.txt >ids && echo 0 >want && cmp ids want
+'
+test_expect_success '--tokenizer with neither tokenizer file: exit 2, named' '
+	mkdir notok && { qsynth -q --tokenizer notok -o nt 2>err; test $? = 2; } && test ! -e nt &&
+	expect_grep err "no tokenizer.json or tokenizer.model in" && expect_one_message qsynth err
+'
 if [ -n "${QC_SHARED_DATA:-}" ] && [ -f "$QC_SHARED_DATA/tokenizers/llama3/tokenizer.json" ]; then
 	test_expect_success '--tokenizer copies a real tokenizer' '
 		qsynth -q --preset llama-3.2-1b --layers 1 --hidden 64 --intermediate 128 --heads 2 \

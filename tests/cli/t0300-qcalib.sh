@@ -53,6 +53,29 @@ awk 'BEGIN {
 }' >spm/tokenizer.json
 printf '{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>"}\n' >spm/tokenizer_config.json
 
+# The same vocabulary as a SentencePiece tokenizer.model (no tokenizer.json):
+# protobuf ModelProto written byte by byte. Each piece is field 1 holding
+# {1: piece, 2: score (float, little-endian), 3: type}; scores -1, -2, -3
+# for ▁a, ab, ▁ab give the merge order of spm/ (types: 1 normal, 2 unknown,
+# 3 control, 6 byte). Field 2 (trainer_spec): model_type 2 (BPE),
+# byte_fallback 1; field 3 (normalizer_spec): name "identity",
+# add_dummy_prefix 1, remove_extra_whitespaces 0.
+mkdir spmm
+LC_ALL=C awk 'function piece(s, f0, f1, f2, f3, type,   n) {
+	n = length(s)
+	printf "%c%c%c%c%s%c%c%c%c%c%c%c", 10, n + 9, 10, n, s, 21, f0, f1, f2, f3, 24, type
+}
+BEGIN {
+	piece("<unk>", 0, 0, 0, 0, 2); piece("<s>", 0, 0, 0, 0, 3); piece("</s>", 0, 0, 0, 0, 3)
+	for (b = 0; b < 256; b++) piece(sprintf("<0x%02X>", b), 0, 0, 0, 0, 6)
+	u = "\342\226\201"
+	piece(u, 0, 0, 0, 0, 1); piece("a", 0, 0, 0, 0, 1); piece("b", 0, 0, 0, 0, 1)
+	piece(u "a", 0, 0, 128, 191, 1); piece("ab", 0, 0, 0, 192, 1); piece(u "ab", 0, 0, 64, 192, 1)
+	printf "%c%c%c%c%c%c%c", 18, 5, 24, 2, 152, 2, 1
+	printf "%c%c%c%c%s%c%c%c%c", 26, 14, 10, 8, "identity", 24, 1, 32, 0
+}' >spmm/tokenizer.model
+cp spm/tokenizer_config.json spmm/
+
 printf 'the theme of the thesis.\n\nthe other paragraph\nwith two lines.\n\n\n\nand the third one, the last.\n' >text.txt
 
 # ---- usage ----
@@ -187,6 +210,23 @@ test_expect_success 'SentencePiece-style: pad mode decodes back' '
 	printf "ab abba a\n" >s.txt &&
 	qcalib -m spm --mode pad -n 1 -L 32 -o sp.st s.txt &&
 	qcalib --show sp.st --decode 0 -m spm >dec && printf "<s> ab abba a\n" >want && expect_same dec want
+'
+test_expect_success 'SentencePiece tokenizer.model: the ids of the same vocabulary as tokenizer.json' '
+	qcalib -m spmm --encode ab.txt >ids && echo "264 259 261 260" >want && expect_same ids want &&
+	printf "ab abba a, \303\251\n" >t.txt &&
+	qcalib -m spmm --encode t.txt --special >a && qcalib -m spm --encode t.txt --special >b &&
+	expect_same a b
+'
+test_expect_success 'SentencePiece tokenizer.model: pad mode decodes back, the set names its hash' '
+	qcalib -m spmm --mode pad -n 1 -L 32 -o spmm.st s.txt &&
+	qcalib --show spmm.st --decode 0 -m spmm >dec && printf "<s> ab abba a\n" >want && expect_same dec want &&
+	qcalib --show spmm.st >show && h=$(xxhsum -H128 spmm/tokenizer.model | cut -d" " -f1) &&
+	expect_grep show "$h"
+'
+test_expect_success 'a malformed tokenizer.model: exit 2, one line naming the file and the piece cut (the 7th, at byte 96)' '
+	mkdir bad && head -c 100 spmm/tokenizer.model >bad/tokenizer.model &&
+	{ qcalib -m bad --random -o x.st 2>err; test $? = 2; } && test ! -e x.st &&
+	expect_one_message qcalib err && expect_grep err "bad/tokenizer.model" && expect_grep err "piece 6"
 '
 test_expect_code 2 'unsupported tokenizer type is named' '
 	mkdir wp && printf "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}" >wp/tokenizer.json &&

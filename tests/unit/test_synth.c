@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "qc_config.h"
 #include "qc_err.h"
 #include "qc_num.h"
@@ -189,6 +191,55 @@ static void test_presets_and_errors(void **state)
 	tu_assert_rc(qc_synth_tensor(&c, &o, "model.norm.weight", 1, sh, &d, NULL), QC_EINVAL);
 }
 
+/* Llama-2 and Vicuna v1.5: the values of their published config.json files
+ * (meta-llama/Llama-2-7b-hf, Llama-2-13b-hf, lmsys/vicuna-7b-v1.5,
+ * vicuna-13b-v1.5), checked on the preset and on the config.json qsynth
+ * writes from it. */
+static void test_presets_llama2(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name;
+		int64_t hidden, inter, layers, heads, kv;
+	} want[] = {
+		{ "llama-2-7b", 4096, 11008, 32, 32, 32 },
+		{ "llama-2-13b", 5120, 13824, 40, 40, 40 },
+		{ "vicuna-7b", 4096, 11008, 32, 32, 32 },
+		{ "vicuna-13b", 5120, 13824, 40, 40, 40 },
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+		qc_config c;
+		assert_int_equal(qc_synth_preset(want[i].name, &c), 0);
+		tu_assert_rc(qc_config_build(&c), 0);
+		const json_t *r = c.raw;
+		assert_int_equal(json_integer_value(json_object_get(r, "hidden_size")), want[i].hidden);
+		assert_int_equal(json_integer_value(json_object_get(r, "intermediate_size")), want[i].inter);
+		assert_int_equal(json_integer_value(json_object_get(r, "num_hidden_layers")), want[i].layers);
+		assert_int_equal(json_integer_value(json_object_get(r, "num_attention_heads")), want[i].heads);
+		assert_int_equal(json_integer_value(json_object_get(r, "num_key_value_heads")), want[i].kv);
+		assert_int_equal(json_integer_value(json_object_get(r, "vocab_size")), 32000);
+		assert_int_equal(json_integer_value(json_object_get(r, "max_position_embeddings")), 4096);
+		assert_int_equal(json_integer_value(json_object_get(r, "bos_token_id")), 1);
+		assert_int_equal(json_integer_value(json_object_get(r, "eos_token_id")), 2);
+		assert_true(json_real_value(json_object_get(r, "rms_norm_eps")) == 1e-5);
+		assert_true(json_number_value(json_object_get(r, "rope_theta")) == 10000.0);
+		assert_true(json_is_null(json_object_get(r, "rope_scaling")));
+		assert_true(json_is_false(json_object_get(r, "tie_word_embeddings")));
+		assert_string_equal(json_string_value(json_object_get(r, "torch_dtype")), "float16");
+		assert_string_equal(json_string_value(json_object_get(r, "hidden_act")), "silu");
+		assert_string_equal(json_string_value(json_object_get(r, "model_type")), "llama");
+		assert_string_equal(json_string_value(json_array_get(json_object_get(r, "architectures"), 0)),
+		                    "LlamaForCausalLM");
+		assert_int_equal(c.head_dim, 128);
+		qc_config_free(&c);
+	}
+	/* every listed name is a preset */
+	for (const char *const *n = qc_synth_preset_names(); *n; n++) {
+		qc_config c;
+		tu_assert_rc(qc_synth_preset(*n, &c), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -198,6 +249,7 @@ int main(void)
 		cmocka_unit_test(test_outlier_channels),
 		cmocka_unit_test(test_bf16_is_rounded_f32),
 		cmocka_unit_test(test_presets_and_errors),
+		cmocka_unit_test(test_presets_llama2),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
