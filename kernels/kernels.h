@@ -197,6 +197,20 @@ int qk_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_t hea
 int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                  int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
 
+/*
+ * The same for T new tokens after `past` cached ones (incremental decoding
+ * with a KV cache): q [T, n_heads * head_dim] holds positions past ..
+ * past + T - 1; k, v [past + T, n_kv * head_dim] hold every position so
+ * far; query row t sees keys 0 .. past + t. out [T, n_heads * head_dim].
+ * past = 0 is qk_attention. The rows of one query are reduced in the same
+ * order as qk_attention's (one GEMM row per query, softmax over its keys),
+ * so decoding one token at a time matches the whole sequence up to the
+ * GEMM's blocking.
+ */
+int qk_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                    float scale);
+
 /* SwiGLU: out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)).
  * out may equal gate or up. */
 int qk_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);

@@ -85,6 +85,9 @@ typedef struct qk_backend {
 	                  int64_t pos0, const float *inv_freq);
 	int (*attention)(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
 	                 int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
+	int (*attention_kv)(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+	                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+	                    float scale);
 	int (*swiglu)(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
 
 	/* log-probabilities */

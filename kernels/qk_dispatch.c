@@ -217,6 +217,14 @@ int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const 
 	QK_CALL(ctx, attention, "attention", out, q, k, v, T, n_heads, n_kv, head_dim, scale);
 }
 
+int qk_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                    float scale)
+{
+	QK_CALL(ctx, attention_kv, "attention_kv", out, q, k, v, T, past, n_heads, n_kv, head_dim,
+	        scale);
+}
+
 int qk_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n)
 {
 	QK_CALL(ctx, swiglu, "swiglu", out, gate, up, n);

@@ -357,6 +357,31 @@ static void test_attention(void **state)
 	tu_assert_rc(qk_attention(ctx1, &z, &z, &z, &z, 1, 3, 2, 4, 1), QC_EINVAL);
 }
 
+/* T new rows after `past` cached keys: the last T rows of the whole
+ * sequence's attention (the reference over past + T rows) */
+static void test_attention_kv(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 16);
+	struct { int64_t past, T, nh, nkv, hd; } cs[] = { { 0, 5, 2, 2, 8 }, { 7, 1, 4, 2, 8 },
+	                                                   { 40, 3, 4, 1, 16 }, { 200, 140, 3, 3, 4 } };
+	for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+		int64_t P = cs[c].past, T = cs[c].T, N = P + T, nh = cs[c].nh, nkv = cs[c].nkv;
+		int64_t hd = cs[c].hd, qs = nh * hd;
+		float *q = randv(&r, N * qs, 1), *k = randv(&r, N * nkv * hd, 1);
+		float *v = randv(&r, N * nkv * hd, 1), *o = malloc(sizeof(float) * T * qs);
+		double *ref = malloc(sizeof(double) * N * qs);
+		double scale = 1 / sqrt((double)hd);
+		attn_ref(ref, q, k, v, N, nh, nkv, hd, scale);
+		tu_assert_rc(qk_attention_kv(ctx2, o, q + P * qs, k, v, T, P, nh, nkv, hd, (float)scale), 0);
+		assert_true(relerr(o, ref + P * qs, T * qs) < TOL_F32);
+		free(q); free(k); free(v); free(o); free(ref);
+	}
+	float z = 0;
+	tu_assert_rc(qk_attention_kv(ctx1, &z, &z, &z, &z, 1, -1, 2, 2, 4, 1), QC_EINVAL);
+}
+
 /* ---------------------------------------------------------------- log-softmax, NLL */
 
 static void test_logsoftmax(void **state)
@@ -975,6 +1000,7 @@ int main(void)
 		cmocka_unit_test(test_rope_freq),
 		cmocka_unit_test(test_rope_apply),
 		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_attention_kv),
 		cmocka_unit_test(test_logsoftmax),
 		cmocka_unit_test(test_softmax_fold),
 		cmocka_unit_test(test_actq_int8),
