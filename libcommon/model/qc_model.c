@@ -465,20 +465,41 @@ int qc_layer_mlp_norm(qc_model *m, const qc_layer *lw, const float *x, float *h,
 	return qk_rmsnorm(m->kc, h, x, lw->mlp_norm, T, m->H, m->eps);
 }
 
-int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
-                       const int64_t *lens, int64_t nseq)
+/*
+ * Attention of the packed sequences of h (kv NULL), or of T = lens[0] new
+ * tokens of one sequence continuing the kv->past cached ones: their keys
+ * and values are written straight into the cache rows past .. past + T - 1
+ * (after RoPE at those positions) and the queries attend over the whole
+ * cache. One code path for both, so decoding cannot drift from the forward
+ * pass.
+ */
+static int attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
+                     const int64_t *lens, int64_t nseq, qc_kv *kv)
 {
 	int64_t T = sum_lens(lens, nseq);
 	if (T == 0)
 		return 0;
+	if (kv && (nseq != 1 || kv->past + T > kv->cap))
+		return qc_seterr(QC_EINVAL, "%lld tokens after %lld do not fit in a KV cache of %lld",
+		                 (long long)T, (long long)kv->past, (long long)kv->cap);
 	QC_TRY(ensure_scratch(m, T));
 	qk_ctx *kc = m->kc;
-	float *dst[3] = { m->s_q, m->s_k, m->s_v };
+	/* q [T, qd]; k, v [T, kvd] in scratch or in the cache's next rows */
+	float *ck = kv ? kv->k + kv->past * m->kvd : m->s_k, *cv = kv ? kv->v + kv->past * m->kvd : m->s_v;
+	float *dst[3] = { m->s_q, ck, cv };
 	const qk_actq *have = NULL;
 	for (int l = QC_LIN_Q; l <= QC_LIN_V; l++) {
 		const float *in;
 		QC_TRY(lin_input(m, &lw->act[l], h, T, m->H, m->s_t, &have, &in));
 		QC_TRY(qk_linear(kc, dst[l], in, lw->w[l], lw->b[l], T, m->H, lw->out[l], 0));
+	}
+	if (kv) {
+		QC_TRY(qk_rope_apply(kc, m->s_q, T, m->nh, m->hd, kv->past, m->inv_freq));
+		QC_TRY(qk_rope_apply(kc, ck, T, m->nkv, m->hd, kv->past, m->inv_freq));
+		QC_TRY(qk_attention_kv(kc, a, m->s_q, kv->k, kv->v, T, kv->past, m->nh, m->nkv, m->hd,
+		                       m->att_scale));
+		kv->past += T;
+		return 0;
 	}
 	int64_t off = 0;
 	for (int64_t s = 0; s < nseq; s++) {
@@ -490,6 +511,12 @@ int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a
 		off += n;
 	}
 	return 0;
+}
+
+int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
+                       const int64_t *lens, int64_t nseq)
+{
+	return attention(m, lw, h, a, lens, nseq, NULL);
 }
 
 int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, int64_t T)
@@ -531,7 +558,8 @@ int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int6
 	return 0;
 }
 
-int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq)
+static int layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens,
+                         int64_t nseq, qc_kv *kv)
 {
 	int64_t T = sum_lens(lens, nseq);
 	if (T == 0)
@@ -539,10 +567,22 @@ int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *l
 	QC_TRY(ensure_scratch(m, T));
 	/* s_h and s_a are this function's; the steps use the other buffers */
 	QC_TRY(qc_layer_attn_norm(m, lw, x, m->s_h, T));
-	QC_TRY(qc_layer_attention(m, lw, m->s_h, m->s_a, lens, nseq));
+	QC_TRY(attention(m, lw, m->s_h, m->s_a, lens, nseq, kv));
 	QC_TRY(qc_layer_o_proj(m, lw, m->s_a, x, T));
 	QC_TRY(qc_layer_mlp_norm(m, lw, x, m->s_h, T));
 	return qc_layer_mlp(m, lw, m->s_h, x, T, NULL, NULL);
+}
+
+int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq)
+{
+	return layer_forward(m, lw, x, lens, nseq, NULL);
+}
+
+int qc_layer_forward_kv(qc_model *m, const qc_layer *lw, float *x, int64_t T, qc_kv *kv)
+{
+	if (T < 0)
+		return qc_seterr(QC_EINVAL, "negative token count");
+	return layer_forward(m, lw, x, &T, 1, kv);
 }
 
 /* ---------------------------------------------------------------- embedding, head */

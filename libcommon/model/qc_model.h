@@ -115,6 +115,23 @@ void qc_layer_release(qc_model *m, qc_layer *lw); /* frees the buffers; idempote
 /* The whole layer over a chunk of packed sequences: x [T, hidden] in place. */
 int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq);
 
+/*
+ * One sequence's keys and values at one layer, for incremental decoding
+ * (qc_decode.h): k, v [cap, n_kv * head_dim] device memory owned by the
+ * caller; rows 0 .. past - 1 hold positions 0 .. past - 1 (keys after RoPE).
+ */
+typedef struct qc_kv {
+	float *k, *v;
+	int64_t cap, past;
+} qc_kv;
+
+/* The layer over T new tokens of one sequence that continue the cached ones:
+ * x [T, hidden] in place, at positions kv->past ..; their keys and values
+ * are appended to kv (kv->past += T). The same code as qc_layer_forward with
+ * the attention reading the cache (qk_attention_kv). QC_EINVAL when the
+ * tokens do not fit in kv->cap. */
+int qc_layer_forward_kv(qc_model *m, const qc_layer *lw, float *x, int64_t T, qc_kv *kv);
+
 /* Its steps, for the calibration walker and methods that re-run part of a
  * layer (AWQ's loss, SmoothQuant's statistics). Shapes as in the top
  * comment; T is the sum of lens. */
