@@ -89,6 +89,7 @@ fail:
 	return rc;
 }
 
+qc_model *qc_decoder_model(const qc_decoder *d) { return d->m; }
 int64_t qc_decoder_pos(const qc_decoder *d) { return d->pos; }
 int64_t qc_decoder_cap(const qc_decoder *d) { return d->cap; }
 

@@ -39,6 +39,7 @@ typedef struct qc_decoder qc_decoder;
 int qc_decoder_new(qc_decoder **out, qc_model *m, int64_t cap);
 void qc_decoder_free(qc_decoder *d);                  /* NULL is a no-op */
 
+qc_model *qc_decoder_model(const qc_decoder *d);
 int64_t qc_decoder_pos(const qc_decoder *d);          /* tokens held */
 int64_t qc_decoder_cap(const qc_decoder *d);
 /* Forget every token at position >= pos (0 <= pos <= qc_decoder_pos; else
