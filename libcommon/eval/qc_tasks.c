@@ -516,7 +516,7 @@ static json_t *num(double v)
 }
 
 /* mean and lm-eval's mean_stderr of 0/1 outcomes */
-static void mean_se(const int *right, int64_t n, double *mean, double *se)
+void qc_mean_stderr(const int *right, int64_t n, double *mean, double *se)
 {
 	int64_t k = 0;
 	for (int64_t i = 0; i < n; i++)
@@ -525,7 +525,7 @@ static void mean_se(const int *right, int64_t n, double *mean, double *se)
 	*se = n > 1 ? sqrt(*mean * (1 - *mean) / (double)(n - 1)) : NAN;
 }
 
-static json_t *flips(const int *a, const int *b, int64_t n)
+json_t *qc_flips_json(const int *a, const int *b, int64_t n)
 {
 	int64_t rw = 0, wr = 0;
 	for (int64_t i = 0; i < n; i++) {
@@ -563,7 +563,7 @@ json_t *qc_mc_summary(const qc_mc_task *t, const qc_mc_scores *s, const qc_mc_sc
 		for (int m = 0; m < 2; m++)
 			for (int w = 0; w < 2; w++)
 				if (ss[m])
-					mean_se(r[m][w], n, &acc[m][w], &se[m][w]);
+					qc_mean_stderr(r[m][w], n, &acc[m][w], &se[m][w]);
 		json_object_set_new(o, "task", json_string(t->name));
 		json_object_set_new(o, "file", json_string(t->path));
 		json_object_set_new(o, "format", json_string(t->fmt == QC_TASKFMT_LMEVAL ? "lm-eval" : "simple"));
@@ -585,8 +585,8 @@ json_t *qc_mc_summary(const qc_mc_task *t, const qc_mc_scores *s, const qc_mc_sc
 			json_object_set_new(o, "acc_norm_recovery",
 			                    num(acc[1][1] > 0 ? acc[0][1] / acc[1][1] : NAN));
 			json_t *f = json_object();
-			json_object_set_new(f, "acc", flips(r[0][0], r[1][0], n));
-			json_object_set_new(f, "acc_norm", flips(r[0][1], r[1][1], n));
+			json_object_set_new(f, "acc", qc_flips_json(r[0][0], r[1][0], n));
+			json_object_set_new(f, "acc_norm", qc_flips_json(r[0][1], r[1][1], n));
 			json_object_set_new(o, "flips", f);
 		}
 	}

@@ -130,4 +130,10 @@ int qc_mc_max_tokens(qc_tok *tok, const qc_mc_task *t, int add_bos, int64_t voca
  */
 json_t *qc_mc_summary(const qc_mc_task *t, const qc_mc_scores *s, const qc_mc_scores *base);
 
+/* The pieces, for other right/wrong tasks (exact answers): the mean of
+ * right[n] (0/1) and lm-eval's standard error (NaN for n < 2); the flips
+ * object F above for right against base_right. */
+void qc_mean_stderr(const int *right, int64_t n, double *mean, double *se);
+json_t *qc_flips_json(const int *right, const int *base_right, int64_t n);
+
 #endif

@@ -13,6 +13,7 @@
 #include "qc_err.h"
 #include "qc_model.h"
 #include "qc_packfmt.h"
+#include "qc_tok.h"
 #include "qc_tokset.h"
 
 void qc_verify_opts_default(qc_verify_opts *o)
@@ -20,6 +21,7 @@ void qc_verify_opts_default(qc_verify_opts *o)
 	memset(o, 0, sizeof *o);
 	o->max_kl = -1;
 	o->min_top1 = -1;
+	qc_quality_opts_default(&o->quality);
 }
 
 /* ---------------------------------------------------------------- state */
@@ -521,6 +523,57 @@ static int function(vstate *v, qc_model *m, qc_model *mb, json_t **out)
 	return *out ? 0 : qc_seterr(QC_ENOMEM, "out of memory");
 }
 
+/* ---------------------------------------------------------------- quality */
+
+/* the tokenizer of ck, else of bck */
+static int load_tok(qc_ckpt *ck, qc_ckpt *bck, qc_tok **tok, char **cfg, size_t *cfg_len)
+{
+	qc_ckpt *cks[2] = { ck, bck };
+	for (int i = 0; i < 2; i++) {
+		const void *js, *cs = NULL;
+		size_t jl, cl = 0;
+		if (!cks[i] || qc_ckpt_file(cks[i], "tokenizer.json", &js, &jl))
+			continue;
+		if (qc_ckpt_file(cks[i], "tokenizer_config.json", &cs, &cl))
+			cs = NULL, cl = 0;
+		char name[4200];
+		snprintf(name, sizeof name, "%s/tokenizer.json", qc_ckpt_name(cks[i]));
+		QC_TRY(qc_tok_load_mem(tok, js, jl, cs, cl, name));
+		if (cs && !(*cfg = malloc(cl + 1))) {
+			qc_tok_free(*tok);
+			*tok = NULL;
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		}
+		if (cs) {
+			memcpy(*cfg, cs, cl);
+			(*cfg)[cl] = 0;
+			*cfg_len = cl;
+		}
+		return 0;
+	}
+	return qc_seterr(QC_EINVAL, "tasks and prompts need a tokenizer: '%s'%s has no "
+	                 "tokenizer.json", qc_ckpt_name(ck), bck ? " nor its base" : "");
+}
+
+static int quality(vstate *v, qc_ckpt *ck, qc_model *m, qc_ckpt *bck, qc_model *mb, json_t **out)
+{
+	qc_tok *tok = NULL;
+	char *cfg = NULL;
+	size_t cl = 0;
+	QC_TRY(load_tok(ck, bck, &tok, &cfg, &cl));
+	json_t *fails = json_array();
+	int rc = fails ? qc_quality_run(m, mb, tok, cfg, cl, &v->o->quality, out, fails, v->o->outputs)
+	               : qc_seterr(QC_ENOMEM, "out of memory");
+	size_t i;
+	json_t *f;
+	json_array_foreach(fails, i, f)
+		failure(v, "quality: %s", json_string_value(f));
+	json_decref(fails);
+	qc_tok_free(tok);
+	free(cfg);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- all of it */
 
 int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
@@ -533,7 +586,7 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 	v.failures = json_array();
 	v.findings = json_array();
 	v.skipped = json_array();
-	json_t *integ = json_object(), *num_o = NULL, *fun = NULL;
+	json_t *integ = json_object(), *num_o = NULL, *fun = NULL, *qual = NULL;
 	qc_ckpt *ck = NULL, *bck = NULL;
 	qc_model *m = NULL, *mb = NULL;
 	int rc;
@@ -574,8 +627,13 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 		if ((rc = function(&v, m, mb, &fun)))
 			goto out;
 	}
-	if (!integ_ok && (o->base || o->tokens))
-		json_array_append_new(v.skipped, json_string("numerics and function: integrity failed"));
+	if (qc_quality_wanted(&o->quality) && integ_ok) {
+		if ((rc = quality(&v, ck, m, bck, mb, &qual)))
+			goto out;
+	}
+	if (!integ_ok && (o->base || o->tokens || qc_quality_wanted(&o->quality)))
+		json_array_append_new(v.skipped, json_string("numerics, function and quality: integrity "
+		                                             "failed"));
 	if (stream && (rc = check_manifest(&v, ck, integ)))
 		goto out;
 	if (bck && num_o) {
@@ -603,6 +661,7 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 	json_object_set_new(v.rep, "integrity", json_incref(integ));
 	json_object_set_new(v.rep, "numerics", num_o ? json_incref(num_o) : json_null());
 	json_object_set_new(v.rep, "function", fun ? json_incref(fun) : json_null());
+	json_object_set_new(v.rep, "quality", qual ? json_incref(qual) : json_null());
 	json_t *th = json_object();
 	json_object_set_new(th, "max_ppl_ratio", o->max_ppl_ratio > 0 ? json_real(o->max_ppl_ratio) : json_null());
 	json_object_set_new(th, "max_kl", o->max_kl >= 0 ? json_real(o->max_kl) : json_null());
@@ -623,6 +682,7 @@ out:
 	json_decref(integ);
 	json_decref(num_o);
 	json_decref(fun);
+	json_decref(qual);
 	for (size_t i = 0; i < v.nexp; i++)
 		free(v.expect[i]);
 	free(v.expect);
