@@ -84,6 +84,36 @@ static void gen_progress(void *ctx, int64_t done, int64_t total, int64_t tokens,
 	               s > 0 ? (double)tokens / s : 0);
 }
 
+/* one line per question: the gold index, each model's predictions and
+ * loglikelihoods */
+static void task_lines(const qc_mc_task *t, const qc_mc_scores *a, const qc_mc_scores *b,
+                       json_t *lines)
+{
+	const qc_mc_scores *ss[2] = { a, b };
+	for (int64_t i = 0; i < t->n; i++) {
+		json_t *l = json_object();
+		json_object_set_new(l, "file", json_string(t->path));
+		json_object_set_new(l, "line", json_integer(t->items[i].line));
+		json_object_set_new(l, "gold", json_integer(t->items[i].gold));
+		for (int w = 0; w < 2; w++) {
+			if (!ss[w])
+				continue;
+			const char *who = w ? "base" : "artifact";
+			char key[32];
+			snprintf(key, sizeof key, "%s_pred", who);
+			json_object_set_new(l, key, json_integer(ss[w]->pred[i]));
+			snprintf(key, sizeof key, "%s_pred_norm", who);
+			json_object_set_new(l, key, json_integer(ss[w]->pred_norm[i]));
+			json_t *ll = json_array();
+			for (int k = 0; k < t->items[i].nchoice; k++)
+				json_array_append_new(ll, num(ss[w]->ll[i][k]));
+			snprintf(key, sizeof key, "%s_ll", who);
+			json_object_set_new(l, key, ll);
+		}
+		json_array_append_new(lines, l);
+	}
+}
+
 static int run_model(qc_model *m, const char *who, qc_tok *tok, const inputs *in, int64_t cap,
                      const qc_quality_opts *o, results *r)
 {
@@ -130,10 +160,11 @@ static void gate_task(const qc_quality_opts *o, const char *kind, const char *na
 	json_t *fr = json_object_get(json_object_get(json_object_get(s, "flips"), "acc"), "rate");
 	if (!json_object_get(s, "base"))
 		return;
-	if (o->min_acc_recovery >= 0 &&
-	    !(json_is_number(rec) && json_number_value(rec) >= o->min_acc_recovery))
+	/* a base that gets nothing right leaves nothing to recover (null) */
+	if (o->min_acc_recovery >= 0 && json_is_number(rec) &&
+	    json_number_value(rec) < o->min_acc_recovery)
 		fail(failures, "%s: %s: acc_recovery %.6g is below min_acc_recovery %g", kind, name,
-		     json_is_number(rec) ? json_number_value(rec) : NAN, o->min_acc_recovery);
+		     json_number_value(rec), o->min_acc_recovery);
 	if (o->max_flip_rate >= 0 && json_is_number(fr) && json_number_value(fr) > o->max_flip_rate)
 		fail(failures, "%s: %s: flip rate %.6g exceeds max_flip_rate %g", kind, name,
 		     json_number_value(fr), o->max_flip_rate);
@@ -275,6 +306,8 @@ int qc_quality_run(qc_model *m, qc_model *mb, qc_tok *tok, const char *tok_confi
 		json_object_set_new(s, "tokens_requested", json_integer(ra.mc[i].requested));
 		gate_task(o, "tasks", in.tasks[i].name, s, failures);
 		json_array_append_new(tasks, s);
+		if (lines)
+			task_lines(&in.tasks[i], &ra.mc[i], have_b ? &rb.mc[i] : NULL, lines);
 	}
 	json_t *gen = NULL, *ans = NULL;
 	if (!rc && in.have_prompts) {

@@ -19,7 +19,7 @@
  *    "gates": {"min_acc_recovery", "min_rouge1", "max_flip_rate"} (null
  *              when unset)}
  * Gates, checked per task with a base: acc_recovery (acc / base acc) below
- * min_acc_recovery; flips.acc.rate above max_flip_rate (both for every
+ * min_acc_recovery (not checked when the base scores 0: null recovery); flips.acc.rate above max_flip_rate (both for every
  * multiple-choice task and the exact-answer task); generation rouge1 below
  * min_rouge1. Each failure is one line naming the task, appended to
  * failures.
@@ -64,9 +64,11 @@ int qc_quality_wanted(const qc_quality_opts *o);
  * Run every file of o on m (and mb, the base, when not NULL) with tok.
  * tok_config (may be NULL) is tokenizer_config.json's text, for the chat
  * template's auto choice. lines (may be NULL) receives one object per
- * generation (qc_gen_summary's lines, plus exact-answer lines {"file",
- * "id", "prompt", "target", "artifact", "artifact_answer", "artifact_right"
- * and with a base "base", "base_answer", "base_right"}). Errors: the
+ * question and generation: multiple-choice {"file", "line", "gold",
+ * "artifact_pred", "artifact_pred_norm", "artifact_ll": [per choice] and
+ * the same with "base_"}; qc_gen_summary's lines; exact-answer lines
+ * {"file", "id", "prompt", "target", "artifact", "artifact_answer",
+ * "artifact_right" and with a base "base", "base_answer", "base_right"}. Errors: the
  * files' (QC_EFORMAT naming file:line), the decoder's; gates failing is
  * not an error.
  */
