@@ -11,11 +11,9 @@
 #include <string.h>
 
 #include "qc_err.h"
-#include "qc_io.h"
+#include "qc_jsonl.h"
 #include "qc_log.h"
 #include "qc_rouge.h"
-
-#define MAX_PROMPT_FILE ((size_t)1 << 30)
 
 int qc_chat_parse(const char *s, qc_chat *c)
 {
@@ -164,72 +162,41 @@ static int parse_prompt(const char *path, int64_t line, json_t *o, int answers, 
 	return 0;
 }
 
-static char *base_name(const char *path)
+typedef struct {
+	qc_prompts *ps;
+	int answers;
+	size_t cap;
+} load_ctx;
+
+static int load_line(void *p, json_t *o, int64_t line)
 {
-	const char *b = strrchr(path, '/');
-	b = b ? b + 1 : path;
-	size_t n = strlen(b);
-	if (n > 6 && strcmp(b + n - 6, ".jsonl") == 0)
-		n -= 6;
-	char *s = malloc(n + 1);
-	if (s) {
-		memcpy(s, b, n);
-		s[n] = 0;
+	load_ctx *c = p;
+	qc_prompts *ps = c->ps;
+	if ((size_t)ps->n == c->cap) {
+		size_t nc = c->cap ? 2 * c->cap : 32;
+		qc_prompt *np = realloc(ps->p, nc * sizeof *np);
+		if (!np)
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		ps->p = np;
+		c->cap = nc;
 	}
-	return s;
+	qc_prompt *q = &ps->p[ps->n++];
+	memset(q, 0, sizeof *q);
+	q->line = line;
+	return parse_prompt(ps->path, line, o, c->answers, q);
 }
 
 int qc_prompts_load(const char *path, int answers, qc_prompts *ps)
 {
 	memset(ps, 0, sizeof *ps);
-	char *data;
-	size_t len;
-	QC_TRY(qc_read_file(path, MAX_PROMPT_FILE, &data, &len));
-	int rc = 0;
-	size_t cap = 0;
+	int rc;
 	ps->path = strdup(path);
-	ps->name = base_name(path);
+	ps->name = qc_jsonl_name(path);
+	load_ctx c = { ps, answers, 0 };
 	if (!ps->path || !ps->name)
 		rc = qc_seterr(QC_ENOMEM, "out of memory");
-	int64_t line = 0;
-	for (char *p = data; !rc && p < data + len;) {
-		char *e = memchr(p, '\n', (size_t)(data + len - p));
-		size_t n = e ? (size_t)(e - p) : (size_t)(data + len - p);
-		char *s = p;
-		p += n + 1;
-		line++;
-		size_t k = 0;
-		while (k < n && isspace((unsigned char)s[k]))
-			k++;
-		if (k == n)
-			continue;
-		json_error_t je;
-		json_t *o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
-		if (!json_is_object(o)) {
-			rc = BAD("%s:%lld: %s", path, (long long)line, o ? "not a JSON object" : je.text);
-			json_decref(o);
-			break;
-		}
-		if ((size_t)ps->n == cap) {
-			size_t nc = cap ? 2 * cap : 32;
-			qc_prompt *np = realloc(ps->p, nc * sizeof *np);
-			if (!np) {
-				rc = qc_seterr(QC_ENOMEM, "out of memory");
-				json_decref(o);
-				break;
-			}
-			ps->p = np;
-			cap = nc;
-		}
-		qc_prompt *q = &ps->p[ps->n++];
-		memset(q, 0, sizeof *q);
-		q->line = line;
-		rc = parse_prompt(path, line, o, answers, q);
-		json_decref(o);
-	}
-	free(data);
-	if (!rc && ps->n == 0)
-		rc = BAD("%s: no prompts", path);
+	else
+		rc = qc_jsonl_each(path, load_line, &c);
 	if (rc)
 		qc_prompts_free(ps);
 	return rc;

@@ -9,10 +9,7 @@
 #include <string.h>
 
 #include "qc_err.h"
-#include "qc_io.h"
-
-/* task files larger than this are refused (MMLU's 14k questions are 10 MB) */
-#define MAX_TASK_FILE ((size_t)1 << 30)
+#include "qc_jsonl.h"
 
 int qc_taskfmt_parse(const char *s, qc_taskfmt *f)
 {
@@ -207,80 +204,45 @@ static int parse_lmeval(const char *path, int64_t line, json_t *o, qc_mc_item *i
 	return 0;
 }
 
-static char *task_name(const char *path)
+typedef struct {
+	qc_mc_task *t;
+	qc_taskfmt fmt;
+	size_t cap;
+} load_ctx;
+
+static int load_line(void *p, json_t *o, int64_t line)
 {
-	const char *b = strrchr(path, '/');
-	b = b ? b + 1 : path;
-	size_t n = strlen(b);
-	if (n > 6 && strcmp(b + n - 6, ".jsonl") == 0)
-		n -= 6;
-	else if (n > 5 && strcmp(b + n - 5, ".json") == 0)
-		n -= 5;
-	char *s = malloc(n + 1);
-	if (s) {
-		memcpy(s, b, n);
-		s[n] = 0;
+	load_ctx *c = p;
+	qc_mc_task *t = c->t;
+	if (c->fmt == QC_TASKFMT_AUTO)
+		c->fmt = json_object_get(o, "arguments") ? QC_TASKFMT_LMEVAL : QC_TASKFMT_SIMPLE;
+	if ((size_t)t->n == c->cap) {
+		size_t nc = c->cap ? 2 * c->cap : 64;
+		qc_mc_item *ni = realloc(t->items, nc * sizeof *ni);
+		if (!ni)
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		t->items = ni;
+		c->cap = nc;
 	}
-	return s;
+	qc_mc_item *it = &t->items[t->n++];
+	memset(it, 0, sizeof *it);
+	it->line = line;
+	return c->fmt == QC_TASKFMT_LMEVAL ? parse_lmeval(t->path, line, o, it)
+	                                   : parse_simple(t->path, line, o, it);
 }
 
 int qc_mc_load(const char *path, qc_taskfmt fmt, qc_mc_task *t)
 {
 	memset(t, 0, sizeof *t);
-	char *data;
-	size_t len;
-	QC_TRY(qc_read_file(path, MAX_TASK_FILE, &data, &len));
 	int rc = 0;
-	size_t cap = 0;
-	t->name = task_name(path);
+	t->name = qc_jsonl_name(path);
 	t->path = strdup(path);
+	load_ctx c = { t, fmt, 0 };
 	if (!t->name || !t->path)
 		rc = qc_seterr(QC_ENOMEM, "out of memory");
-	int64_t line = 0;
-	for (char *p = data; !rc && p < data + len;) {
-		char *e = memchr(p, '\n', (size_t)(data + len - p));
-		size_t n = e ? (size_t)(e - p) : (size_t)(data + len - p);
-		line++;
-		char *s = p;
-		p += n + 1;
-		size_t k = 0;
-		while (k < n && isspace((unsigned char)s[k]))
-			k++;
-		if (k == n)
-			continue;
-		json_error_t je;
-		json_t *o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
-		if (!o || !json_is_object(o)) {
-			rc = BAD("%s:%lld: %s", path, (long long)line,
-			         o ? "not a JSON object" : je.text);
-			json_decref(o);
-			break;
-		}
-		if (fmt == QC_TASKFMT_AUTO)
-			fmt = json_object_get(o, "arguments") ? QC_TASKFMT_LMEVAL : QC_TASKFMT_SIMPLE;
-		if ((size_t)t->n == cap) {
-			size_t nc = cap ? 2 * cap : 64;
-			qc_mc_item *ni = realloc(t->items, nc * sizeof *ni);
-			if (!ni) {
-				rc = qc_seterr(QC_ENOMEM, "out of memory");
-				json_decref(o);
-				break;
-			}
-			t->items = ni;
-			cap = nc;
-		}
-		qc_mc_item *it = &t->items[t->n];
-		memset(it, 0, sizeof *it);
-		it->line = line;
-		rc = fmt == QC_TASKFMT_LMEVAL ? parse_lmeval(path, line, o, it)
-		                              : parse_simple(path, line, o, it);
-		json_decref(o);
-		t->n++;
-	}
-	free(data);
-	if (!rc && t->n == 0)
-		rc = BAD("%s: no questions", path);
-	t->fmt = fmt == QC_TASKFMT_AUTO ? QC_TASKFMT_SIMPLE : fmt;
+	else
+		rc = qc_jsonl_each(path, load_line, &c);
+	t->fmt = c.fmt == QC_TASKFMT_AUTO ? QC_TASKFMT_SIMPLE : c.fmt;
 	if (rc)
 		qc_mc_free(t);
 	return rc;

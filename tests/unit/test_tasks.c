@@ -273,7 +273,7 @@ static void test_bad_files(void **state)
 		{ "{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n{\"context\": \n",
 		  ":2: " },
 		{ "[1, 2]\n", ":1: not a JSON object" },
-		{ "\n\n", "no questions" },
+		{ "\n\n", ": no lines" },
 		{ "{\"arguments\": [[\"c\", \" a\"], [\"c\", \" b\"]], \"target\": 5}\n",
 		  ":1: \"target\" 5 is outside" },
 		{ "{\"arguments\": [[\"c\", \" a\"], [\"c\", \"\"]], \"target\": 0}\n",
