@@ -135,6 +135,24 @@ int qk_gemm(qk_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t
 int qk_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float *bias,
               int64_t T, int64_t in, int64_t out, int accumulate);
 
+/*
+ * A Linear whose weight is stored as 4-bit codes, dequantized inside the
+ * product (W4A16 decoding: the weights are read at half a byte each, never
+ * expanded to an FP32 copy of the matrix):
+ *     W[o][i] = (u[o][i] - z[o][g]) * s[o][g],  g = i / group
+ *     y[T, out] (+)= x[T, in] W^T (+ bias)
+ * q4 [out, in / 2] bytes, column 2j in the low nibble of byte j, 2j + 1 in
+ * the high one (u in 0..15); s, z [out, in / group] FP32 (z NULL: 8, a
+ * symmetric signed int4 code stored as u = q + 8). in and group must be
+ * even and group must divide in (QC_EINVAL otherwise). Each group's dot
+ * product (u . x) is summed in FP32 and folded as s (u . x - z sum(x)); for
+ * T > 4 rows a block of W's rows is dequantized at a time into a small
+ * scratch tile and multiplied by GEMM.
+ */
+int qk_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+                 const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+                 int64_t group, int accumulate);
+
 /* ---------------------------------------------------------------- layers */
 
 /*

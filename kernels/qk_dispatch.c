@@ -199,6 +199,13 @@ int qk_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float
 
 /* ---------------------------------------------------------------- layers */
 
+int qk_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+                 const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+                 int64_t group, int accumulate)
+{
+	QK_CALL(ctx, linear_q4, "linear_q4", y, x, q4, s, z, bias, T, in, out, group, accumulate);
+}
+
 int qk_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
                float eps)
 {

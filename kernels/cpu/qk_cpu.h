@@ -67,6 +67,10 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
                       const float *colw, int64_t block, int dynamic);
 
 /* row kernels (qk_ops.c) */
+/* qk_q4.c */
+int qk_cpu_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+                     const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+                     int64_t group, int accumulate);
 int qk_cpu_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
                    float eps);
 int qk_cpu_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_t head_dim,

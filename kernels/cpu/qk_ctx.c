@@ -31,6 +31,7 @@ const qk_backend qk_cpu_backend = {
 	.rmsnorm = qk_cpu_rmsnorm,
 	.rope_apply = qk_cpu_rope_apply,
 	.attention = qk_cpu_attention,
+	.linear_q4 = qk_cpu_linear_q4,
 	.attention_kv = qk_cpu_attention_kv,
 	.swiglu = qk_cpu_swiglu,
 	.log_softmax = qk_cpu_log_softmax,
