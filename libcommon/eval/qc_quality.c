@@ -54,6 +54,8 @@ static void inputs_free(inputs *in)
 typedef struct {
 	qc_mc_scores *mc;      /* [ntasks] */
 	qc_gen_out gen, ans;
+	int packed;            /* the decoder's int4 Linears and weight bytes */
+	int64_t bytes;
 } results;
 
 static void results_free(results *r, int ntasks)
@@ -120,6 +122,7 @@ static int run_model(qc_model *m, const char *who, qc_tok *tok, const inputs *in
 	memset(r, 0, sizeof *r);
 	qc_decoder *d;
 	QC_TRY(qc_decoder_new(&d, m, cap));
+	qc_decoder_weights(d, &r->packed, &r->bytes);
 	int rc = 0;
 	prog p = { o, "tasks", who };
 	if (in->ntasks && !(r->mc = calloc((size_t)in->ntasks, sizeof *r->mc)))
@@ -326,6 +329,17 @@ int qc_quality_run(qc_model *m, qc_model *mb, qc_tok *tok, const char *tok_confi
 		if (ans)
 			gate_task(o, "answers", in.answers.name, ans, failures);
 	}
+	json_t *dec = json_object();
+	const results *rr[2] = { &ra, have_b ? &rb : NULL };
+	for (int w = 0; w < 2; w++) {
+		if (!rr[w])
+			continue;
+		json_t *x = json_object();
+		json_object_set_new(x, "int4_linears", json_integer(rr[w]->packed));
+		json_object_set_new(x, "weight_bytes", json_integer(rr[w]->bytes));
+		json_object_set_new(dec, w ? "base" : "artifact", x);
+	}
+	json_object_set_new(rep, "decoder", dec);
 	json_object_set_new(rep, "generation", gen ? gen : json_null());
 	json_object_set_new(rep, "answers", ans ? ans : json_null());
 	json_t *g = json_object();

@@ -10,7 +10,10 @@
  * the next: at most one model's FP32 weights and KV cache exist at a time.
  *
  * Report (qc_quality_run's *report):
- *   {"tasks": [qc_mc_summary, ...],
+ *   {"decoder": {"artifact": D, "base": D} (D = {"int4_linears": Linears
+ *               run on packed int4 codes, "weight_bytes": decoder-layer
+ *               weight bytes read a step}, qc_decode.h),
+ *    "tasks": [qc_mc_summary, ...],
  *    "generation": qc_gen_summary | null,
  *    "answers": {"file", "regex", "n", "acc", "acc_stderr", "tokens",
  *                "tokens_per_s", and with a base "base": {"acc",

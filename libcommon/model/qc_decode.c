@@ -79,7 +79,7 @@ int qc_decoder_new(qc_decoder **out, qc_model *m, int64_t cap)
 			               (long long)cap);
 			goto fail;
 		}
-		if ((rc = qc_model_load_layer(m, l, &d->layers[l])))
+		if ((rc = qc_model_load_layer_packed(m, l, &d->layers[l])))
 			goto fail;
 	}
 	*out = d;
@@ -90,6 +90,28 @@ fail:
 }
 
 qc_model *qc_decoder_model(const qc_decoder *d) { return d->m; }
+
+void qc_decoder_weights(const qc_decoder *d, int *packed, int64_t *bytes)
+{
+	*packed = 0;
+	*bytes = 0;
+	for (int l = 0; l < d->L; l++) {
+		const qc_layer *lw = &d->layers[l];
+		*bytes += 2 * d->H * (int64_t)sizeof(float);
+		for (int k = 0; k < QC_LIN_COUNT; k++) {
+			int64_t n = lw->out[k] * lw->in[k];
+			if (lw->q4[k]) {
+				int64_t groups = n / lw->q4g[k];
+				*packed += 1;
+				*bytes += n / 2 + groups * (int64_t)sizeof(float) * (lw->q4z[k] ? 2 : 1);
+			} else {
+				*bytes += n * (int64_t)sizeof(float);
+			}
+			if (lw->b[k])
+				*bytes += lw->out[k] * (int64_t)sizeof(float);
+		}
+	}
+}
 int64_t qc_decoder_pos(const qc_decoder *d) { return d->pos; }
 int64_t qc_decoder_cap(const qc_decoder *d) { return d->cap; }
 

@@ -4,13 +4,17 @@
  * given next tokens) and generation (greedy or seeded sampling, stopping at
  * a stop token or a length).
  *
- * The decoder loads every decoder layer once (qc_model_load_layer: FP32
- * weights, dequantized from whatever the artifact stores, with each
- * Linear's input quantization as its scheme says: naive and packed
- * integer codes, FP8, W8A8 with vLLM's per-token or static activation
- * quantization and its q/k/v and gate/up fusion), so it holds the whole
- * model in FP32 plus the cache:
+ * The decoder loads every decoder layer once (qc_model_load_layer_packed:
+ * int4 weight-only Linears stay as 4-bit codes, read by qk_linear_q4 with
+ * the dequantization inside the product; every other Linear FP32,
+ * dequantized from whatever the artifact stores, with each Linear's input
+ * quantization as its scheme says: naive and packed integer codes, FP8,
+ * W8A8 with vLLM's per-token or static activation quantization and its
+ * q/k/v and gate/up fusion), so it holds the decoder layers (a W4A16 model
+ * at about half a byte a weight, others in FP32) plus the cache:
  *     2 * layers * cap * n_kv * head_dim floats (keys, values).
+ * The embedding and lm_head stay as stored and are converted a block of
+ * rows at a time (qc_model_logits).
  * The layer math is qc_layer_forward_kv: the forward pass's own code with
  * the attention reading the cache (qk_attention_kv), so a token decoded
  * with the cache sees the numbers the whole-sequence pass gives, up to the
@@ -40,6 +44,10 @@ int qc_decoder_new(qc_decoder **out, qc_model *m, int64_t cap);
 void qc_decoder_free(qc_decoder *d);                  /* NULL is a no-op */
 
 qc_model *qc_decoder_model(const qc_decoder *d);
+/* Linears held packed as int4 codes, and the bytes of the decoder layers'
+ * weights (codes, scales, zero points, FP32 weights, norms, biases): what
+ * one decoding step reads of them. */
+void qc_decoder_weights(const qc_decoder *d, int *packed, int64_t *bytes);
 int64_t qc_decoder_pos(const qc_decoder *d);          /* tokens held */
 int64_t qc_decoder_cap(const qc_decoder *d);
 /* Forget every token at position >= pos (0 <= pos <= qc_decoder_pos; else

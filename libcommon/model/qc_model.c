@@ -303,6 +303,9 @@ void qc_layer_release(qc_model *m, qc_layer *lw)
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		wfree(m, lw->w[l], lw->out[l] * lw->in[l]);
 		wfree(m, lw->b[l], lw->out[l]);
+		qk_free(m->kc, lw->q4[l]);
+		qk_free(m->kc, lw->q4s[l]);
+		qk_free(m->kc, lw->q4z[l]);
 	}
 	memset(lw, 0, sizeof *lw);
 }
@@ -360,7 +363,105 @@ static int fuse_like_vllm(qc_model *m, qc_layer *lw, int first, int n, const flo
 	return 0;
 }
 
+/*
+ * Linear l of lw (w[l] FP32, dequantized from L) kept as 4-bit codes
+ * instead, when that loses nothing: int4 weight-only with group or channel
+ * scales L.scale [out, ng]. The codes are recovered from the dequantized
+ * weights themselves: per group, k = W / s must be integers spanning at
+ * most 16 values and (k + zz - zz) * s must give W back bit for bit, with
+ * zz = 8 when it fits (then no zero points are stored), else the lowest
+ * offset that fits. Anything else (act-order permutations, a zero scale)
+ * leaves the FP32 weight: 0 is returned either way unless memory runs out.
+ */
+static int pack_q4(qc_model *m, qc_layer *lw, int l, const qc_ctq_linear *L)
+{
+	if (!L->quantized || L->args.bits != 4 || L->args.is_float ||
+	    L->act.kind != QK_ACTQ_NONE || !L->scale || L->scale->ndim != 2 ||
+	    qk_ctx_device(m->kc) != QK_DEVICE_CPU)
+		return 0;
+	int64_t out = lw->out[l], in = lw->in[l], ng = L->scale->shape[1];
+	if (L->scale->shape[0] != out || ng <= 0 || in % ng || (in / ng) % 2)
+		return 0;
+	int64_t g = in / ng;
+	float *W = malloc((size_t)(out * in) * sizeof *W), *s = malloc((size_t)(out * ng) * sizeof *s);
+	float *z = malloc((size_t)(out * ng) * sizeof *z);
+	uint8_t *q = malloc((size_t)(out * in / 2));
+	int rc = 0, ok = W && s && z && q, sym = 1;
+	if (!ok)
+		rc = qc_seterr(QC_ENOMEM, "out of memory packing a Linear");
+	if (ok && (rc = qk_download(m->kc, W, lw->w[l], (size_t)(out * in) * sizeof *W)))
+		ok = 0;
+	if (ok)
+		qc_to_f32(s, L->scale->data, L->scale->dtype, (size_t)(out * ng));
+	for (int64_t o = 0; ok && o < out; o++)
+		for (int64_t k = 0; ok && k < ng; k++) {
+			float sc = s[o * ng + k];
+			const float *w = W + o * in + k * g;
+			if (!(sc > 0) || !isfinite(sc)) {
+				ok = 0;
+				break;
+			}
+			float lo = INFINITY, hi = -INFINITY;
+			for (int64_t i = 0; i < g; i++) {
+				float c = nearbyintf(w[i] / sc);
+				lo = fminf(lo, c);
+				hi = fmaxf(hi, c);
+			}
+			float zz = lo >= -8 && hi <= 7 ? 8.0f : -lo;
+			if (!(hi + zz <= 15 && lo + zz >= 0)) {
+				ok = 0;
+				break;
+			}
+			sym &= zz == 8.0f;
+			z[o * ng + k] = zz;
+			for (int64_t i = 0; i < g; i++) {
+				float u = nearbyintf(w[i] / sc) + zz;
+				if ((u - zz) * sc != w[i]) {
+					ok = 0;
+					break;
+				}
+				uint8_t *b = q + (o * in + k * g + i) / 2;
+				*b = (uint8_t)(i % 2 ? (*b & 15) | ((int)u << 4) : (int)u);
+			}
+		}
+	if (ok) {
+		lw->q4[l] = qk_alloc(m->kc, (size_t)(out * in / 2));
+		lw->q4s[l] = qk_alloc(m->kc, (size_t)(out * ng) * sizeof(float));
+		lw->q4z[l] = sym ? NULL : qk_alloc(m->kc, (size_t)(out * ng) * sizeof(float));
+		if (!lw->q4[l] || !lw->q4s[l] || (!sym && !lw->q4z[l]))
+			rc = qc_seterr(QC_ENOMEM, "out of memory packing a Linear");
+		if (!rc)
+			rc = qk_upload(m->kc, lw->q4[l], q, (size_t)(out * in / 2));
+		if (!rc)
+			rc = qk_upload(m->kc, lw->q4s[l], s, (size_t)(out * ng) * sizeof *s);
+		if (!rc && !sym)
+			rc = qk_upload(m->kc, lw->q4z[l], z, (size_t)(out * ng) * sizeof *z);
+		if (!rc) {
+			lw->q4g[l] = g;
+			wfree(m, lw->w[l], out * in);
+			lw->w[l] = NULL;
+		}
+	}
+	free(W);
+	free(s);
+	free(z);
+	free(q);
+	return rc;
+}
+
+static int load_layer(qc_model *m, int layer, qc_layer *lw, int packed);
+
 int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
+{
+	return load_layer(m, layer, lw, 0);
+}
+
+int qc_model_load_layer_packed(qc_model *m, int layer, qc_layer *lw)
+{
+	return load_layer(m, layer, lw, 1);
+}
+
+static int load_layer(qc_model *m, int layer, qc_layer *lw, int packed)
 {
 	memset(lw, 0, sizeof *lw);
 	lw->index = layer;
@@ -394,13 +495,15 @@ int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
 			if (L.quantized && L.args.is_float && L.args.strategy == QC_QS_TENSOR)
 				qc_to_f32(&wscale[l], L.scale->data, L.scale->dtype, 1);
 		}
-		qc_ctq_linear_release(&L);
 		if (!rc) {
 			char what[300];
 			snprintf(what, sizeof what, "weight of '%s'%s", module,
 			         lw->quantized[l] ? " (dequantized)" : "");
 			rc = check_finite(m, lw->w[l], lw->out[l] * lw->in[l], what);
 		}
+		if (!rc && packed)
+			rc = pack_q4(m, lw, l, &L);
+		qc_ctq_linear_release(&L);
 		if (rc)
 			goto fail;
 		int bias = l <= QC_LIN_O ? m->cfg.attention_bias : m->cfg.mlp_bias;
@@ -427,6 +530,17 @@ fail:
 static int same_actq(const qk_actq *a, const qk_actq *b)
 {
 	return a->kind == b->kind && a->scale == b->scale && a->zero_point == b->zero_point;
+}
+
+/* y [T, out] (+)= x [T, in] W^T (+ bias) for Linear l: packed int4 codes
+ * when the layer keeps them, else the FP32 weight */
+static int lin_apply(qc_model *m, const qc_layer *lw, int l, float *y, const float *x, int64_t T,
+                     int accumulate)
+{
+	if (lw->q4[l])
+		return qk_linear_q4(m->kc, y, x, lw->q4[l], lw->q4s[l], lw->q4z[l], lw->b[l], T,
+		                    lw->in[l], lw->out[l], lw->q4g[l], accumulate);
+	return qk_linear(m->kc, y, x, lw->w[l], lw->b[l], T, lw->in[l], lw->out[l], accumulate);
 }
 
 /* the input a Linear reads: x itself, or its fake-quantized copy in buf
@@ -491,7 +605,7 @@ static int attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
 	for (int l = QC_LIN_Q; l <= QC_LIN_V; l++) {
 		const float *in;
 		QC_TRY(lin_input(m, &lw->act[l], h, T, m->H, m->s_t, &have, &in));
-		QC_TRY(qk_linear(kc, dst[l], in, lw->w[l], lw->b[l], T, m->H, lw->out[l], 0));
+		QC_TRY(lin_apply(m, lw, l, dst[l], in, T, 0));
 	}
 	if (kv) {
 		QC_TRY(qk_rope_apply(kc, m->s_q, T, m->nh, m->hd, kv->past, m->inv_freq));
@@ -527,7 +641,7 @@ int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, i
 	const qk_actq *have = NULL;
 	const float *in;
 	QC_TRY(lin_input(m, &lw->act[QC_LIN_O], a, T, m->qd, m->s_t, &have, &in));
-	return qk_linear(m->kc, x, in, lw->w[QC_LIN_O], lw->b[QC_LIN_O], T, m->qd, m->H, 1);
+	return lin_apply(m, lw, QC_LIN_O, x, in, T, 1);
 }
 
 int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int64_t T,
@@ -542,17 +656,16 @@ int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int6
 		const float *in;
 		/* g, u [rows, I] */
 		QC_TRY(lin_input(m, &lw->act[QC_LIN_GATE], hr, rows, m->H, m->m_x, &have, &in));
-		QC_TRY(qk_linear(kc, m->m_g, in, lw->w[QC_LIN_GATE], lw->b[QC_LIN_GATE], rows, m->H, m->I, 0));
+		QC_TRY(lin_apply(m, lw, QC_LIN_GATE, m->m_g, in, rows, 0));
 		QC_TRY(lin_input(m, &lw->act[QC_LIN_UP], hr, rows, m->H, m->m_x, &have, &in));
-		QC_TRY(qk_linear(kc, m->m_u, in, lw->w[QC_LIN_UP], lw->b[QC_LIN_UP], rows, m->H, m->I, 0));
+		QC_TRY(lin_apply(m, lw, QC_LIN_UP, m->m_u, in, rows, 0));
 		QC_TRY(qk_swiglu(kc, m->m_g, m->m_g, m->m_u, (size_t)(rows * m->I)));
 		if (observe)
 			QC_TRY(observe(ctx, m->m_g, r0, rows, m->I));
 		if (x) {
 			/* the down_proj input is quantized in place: it is not needed after */
 			QC_TRY(qk_actq_apply(kc, m->m_g, rows, m->I, &lw->act[QC_LIN_DOWN]));
-			QC_TRY(qk_linear(kc, x + r0 * m->H, m->m_g, lw->w[QC_LIN_DOWN], lw->b[QC_LIN_DOWN],
-			                 rows, m->I, m->H, 1));
+			QC_TRY(lin_apply(m, lw, QC_LIN_DOWN, x + r0 * m->H, m->m_g, rows, 1));
 		}
 	}
 	return 0;

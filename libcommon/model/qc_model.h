@@ -103,6 +103,13 @@ typedef struct qc_layer {
 	float *b[QC_LIN_COUNT];       /* [out] or NULL */
 	qk_actq act[QC_LIN_COUNT];    /* input quantization per Linear */
 	int quantized[QC_LIN_COUNT];  /* stored as codes */
+	/* qc_model_load_layer_packed only: an int4 weight-only Linear kept as
+	 * codes (w[l] NULL): q4 [out, in/2] two codes a byte, low nibble first;
+	 * q4s, q4z [out, in/q4g] scales and zero points (q4z NULL: all 8), as
+	 * qk_linear_q4 reads them */
+	uint8_t *q4[QC_LIN_COUNT];
+	float *q4s[QC_LIN_COUNT], *q4z[QC_LIN_COUNT];
+	int64_t q4g[QC_LIN_COUNT];
 } qc_layer;
 
 /* Load decoder layer `layer` into lw (FP32 buffers from the kernel
@@ -111,6 +118,15 @@ typedef struct qc_layer {
  * dtype or shape, or holds a NaN or Inf. On failure lw holds nothing. */
 int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw);
 void qc_layer_release(qc_model *m, qc_layer *lw); /* frees the buffers; idempotent */
+
+/* The same for decoding (qc_decode.h): int4 weight-only Linears with group or
+ * channel scales stay packed (lw->q4, half a byte a weight plus 8 bytes a
+ * group) when their codes can be recovered exactly from the dequantized
+ * weights, on the CPU backend (the one with qk_linear_q4); the layer steps
+ * below run them with qk_linear_q4. Other Linears are FP32 as above. Only
+ * the layer steps of this header may be given such a layer (the walker and
+ * the quantizers read lw->w). */
+int qc_model_load_layer_packed(qc_model *m, int layer, qc_layer *lw);
 
 /* The whole layer over a chunk of packed sequences: x [T, hidden] in place. */
 int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq);

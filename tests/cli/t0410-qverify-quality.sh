@@ -92,7 +92,11 @@ test_expect_success 'every artifact format runs tasks and prompts against the ba
 			tokens_per_s base_tokens_per_s; do
 			expect_grep r$a.json "\"$k\":" || exit 1
 		done
-	done
+	done &&
+	# W4A16 decodes on packed int4 codes whatever the layout; the others in FP32
+	for a in w4 w4p w4g; do expect_grep r$a.json "\"int4_linears\": 14" || exit 1; done &&
+	expect_grep ra8.json "\"int4_linears\": 0" &&
+	expect_grep rf8.json "\"int4_linears\": 0"
 '
 
 test_expect_success 'the report is deterministic' '

@@ -63,11 +63,17 @@ static void small_config(qc_config *cfg)
 }
 
 /* greedy with the cache vs argmax of the last row of a full forward pass */
-static void check_greedy(qc_model *m, const char *what)
+static void check_greedy(qc_model *m, const char *what, int want_packed)
 {
 	int64_t V = qc_model_config(m)->vocab_size;
 	qc_decoder *d;
 	tu_assert_rc(qc_decoder_new(&d, m, PROMPT + STEPS), 0);
+	/* int4 weight-only Linears run on their codes (qk_linear_q4) */
+	int packed;
+	int64_t bytes;
+	qc_decoder_weights(d, &packed, &bytes);
+	print_message("%s: %d Linears packed, %lld weight bytes a step\n", what, packed, (long long)bytes);
+	assert_int_equal(packed, want_packed);
 	int32_t seq[PROMPT + STEPS];
 	for (int i = 0; i < PROMPT; i++)
 		seq[i] = (int32_t)((i * 37 + 5) % V);
@@ -99,6 +105,8 @@ static void check_greedy(qc_model *m, const char *what)
 static void run_format(const char *what, const tm_qspec *qs, const char *format,
                        const char *wargs, const char *iargs)
 {
+	/* 2 layers of 7 Linears, packed when int4 */
+	int want = qs && qs->bits == 4 ? 14 : 0;
 	qc_config cfg;
 	small_config(&cfg);
 	tm_model tm;
@@ -110,7 +118,7 @@ static void run_format(const char *what, const tm_qspec *qs, const char *format,
 	}
 	qc_model *m;
 	tu_assert_rc(qc_model_new(&m, &cfg, &tm.src, q, kc, NULL), 0);
-	check_greedy(m, what);
+	check_greedy(m, what, want);
 	qc_model_free(m);
 	qc_ctq_free(q);
 	assert_int_equal(tm.gets, tm.releases);
@@ -142,6 +150,9 @@ static void test_greedy_packed_int4(void **state)
 	tm_qspec q4 = { 4, 0, 2, 16, 0, QC_DT_BF16, 1 };
 	run_format("packed int4 g16 asym", &q4, "pack-quantized",
 	           WARGS(4, "int", "group", "16", "false"), "null");
+	tm_qspec c4 = { 4, 0, 1, 0, 1, QC_DT_F32, 1 };
+	run_format("packed int4 channel", &c4, "pack-quantized",
+	           WARGS(4, "int", "channel", "null", "true"), "null");
 }
 
 static void test_greedy_fp8(void **state)
@@ -188,7 +199,7 @@ static void test_greedy_static_inputs(void **state)
 	                     "\"symmetric\": true, \"type\": \"float\"}");
 	qc_model *m;
 	tu_assert_rc(qc_model_new(&m, &cfg, &tm.src, q, kc, NULL), 0);
-	check_greedy(m, "fp8 static tensor inputs");
+	check_greedy(m, "fp8 static tensor inputs", 0);
 	qc_model_free(m);
 	qc_ctq_free(q);
 	tm_free(&tm);
