@@ -57,24 +57,87 @@ static float zero_of(const q4_job *j, int64_t o, int64_t g)
 	return j->z ? j->z[o * j->ng + g] : 8.0f;
 }
 
+/* W row o times x row t, before the bias: sum over groups of s (u . x - z sum(x)) */
+static float row_dot(const q4_job *j, int64_t o, int64_t t)
+{
+	const uint8_t *qr = j->q + o * (j->in / 2);
+	const float *x = j->x + t * j->in;
+	float acc = 0;
+	for (int64_t g = 0; g < j->ng; g++) {
+		float d = dot_group(qr + g * (j->group / 2), x + g * j->group, j->group);
+		acc += j->s[o * j->ng + g] * (d - zero_of(j, o, g) * j->xsum[t * j->ng + g]);
+	}
+	return acc;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/*
+ * row_dot eight lanes at a time (AVX2 and FMA, where the CPU has them): 8
+ * bytes of codes become 16 floats in column order (low nibbles and high
+ * nibbles interleaved, widened, converted), multiplied into two vector
+ * accumulators per group, scaled into the row's vector total; the sums run
+ * in another order than row_dot's, within FP32 rounding of it (the kernel
+ * tests compare both paths' results with the plain reference). Groups
+ * whose size is not a multiple of 16 finish with scalar code.
+ */
+__attribute__((target("avx2,fma")))
+static float row_dot_avx2(const q4_job *j, int64_t o, int64_t t)
+{
+	const uint8_t *qr = j->q + o * (j->in / 2);
+	const float *x = j->x + t * j->in;
+	const __m128i m15 = _mm_set1_epi8(15);
+	__m256 tot = _mm256_setzero_ps();
+	float zs = 0, rest = 0;
+	for (int64_t g = 0; g < j->ng; g++) {
+		const uint8_t *q = qr + g * (j->group / 2);
+		const float *xg = x + g * j->group;
+		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+		int64_t i = 0;
+		for (; i + 16 <= j->group; i += 16) {
+			__m128i b = _mm_loadl_epi64((const __m128i *)(q + i / 2));
+			__m128i lo = _mm_and_si128(b, m15);
+			__m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), m15);
+			__m128i c = _mm_unpacklo_epi8(lo, hi);
+			__m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
+			__m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c, 8)));
+			a0 = _mm256_fmadd_ps(f0, _mm256_loadu_ps(xg + i), a0);
+			a1 = _mm256_fmadd_ps(f1, _mm256_loadu_ps(xg + i + 8), a1);
+		}
+		float sc = j->s[o * j->ng + g];
+		tot = _mm256_fmadd_ps(_mm256_set1_ps(sc), _mm256_add_ps(a0, a1), tot);
+		if (i < j->group)
+			rest += sc * dot_group(q + i / 2, xg + i, j->group - i);
+		zs += sc * zero_of(j, o, g) * j->xsum[t * j->ng + g];
+	}
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+	return _mm_cvtss_f32(h) + rest - zs;
+}
+
+static int have_avx2(void)
+{
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+#define row_dot_avx2 row_dot
+static int have_avx2(void) { return 0; }
+#endif
+
 static void fused_rows(void *p, int64_t o0, int64_t o1)
 {
 	q4_job *j = p;
-	for (int64_t o = o0; o < o1; o++) {
-		const uint8_t *qr = j->q + o * (j->in / 2);
+	int simd = have_avx2();
+	for (int64_t o = o0; o < o1; o++)
 		for (int64_t t = 0; t < j->T; t++) {
-			const float *x = j->x + t * j->in;
-			float acc = 0;
-			for (int64_t g = 0; g < j->ng; g++) {
-				float d = dot_group(qr + g * (j->group / 2), x + g * j->group, j->group);
-				acc += j->s[o * j->ng + g] * (d - zero_of(j, o, g) * j->xsum[t * j->ng + g]);
-			}
+			float acc = simd ? row_dot_avx2(j, o, t) : row_dot(j, o, t);
 			if (j->bias)
 				acc += j->bias[o];
 			float *yo = j->y + t * j->out + o;
 			*yo = j->accumulate ? *yo + acc : acc;
 		}
-	}
 }
 
 /* rows [o0, o1) by tiles: dequantize TILE rows, then y[:, tile] (+)= x W_tile^T */
