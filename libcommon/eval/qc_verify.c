@@ -604,13 +604,18 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 	 * reads the tensor; a stream's once it has been read through (below) */
 	if (!stream && (rc = check_manifest(&v, ck, integ)))
 		goto out;
-	if ((rc = qc_model_open(&m, ck, o->kc, NULL)))
+	/* a stream's tensors are read once: when layers are loaded again for
+	 * the quality checks, they must not be released by the earlier steps */
+	qc_model_opts mo;
+	qc_model_opts_default(&mo);
+	mo.keep_tensors = qc_quality_wanted(&o->quality);
+	if ((rc = qc_model_open(&m, ck, o->kc, &mo)))
 		goto out;
 	if ((rc = integrity(&v, ck, m, integ)))
 		goto out;
 	int integ_ok = v.nfind == 0;
 	if (o->base) {
-		if ((rc = qc_ckpt_open(&bck, o->base, &co)) || (rc = qc_model_open(&mb, bck, o->kc, NULL)))
+		if ((rc = qc_ckpt_open(&bck, o->base, &co)) || (rc = qc_model_open(&mb, bck, o->kc, &mo)))
 			goto out;
 		if (!same_shape(qc_model_config(m), qc_model_config(mb))) {
 			rc = qc_seterr(QC_EINVAL, "base '%s' is not the same architecture as '%s' (sizes or "

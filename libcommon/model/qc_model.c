@@ -45,6 +45,7 @@ void qc_model_opts_default(qc_model_opts *o)
 	o->chunk_tokens = 2048;
 	o->mlp_rows = 256;
 	o->head_rows = 0;
+	o->keep_tensors = 0;
 }
 
 const qc_config *qc_model_config(const qc_model *m) { return &m->cfg; }
@@ -98,6 +99,9 @@ int qc_model_new(qc_model **out, const qc_config *cfg, const qc_wsrc *src, const
 		m->o.chunk_tokens = 2048;
 	if (m->o.mlp_rows <= 0)
 		m->o.mlp_rows = 256;
+	/* without a release, every user of m->src (qc_ctq too) keeps what it got */
+	if (m->o.keep_tensors)
+		m->src.release = NULL;
 	m->H = cfg->hidden_size;
 	m->I = cfg->intermediate_size;
 	m->nh = cfg->num_attention_heads;

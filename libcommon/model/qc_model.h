@@ -57,6 +57,8 @@ typedef struct qc_model_opts {
 	int64_t chunk_tokens; /* qc_model_forward: tokens per layer call (2048) */
 	int64_t mlp_rows;     /* rows of the MLP computed at once (256) */
 	int64_t head_rows;    /* lm_head rows converted at once (0: about 16 MiB) */
+	int keep_tensors;     /* never release source tensors (0): for a stream
+	                       * checkpoint whose layers are loaded more than once */
 } qc_model_opts;
 
 void qc_model_opts_default(qc_model_opts *o);

@@ -110,6 +110,14 @@ test_expect_success 'the report is deterministic' '
 	expect_same o2.jsonl rw4.outputs.jsonl
 '
 
+test_expect_success 'a stream artifact: its layers load again for the quality checks' '
+	qcat -q -o - w4 | qverify -q - --base m --tokens c.st --tasks mc.jsonl \
+		--prompts pr.jsonl --max-new-tokens 8 >st.json &&
+	expect_grep st.json "\"int4_linears\": 14" &&
+	expect_grep st.json "\"kl_mean\":" &&
+	grep "\"rouge1\"" st.json >a && grep "\"rouge1\"" rw4.json >b && expect_same a b
+'
+
 test_expect_success 'gates fail against another model, naming the task (exit 1)' '
 	# gold: the base model own answers, so the base scores 1
 	qverify -q m --tasks mc.jsonl --outputs mine.jsonl >/dev/null &&
