@@ -7,7 +7,8 @@
  * the bandwidth measured by a plain threaded read of a large buffer in the
  * same run.
  *
- *   bench_decode [-l layers] [-v vocab] [-p prompt] [-n steps] [-j threads] [-r reps]
+ *   bench_decode [-l layers] [-v vocab] [-p prompt] [-n steps] [-P prefill] [-j threads]
+ *                [-r reps]
  *
  * Prints, best of reps: decode tokens/s of the decoder layers alone (the
  * Linears on packed codes, qk_linear_q4) and of whole steps (with the
@@ -150,23 +151,25 @@ static double read_bw(const uint64_t *buf, size_t bytes, int threads, int reps)
 int main(int argc, char **argv)
 {
 	int layers = 16, threads = 0, reps = 3;
-	int64_t vocab = 128256, prompt = 16, steps = 32;
+	int64_t vocab = 128256, prompt = 16, steps = 32, prefill = 256;
 	int c;
-	while ((c = getopt(argc, argv, "l:v:p:n:j:r:")) != -1) {
+	while ((c = getopt(argc, argv, "l:v:p:n:P:j:r:")) != -1) {
 		switch (c) {
 		case 'l': layers = atoi(optarg); break;
 		case 'v': vocab = atoll(optarg); break;
 		case 'p': prompt = atoll(optarg); break;
 		case 'n': steps = atoll(optarg); break;
+		case 'P': prefill = atoll(optarg); break;
 		case 'j': threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: bench_decode [-l layers] [-v vocab] [-p prompt] [-n steps] "
-			                "[-j threads] [-r reps]\n");
+			                "[-P prefill] [-j threads] [-r reps]\n");
 			return 2;
 		}
 	}
-	if (layers < 1 || vocab < 2 || prompt < 1 || steps < 1 || threads < 0 || threads > 256 ||
+	if (layers < 1 || vocab < 2 || prompt < 1 || steps < 1 || prefill < 1 || threads < 0 ||
+	    threads > 256 ||
 	    reps < 1) {
 		fprintf(stderr, "bench_decode: invalid arguments\n");
 		return 2;
@@ -235,7 +238,8 @@ int main(int argc, char **argv)
 		die(rc);
 	double t0 = qc_now();
 	qc_decoder *d;
-	if ((rc = qc_decoder_new(&d, m, prompt + steps + 1)))
+	int64_t cap = prompt + steps + 1 > prefill ? prompt + steps + 1 : prefill;
+	if ((rc = qc_decoder_new(&d, m, cap)))
 		die(rc);
 	int packed;
 	int64_t wbytes;
@@ -263,16 +267,44 @@ int main(int argc, char **argv)
 		die(qc_seterr(QC_ENOMEM, "out of memory"));
 	for (size_t i = 0; i < bb / 8; i++)
 		buf[i] = i;
-	int32_t *ids = malloc(sizeof(int32_t) * (size_t)prompt);
-	for (int64_t i = 0; i < prompt; i++)
+	int64_t nid = prompt > prefill ? prompt : prefill;
+	int32_t *ids = malloc(sizeof(int32_t) * (size_t)nid);
+	for (int64_t i = 0; i < nid; i++)
 		ids[i] = (int32_t)(next() % (uint64_t)vocab);
 	float *logits = malloc(sizeof(float) * (size_t)vocab);
 	/* bytes a step reads beside the layer weights: the lm_head (BF16) and
 	 * the KV cache up to the last position (FP32 keys and values) */
 	double head_bytes = (double)vocab * (double)H * 2;
 	double kv_bytes = (double)layers * 2.0 * (double)(prompt + steps) * (double)(nkv * hd) * 4;
-	double best_layers = 0, best_steps = 0, bw = 0;
+	double best_layers = 0, best_steps = 0, bw = 0, best_pre = 0, best_gemm = 0;
+	/* the prefill bound's operands: x [prefill, 2048], W [8192, 2048], y */
+	float *gx = malloc(sizeof(float) * (size_t)(prefill * H)), *gw = malloc(sizeof(float) * (size_t)(IM * H));
+	float *gy = malloc(sizeof(float) * (size_t)(prefill * IM));
+	if (!gx || !gw || !gy)
+		die(qc_seterr(QC_ENOMEM, "out of memory"));
+	for (int64_t i = 0; i < prefill * H; i++)
+		gx[i] = (float)(next() >> 40) / (float)(1 << 24) - 0.5f;
+	for (int64_t i = 0; i < IM * H; i++)
+		gw[i] = (float)(next() >> 40) / (float)(1 << 24) - 0.5f;
+	int64_t lin_w = 0;   /* Linear weights a token multiplies */
+	for (int k = 0; k < 7; k++)
+		lin_w += shapes[k][0] * shapes[k][1];
+	lin_w *= layers;
 	for (int r = 0; r < reps; r++) {
+		/* prefill through the layers, then the same FLOPs' worth of sgemm */
+		if ((rc = qc_decoder_rewind(d, 0)))
+			die(rc);
+		double p0 = qc_now();
+		if ((rc = qc_decoder_feed(d, ids, prefill, NULL)))
+			die(rc);
+		double tp = (double)prefill / (qc_now() - p0);
+		best_pre = tp > best_pre ? tp : best_pre;
+		/* through the kernel context, which applies its BLAS thread count */
+		p0 = qc_now();
+		if ((rc = qk_gemm(kc, 0, 1, prefill, IM, H, 1.0f, gx, H, gw, H, 0.0f, gy, IM)))
+			die(rc);
+		double fl = 2.0 * (double)prefill * (double)IM * (double)H / (qc_now() - p0);
+		best_gemm = fl > best_gemm ? fl : best_gemm;
 		double b = read_bw(buf, bb, threads, 1);
 		bw = b > bw ? b : bw;
 		/* layers only: feed without logits */
@@ -304,6 +336,9 @@ int main(int argc, char **argv)
 	       best_layers, bl / 1e6, bw / bl, best_layers / (bw / bl));
 	printf("whole steps:    %8.2f tokens/s; %.1f MB a token; bound %8.2f tokens/s; ratio %.2f\n",
 	       best_steps, bs / 1e6, bw / bs, best_steps / (bw / bs));
+	double gb = best_gemm / (2.0 * (double)lin_w);
+	printf("prefill (%lld tokens): %8.2f tokens/s; sgemm %.1f GFLOP/s gives %8.2f tokens/s; "
+	       "ratio %.2f\n", (long long)prefill, best_pre, best_gemm / 1e9, gb, best_pre / gb);
 	qc_decoder_free(d);
 	qc_model_free(m);
 	qc_ctq_free(q);
@@ -316,5 +351,8 @@ int main(int argc, char **argv)
 	free(buf);
 	free(ids);
 	free(logits);
+	free(gx);
+	free(gw);
+	free(gy);
 	return 0;
 }
