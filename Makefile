@@ -163,7 +163,7 @@ check-lint:
 
 # the tests of code that drives the kernels run a second time with device
 # memory guarded: a host access to it outside a kernel call faults (kernels.h)
-KMEM_UNITS := $(filter %/test_kernels %/test_model %/test_walk %/test_metrics %/test_verify %/test_fp8 %/test_smooth %/test_ctq %/test_qrun %/test_gptq %/test_awq,$(UNITS))
+KMEM_UNITS := $(filter %/test_kernels %/test_model %/test_decode %/test_tasks %/test_walk %/test_metrics %/test_verify %/test_fp8 %/test_smooth %/test_ctq %/test_qrun %/test_gptq %/test_awq,$(UNITS))
 
 check-unit: $(UNITS)
 	@QC_SHARED_DATA=$(QC_TEST_VECTORS) sh tests/run-unit.sh $(UNITS)

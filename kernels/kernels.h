@@ -140,6 +140,24 @@ int qk_gemm(qk_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t
 int qk_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float *bias,
               int64_t T, int64_t in, int64_t out, int accumulate);
 
+/*
+ * A Linear whose weight is stored as 4-bit codes, dequantized inside the
+ * product (W4A16 decoding: the weights are read at half a byte each, never
+ * expanded to an FP32 copy of the matrix):
+ *     W[o][i] = (u[o][i] - z[o][g]) * s[o][g],  g = i / group
+ *     y[T, out] (+)= x[T, in] W^T (+ bias)
+ * q4 [out, in / 2] bytes, column 2j in the low nibble of byte j, 2j + 1 in
+ * the high one (u in 0..15); s, z [out, in / group] FP32 (z NULL: 8, a
+ * symmetric signed int4 code stored as u = q + 8). in and group must be
+ * even and group must divide in (QC_EINVAL otherwise). Each group's dot
+ * product (u . x) is summed in FP32 and folded as s (u . x - z sum(x)); for
+ * T > 4 rows a block of W's rows is dequantized at a time into a small
+ * scratch tile and multiplied by GEMM.
+ */
+int qk_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+                 const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+                 int64_t group, int accumulate);
+
 /* ---------------------------------------------------------------- layers */
 
 /*
@@ -201,6 +219,20 @@ int qk_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_t hea
  */
 int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                  int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
+
+/*
+ * The same for T new tokens after `past` cached ones (incremental decoding
+ * with a KV cache): q [T, n_heads * head_dim] holds positions past ..
+ * past + T - 1; k, v [past + T, n_kv * head_dim] hold every position so
+ * far; query row t sees keys 0 .. past + t. out [T, n_heads * head_dim].
+ * past = 0 is qk_attention. The rows of one query are reduced in the same
+ * order as qk_attention's (one GEMM row per query, softmax over its keys),
+ * so decoding one token at a time matches the whole sequence up to the
+ * GEMM's blocking.
+ */
+int qk_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                    float scale);
 
 /* SwiGLU: out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)).
  * out may equal gate or up. */

@@ -77,6 +77,9 @@ typedef struct qk_backend {
 	            float *C, int64_t ldc);
 	int (*linear)(qk_ctx *ctx, float *y, const float *x, const float *w, const float *bias,
 	              int64_t T, int64_t in, int64_t out, int accumulate);
+	int (*linear_q4)(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+	                 const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+	                 int64_t group, int accumulate);
 
 	/* layers */
 	int (*rmsnorm)(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
@@ -85,6 +88,9 @@ typedef struct qk_backend {
 	                  int64_t pos0, const float *inv_freq);
 	int (*attention)(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
 	                 int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
+	int (*attention_kv)(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+	                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+	                    float scale);
 	int (*swiglu)(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
 
 	/* log-probabilities */

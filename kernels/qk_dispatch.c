@@ -211,6 +211,13 @@ int qk_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float
 
 /* ---------------------------------------------------------------- layers */
 
+int qk_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+                 const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+                 int64_t group, int accumulate)
+{
+	QK_CALL(ctx, linear_q4, "linear_q4", y, x, q4, s, z, bias, T, in, out, group, accumulate);
+}
+
 int qk_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
                float eps)
 {
@@ -227,6 +234,14 @@ int qk_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const 
                  int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
 {
 	QK_CALL(ctx, attention, "attention", out, q, k, v, T, n_heads, n_kv, head_dim, scale);
+}
+
+int qk_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                    float scale)
+{
+	QK_CALL(ctx, attention_kv, "attention_kv", out, q, k, v, T, past, n_heads, n_kv, head_dim,
+	        scale);
 }
 
 int qk_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n)

@@ -18,8 +18,11 @@
 
 static const char usage[] =
 	"qverify ARTIFACT [--base DIR] [--tokens FILE] [--max-ppl-ratio R] [--max-kl K]\n"
-	"               [--min-top1 A] [-o FILE] [--device cpu|cuda] [-j N] [--act-dtype f32|bf16]\n"
-	"               [-q] [-v]";
+	"               [--min-top1 A] [--tasks FILE]... [--task-format F] [--add-bos]\n"
+	"               [--prompts FILE] [--answers FILE] [--max-new-tokens N] [--chat T]\n"
+	"               [--answer-regex RE] [--outputs FILE] [--min-acc-recovery R]\n"
+	"               [--min-rouge1 R] [--max-flip-rate F] [-o FILE] [--device cpu|cuda|auto]\n"
+	"               [-j N] [--act-dtype f32|bf16] [-q] [-v]";
 
 static const char help[] =
 	"Verify a checkpoint (directory, tar stream or '-'), alone or against its base\n"
@@ -33,6 +36,11 @@ static const char help[] =
 	"  numerics (--base)     relative weight error of each dequantized Linear\n"
 	"  function (--tokens)   perplexity; with --base also PPL ratio, mean\n"
 	"                        KL(base || artifact), top-1 agreement, per sequence\n"
+	"  quality (--tasks, --prompts, --answers)\n"
+	"                        multiple-choice accuracy by loglikelihood as lm-eval\n"
+	"                        scores it, greedy generations' ROUGE-1/ROUGE-L and\n"
+	"                        exact match against the base, exact-answer accuracy;\n"
+	"                        with --base: differences, recovery and flips\n"
 	"\n"
 	"Options:\n"
 	"      --base DIR        the unquantized model the artifact was made from\n"
@@ -41,8 +49,24 @@ static const char help[] =
 	"      --max-kl K        fail when the mean KL(base || artifact) exceeds K\n"
 	"      --min-top1 A      fail when top-1 agreement is below A (0..1)\n"
 	"                        (thresholds need --base and --tokens)\n"
+	"      --tasks FILE      multiple-choice task file (JSON Lines; repeatable)\n"
+	"      --task-format F   auto (default), simple or lm-eval (--log_samples lines)\n"
+	"      --add-bos         encode task requests with the tokenizer's BOS\n"
+	"      --prompts FILE    prompts to generate from (JSON Lines)\n"
+	"      --answers FILE    exact-answer task (GSM8K style, JSON Lines)\n"
+	"      --max-new-tokens N  tokens generated per prompt (default 128)\n"
+	"      --chat T          chat template for --prompts: auto (default), none,\n"
+	"                        llama3 or llama2\n"
+	"      --answer-regex RE regex extracting the answer (default: GSM8K's\n"
+	"                        \"#### (\\-?[0-9\\.\\,]+)\")\n"
+	"      --outputs FILE    write the generations as JSON Lines (default: beside\n"
+	"                        the -o report, REPORT.outputs.jsonl)\n"
+	"      --min-acc-recovery R  fail a task whose accuracy / base accuracy is below R\n"
+	"      --min-rouge1 R    fail when the prompts' mean ROUGE-1 F1 is below R\n"
+	"      --max-flip-rate F fail a task whose answers flip at a rate above F\n"
+	"                        (these gates need --base)\n"
 	"  -o, --output FILE     write the report to FILE (default: standard output)\n"
-	"      --device DEV      cpu (default) or cuda\n"
+	"      --device DEV      cpu (default), cuda, or auto (cuda when usable, else cpu)\n"
 	"  -j, --threads N       threads (default: all online CPUs)\n"
 	"      --act-dtype T     activations held between layers as f32 (default) or\n"
 	"                        bf16 (half the memory)\n"
@@ -56,7 +80,10 @@ static const char help[] =
 	"(usage, unreadable or malformed input).\n";
 
 enum { OPT_BASE = 256, OPT_TOKENS, OPT_PPL, OPT_KL, OPT_TOP1, OPT_DEVICE, OPT_ACT, OPT_HELP,
-       OPT_VERSION };
+       OPT_VERSION, OPT_TASKS, OPT_TASKFMT, OPT_ADDBOS, OPT_PROMPTS, OPT_ANSWERS, OPT_MAXNEW,
+       OPT_CHAT, OPT_REGEX, OPT_OUTPUTS, OPT_RECOVERY, OPT_ROUGE, OPT_FLIP };
+
+#define MAX_TASK_FILES 64
 
 /* ---- progress: one qc_progress per stage ---- */
 typedef struct {
@@ -78,9 +105,95 @@ static void on_progress(void *ctx, const char *stage, int done, int total)
 	qc_progress_update(&g->p, done, "layers");
 }
 
+/* ---- quality progress: one qc_progress per stage and model ---- */
+typedef struct {
+	qc_progress p;
+	char label[48];
+	int active;
+} qprog;
+
+static void on_quality(void *ctx, const char *stage, const char *model, int64_t done,
+                       int64_t total, double tok_s)
+{
+	qprog *g = ctx;
+	char label[48], note[48];
+	snprintf(label, sizeof label, "%s %s", stage, model);
+	if (!g->active || strcmp(g->label, label) != 0) {
+		if (g->active)
+			qc_progress_end(&g->p);
+		snprintf(g->label, sizeof g->label, "%s", label);
+		qc_progress_begin(&g->p, label, total);
+		g->active = 1;
+	}
+	if (tok_s > 0)
+		snprintf(note, sizeof note, "%.1f tok/s", tok_s);
+	else
+		snprintf(note, sizeof note, "items");
+	qc_progress_update(&g->p, done, note);
+}
+
 static double jnum(const json_t *o, const char *k)
 {
 	return json_number_value(json_object_get(o, k));
+}
+
+static void opt_num(char *buf, size_t n, const json_t *o, const char *k, const char *fmt)
+{
+	const json_t *v = json_object_get(o, k);
+	if (json_is_number(v))
+		snprintf(buf, n, fmt, json_number_value(v));
+	else
+		snprintf(buf, n, "-");
+}
+
+/* one table row per right/wrong task */
+static void task_row(const char *kind, const json_t *t)
+{
+	const json_t *b = json_object_get(t, "base");
+	const json_t *f = json_object_get(json_object_get(t, "flips"), "acc");
+	char acc[32], norm[32], bacc[32], diff[32], rec[32], flips[48];
+	opt_num(acc, sizeof acc, t, "acc", "%.4f");
+	opt_num(norm, sizeof norm, t, "acc_norm", "%.4f");
+	opt_num(bacc, sizeof bacc, b, "acc", "%.4f");
+	opt_num(diff, sizeof diff, t, "acc_diff", "%+.4f");
+	opt_num(rec, sizeof rec, t, "acc_recovery", "%.4f");
+	if (f)
+		snprintf(flips, sizeof flips, "-%lld/+%lld",
+		         (long long)json_integer_value(json_object_get(f, "right_to_wrong")),
+		         (long long)json_integer_value(json_object_get(f, "wrong_to_right")));
+	else
+		snprintf(flips, sizeof flips, "-");
+	qc_log(QC_LOG_INFO, "  %-8s %-24.24s %6lld %8s %8s %8s %8s %8s %10s", kind,
+	       json_string_value(json_object_get(t, "task")),
+	       (long long)json_integer_value(json_object_get(t, "n")), acc, norm, bacc, diff, rec, flips);
+}
+
+/* the quality results as a table on stderr */
+static void quality_table(const json_t *q)
+{
+	const json_t *tasks = json_object_get(q, "tasks"), *ans = json_object_get(q, "answers");
+	const json_t *gen = json_object_get(q, "generation");
+	if (json_array_size(tasks) || json_is_object(ans))
+		qc_log(QC_LOG_INFO, "  %-8s %-24s %6s %8s %8s %8s %8s %8s %10s", "kind", "task", "n",
+		       "acc", "acc_norm", "base", "diff", "recovery", "flips -/+");
+	size_t i;
+	const json_t *t;
+	json_array_foreach(tasks, i, t)
+		task_row("choice", t);
+	if (json_is_object(ans))
+		task_row("answer", ans);
+	if (json_is_object(gen)) {
+		char r1[32], rl[32], em[32], fd[32], ts[32];
+		opt_num(r1, sizeof r1, gen, "rouge1", "%.4f");
+		opt_num(rl, sizeof rl, gen, "rougeL", "%.4f");
+		opt_num(em, sizeof em, gen, "exact_match", "%.4f");
+		opt_num(fd, sizeof fd, gen, "first_diff_mean", "%.1f");
+		opt_num(ts, sizeof ts, gen, "tokens_per_s", "%.1f");
+		qc_log(QC_LOG_INFO, "  generation (%lld prompts, chat %s): rouge1 %s, rougeL %s, exact "
+		       "match %s, first difference at token %s; %s tok/s",
+		       (long long)json_integer_value(json_object_get(gen, "n")),
+		       json_string_value(json_object_get(gen, "chat")), r1, rl, em, fd, ts);
+	}
 }
 
 /* the human summary on stderr */
@@ -117,6 +230,9 @@ static void summary(const json_t *rep)
 			       jnum(fu, "ppl"), (long long)json_integer_value(json_object_get(fu, "n_sequences")),
 			       (long long)json_integer_value(json_object_get(fu, "n_positions")));
 	}
+	const json_t *q = json_object_get(rep, "quality");
+	if (json_is_object(q))
+		quality_table(q);
 	const json_t *f = json_object_get(rep, "failures");
 	size_t i;
 	const json_t *s;
@@ -139,6 +255,18 @@ int main(int argc, char **argv)
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "threads", required_argument, NULL, 'j' },
 		{ "act-dtype", required_argument, NULL, OPT_ACT },
+		{ "tasks", required_argument, NULL, OPT_TASKS },
+		{ "task-format", required_argument, NULL, OPT_TASKFMT },
+		{ "add-bos", no_argument, NULL, OPT_ADDBOS },
+		{ "prompts", required_argument, NULL, OPT_PROMPTS },
+		{ "answers", required_argument, NULL, OPT_ANSWERS },
+		{ "max-new-tokens", required_argument, NULL, OPT_MAXNEW },
+		{ "chat", required_argument, NULL, OPT_CHAT },
+		{ "answer-regex", required_argument, NULL, OPT_REGEX },
+		{ "outputs", required_argument, NULL, OPT_OUTPUTS },
+		{ "min-acc-recovery", required_argument, NULL, OPT_RECOVERY },
+		{ "min-rouge1", required_argument, NULL, OPT_ROUGE },
+		{ "max-flip-rate", required_argument, NULL, OPT_FLIP },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, OPT_HELP },
@@ -147,7 +275,10 @@ int main(int argc, char **argv)
 	};
 	qc_verify_opts o;
 	qc_verify_opts_default(&o);
-	const char *out = NULL;
+	const char *out = NULL, *outputs = NULL;
+	const char *tasks[MAX_TASK_FILES];
+	qc_quality_opts *qo = &o.quality;
+	qo->tasks = tasks;
 	qk_device dev = QK_DEVICE_CPU;
 	int threads = 0, level = QC_LOG_INFO, c;
 	while ((c = getopt_long(argc, argv, "o:j:qv", longs, NULL)) != -1) {
@@ -160,7 +291,7 @@ int main(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case OPT_DEVICE:
 			if (qk_device_parse(optarg, &dev))
-				tool_usage_error(usage, "unknown device '%s' (use cpu or cuda)", optarg);
+				tool_usage_error(usage, "unknown device '%s' (use cpu, cuda or auto)", optarg);
 			break;
 		case 'j': threads = (int)tool_parse_i64(usage, "-j", optarg, 1, 1024); break;
 		case OPT_ACT:
@@ -171,6 +302,28 @@ int main(int argc, char **argv)
 			else
 				tool_usage_error(usage, "invalid --act-dtype '%s' (use f32 or bf16)", optarg);
 			break;
+		case OPT_TASKS:
+			if (qo->ntasks == MAX_TASK_FILES)
+				tool_usage_error(usage, "more than %d --tasks files", MAX_TASK_FILES);
+			tasks[qo->ntasks++] = optarg;
+			break;
+		case OPT_TASKFMT:
+			if (qc_taskfmt_parse(optarg, &qo->task_format))
+				tool_usage_error(usage, "invalid --task-format '%s' (use auto, simple or lm-eval)", optarg);
+			break;
+		case OPT_ADDBOS: qo->add_bos = 1; break;
+		case OPT_PROMPTS: qo->prompts = optarg; break;
+		case OPT_ANSWERS: qo->answers = optarg; break;
+		case OPT_MAXNEW: qo->max_new_tokens = tool_parse_i64(usage, "--max-new-tokens", optarg, 1, 1 << 20); break;
+		case OPT_CHAT:
+			if (qc_chat_parse(optarg, &qo->chat))
+				tool_usage_error(usage, "invalid --chat '%s' (use auto, none, llama3 or llama2)", optarg);
+			break;
+		case OPT_REGEX: qo->answer_regex = optarg; break;
+		case OPT_OUTPUTS: outputs = optarg; break;
+		case OPT_RECOVERY: qo->min_acc_recovery = tool_parse_double(usage, "--min-acc-recovery", optarg, 0, 1e300); break;
+		case OPT_ROUGE: qo->min_rouge1 = tool_parse_double(usage, "--min-rouge1", optarg, 0, 1); break;
+		case OPT_FLIP: qo->max_flip_rate = tool_parse_double(usage, "--max-flip-rate", optarg, 0, 1); break;
 		case 'q': level = QC_LOG_QUIET; break;
 		case 'v': level = level < QC_LOG_DEBUG ? level + 1 : level; break;
 		case OPT_HELP:
@@ -184,8 +337,27 @@ int main(int argc, char **argv)
 		tool_usage_error(usage, optind == argc ? "no artifact given" : "more than one artifact given");
 	if ((o.max_ppl_ratio > 0 || o.max_kl >= 0 || o.min_top1 >= 0) && (!o.base || !o.tokens))
 		tool_usage_error(usage, "thresholds need --base and --tokens");
+	if ((qo->min_acc_recovery >= 0 || qo->min_rouge1 >= 0 || qo->max_flip_rate >= 0) && !o.base)
+		tool_usage_error(usage, "--min-acc-recovery, --min-rouge1 and --max-flip-rate need --base");
+	if (qo->min_rouge1 >= 0 && !qo->prompts)
+		tool_usage_error(usage, "--min-rouge1 needs --prompts");
+	if ((qo->min_acc_recovery >= 0 || qo->max_flip_rate >= 0) && !qo->ntasks && !qo->answers)
+		tool_usage_error(usage, "--min-acc-recovery and --max-flip-rate need --tasks or --answers");
 	qc_log_set_level(level);
 	const char *artifact = argv[optind];
+	/* the generations go beside the report unless --outputs says where */
+	char *outputs_own = NULL;
+	if (!outputs && out && strcmp(out, "-") != 0 && (qo->prompts || qo->answers)) {
+		size_t n = strlen(out);
+		if (n > 5 && strcmp(out + n - 5, ".json") == 0)
+			n -= 5;
+		if (!(outputs_own = malloc(n + 16)))
+			return tool_fail(qc_seterr(QC_ENOMEM, "out of memory"));
+		snprintf(outputs_own, n + 16, "%.*s.outputs.jsonl", (int)n, out);
+		outputs = outputs_own;
+	}
+	json_t *lines = outputs ? json_array() : NULL;
+	o.outputs = lines;
 
 	qk_ctx *kc;
 	int rc = qk_ctx_new(&kc, dev, threads);
@@ -195,13 +367,49 @@ int main(int argc, char **argv)
 	prog g = { 0 };
 	o.progress = on_progress;
 	o.progress_ctx = &g;
+	qprog qg = { 0 };
+	qo->progress = on_quality;
+	qo->progress_ctx = &qg;
 	json_t *rep = NULL;
 	rc = qc_verify(artifact, &o, &rep);
 	if (g.active)
 		qc_progress_end(&g.p);
+	if (qg.active)
+		qc_progress_end(&qg.p);
 	qk_ctx_free(kc);
-	if (!rep)
+	if (!rep) {
+		json_decref(lines);
+		free(outputs_own);
 		return tool_fail(rc);
+	}
+	int lrc = 0;
+	if (lines) {
+		/* one JSON object a line, written atomically */
+		size_t i, cap = 0, len = 0;
+		json_t *l;
+		char *all = NULL;
+		json_array_foreach(lines, i, l) {
+			char *t = json_dumps(l, JSON_COMPACT | JSON_ENSURE_ASCII);
+			size_t n = t ? strlen(t) : 0;
+			char *na = t && len + n + 2 > cap ? realloc(all, cap = 2 * (len + n + 2)) : all;
+			if (!t || !na) {
+				free(t);
+				lrc = qc_seterr(QC_ENOMEM, "out of memory");
+				break;
+			}
+			all = na;
+			memcpy(all + len, t, n);
+			all[len + n] = '\n';
+			len += n + 1;
+			free(t);
+		}
+		if (!lrc)
+			lrc = qc_write_file_atomic(outputs, all ? all : "", len);
+		free(all);
+		json_object_set_new(rep, "outputs", json_string(outputs));
+	}
+	json_decref(lines);
+	free(outputs_own);
 	char *text;
 	size_t len;
 	int wrc = qc_json_dump(rep, &text, &len);
@@ -217,6 +425,8 @@ int main(int argc, char **argv)
 	json_decref(rep);
 	if (wrc)
 		return tool_fail(wrc);
+	if (lrc)
+		return tool_fail(lrc);
 	if (tool_close_stdout())
 		return 2;
 	return qc_exit_status(rc);

@@ -67,12 +67,19 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
                       const float *colw, int64_t block, int dynamic);
 
 /* row kernels (qk_ops.c) */
+/* qk_q4.c */
+int qk_cpu_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+                     const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+                     int64_t group, int accumulate);
 int qk_cpu_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
                    float eps);
 int qk_cpu_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_t head_dim,
                       int64_t pos0, const float *inv_freq);
 int qk_cpu_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                      int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
+int qk_cpu_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                        int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                        float scale);
 int qk_cpu_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
 int qk_cpu_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V);
 int qk_cpu_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int64_t T,

@@ -189,7 +189,7 @@ static void softmax_causal(float *row, int64_t n, int64_t len)
 typedef struct {
 	float *out;
 	const float *q, *k, *v;
-	int64_t T, nh, nkv, hd;
+	int64_t T, past, nh, nkv, hd;   /* T query rows after `past` cached keys */
 	float scale;
 	int failed;    /* a worker could not allocate its scores */
 } att_job;
@@ -199,9 +199,10 @@ typedef struct {
 static void att_heads(void *p, int64_t h0, int64_t h1)
 {
 	att_job *j = p;
-	int64_t T = j->T, hd = j->hd, qs = j->nh * hd, ks = j->nkv * hd, group = j->nh / j->nkv;
+	int64_t T = j->T, P = j->past, hd = j->hd, qs = j->nh * hd, ks = j->nkv * hd;
+	int64_t group = j->nh / j->nkv;
 	int64_t bm = T < ATT_BLOCK ? T : ATT_BLOCK;
-	float *S = malloc((size_t)bm * (size_t)T * sizeof *S);
+	float *S = malloc((size_t)bm * (size_t)(P + T) * sizeof *S);
 	if (!S) {
 		j->failed = 1;
 		return;
@@ -210,13 +211,14 @@ static void att_heads(void *p, int64_t h0, int64_t h1)
 		int64_t g = h / group;
 		for (int64_t i0 = 0; i0 < T; i0 += bm) {
 			int64_t rows = T - i0 < bm ? T - i0 : bm;
-			int64_t keys = i0 + rows;  /* causal: no row of the block sees past its end */
+			/* causal: no row of the block sees past its end */
+			int64_t keys = P + i0 + rows;
 			/* S[rows, keys] = scale * Q[i0.., h] K[0..keys, g]^T */
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)keys,
 			            (blasint)hd, j->scale, j->q + i0 * qs + h * hd, (blasint)qs,
 			            j->k + g * hd, (blasint)ks, 0.0f, S, (blasint)keys);
 			for (int64_t r = 0; r < rows; r++)
-				softmax_causal(S + r * keys, i0 + r + 1, keys);
+				softmax_causal(S + r * keys, P + i0 + r + 1, keys);
 			/* O[i0.., h] = P[rows, keys] V[0..keys, g] */
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)hd,
 			            (blasint)keys, 1.0f, S, (blasint)keys, j->v + g * hd, (blasint)ks, 0.0f,
@@ -226,18 +228,20 @@ static void att_heads(void *p, int64_t h0, int64_t h1)
 	free(S);
 }
 
-int qk_cpu_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
-                 int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
+int qk_cpu_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                        int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                        float scale)
 {
 	QC_TRY(qk_cpu_check(ctx, "attention"));
-	if (T < 0 || n_heads <= 0 || n_kv <= 0 || head_dim <= 0 || n_heads % n_kv)
+	if (T < 0 || past < 0 || n_heads <= 0 || n_kv <= 0 || head_dim <= 0 || n_heads % n_kv)
 		return qc_seterr(QC_EINVAL, "attention: invalid shape (%lld heads, %lld kv heads)",
 		                 (long long)n_heads, (long long)n_kv);
-	if (T > INT_MAX / 2 || n_heads * head_dim > INT_MAX)
-		return qc_seterr(QC_EINVAL, "attention: sequence of %lld tokens too long", (long long)T);
+	if (T > INT_MAX / 2 - past || n_heads * head_dim > INT_MAX)
+		return qc_seterr(QC_EINVAL, "attention: sequence of %lld tokens too long",
+		                 (long long)(T + past));
 	if (T == 0)
 		return 0;
-	att_job j = { out, q, k, v, T, n_heads, n_kv, head_dim, scale, 0 };
+	att_job j = { out, q, k, v, T, past, n_heads, n_kv, head_dim, scale, 0 };
 	/* The per-head products are small; splitting heads over threads beats
 	 * splitting each product, so OpenBLAS runs single-threaded inside the
 	 * workers (the pattern its FAQ prescribes for threaded callers); the
@@ -246,8 +250,14 @@ int qk_cpu_attention(qk_ctx *ctx, float *out, const float *q, const float *k, co
 	qk_cpu_parallel(ctx, n_heads, 1, att_heads, &j);
 	if (j.failed)
 		return qc_seterr(QC_ENOMEM, "attention: cannot allocate scores [%d, %lld]", ATT_BLOCK,
-		                 (long long)T);
+		                 (long long)(T + past));
 	return 0;
+}
+
+int qk_cpu_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                     int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
+{
+	return qk_cpu_attention_kv(ctx, out, q, k, v, T, 0, n_heads, n_kv, head_dim, scale);
 }
 
 /* ---------------------------------------------------------------- SwiGLU */

@@ -297,6 +297,9 @@ int qk_cuda_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_
                        int64_t pos0, const float *inv_freq);
 int qk_cuda_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                       int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
+int qk_cuda_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                         int64_t T, int64_t past, int64_t n_heads, int64_t n_kv,
+                         int64_t head_dim, float scale);
 int qk_cuda_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
 int qk_cuda_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V);
 int qk_cuda_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int64_t T,

@@ -43,6 +43,7 @@ static qk_backend make_table(void)
 	b.rmsnorm = qk_cuda_rmsnorm;
 	b.rope_apply = qk_cuda_rope_apply;
 	b.attention = qk_cuda_attention;
+	b.attention_kv = qk_cuda_attention_kv;
 	b.swiglu = qk_cuda_swiglu;
 	b.log_softmax = qk_cuda_log_softmax;
 	b.nll = qk_cuda_nll;

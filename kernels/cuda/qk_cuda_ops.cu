@@ -97,7 +97,7 @@ int qk_cuda_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_
 /*
  * Causal GQA attention by blocks of query rows, as the CPU computes it
  * (kernels/cpu/qk_ops.c): for rows [i0, i0 + rows), the scores of every
- * head S [heads, rows, keys] (keys = i0 + rows: no row of the block sees
+ * head S [heads, rows, keys] (keys = past + i0 + rows: no row of the block sees
  * past its end) come from strided-batched GEMMs, one per query head of a
  * KV group (the batch runs over the KV heads); a kernel turns each row into
  * its causal softmax (FP32 exponentials, normalizer in double); two more
@@ -106,12 +106,12 @@ int qk_cuda_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_
  */
 #define ATT_SCRATCH ((size_t)256 << 20)
 
-/* row r of head h: softmax of S[h][r][0..n) (n = i0 + r + 1), zeros after */
-static __global__ void k_att_softmax(float *S, int64_t rows, int64_t keys, int64_t i0)
+/* row r of head h: softmax of S[h][r][0..n) (n = base + r + 1), zeros after */
+static __global__ void k_att_softmax(float *S, int64_t rows, int64_t keys, int64_t base)
 {
 	const int64_t r = blockIdx.x, h = blockIdx.y;
 	float *row = S + (h * rows + r) * keys;
-	const int64_t n = i0 + r + 1;
+	const int64_t n = base + r + 1;
 	float m = -INFINITY;
 	for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
 		m = fmaxf(m, row[j]);
@@ -128,33 +128,37 @@ static __global__ void k_att_softmax(float *S, int64_t rows, int64_t keys, int64
 		row[j] = j < n ? __fmul_rn(row[j], inv) : 0.0f;
 }
 
-int qk_cuda_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
-                      int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
+/* T query rows after `past` cached keys (past = 0: qk_attention) */
+int qk_cuda_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                         int64_t T, int64_t past, int64_t n_heads, int64_t n_kv,
+                         int64_t head_dim, float scale)
 {
 	const char *op = "attention";
 	QC_TRY(qk_cuda_enter(ctx, op));
-	if (T < 0 || n_heads <= 0 || n_kv <= 0 || head_dim <= 0 || n_heads % n_kv)
+	if (T < 0 || past < 0 || n_heads <= 0 || n_kv <= 0 || head_dim <= 0 || n_heads % n_kv)
 		return qc_seterr(QC_EINVAL, "attention: invalid shape (%lld heads, %lld kv heads)",
 		                 (long long)n_heads, (long long)n_kv);
-	if (T > INT_MAX / 2 || n_heads * head_dim > INT_MAX)
-		return qc_seterr(QC_EINVAL, "attention: sequence of %lld tokens too long", (long long)T);
+	if (T > INT_MAX / 2 - past || n_heads * head_dim > INT_MAX)
+		return qc_seterr(QC_EINVAL, "attention: sequence of %lld tokens too long",
+		                 (long long)(T + past));
 	if (T == 0)
 		return 0;
 	if (n_heads > 65535)
 		return qc_seterr(QC_EINVAL, "attention: %lld heads are too many", (long long)n_heads);
 	qk_cuda *c = qk_cu(ctx);
 	const int64_t hd = head_dim, qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
+	const int64_t Tk = past + T;
 	int64_t bm = (int64_t)(qk_cu_size(ctx, ATT_SCRATCH, 4096) /
-	                       ((size_t)n_heads * (size_t)T * sizeof(float)));
+	                       ((size_t)n_heads * (size_t)Tk * sizeof(float)));
 	if (bm < 1)
 		bm = 1;
 	if (bm > T)
 		bm = T;
-	float *S = (float *)qk_cuda_scratch(ctx, (size_t)(n_heads * bm) * (size_t)T * sizeof(float), op);
+	float *S = (float *)qk_cuda_scratch(ctx, (size_t)(n_heads * bm) * (size_t)Tk * sizeof(float), op);
 	if (!S)
 		return QC_ENOMEM;
 	for (int64_t i0 = 0; i0 < T; i0 += bm) {
-		int64_t rows = T - i0 < bm ? T - i0 : bm, keys = i0 + rows;
+		int64_t rows = T - i0 < bm ? T - i0 : bm, keys = past + i0 + rows;
 		int64_t hs = rows * keys; /* one head's scores */
 		/* S[h] = scale Q[i0.., h] K[0..keys, h / group]^T; head h = g group + j */
 		for (int64_t j = 0; j < group; j++)
@@ -162,7 +166,7 @@ int qk_cuda_attention(qk_ctx *ctx, float *out, const float *q, const float *k, c
 			                               q + i0 * qs + j * hd, qs, group * hd, k, ks, hd, 0.0f,
 			                               S + j * hs, keys, group * hs, n_kv));
 		QK_LAUNCH(k_att_softmax, dim3((unsigned)rows, (unsigned)n_heads), RT, 0, c->st, S, rows,
-		          keys, i0);
+		          keys, past + i0);
 		LAUNCH_TRY(op);
 		/* O[i0.., h] = P[h] V[0..keys, h / group] */
 		for (int64_t j = 0; j < group; j++)
@@ -171,6 +175,12 @@ int qk_cuda_attention(qk_ctx *ctx, float *out, const float *q, const float *k, c
 			                               out + i0 * qs + j * hd, qs, group * hd, n_kv));
 	}
 	return qk_cuda_sync(ctx, op);
+}
+
+int qk_cuda_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                      int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
+{
+	return qk_cuda_attention_kv(ctx, out, q, k, v, T, 0, n_heads, n_kv, head_dim, scale);
 }
 
 /* ---------------------------------------------------------------- SwiGLU */

@@ -14,6 +14,7 @@
 #include "qc_gguf_llama.h"
 #include "qc_model.h"
 #include "qc_packfmt.h"
+#include "qc_tok.h"
 #include "qc_tokset.h"
 
 void qc_verify_opts_default(qc_verify_opts *o)
@@ -21,6 +22,7 @@ void qc_verify_opts_default(qc_verify_opts *o)
 	memset(o, 0, sizeof *o);
 	o->max_kl = -1;
 	o->min_top1 = -1;
+	qc_quality_opts_default(&o->quality);
 }
 
 /* ---------------------------------------------------------------- state */
@@ -526,6 +528,59 @@ static int function(vstate *v, qc_model *m, qc_model *mb, json_t **out)
 	return *out ? 0 : qc_seterr(QC_ENOMEM, "out of memory");
 }
 
+/* ---------------------------------------------------------------- quality */
+
+/* the tokenizer of ck, else of bck */
+static int load_tok(qc_ckpt *ck, qc_ckpt *bck, qc_tok **tok, char **cfg, size_t *cfg_len)
+{
+	qc_ckpt *cks[2] = { ck, bck };
+	for (int i = 0; i < 2; i++) {
+		const void *js, *cs = NULL;
+		size_t jl, cl = 0;
+		if (!cks[i] || qc_ckpt_file(cks[i], "tokenizer.json", &js, &jl))
+			continue;
+		if (qc_ckpt_file(cks[i], "tokenizer_config.json", &cs, &cl))
+			cs = NULL, cl = 0;
+		char name[4200];
+		snprintf(name, sizeof name, "%s/tokenizer.json", qc_ckpt_name(cks[i]));
+		QC_TRY(qc_tok_load_mem(tok, js, jl, cs, cl, name));
+		if (cs && !(*cfg = malloc(cl + 1))) {
+			qc_tok_free(*tok);
+			*tok = NULL;
+			return qc_seterr(QC_ENOMEM, "out of memory");
+		}
+		if (cs) {
+			memcpy(*cfg, cs, cl);
+			(*cfg)[cl] = 0;
+			*cfg_len = cl;
+		}
+		return 0;
+	}
+	/* ck is NULL for a GGUF artifact: its tokenizer is the base's */
+	return qc_seterr(QC_EINVAL, "tasks and prompts need a tokenizer: '%s'%s has no "
+	                 "tokenizer.json", ck ? qc_ckpt_name(ck) : "the GGUF artifact",
+	                 bck ? " nor its base" : "");
+}
+
+static int quality(vstate *v, qc_ckpt *ck, qc_model *m, qc_ckpt *bck, qc_model *mb, json_t **out)
+{
+	qc_tok *tok = NULL;
+	char *cfg = NULL;
+	size_t cl = 0;
+	QC_TRY(load_tok(ck, bck, &tok, &cfg, &cl));
+	json_t *fails = json_array();
+	int rc = fails ? qc_quality_run(m, mb, tok, cfg, cl, &v->o->quality, out, fails, v->o->outputs)
+	               : qc_seterr(QC_ENOMEM, "out of memory");
+	size_t i;
+	json_t *f;
+	json_array_foreach(fails, i, f)
+		failure(v, "quality: %s", json_string_value(f));
+	json_decref(fails);
+	qc_tok_free(tok);
+	free(cfg);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- all of it */
 
 int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
@@ -538,7 +593,7 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 	v.failures = json_array();
 	v.findings = json_array();
 	v.skipped = json_array();
-	json_t *integ = json_object(), *num_o = NULL, *fun = NULL;
+	json_t *integ = json_object(), *num_o = NULL, *fun = NULL, *qual = NULL;
 	qc_ckpt *ck = NULL, *bck = NULL;
 	qc_gguf_llama *gl = NULL;
 	qc_model *m = NULL, *mb = NULL;
@@ -548,6 +603,11 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 		goto out;
 	}
 	qc_ckpt_opts co = { .stream_mem_limit = o->stream_mem_limit, .hash_tensors = 1 };
+	/* a stream's tensors are read once: when layers are loaded again for
+	 * the quality checks, they must not be released by the earlier steps */
+	qc_model_opts mo;
+	qc_model_opts_default(&mo);
+	mo.keep_tensors = qc_quality_wanted(&o->quality);
 	int stream = 0;
 	if (qc_gguf_is_file(artifact)) {
 		/* a llama.cpp file: read back as dense tensors (qc_gguf_llama.h);
@@ -575,14 +635,14 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 		 * through (below) */
 		if (!stream && (rc = check_manifest(&v, ck, integ)))
 			goto out;
-		if ((rc = qc_model_open(&m, ck, o->kc, NULL)))
+		if ((rc = qc_model_open(&m, ck, o->kc, &mo)))
 			goto out;
 		if ((rc = integrity(&v, ck, m, integ)))
 			goto out;
 	}
 	int integ_ok = v.nfind == 0;
 	if (o->base) {
-		if ((rc = qc_ckpt_open(&bck, o->base, &co)) || (rc = qc_model_open(&mb, bck, o->kc, NULL)))
+		if ((rc = qc_ckpt_open(&bck, o->base, &co)) || (rc = qc_model_open(&mb, bck, o->kc, &mo)))
 			goto out;
 		if (!same_shape(qc_model_config(m), qc_model_config(mb))) {
 			rc = qc_seterr(QC_EINVAL, "base '%s' is not the same architecture as '%s' (sizes or "
@@ -599,8 +659,13 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 		if ((rc = function(&v, m, mb, &fun)))
 			goto out;
 	}
-	if (!integ_ok && (o->base || o->tokens))
-		json_array_append_new(v.skipped, json_string("numerics and function: integrity failed"));
+	if (qc_quality_wanted(&o->quality) && integ_ok) {
+		if ((rc = quality(&v, ck, m, bck, mb, &qual)))
+			goto out;
+	}
+	if (!integ_ok && (o->base || o->tokens || qc_quality_wanted(&o->quality)))
+		json_array_append_new(v.skipped, json_string("numerics, function and quality: integrity "
+		                                             "failed"));
 	if (stream && (rc = check_manifest(&v, ck, integ)))
 		goto out;
 	if (bck && num_o) {
@@ -629,6 +694,7 @@ int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report)
 	json_object_set_new(v.rep, "integrity", json_incref(integ));
 	json_object_set_new(v.rep, "numerics", num_o ? json_incref(num_o) : json_null());
 	json_object_set_new(v.rep, "function", fun ? json_incref(fun) : json_null());
+	json_object_set_new(v.rep, "quality", qual ? json_incref(qual) : json_null());
 	json_t *th = json_object();
 	json_object_set_new(th, "max_ppl_ratio", o->max_ppl_ratio > 0 ? json_real(o->max_ppl_ratio) : json_null());
 	json_object_set_new(th, "max_kl", o->max_kl >= 0 ? json_real(o->max_kl) : json_null());
@@ -650,6 +716,7 @@ out:
 	json_decref(integ);
 	json_decref(num_o);
 	json_decref(fun);
+	json_decref(qual);
 	for (size_t i = 0; i < v.nexp; i++)
 		free(v.expect[i]);
 	free(v.expect);

@@ -24,8 +24,13 @@
  * function (with a base and a token set; PPL only without a base)
  *   - qc_metrics: PPL, PPL ratio, mean KL(base || artifact), top-1
  *     agreement, per-sequence spread; then the thresholds.
+ * quality (with task, prompt or exact-answer files; against the base when
+ * there is one)
+ *   - qc_quality: multiple-choice accuracy and flips, greedy generations'
+ *     ROUGE and exact match, exact-answer accuracy; then its gates, whose
+ *     failures join the verdict's.
  *
- * When integrity fails, numerics and function are skipped (recorded as
+ * When integrity fails, numerics, function and quality are skipped (recorded as
  * such): their numbers would describe a model nobody meant.
  *
  * GGUF: an artifact that is a GGUF file (qc_gguf_is_file) is read through
@@ -46,6 +51,7 @@
 
 #include "kernels.h"
 #include "qc_metrics.h"
+#include "qc_quality.h"
 
 typedef struct qc_verify_opts {
 	const char *base;        /* base checkpoint, or NULL */
@@ -60,6 +66,10 @@ typedef struct qc_verify_opts {
 	/* progress (may be NULL): stage "numerics" or "function", done/total */
 	void (*progress)(void *ctx, const char *stage, int done, int total);
 	void *progress_ctx;
+	/* tasks, generations, exact answers (qc_quality.h; the tokenizer is the
+	 * artifact's, else the base's); quality.progress reports them */
+	qc_quality_opts quality;
+	json_t *outputs;         /* array the generations' lines are appended to (may be NULL) */
 } qc_verify_opts;
 
 void qc_verify_opts_default(qc_verify_opts *o);
@@ -81,6 +91,7 @@ void qc_verify_opts_default(qc_verify_opts *o);
  *                 "err_w_mean", "err_w_max", "worst",
  *                 "linears": [{"name", "quantized", "err_w"}, ...]} | null,
  *    "function": qc_metrics_json(...) | null,
+ *    "quality": qc_quality_run's report | null,
  *    "thresholds": {"max_ppl_ratio", "max_kl", "min_top1"} (null when unset),
  *    "skipped": [text, ...]}
  *

@@ -45,6 +45,7 @@ void qc_model_opts_default(qc_model_opts *o)
 	o->chunk_tokens = 2048;
 	o->mlp_rows = 256;
 	o->head_rows = 0;
+	o->keep_tensors = 0;
 }
 
 const qc_config *qc_model_config(const qc_model *m) { return &m->cfg; }
@@ -98,6 +99,9 @@ int qc_model_new(qc_model **out, const qc_config *cfg, const qc_wsrc *src, const
 		m->o.chunk_tokens = 2048;
 	if (m->o.mlp_rows <= 0)
 		m->o.mlp_rows = 256;
+	/* without a release, every user of m->src (qc_ctq too) keeps what it got */
+	if (m->o.keep_tensors)
+		m->src.release = NULL;
 	m->H = cfg->hidden_size;
 	m->I = cfg->intermediate_size;
 	m->nh = cfg->num_attention_heads;
@@ -303,6 +307,9 @@ void qc_layer_release(qc_model *m, qc_layer *lw)
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		wfree(m, lw->w[l], lw->out[l] * lw->in[l]);
 		wfree(m, lw->b[l], lw->out[l]);
+		qk_free(m->kc, lw->q4[l]);
+		qk_free(m->kc, lw->q4s[l]);
+		qk_free(m->kc, lw->q4z[l]);
 	}
 	memset(lw, 0, sizeof *lw);
 }
@@ -360,7 +367,105 @@ static int fuse_like_vllm(qc_model *m, qc_layer *lw, int first, int n, const flo
 	return 0;
 }
 
+/*
+ * Linear l of lw (w[l] FP32, dequantized from L) kept as 4-bit codes
+ * instead, when that loses nothing: int4 weight-only with group or channel
+ * scales L.scale [out, ng]. The codes are recovered from the dequantized
+ * weights themselves: per group, k = W / s must be integers spanning at
+ * most 16 values and (k + zz - zz) * s must give W back bit for bit, with
+ * zz = 8 when it fits (then no zero points are stored), else the lowest
+ * offset that fits. Anything else (act-order permutations, a zero scale)
+ * leaves the FP32 weight: 0 is returned either way unless memory runs out.
+ */
+static int pack_q4(qc_model *m, qc_layer *lw, int l, const qc_ctq_linear *L)
+{
+	if (!L->quantized || L->args.bits != 4 || L->args.is_float ||
+	    L->act.kind != QK_ACTQ_NONE || !L->scale || L->scale->ndim != 2 ||
+	    qk_ctx_device(m->kc) != QK_DEVICE_CPU)
+		return 0;
+	int64_t out = lw->out[l], in = lw->in[l], ng = L->scale->shape[1];
+	if (L->scale->shape[0] != out || ng <= 0 || in % ng || (in / ng) % 2)
+		return 0;
+	int64_t g = in / ng;
+	float *W = malloc((size_t)(out * in) * sizeof *W), *s = malloc((size_t)(out * ng) * sizeof *s);
+	float *z = malloc((size_t)(out * ng) * sizeof *z);
+	uint8_t *q = malloc((size_t)(out * in / 2));
+	int rc = 0, ok = W && s && z && q, sym = 1;
+	if (!ok)
+		rc = qc_seterr(QC_ENOMEM, "out of memory packing a Linear");
+	if (ok && (rc = qk_download(m->kc, W, lw->w[l], (size_t)(out * in) * sizeof *W)))
+		ok = 0;
+	if (ok)
+		qc_to_f32(s, L->scale->data, L->scale->dtype, (size_t)(out * ng));
+	for (int64_t o = 0; ok && o < out; o++)
+		for (int64_t k = 0; ok && k < ng; k++) {
+			float sc = s[o * ng + k];
+			const float *w = W + o * in + k * g;
+			if (!(sc > 0) || !isfinite(sc)) {
+				ok = 0;
+				break;
+			}
+			float lo = INFINITY, hi = -INFINITY;
+			for (int64_t i = 0; i < g; i++) {
+				float c = nearbyintf(w[i] / sc);
+				lo = fminf(lo, c);
+				hi = fmaxf(hi, c);
+			}
+			float zz = lo >= -8 && hi <= 7 ? 8.0f : -lo;
+			if (!(hi + zz <= 15 && lo + zz >= 0)) {
+				ok = 0;
+				break;
+			}
+			sym &= zz == 8.0f;
+			z[o * ng + k] = zz;
+			for (int64_t i = 0; i < g; i++) {
+				float u = nearbyintf(w[i] / sc) + zz;
+				if ((u - zz) * sc != w[i]) {
+					ok = 0;
+					break;
+				}
+				uint8_t *b = q + (o * in + k * g + i) / 2;
+				*b = (uint8_t)(i % 2 ? (*b & 15) | ((int)u << 4) : (int)u);
+			}
+		}
+	if (ok) {
+		lw->q4[l] = qk_alloc(m->kc, (size_t)(out * in / 2));
+		lw->q4s[l] = qk_alloc(m->kc, (size_t)(out * ng) * sizeof(float));
+		lw->q4z[l] = sym ? NULL : qk_alloc(m->kc, (size_t)(out * ng) * sizeof(float));
+		if (!lw->q4[l] || !lw->q4s[l] || (!sym && !lw->q4z[l]))
+			rc = qc_seterr(QC_ENOMEM, "out of memory packing a Linear");
+		if (!rc)
+			rc = qk_upload(m->kc, lw->q4[l], q, (size_t)(out * in / 2));
+		if (!rc)
+			rc = qk_upload(m->kc, lw->q4s[l], s, (size_t)(out * ng) * sizeof *s);
+		if (!rc && !sym)
+			rc = qk_upload(m->kc, lw->q4z[l], z, (size_t)(out * ng) * sizeof *z);
+		if (!rc) {
+			lw->q4g[l] = g;
+			wfree(m, lw->w[l], out * in);
+			lw->w[l] = NULL;
+		}
+	}
+	free(W);
+	free(s);
+	free(z);
+	free(q);
+	return rc;
+}
+
+static int load_layer(qc_model *m, int layer, qc_layer *lw, int packed);
+
 int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
+{
+	return load_layer(m, layer, lw, 0);
+}
+
+int qc_model_load_layer_packed(qc_model *m, int layer, qc_layer *lw)
+{
+	return load_layer(m, layer, lw, 1);
+}
+
+static int load_layer(qc_model *m, int layer, qc_layer *lw, int packed)
 {
 	memset(lw, 0, sizeof *lw);
 	lw->index = layer;
@@ -394,13 +499,15 @@ int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw)
 			if (L.quantized && L.args.is_float && L.args.strategy == QC_QS_TENSOR)
 				qc_to_f32(&wscale[l], L.scale->data, L.scale->dtype, 1);
 		}
-		qc_ctq_linear_release(&L);
 		if (!rc) {
 			char what[300];
 			snprintf(what, sizeof what, "weight of '%s'%s", module,
 			         lw->quantized[l] ? " (dequantized)" : "");
 			rc = check_finite(m, lw->w[l], lw->out[l] * lw->in[l], what);
 		}
+		if (!rc && packed)
+			rc = pack_q4(m, lw, l, &L);
+		qc_ctq_linear_release(&L);
 		if (rc)
 			goto fail;
 		int bias = l <= QC_LIN_O ? m->cfg.attention_bias : m->cfg.mlp_bias;
@@ -427,6 +534,17 @@ fail:
 static int same_actq(const qk_actq *a, const qk_actq *b)
 {
 	return a->kind == b->kind && a->scale == b->scale && a->zero_point == b->zero_point;
+}
+
+/* y [T, out] (+)= x [T, in] W^T (+ bias) for Linear l: packed int4 codes
+ * when the layer keeps them, else the FP32 weight */
+static int lin_apply(qc_model *m, const qc_layer *lw, int l, float *y, const float *x, int64_t T,
+                     int accumulate)
+{
+	if (lw->q4[l])
+		return qk_linear_q4(m->kc, y, x, lw->q4[l], lw->q4s[l], lw->q4z[l], lw->b[l], T,
+		                    lw->in[l], lw->out[l], lw->q4g[l], accumulate);
+	return qk_linear(m->kc, y, x, lw->w[l], lw->b[l], T, lw->in[l], lw->out[l], accumulate);
 }
 
 /* the input a Linear reads: x itself, or its fake-quantized copy in buf
@@ -465,20 +583,41 @@ int qc_layer_mlp_norm(qc_model *m, const qc_layer *lw, const float *x, float *h,
 	return qk_rmsnorm(m->kc, h, x, lw->mlp_norm, T, m->H, m->eps);
 }
 
-int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
-                       const int64_t *lens, int64_t nseq)
+/*
+ * Attention of the packed sequences of h (kv NULL), or of T = lens[0] new
+ * tokens of one sequence continuing the kv->past cached ones: their keys
+ * and values are written straight into the cache rows past .. past + T - 1
+ * (after RoPE at those positions) and the queries attend over the whole
+ * cache. One code path for both, so decoding cannot drift from the forward
+ * pass.
+ */
+static int attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
+                     const int64_t *lens, int64_t nseq, qc_kv *kv)
 {
 	int64_t T = sum_lens(lens, nseq);
 	if (T == 0)
 		return 0;
+	if (kv && (nseq != 1 || kv->past + T > kv->cap))
+		return qc_seterr(QC_EINVAL, "%lld tokens after %lld do not fit in a KV cache of %lld",
+		                 (long long)T, (long long)kv->past, (long long)kv->cap);
 	QC_TRY(ensure_scratch(m, T));
 	qk_ctx *kc = m->kc;
-	float *dst[3] = { m->s_q, m->s_k, m->s_v };
+	/* q [T, qd]; k, v [T, kvd] in scratch or in the cache's next rows */
+	float *ck = kv ? kv->k + kv->past * m->kvd : m->s_k, *cv = kv ? kv->v + kv->past * m->kvd : m->s_v;
+	float *dst[3] = { m->s_q, ck, cv };
 	const qk_actq *have = NULL;
 	for (int l = QC_LIN_Q; l <= QC_LIN_V; l++) {
 		const float *in;
 		QC_TRY(lin_input(m, &lw->act[l], h, T, m->H, m->s_t, &have, &in));
-		QC_TRY(qk_linear(kc, dst[l], in, lw->w[l], lw->b[l], T, m->H, lw->out[l], 0));
+		QC_TRY(lin_apply(m, lw, l, dst[l], in, T, 0));
+	}
+	if (kv) {
+		QC_TRY(qk_rope_apply(kc, m->s_q, T, m->nh, m->hd, kv->past, m->inv_freq));
+		QC_TRY(qk_rope_apply(kc, ck, T, m->nkv, m->hd, kv->past, m->inv_freq));
+		QC_TRY(qk_attention_kv(kc, a, m->s_q, kv->k, kv->v, T, kv->past, m->nh, m->nkv, m->hd,
+		                       m->att_scale));
+		kv->past += T;
+		return 0;
 	}
 	int64_t off = 0;
 	for (int64_t s = 0; s < nseq; s++) {
@@ -492,6 +631,12 @@ int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a
 	return 0;
 }
 
+int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
+                       const int64_t *lens, int64_t nseq)
+{
+	return attention(m, lw, h, a, lens, nseq, NULL);
+}
+
 int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, int64_t T)
 {
 	if (T == 0)
@@ -500,7 +645,7 @@ int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, i
 	const qk_actq *have = NULL;
 	const float *in;
 	QC_TRY(lin_input(m, &lw->act[QC_LIN_O], a, T, m->qd, m->s_t, &have, &in));
-	return qk_linear(m->kc, x, in, lw->w[QC_LIN_O], lw->b[QC_LIN_O], T, m->qd, m->H, 1);
+	return lin_apply(m, lw, QC_LIN_O, x, in, T, 1);
 }
 
 /* x[rows, H] += down(act), act [rows, I] the down_proj input, quantized in
@@ -508,7 +653,7 @@ int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, i
 static int down_block(qc_model *m, const qc_layer *lw, float *act, float *x, int64_t rows)
 {
 	QC_TRY(qk_actq_apply(m->kc, act, rows, m->I, &lw->act[QC_LIN_DOWN]));
-	return qk_linear(m->kc, x, act, lw->w[QC_LIN_DOWN], lw->b[QC_LIN_DOWN], rows, m->I, m->H, 1);
+	return lin_apply(m, lw, QC_LIN_DOWN, x, act, rows, 1);
 }
 
 int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int64_t T,
@@ -523,9 +668,9 @@ int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int6
 		const float *in;
 		/* g, u [rows, I] */
 		QC_TRY(lin_input(m, &lw->act[QC_LIN_GATE], hr, rows, m->H, m->m_x, &have, &in));
-		QC_TRY(qk_linear(kc, m->m_g, in, lw->w[QC_LIN_GATE], lw->b[QC_LIN_GATE], rows, m->H, m->I, 0));
+		QC_TRY(lin_apply(m, lw, QC_LIN_GATE, m->m_g, in, rows, 0));
 		QC_TRY(lin_input(m, &lw->act[QC_LIN_UP], hr, rows, m->H, m->m_x, &have, &in));
-		QC_TRY(qk_linear(kc, m->m_u, in, lw->w[QC_LIN_UP], lw->b[QC_LIN_UP], rows, m->H, m->I, 0));
+		QC_TRY(lin_apply(m, lw, QC_LIN_UP, m->m_u, in, rows, 0));
 		QC_TRY(qk_swiglu(kc, m->m_g, m->m_g, m->m_u, (size_t)(rows * m->I)));
 		if (observe)
 			QC_TRY(observe(ctx, m->m_g, r0, rows, m->I));
@@ -544,7 +689,8 @@ int qc_layer_down(qc_model *m, const qc_layer *lw, float *act, float *x, int64_t
 	return 0;
 }
 
-int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq)
+static int layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens,
+                         int64_t nseq, qc_kv *kv)
 {
 	int64_t T = sum_lens(lens, nseq);
 	if (T == 0)
@@ -552,10 +698,22 @@ int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *l
 	QC_TRY(ensure_scratch(m, T));
 	/* s_h and s_a are this function's; the steps use the other buffers */
 	QC_TRY(qc_layer_attn_norm(m, lw, x, m->s_h, T));
-	QC_TRY(qc_layer_attention(m, lw, m->s_h, m->s_a, lens, nseq));
+	QC_TRY(attention(m, lw, m->s_h, m->s_a, lens, nseq, kv));
 	QC_TRY(qc_layer_o_proj(m, lw, m->s_a, x, T));
 	QC_TRY(qc_layer_mlp_norm(m, lw, x, m->s_h, T));
 	return qc_layer_mlp(m, lw, m->s_h, x, T, NULL, NULL);
+}
+
+int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq)
+{
+	return layer_forward(m, lw, x, lens, nseq, NULL);
+}
+
+int qc_layer_forward_kv(qc_model *m, const qc_layer *lw, float *x, int64_t T, qc_kv *kv)
+{
+	if (T < 0)
+		return qc_seterr(QC_EINVAL, "negative token count");
+	return layer_forward(m, lw, x, &T, 1, kv);
 }
 
 /* ---------------------------------------------------------------- embedding, head */

@@ -57,6 +57,8 @@ typedef struct qc_model_opts {
 	int64_t chunk_tokens; /* qc_model_forward: tokens per layer call (2048) */
 	int64_t mlp_rows;     /* rows of the MLP computed at once (256) */
 	int64_t head_rows;    /* lm_head rows converted at once (0: about 16 MiB) */
+	int keep_tensors;     /* never release source tensors (0): for a stream
+	                       * checkpoint whose layers are loaded more than once */
 } qc_model_opts;
 
 void qc_model_opts_default(qc_model_opts *o);
@@ -103,6 +105,13 @@ typedef struct qc_layer {
 	float *b[QC_LIN_COUNT];       /* [out] or NULL */
 	qk_actq act[QC_LIN_COUNT];    /* input quantization per Linear */
 	int quantized[QC_LIN_COUNT];  /* stored as codes */
+	/* qc_model_load_layer_packed only: an int4 weight-only Linear kept as
+	 * codes (w[l] NULL): q4 [out, in/2] two codes a byte, low nibble first;
+	 * q4s, q4z [out, in/q4g] scales and zero points (q4z NULL: all 8), as
+	 * qk_linear_q4 reads them */
+	uint8_t *q4[QC_LIN_COUNT];
+	float *q4s[QC_LIN_COUNT], *q4z[QC_LIN_COUNT];
+	int64_t q4g[QC_LIN_COUNT];
 } qc_layer;
 
 /* Load decoder layer `layer` into lw (FP32 buffers from the kernel
@@ -112,8 +121,34 @@ typedef struct qc_layer {
 int qc_model_load_layer(qc_model *m, int layer, qc_layer *lw);
 void qc_layer_release(qc_model *m, qc_layer *lw); /* frees the buffers; idempotent */
 
+/* The same for decoding (qc_decode.h): int4 weight-only Linears with group or
+ * channel scales stay packed (lw->q4, half a byte a weight plus 8 bytes a
+ * group) when their codes can be recovered exactly from the dequantized
+ * weights, on the CPU backend (the one with qk_linear_q4); the layer steps
+ * below run them with qk_linear_q4. Other Linears are FP32 as above. Only
+ * the layer steps of this header may be given such a layer (the walker and
+ * the quantizers read lw->w). */
+int qc_model_load_layer_packed(qc_model *m, int layer, qc_layer *lw);
+
 /* The whole layer over a chunk of packed sequences: x [T, hidden] in place. */
 int qc_layer_forward(qc_model *m, const qc_layer *lw, float *x, const int64_t *lens, int64_t nseq);
+
+/*
+ * One sequence's keys and values at one layer, for incremental decoding
+ * (qc_decode.h): k, v [cap, n_kv * head_dim] device memory owned by the
+ * caller; rows 0 .. past - 1 hold positions 0 .. past - 1 (keys after RoPE).
+ */
+typedef struct qc_kv {
+	float *k, *v;
+	int64_t cap, past;
+} qc_kv;
+
+/* The layer over T new tokens of one sequence that continue the cached ones:
+ * x [T, hidden] in place, at positions kv->past ..; their keys and values
+ * are appended to kv (kv->past += T). The same code as qc_layer_forward with
+ * the attention reading the cache (qk_attention_kv). QC_EINVAL when the
+ * tokens do not fit in kv->cap. */
+int qc_layer_forward_kv(qc_model *m, const qc_layer *lw, float *x, int64_t T, qc_kv *kv);
 
 /* Its steps, for the calibration walker and methods that re-run part of a
  * layer (AWQ's loss, SmoothQuant's statistics). Shapes as in the top

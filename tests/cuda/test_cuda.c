@@ -577,6 +577,18 @@ static void t_attention(void)
 			if (rcs("attention", cs, rc_c, rc_g, 0))
 				cmp_f("attention", cs, &po, (size_t)(T * nh * hd), mode ? 2e-2 : 1e-5);
 			pfree(&po);
+			/* the last T - P rows after P cached keys (qk_attention_kv) */
+			int64_t P = T / 2, n = T - P, qo = P * nh * hd;
+			po = poisoned((size_t)(n * nh * hd) * 4);
+			snprintf(cs, sizeof cs, "T%lld after %lld h%lld/%lld d%lld %s", (long long)n,
+			         (long long)P, (long long)nh, (long long)nkv, (long long)hd,
+			         mode ? "default" : "fp32");
+			rc_c = qk_attention_kv(cpu, po.c, (float *)pq.c + qo, pk.c, pv.c, n, P, nh, nkv, hd, sc);
+			rc_g = qk_attention_kv(mode ? gpu : gpu32, po.g, (float *)pq.g + qo, pk.g, pv.g, n, P,
+			                       nh, nkv, hd, sc);
+			if (rcs("attention_kv", cs, rc_c, rc_g, 0))
+				cmp_f("attention_kv", cs, &po, (size_t)(n * nh * hd), mode ? 2e-2 : 1e-5);
+			pfree(&po);
 		}
 		pfree(&pq);
 		pfree(&pk);

@@ -374,6 +374,86 @@ static void test_attention(void **state)
 	tu_assert_rc(qk_attention(ctx1, &z, &z, &z, &z, 1, 3, 2, 4, 1), QC_EINVAL);
 }
 
+/* T new rows after `past` cached keys: the last T rows of the whole
+ * sequence's attention (the reference over past + T rows) */
+static void test_attention_kv(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 16);
+	struct { int64_t past, T, nh, nkv, hd; } cs[] = { { 0, 5, 2, 2, 8 }, { 7, 1, 4, 2, 8 },
+	                                                   { 40, 3, 4, 1, 16 }, { 200, 140, 3, 3, 4 } };
+	for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+		int64_t P = cs[c].past, T = cs[c].T, N = P + T, nh = cs[c].nh, nkv = cs[c].nkv;
+		int64_t hd = cs[c].hd, qs = nh * hd;
+		float *q = randv(&r, N * qs, 1), *k = randv(&r, N * nkv * hd, 1);
+		float *v = randv(&r, N * nkv * hd, 1), *o = malloc(sizeof(float) * T * qs);
+		double *ref = malloc(sizeof(double) * N * qs);
+		double scale = 1 / sqrt((double)hd);
+		attn_ref(ref, q, k, v, N, nh, nkv, hd, scale);
+		tu_assert_rc(qk_attention_kv(ctx2, o, q + P * qs, k, v, T, P, nh, nkv, hd, (float)scale), 0);
+		assert_true(relerr(o, ref + P * qs, T * qs) < TOL_F32);
+		free(q); free(k); free(v); free(o); free(ref);
+	}
+	float z = 0;
+	tu_assert_rc(qk_attention_kv(ctx1, &z, &z, &z, &z, 1, -1, 2, 2, 4, 1), QC_EINVAL);
+}
+
+/* ---------------------------------------------------------------- W4A16 Linear */
+
+/* plain reference: dequantize each weight, sum in double */
+static void linear_q4_ref(double *y, const float *x, const uint8_t *q, const float *s,
+                          const float *z, const float *b, int64_t T, int64_t in, int64_t out,
+                          int64_t group, const float *y0)
+{
+	int64_t ng = in / group;
+	for (int64_t t = 0; t < T; t++)
+		for (int64_t o = 0; o < out; o++) {
+			double a = y0 ? y0[t * out + o] : 0;
+			for (int64_t i = 0; i < in; i++) {
+				uint8_t byte = q[o * (in / 2) + i / 2];
+				int u = i % 2 ? byte >> 4 : byte & 15;
+				double zz = z ? z[o * ng + i / group] : 8;
+				a += (u - zz) * s[o * ng + i / group] * x[t * in + i];
+			}
+			y[t * out + o] = a + (b ? b[o] : 0);
+		}
+}
+
+static void test_linear_q4(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 44);
+	struct { int64_t T, in, out, group; int zp, bias, acc; } cs[] = {
+		{ 1, 64, 37, 16, 0, 0, 0 }, { 1, 96, 70, 32, 1, 1, 1 }, { 3, 128, 33, 128, 1, 0, 0 },
+		{ 4, 64, 100, 64, 0, 1, 0 }, { 9, 96, 75, 32, 1, 1, 1 }, { 40, 64, 64, 16, 0, 0, 1 },
+	};
+	for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+		int64_t T = cs[c].T, in = cs[c].in, out = cs[c].out, g = cs[c].group, ng = in / g;
+		float *x = randv(&r, T * in, 1), *s = randv(&r, out * ng, 0.1f);
+		float *z = cs[c].zp ? malloc(sizeof(float) * out * ng) : NULL;
+		float *b = cs[c].bias ? randv(&r, out, 1) : NULL;
+		float *y = randv(&r, T * out, 1), *y0 = malloc(sizeof(float) * T * out);
+		memcpy(y0, y, sizeof(float) * T * out);
+		uint8_t *q = malloc((size_t)(out * in / 2));
+		for (int64_t i = 0; i < out * in / 2; i++)
+			q[i] = (uint8_t)qc_rng_below(&r, 256);
+		for (int64_t i = 0; z && i < out * ng; i++)
+			z[i] = (float)qc_rng_below(&r, 16);
+		double *ref = malloc(sizeof(double) * T * out);
+		linear_q4_ref(ref, x, q, s, z, b, T, in, out, g, cs[c].acc ? y0 : NULL);
+		tu_assert_rc(qk_linear_q4(ctx2, y, x, q, s, z, b, T, in, out, g, cs[c].acc), 0);
+		if (!(relerr(y, ref, T * out) < TOL_F32))
+			fail_msg("case %zu: relative error %g", c, relerr(y, ref, T * out));
+		free(x); free(s); free(z); free(b); free(y); free(y0); free(q); free(ref);
+	}
+	float f = 0;
+	uint8_t u = 0;
+	tu_assert_rc(qk_linear_q4(ctx1, &f, &f, &u, &f, NULL, NULL, 1, 6, 1, 4, 0), QC_EINVAL);
+	tu_assert_rc(qk_linear_q4(ctx1, &f, &f, &u, &f, NULL, NULL, 1, 5, 1, 5, 0), QC_EINVAL);
+}
+
 /* ---------------------------------------------------------------- log-softmax, NLL */
 
 static void test_logsoftmax(void **state)
@@ -992,6 +1072,8 @@ int main(void)
 		cmocka_unit_test(test_rope_freq),
 		cmocka_unit_test(test_rope_apply),
 		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_attention_kv),
+		cmocka_unit_test(test_linear_q4),
 		cmocka_unit_test(test_logsoftmax),
 		cmocka_unit_test(test_softmax_fold),
 		cmocka_unit_test(test_actq_int8),
