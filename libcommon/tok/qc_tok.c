@@ -238,7 +238,14 @@ static inline const pmslot *pm_get(const pairmap *m, int32_t a, int32_t b)
 typedef struct rx {
 	pcre2_code *code;
 	pcre2_match_data *md;
+	pcre2_match_context *mc;  /* the backtracking bounds below */
 } rx;
+
+/* Backtracking bounds of one match: a pattern from a tokenizer.json that
+ * backtracks catastrophically stops here instead of hanging (the regexes
+ * of released tokenizers need a few steps per character of a match). */
+#define RX_MATCH_LIMIT 1000000u
+#define RX_DEPTH_LIMIT 100000u
 
 static int rx_compile(rx *r, const char *pat, size_t n, int literal, const char *what)
 {
@@ -257,15 +264,20 @@ static int rx_compile(rx *r, const char *pat, size_t n, int literal, const char 
 	 * unsupported CPU) the interpreter gives the same matches. */
 	pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE);
 	r->md = pcre2_match_data_create_from_pattern(r->code, NULL);
-	if (!r->md)
+	r->mc = pcre2_match_context_create(NULL);
+	if (!r->md || !r->mc)
 		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+	pcre2_set_match_limit(r->mc, RX_MATCH_LIMIT);
+	pcre2_set_depth_limit(r->mc, RX_DEPTH_LIMIT);
 	return 0;
 }
 
 static void rx_free(rx *r)
 {
 	pcre2_match_data_free(r->md);
+	pcre2_match_context_free(r->mc);
 	pcre2_code_free(r->code);
+	r->mc = NULL;
 	r->md = NULL;
 	r->code = NULL;
 }
@@ -275,7 +287,7 @@ static void rx_free(rx *r)
 static int rx_next(rx *r, const char *s, size_t n, size_t pos, size_t *ms, size_t *me)
 {
 	while (pos <= n) {
-		int rc = pcre2_match(r->code, (PCRE2_SPTR)s, n, pos, 0, r->md, NULL);
+		int rc = pcre2_match(r->code, (PCRE2_SPTR)s, n, pos, 0, r->md, r->mc);
 		if (rc < 0)
 			return 0;  /* no match (or a resource limit: treat as none) */
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
@@ -878,7 +890,7 @@ static int is_word_char(qc_tok *t, const char *s, size_t len, uint32_t cp)
 		return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
 		       cp == '_';
 	return pcre2_match(t->rx_word.code, (PCRE2_SPTR)s, len, 0, PCRE2_ANCHORED, t->rx_word.md,
-	                   NULL) >= 0;
+	                   t->rx_word.mc) >= 0;
 }
 
 /* Start of the character that ends at s[end). */
