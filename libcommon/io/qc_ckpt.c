@@ -1215,6 +1215,10 @@ int qc_ckpt_manifest(qc_ckpt *ck, const qc_manifest **out)
 		ck->man_done = 1;
 		return 0;
 	}
+	/* the manifest is a stream's last member: read on to the end-of-archive
+	 * blocks, so that a stream cut after it is an error like any other cut */
+	if (rc == 0 && ck->stream)
+		rc = qc_ckpt_read_all(ck);
 	if (rc)
 		return rc;
 	rc = qc_manifest_parse(&ck->man, data, len);

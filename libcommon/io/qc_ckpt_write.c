@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "qc_ckpt_int.h"
+#include "qc_cleanup.h"
 #include "qc_err.h"
 #include "qc_io.h"
 #include "qc_json.h"
@@ -304,6 +305,9 @@ int qc_ckw_open(qc_ckpt_writer **out, const char *path, const qc_ckw_opts *opts)
 			goto fail;
 		if ((rc = qc_mkdirs(w->partial, 0755)) != 0)
 			goto fail;
+		/* a signal removes it too (qc_cleanup.h), unless it is kept for --resume */
+		if (!w->keep_partial)
+			qc_cleanup_add(w->partial);
 	}
 	if (!w->verbatim) {
 		w->wmap = json_object();
@@ -520,6 +524,7 @@ static int commit_dir(qc_ckpt_writer *w)
 		/* nothing there, or an empty directory rename(2) replaces */
 		if (rename(w->partial, w->path) != 0)
 			return qc_seterr(QC_EIO, "cannot rename '%s' to '%s':", w->partial, w->path);
+		qc_cleanup_remove(w->partial);
 		return 0;
 	}
 	if (!w->force)
@@ -541,8 +546,10 @@ static int commit_dir(qc_ckpt_writer *w)
 	else if (rename(w->partial, w->path) != 0) {
 		rc = qc_seterr(QC_EIO, "cannot rename '%s' to '%s':", w->partial, w->path);
 		(void)rename(old, w->path);
-	} else
+	} else {
+		qc_cleanup_remove(w->partial);
 		rc = qc_rmtree(old);
+	}
 	free(old);
 	return rc;
 }

@@ -353,7 +353,17 @@ int qc_tar_next(qc_tar_reader *r, qc_tar_member *m)
 				          (unsigned long long)off);
 				goto out;
 			}
-			/* end of archive: the second zero block and any record padding */
+			/* end of archive: the second zero block must follow (a stream cut
+			 * between the two is cut, however complete its members look),
+			 * then any record padding */
+			rc = read_block(r, h);
+			if (rc < 0)
+				goto out;
+			if (rc == 0 || !is_zero_block(h)) {
+				rc = TBAD(r, "unexpected end of archive (one end-of-archive block of two at "
+				          "offset %llu)", (unsigned long long)off);
+				goto out;
+			}
 			r->at_end = 1;
 			rc = drain(r);
 			goto out;
