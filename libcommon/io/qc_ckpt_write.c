@@ -119,7 +119,14 @@ static int put_member(qc_ckpt_writer *w, const char *name, uint64_t size, qc_ckw
 			rc = nomem();
 			goto out;
 		}
-		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* whatever is there (an earlier run's file kept for --resume, or a
+		 * symbolic link planted in the partial directory) is replaced,
+		 * never written through: unlink, then create exclusively */
+		if (unlink(path) != 0 && errno != ENOENT) {
+			rc = qc_seterr(QC_EIO, "cannot replace '%s':", path);
+			goto out;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (fd < 0) {
 			rc = qc_seterr(QC_EIO, "cannot create '%s':", path);
 			goto out;
@@ -303,6 +310,13 @@ int qc_ckw_open(qc_ckpt_writer **out, const char *path, const qc_ckw_opts *opts)
 		}
 		if (!w->keep_partial && (rc = qc_rmtree(w->partial)) != 0)
 			goto fail;
+		/* a kept partial directory must be one: a symbolic link there would
+		 * send every file elsewhere and become OUT itself at the rename */
+		if (w->keep_partial && lstat(w->partial, &st) == 0 && !S_ISDIR(st.st_mode)) {
+			rc = qc_seterr(QC_EINVAL, "cannot resume in '%s': it is not a directory (a symbolic "
+			               "link or a file); remove it", w->partial);
+			goto fail;
+		}
 		if ((rc = qc_mkdirs(w->partial, 0755)) != 0)
 			goto fail;
 		/* a signal removes it too (qc_cleanup.h), unless it is kept for --resume */

@@ -396,6 +396,15 @@ int qc_tar_next(qc_tar_reader *r, qc_tar_member *m)
 			rc = read_ext(r, size, LONGNAME_MAX, &ln, "GNU long name");
 			if (rc)
 				goto out;
+			/* the name ends at its first NUL; anything but NULs after it
+			 * would be a second name hidden in the first */
+			for (size_t i = strlen(ln); i < (size_t)size; i++)
+				if (ln[i]) {
+					rc = TBAD(r, "GNU long name at offset %llu holds a NUL byte",
+					          (unsigned long long)off);
+					free(ln);
+					goto out;
+				}
 			if (type == 'L') {
 				free(longname);
 				longname = ln;
