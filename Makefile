@@ -180,7 +180,14 @@ check-unit: $(UNITS)
 	@QC_SHARED_DATA=$(QC_TEST_VECTORS) sh tests/run-unit.sh $(UNITS)
 	@QK_DEBUG_MEMORY=1 QC_SHARED_DATA=$(QC_TEST_VECTORS) sh tests/run-unit.sh $(KMEM_UNITS)
 
-check-cli: $(TOOLS)
+# the fault-injection shim of t1630 (LD_PRELOAD; never sanitized: it sits
+# in front of the sanitizer's own interceptors)
+FAULT_SHIM := $(BUILD)/tests/libqfault.so
+$(FAULT_SHIM): tests/fault/qfault.c config.mk Makefile
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O1 -g $(WARN) -o $@ $< -ldl
+
+check-cli: $(TOOLS) $(FAULT_SHIM)
 	@QBIN=$(abspath $(BUILD)/bin) QC_SHARED_DATA=$(QC_TEST_VECTORS) \
 	  prove --timer -j2 tests/cli/t*.sh
 

@@ -1670,6 +1670,8 @@ static int encode_word(qc_tok *t, const char *w, size_t n, qc_ids *out)
 		int32_t c = qc_strmap_get(&t->cache, w, n);
 		if (c >= 0) {
 			const cent *e = &t->cents[c];
+			if (e->n == 0)
+				return 0;   /* a word of no ids: the id arrays may still be NULL */
 			QC_TRY(qc_grow((void **)&out->v, &out->cap, out->n + e->n, sizeof *out->v));
 			memcpy(out->v + out->n, t->cache_ids.v + e->off, e->n * sizeof *out->v);
 			out->n += e->n;
