@@ -22,15 +22,6 @@ wait_for() {
 # run a command with SIGINT and SIGQUIT at their defaults: a background job of
 # a non-interactive shell starts with them ignored, and ignored they stay
 run_sigdfl() { exec perl -e '$SIG{INT} = $SIG{QUIT} = "DEFAULT"; exec @ARGV or die "exec: $!"' "$@"; }
-# every file of directory $1 equals the one in $2, but the manifests (the
-# command line is recorded there)
-same_dirs() {
-	for f in "$1"/*; do
-		[ "${f##*/}" = quant_manifest.json ] && continue
-		cmp "$f" "$2/${f#$1/}" || { echo "$f differs"; return 1; }
-	done
-	test "$(ls "$1" | wc -l)" = "$(ls "$2" | wc -l)" || { echo "file counts differ"; return 1; }
-}
 GPTQ="qgptq -q --threads 1 --calib c.st --group-size 32"
 
 test_expect_success 'setup: a model that takes a moment to quantize, a small one, streams' '

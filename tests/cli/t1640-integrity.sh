@@ -13,12 +13,12 @@ flip() {
 	b=$(od -An -tu1 -j"$2" -N1 "$1" | tr -d ' ')
 	printf "\\$(printf '%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
 }
-# positions 0..size-1: the first 24 bytes, then every STEP-th
+# positions 0..size-1: the first 12 bytes, then every STEP-th
 positions() { # size step
 	i=0
 	while [ $i -lt "$1" ]; do
 		echo $i
-		if [ $i -lt 24 ]; then i=$((i + 1)); else i=$((i + $2)); fi
+		if [ $i -lt 12 ]; then i=$((i + 1)); else i=$((i + $2)); fi
 	done
 }
 # first byte offset of string $2 in file $1
@@ -65,11 +65,11 @@ test_expect_success 'setup: a quantized model and its packed release' '
 '
 
 test_expect_success 'every file of the quantized model: flipped bytes are caught' '
-	flip_all g 97 6
+	flip_all g 701 8
 '
 
 test_expect_success 'every file of the packed release: flipped bytes are caught' '
-	flip_all p 97 6
+	flip_all p 701 8
 '
 
 test_done

@@ -52,6 +52,34 @@ static inline char *fuzz_strndup(const uint8_t *data, size_t size)
 	return s;
 }
 
+/* config.json FUZZ_SEP image: the parsed config (NULL when it is not JSON)
+ * and the image's bytes. */
+#include <jansson.h>
+static inline json_t *fuzz_config_image(const uint8_t *data, size_t size, const uint8_t **img,
+                                        size_t *ilen)
+{
+	size_t cl;
+	fuzz_split(data, size, &cl, img, ilen);
+	return json_loadb((const char *)data, cl, 0, NULL);
+}
+
+/* When name is "<module><stem>" for one of the n stems (".weight", ...),
+ * the module into module[200] and 1; else 0. */
+static inline int fuzz_module_of(const char *name, const char *const *stems, size_t n,
+                                 char module[200])
+{
+	const char *dot = strrchr(name, '.');
+	if (!dot || (size_t)(dot - name) >= 200)
+		return 0;
+	for (size_t k = 0; k < n; k++)
+		if (strcmp(dot, stems[k]) == 0) {
+			memcpy(module, name, (size_t)(dot - name));
+			module[dot - name] = 0;
+			return 1;
+		}
+	return 0;
+}
+
 /* A weight source over the tensors of one safetensors reader. */
 static int fuzz_st_get(void *ctx, const char *name, const qc_tensor **t)
 {

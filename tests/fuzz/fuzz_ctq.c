@@ -11,18 +11,13 @@
  * "<m>.weight_packed", with [out, in] guessed from the stored shape. */
 static void linears(const qc_ctq *q, qc_st *st)
 {
+	static const char *const stems[] = {".weight", ".weight_packed"};
 	qc_wsrc src = fuzz_st_wsrc(st);
 	for (size_t i = 0; i < qc_st_count(st); i++) {
 		const qc_tensor *t = qc_st_at(st, i);
-		const char *dot = strrchr(t->name, '.');
-		if (!dot || t->ndim != 2 || (strcmp(dot, ".weight") && strcmp(dot, ".weight_packed")))
-			continue;
 		char module[200];
-		size_t ml = (size_t)(dot - t->name);
-		if (ml >= sizeof module)
+		if (t->ndim != 2 || !fuzz_module_of(t->name, stems, 2, module))
 			continue;
-		memcpy(module, t->name, ml);
-		module[ml] = 0;
 		for (int64_t f = 1; f <= 8; f *= 2) {
 			qc_ctq_linear L;
 			memset(&L, 0, sizeof L);
@@ -35,10 +30,9 @@ static void linears(const qc_ctq *q, qc_st *st)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	size_t cl, sl;
+	size_t sl;
 	const uint8_t *img;
-	fuzz_split(data, size, &cl, &img, &sl);
-	json_t *config = json_loadb((const char *)data, cl, 0, NULL);
+	json_t *config = fuzz_config_image(data, size, &img, &sl);
 	if (!config)
 		return 0;
 	qc_ctq *q = NULL;

@@ -13,17 +13,9 @@ static void unpack_all(const qc_pack_spec *spec, qc_st *st)
 {
 	qc_wsrc src = fuzz_st_wsrc(st);
 	for (size_t i = 0; i < qc_st_count(st); i++) {
-		const char *name = qc_st_at(st, i)->name;
-		const char *dot = strrchr(name, '.');
-		size_t k;
-		for (k = 0; k < sizeof stems / sizeof *stems; k++)
-			if (dot && strcmp(dot, stems[k]) == 0)
-				break;
-		if (k == sizeof stems / sizeof *stems || (size_t)(dot - name) >= 200)
-			continue;
 		char module[200];
-		memcpy(module, name, (size_t)(dot - name));
-		module[dot - name] = 0;
+		if (!fuzz_module_of(qc_st_at(st, i)->name, stems, sizeof stems / sizeof *stems, module))
+			continue;
 		qc_pack_unpacked u;
 		memset(&u, 0, sizeof u);
 		if (qc_unpack_linear(spec, &src, module, 0, 0, &u) == 0 && u.in > 0 &&
@@ -40,10 +32,9 @@ static void unpack_all(const qc_pack_spec *spec, qc_st *st)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	size_t cl, sl;
+	size_t sl;
 	const uint8_t *img;
-	fuzz_split(data, size, &cl, &img, &sl);
-	json_t *config = json_loadb((const char *)data, cl, 0, NULL);
+	json_t *config = fuzz_config_image(data, size, &img, &sl);
 	if (!config)
 		return 0;
 	qc_pack_spec spec;
