@@ -12,6 +12,9 @@
 #
 #   DEVELOPER=1       -Werror on top of the warnings
 #   SANITIZE=1        build (into build-san/) and test with ASan+UBSan
+#   make fuzz         build the libFuzzer targets of tests/fuzz (clang) into build-fuzz/
+#   make fuzz-run SECONDS=N   run each fuzz target N seconds on its corpus
+#                     (check runs each a few seconds; skipped without clang's fuzzer runtime)
 #   CUDA=0            never build the CUDA objects, even where nvcc exists
 #
 #   make check-cuda-emu   the CUDA backend's logic against the CPU on an emulator of
@@ -23,7 +26,15 @@
 
 include config.mk
 
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+# the fuzz build (make fuzz): clang, libFuzzer's coverage, ASan and UBSan
+CC       = $(FUZZ_CC)
+BUILD   ?= build-fuzz
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT      = -O1 -g
+CUDA     = 0
+WARN    += -Wno-pass-failed
+else ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT      = -O1 -g
@@ -143,7 +154,7 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
 
-check: check-headers check-layers check-lint check-unit check-cli check-docs $(CHECK_CUDA_EMU)
+check: check-headers check-layers check-lint check-unit check-cli check-docs $(CHECK_CUDA_EMU) check-fuzz
 
 # every header compiles on its own (git's hdr-check)
 HEADERS := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.h)) $(wildcard kernels/*.h tools/*.h))
@@ -169,7 +180,14 @@ check-unit: $(UNITS)
 	@QC_SHARED_DATA=$(QC_TEST_VECTORS) sh tests/run-unit.sh $(UNITS)
 	@QK_DEBUG_MEMORY=1 QC_SHARED_DATA=$(QC_TEST_VECTORS) sh tests/run-unit.sh $(KMEM_UNITS)
 
-check-cli: $(TOOLS)
+# the fault-injection shim of t1630 (LD_PRELOAD; never sanitized: it sits
+# in front of the sanitizer's own interceptors)
+FAULT_SHIM := $(BUILD)/tests/libqfault.so
+$(FAULT_SHIM): tests/fault/qfault.c config.mk Makefile
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O1 -g $(WARN) -o $@ $< -ldl
+
+check-cli: $(TOOLS) $(FAULT_SHIM)
 	@QBIN=$(abspath $(BUILD)/bin) QC_SHARED_DATA=$(QC_TEST_VECTORS) \
 	  prove --timer -j2 tests/cli/t*.sh
 
@@ -188,7 +206,34 @@ install: $(TOOLS)
 	cp -f man/*.5 $(DESTDIR)$(MANPREFIX)/man5/
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
+
+# ---- fuzzing (tests/fuzz/README) ----
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZERS   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+SECONDS   ?= 60
+.PHONY: fuzz fuzz-targets fuzz-run check-fuzz
+
+# the targets and the library are built by a make of their own with FUZZ=1
+# (clang objects in build-fuzz/), when clang's libFuzzer runtime exists
+fuzz:
+	@if sh tests/fuzz/run.sh probe; then $(MAKE) --no-print-directory FUZZ=1 fuzz-targets; \
+	else echo "fuzz: skipped: $(FUZZ_CC) with libFuzzer (clang, libclang-rt-dev) not found"; fi
+
+fuzz-targets: $(FUZZERS)
+
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(LIBS)
+$(BUILD)/fuzz/fuzz_recipe: LIBS += $(YAML_LIBS)
+
+fuzz-run: fuzz $(TOOLS)
+	@QBIN=$(abspath build/bin) sh tests/fuzz/run.sh run $(SECONDS) build-fuzz/fuzz
+
+# a smoke test: every target a few seconds on its corpus (and the corpus is
+# replayed, so every regression input runs)
+check-fuzz: fuzz $(TOOLS)
+	@QBIN=$(abspath $(BUILD)/bin) sh tests/fuzz/run.sh check 3 build-fuzz/fuzz
 
 # ---- CUDA: tests and benchmarks (tests/cuda), the emulator (doc/cuda.md) ----
 CUDA_TEST_SRC := $(sort $(wildcard tests/cuda/*.c))

@@ -4,6 +4,8 @@ PREFIX     = /usr/local
 MANPREFIX  = $(PREFIX)/share/man
 
 CC         = cc
+# the fuzz targets (make fuzz) need clang and its libFuzzer runtime
+FUZZ_CC    = clang
 NVCC       = $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 # The toolkit is the first of these that holds the static CUDA runtime: nvcc
 # may be a wrapper script outside it (/usr/local/bin/nvcc), so its folder

@@ -2,7 +2,7 @@
 # deps.sh: install the Debian packages the toolkit builds against.
 #
 #   sh scripts/deps.sh ensure    install only if a header or library is missing
-#   sh scripts/deps.sh install   install (or upgrade) them all
+#   sh scripts/deps.sh install   install (or upgrade) them all, with the optional ones
 #
 # Without root it prints the exact apt-get command and exits 2.
 set -u
@@ -24,8 +24,12 @@ make:/usr/bin/make
 gcc:/usr/bin/gcc
 perl:/usr/bin/prove
 "
+# optional: installed by `install`, never required by `ensure` (the fuzz
+# targets of tests/fuzz need clang and its libFuzzer runtime; without them
+# make fuzz and check's fuzz smoke test are skipped with a message)
+OPT_PKGS="clang libclang-rt-dev"
 
-all_pkgs() { for p in $PKGS; do printf '%s ' "${p%%:*}"; done; }
+all_pkgs() { for p in $PKGS; do printf '%s ' "${p%%:*}"; done; printf '%s' "$OPT_PKGS"; }
 
 missing_pkgs() {
 	for p in $PKGS; do

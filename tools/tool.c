@@ -4,16 +4,48 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "qc_cleanup.h"
 
 #ifndef QC_VERSION
 #define QC_VERSION "0"
 #endif
 
 static const char *prog = "q";
+
+/* A signal that ends the run first removes the temporaries the writers
+ * recorded (qc_cleanup.h: OUT.partial unless --resume keeps it, temporary
+ * files, spill directories), then ends the process by the same signal, so
+ * the exit status says what happened (130 for SIGINT, 141 for SIGPIPE, 143
+ * for SIGTERM in a shell). SA_RESETHAND: the raise below, delivered when the
+ * handler returns, takes the default action. */
+static void on_fatal_signal(int sig)
+{
+	qc_cleanup_run();
+	raise(sig);
+}
+
+static void catch_fatal_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT };
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_fatal_signal;
+	sa.sa_flags = SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+		struct sigaction old;
+		/* a signal ignored by whoever started us (nohup, a shell's `trap '' INT`) stays ignored */
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			continue;
+		sigaction(sigs[i], &sa, NULL);
+	}
+}
 static int g_argc;
 static char **g_argv;
 
@@ -27,6 +59,7 @@ void tool_init(int argc, char **argv)
 	}
 	qc_log_init(prog, QC_LOG_INFO);
 	opterr = 0; /* tool_bad_option says it once, in our format */
+	catch_fatal_signals();
 }
 
 const char *tool_prog(void) { return prog; }
@@ -210,7 +243,8 @@ void tool_qopts_help(int with_ignore)
 	"  -o, --output OUT|-  output directory, or '-' for a tar stream on stdout\n"
 	"  -f, --force         replace an existing output directory\n"
 	"  --report FILE       also write the per-Linear report (JSON Lines) to FILE\n"
-	"  --resume            keep OUT.partial when a run fails, and reuse the layers a\n"
+	"  --resume            keep OUT.partial when a run fails or is interrupted (else\n"
+	"                      a signal removes it), and reuse the layers a\n"
 	"                      failed or killed run finished there\n"
 	"  --mem SIZE          memory budget (e.g. 16GB): activations are held in BF16\n"
 	"                      when FP32 ones would not fit, and what still does not fit\n"

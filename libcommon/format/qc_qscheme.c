@@ -11,6 +11,8 @@
 
 /* The compressed-tensors version whose field set we write (doc/formats.md 1.1). */
 #define QC_CT_VERSION "0.12.2"
+/* backtracking bound of one ignore-regex match (module names are short) */
+#define IGNORE_MATCH_LIMIT 100000u
 
 static void scheme_init(qc_qscheme *s)
 {
@@ -321,12 +323,25 @@ int qc_qscheme_ignored(const qc_qscheme *s, const char *module)
 		                               PCRE2_ANCHORED, &err, &off, NULL);
 		if (!re)
 			return qc_seterr(QC_EINVAL, "bad ignore regex '%s'", p + 3);
+		/* bounded backtracking: a pathological pattern is an error, not a hang */
 		pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-		int m = md ? pcre2_match(re, (PCRE2_SPTR)module, strlen(module), 0, 0, md, NULL) : -1;
+		pcre2_match_context *mc = pcre2_match_context_create(NULL);
+		int m = PCRE2_ERROR_NOMEMORY;
+		if (md && mc) {
+			pcre2_set_match_limit(mc, IGNORE_MATCH_LIMIT);
+			pcre2_set_depth_limit(mc, IGNORE_MATCH_LIMIT);
+			m = pcre2_match(re, (PCRE2_SPTR)module, strlen(module), 0, 0, md, mc);
+		}
+		pcre2_match_context_free(mc);
 		pcre2_match_data_free(md);
 		pcre2_code_free(re);
 		if (m >= 0)
 			return 1;
+		if (m == PCRE2_ERROR_NOMEMORY)
+			return qc_seterr(QC_ENOMEM, "out of memory matching ignore regex '%s'", p + 3);
+		if (m != PCRE2_ERROR_NOMATCH)
+			return qc_seterr(QC_EINVAL, "ignore regex '%s' cannot be matched against '%s' "
+			                 "(backtracking limit)", p + 3, module);
 	}
 	return 0;
 }

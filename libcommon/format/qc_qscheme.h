@@ -71,7 +71,8 @@ int qc_qscheme_to_json(const qc_qscheme *s, json_t **out);
 int qc_qscheme_from_json(qc_qscheme *s, const json_t *qc);
 
 /* 1 when the module (e.g. "model.layers.0.mlp.down_proj", "lm_head") is
- * excluded by ignore; 0 when it is quantized; negative on a bad regex. */
+ * excluded by ignore; 0 when it is quantized; negative on a bad regex or
+ * one that needs more than 100,000 backtracking steps on the name. */
 int qc_qscheme_ignored(const qc_qscheme *s, const char *module);
 
 #endif

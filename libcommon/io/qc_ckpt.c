@@ -591,20 +591,69 @@ static int pending_kind(const qc_ckpt *ck)
 	return member_kind(ck->pm_name);
 }
 
+/*
+ * Read the rest of the current member, size bytes in all of which the first
+ * hlen (head) were read already, into a malloc'd buffer with extra bytes
+ * spare at the end. The buffer grows as the data arrives (doubling from one
+ * chunk) instead of being allocated at the size the tar header claims: a
+ * stream that lies about a size ends with "truncated" having allocated at
+ * most twice what it delivered. Large reallocs move pages (mremap), they do
+ * not copy them. hw, when not NULL, hashes what arrives.
+ */
+static int read_member(qc_ckpt *ck, const void *head, size_t hlen, uint64_t size, size_t extra,
+                       qc_hwalk *hw, unsigned char **out)
+{
+	size_t cap = QC_CKPT_CHUNK;
+	if (size + extra < cap)
+		cap = (size_t)size + extra;
+	if (cap < hlen + extra)
+		cap = hlen + extra;
+	unsigned char *buf = malloc(cap ? cap : 1);
+	if (!buf)
+		return qc_seterr(QC_ENOMEM, "cannot hold '%s' (%llu bytes) in memory", ck->pm_name,
+		                 (unsigned long long)size);
+	if (hlen)
+		memcpy(buf, head, hlen);
+	uint64_t off = hlen;
+	while (off < size) {
+		size_t k = size - off < QC_CKPT_CHUNK ? (size_t)(size - off) : QC_CKPT_CHUNK;
+		if (off + k + extra > cap) {
+			uint64_t want = (uint64_t)cap * 2;
+			if (want > size + extra)
+				want = size + extra;
+			unsigned char *nb = realloc(buf, (size_t)want);
+			if (!nb) {
+				free(buf);
+				return qc_seterr(QC_ENOMEM, "cannot hold '%s' (%llu bytes) in memory",
+				                 ck->pm_name, (unsigned long long)size);
+			}
+			buf = nb;
+			cap = (size_t)want;
+		}
+		int rc = qc_tar_read_full(ck->tar, buf + off, k);
+		if (rc) {
+			free(buf);
+			return rc;
+		}
+		if (hw)
+			qc_hwalk_feed(hw, buf + off, k);
+		off += k;
+	}
+	*out = buf;
+	return 0;
+}
+
 /* A small member (file, index, manifest): loaded whole, hashed. */
 static int take_small(qc_ckpt *ck, int mode, qc_ckpt_list_fn fn, void *ctx, const qc_ckpt_msink *w)
 {
 	if (ck->pm_size > SMALL_MAX)
 		return bad(ck, "tar member '%s' is too large for a small file (%llu bytes)", ck->pm_name,
 		           (unsigned long long)ck->pm_size);
-	char *data = malloc((size_t)ck->pm_size + 1);
-	if (!data)
-		return nomem();
-	int rc = qc_tar_read_full(ck->tar, data, (size_t)ck->pm_size);
-	if (rc) {
-		free(data);
+	unsigned char *ubuf = NULL;
+	int rc = read_member(ck, NULL, 0, ck->pm_size, 1, NULL, &ubuf);
+	if (rc)
 		return rc;
-	}
+	char *data = (char *)ubuf;
 	data[ck->pm_size] = 0;
 	struct member *mb = add_member(ck, ck->pm_name, ck->pm_size);
 	if (!mb) {
@@ -759,22 +808,8 @@ static int take_shard(qc_ckpt *ck, int mode, qc_ckpt_list_fn fn, void *ctx, cons
 	int needed = shard_needed(ck, hst);
 	int in_mem = needed ? size <= ck->mem_limit : ck->held + size <= ck->mem_limit;
 	if (in_mem) {
-		buf = malloc((size_t)size);
-		if (!buf) {
-			rc = qc_seterr(QC_ENOMEM, "cannot hold '%s' (%llu bytes) in memory", mb->name,
-			               (unsigned long long)size);
+		if ((rc = read_member(ck, head, head_len, size, 0, hashing ? &hw : NULL, &buf)) != 0)
 			goto out;
-		}
-		memcpy(buf, head, head_len);
-		uint64_t off = head_len;
-		while (off < size) {
-			size_t k = size - off < QC_CKPT_CHUNK ? (size_t)(size - off) : QC_CKPT_CHUNK;
-			if ((rc = qc_tar_read_full(ck->tar, buf + off, k)) != 0)
-				goto out;
-			if (hashing)
-				qc_hwalk_feed(&hw, buf + off, k);
-			off += k;
-		}
 		rc = qc_st_open_mem(&st, buf, (size_t)size, 1, mb->name);
 		s->img = buf;
 		buf = NULL;             /* owned by st now, even on failure */
@@ -1180,6 +1215,10 @@ int qc_ckpt_manifest(qc_ckpt *ck, const qc_manifest **out)
 		ck->man_done = 1;
 		return 0;
 	}
+	/* the manifest is a stream's last member: read on to the end-of-archive
+	 * blocks, so that a stream cut after it is an error like any other cut */
+	if (rc == 0 && ck->stream)
+		rc = qc_ckpt_read_all(ck);
 	if (rc)
 		return rc;
 	rc = qc_manifest_parse(&ck->man, data, len);

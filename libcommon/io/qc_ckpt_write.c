@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "qc_ckpt_int.h"
+#include "qc_cleanup.h"
 #include "qc_err.h"
 #include "qc_io.h"
 #include "qc_json.h"
@@ -118,7 +119,14 @@ static int put_member(qc_ckpt_writer *w, const char *name, uint64_t size, qc_ckw
 			rc = nomem();
 			goto out;
 		}
-		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* whatever is there (an earlier run's file kept for --resume, or a
+		 * symbolic link planted in the partial directory) is replaced,
+		 * never written through: unlink, then create exclusively */
+		if (unlink(path) != 0 && errno != ENOENT) {
+			rc = qc_seterr(QC_EIO, "cannot replace '%s':", path);
+			goto out;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (fd < 0) {
 			rc = qc_seterr(QC_EIO, "cannot create '%s':", path);
 			goto out;
@@ -302,8 +310,18 @@ int qc_ckw_open(qc_ckpt_writer **out, const char *path, const qc_ckw_opts *opts)
 		}
 		if (!w->keep_partial && (rc = qc_rmtree(w->partial)) != 0)
 			goto fail;
+		/* a kept partial directory must be one: a symbolic link there would
+		 * send every file elsewhere and become OUT itself at the rename */
+		if (w->keep_partial && lstat(w->partial, &st) == 0 && !S_ISDIR(st.st_mode)) {
+			rc = qc_seterr(QC_EINVAL, "cannot resume in '%s': it is not a directory (a symbolic "
+			               "link or a file); remove it", w->partial);
+			goto fail;
+		}
 		if ((rc = qc_mkdirs(w->partial, 0755)) != 0)
 			goto fail;
+		/* a signal removes it too (qc_cleanup.h), unless it is kept for --resume */
+		if (!w->keep_partial)
+			qc_cleanup_add(w->partial);
 	}
 	if (!w->verbatim) {
 		w->wmap = json_object();
@@ -520,6 +538,7 @@ static int commit_dir(qc_ckpt_writer *w)
 		/* nothing there, or an empty directory rename(2) replaces */
 		if (rename(w->partial, w->path) != 0)
 			return qc_seterr(QC_EIO, "cannot rename '%s' to '%s':", w->partial, w->path);
+		qc_cleanup_remove(w->partial);
 		return 0;
 	}
 	if (!w->force)
@@ -541,8 +560,10 @@ static int commit_dir(qc_ckpt_writer *w)
 	else if (rename(w->partial, w->path) != 0) {
 		rc = qc_seterr(QC_EIO, "cannot rename '%s' to '%s':", w->partial, w->path);
 		(void)rename(old, w->path);
-	} else
+	} else {
+		qc_cleanup_remove(w->partial);
 		rc = qc_rmtree(old);
+	}
 	free(old);
 	return rc;
 }

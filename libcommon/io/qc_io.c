@@ -21,6 +21,7 @@
 
 #include <zstd.h>
 
+#include "qc_cleanup.h"
 #include "qc_err.h"
 
 /* Raw read buffer: 1 MiB amortizes syscalls and keeps zstd fed in big blocks. */
@@ -539,6 +540,7 @@ int qc_atomic_open(qc_atomic *a, const char *path)
 	}
 	/* mkstemp makes 0600; checkpoints are ordinary readable files */
 	(void)fchmod(fd, 0644);
+	qc_cleanup_add(tmp);
 	a->final_path = final;
 	a->tmp_path = tmp;
 	a->fd = fd;
@@ -565,6 +567,7 @@ int qc_atomic_commit(qc_atomic *a)
 		rc = qc_seterr(QC_EIO, "cannot rename '%s' to '%s':", a->tmp_path, a->final_path);
 	if (rc)
 		unlink(a->tmp_path);
+	qc_cleanup_remove(a->tmp_path);
 	free(a->tmp_path);
 	free(a->final_path);
 	a->tmp_path = a->final_path = NULL;
@@ -577,8 +580,10 @@ void qc_atomic_abort(qc_atomic *a)
 		close(a->fd);
 	a->fd = -1;
 	a->direct = 0;
-	if (a->tmp_path)
+	if (a->tmp_path) {
 		unlink(a->tmp_path);
+		qc_cleanup_remove(a->tmp_path);
+	}
 	free(a->tmp_path);
 	free(a->final_path);
 	a->tmp_path = a->final_path = NULL;
@@ -682,7 +687,7 @@ static int rm_contents(int dfd, const char *path)
 	return rc;
 }
 
-int qc_rmtree(const char *path)
+static int rmtree(const char *path)
 {
 	if (!path || !*path || strcmp(path, "/") == 0)
 		return qc_seterr(QC_EINVAL, "refusing to remove '%s'", path ? path : "");
@@ -701,6 +706,14 @@ int qc_rmtree(const char *path)
 	if (rmdir(path) != 0)
 		return qc_seterr(QC_EIO, "cannot remove '%s':", path);
 	return 0;
+}
+
+int qc_rmtree(const char *path)
+{
+	int rc = rmtree(path);
+	if (rc == 0)
+		qc_cleanup_remove(path);
+	return rc;
 }
 
 char *qc_path_join(const char *dir, const char *name)
@@ -741,6 +754,7 @@ int qc_mkdtemp(char **out, const char *parent, const char *prefix)
 		free(p);
 		return rc;
 	}
+	qc_cleanup_add(p);
 	*out = p;
 	return 0;
 }

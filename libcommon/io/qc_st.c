@@ -33,6 +33,7 @@ struct qc_st {
 	const unsigned char *image; /* whole file, or NULL for a header-only reader */
 	size_t image_len;
 	int release;                /* 0 nothing, 1 free(image), 2 qc_unmap(image) */
+	void *aligned;              /* the data buffer copied to an aligned block, or NULL */
 	uint64_t file_size, header_size;
 	size_t n;
 	struct st_ent *ents;        /* sorted by (begin, end) */
@@ -297,6 +298,12 @@ static qc_st *st_new(const char *name)
 	return st;
 }
 
+static int misaligned(const qc_tensor *t, const unsigned char *p)
+{
+	size_t a = qc_dtype_size(t->dtype);
+	return a > 1 && (uintptr_t)p % (a > 8 ? 8 : a) != 0;
+}
+
 /* Validate a whole image and point the views into it. */
 static int open_image(qc_st *st)
 {
@@ -306,8 +313,32 @@ static int open_image(qc_st *st)
 	QC_TRY(prefix_check(st->image, st->image_len, &n, st->name));
 	QC_TRY(parse_header(st, (const char *)st->image + 8, (size_t)n, st->image_len));
 	const unsigned char *data = st->image + st->header_size;
+	/* Views must be naturally aligned (callers load uint16_t, uint32_t and
+	 * float from them). Our writers order tensors by alignment and pad the
+	 * header to a multiple of 8, so in a mapping or a malloc'd image every
+	 * view is aligned; a hand-made file (a header length or an order that
+	 * is legal but not padded), or an image at an odd address, has its
+	 * misaligned tensors copied once into one aligned block. */
+	size_t extra = 0;
 	for (size_t i = 0; i < st->n; i++)
-		st->ents[i].t.data = data + st->ents[i].begin;
+		if (misaligned(&st->ents[i].t, data + st->ents[i].begin))
+			extra += (st->ents[i].t.nbytes + 7) / 8 * 8;
+	unsigned char *blk = NULL;
+	if (extra) {
+		blk = st->aligned = aligned_alloc(8, extra);
+		if (!blk)
+			return qc_seterr(QC_ENOMEM, "cannot read '%s': out of memory", st->name);
+	}
+	for (size_t i = 0; i < st->n; i++) {
+		const unsigned char *p = data + st->ents[i].begin;
+		if (misaligned(&st->ents[i].t, p)) {
+			memcpy(blk, p, st->ents[i].t.nbytes);
+			st->ents[i].t.data = blk;
+			blk += (st->ents[i].t.nbytes + 7) / 8 * 8;
+		} else {
+			st->ents[i].t.data = p;
+		}
+	}
 	return 0;
 }
 
@@ -395,6 +426,7 @@ void qc_st_close(qc_st *st)
 	free(st->mval);
 	free(st->ents);
 	free(st->by_name);
+	free(st->aligned);
 	if (st->release == 1)
 		free((void *)st->image);
 	else if (st->release == 2)

@@ -17,6 +17,9 @@
  *     overlap) and 8 + N + last end equals the file size exactly;
  *   - __metadata__, if present, maps strings to strings only.
  * A failure is QC_EFORMAT with a message naming the file and the tensor.
+ * Every view handed out is aligned to its element size (at most 8): the
+ * tensors of a file laid out without that alignment (legal, if rare: a
+ * header length that is not a multiple of 8) are copied once, at open.
  *
  * The writer lays the file out before writing a byte (so the total size is
  * known, which tar headers need), then streams header and data to a sink.

@@ -353,7 +353,17 @@ int qc_tar_next(qc_tar_reader *r, qc_tar_member *m)
 				          (unsigned long long)off);
 				goto out;
 			}
-			/* end of archive: the second zero block and any record padding */
+			/* end of archive: the second zero block must follow (a stream cut
+			 * between the two is cut, however complete its members look),
+			 * then any record padding */
+			rc = read_block(r, h);
+			if (rc < 0)
+				goto out;
+			if (rc == 0 || !is_zero_block(h)) {
+				rc = TBAD(r, "unexpected end of archive (one end-of-archive block of two at "
+				          "offset %llu)", (unsigned long long)off);
+				goto out;
+			}
 			r->at_end = 1;
 			rc = drain(r);
 			goto out;
@@ -386,6 +396,15 @@ int qc_tar_next(qc_tar_reader *r, qc_tar_member *m)
 			rc = read_ext(r, size, LONGNAME_MAX, &ln, "GNU long name");
 			if (rc)
 				goto out;
+			/* the name ends at its first NUL; anything but NULs after it
+			 * would be a second name hidden in the first */
+			for (size_t i = strlen(ln); i < (size_t)size; i++)
+				if (ln[i]) {
+					rc = TBAD(r, "GNU long name at offset %llu holds a NUL byte",
+					          (unsigned long long)off);
+					free(ln);
+					goto out;
+				}
 			if (type == 'L') {
 				free(longname);
 				longname = ln;

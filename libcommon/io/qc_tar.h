@@ -25,7 +25,8 @@
  * Failures are QC_EFORMAT with a message naming the stream, the member and
  * the offset: bad checksum, malformed number or pax record, unsafe name,
  * unsupported member type (links, devices, directories), a member cut short,
- * or an archive without its end-of-archive blocks.
+ * or an archive without both of its end-of-archive blocks (a stream cut
+ * between them is cut).
  *
  * Not thread-safe per reader; the source is borrowed, not owned.
  */

@@ -253,7 +253,14 @@ static inline const pmslot *pm_get(const pairmap *m, int32_t a, int32_t b)
 typedef struct rx {
 	pcre2_code *code;
 	pcre2_match_data *md;
+	pcre2_match_context *mc;  /* the backtracking bounds below */
 } rx;
+
+/* Backtracking bounds of one match: a pattern from a tokenizer.json that
+ * backtracks catastrophically stops here instead of hanging (the regexes
+ * of released tokenizers need a few steps per character of a match). */
+#define RX_MATCH_LIMIT 1000000u
+#define RX_DEPTH_LIMIT 100000u
 
 static int rx_compile(rx *r, const char *pat, size_t n, int literal, const char *what)
 {
@@ -272,15 +279,20 @@ static int rx_compile(rx *r, const char *pat, size_t n, int literal, const char 
 	 * unsupported CPU) the interpreter gives the same matches. */
 	pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE);
 	r->md = pcre2_match_data_create_from_pattern(r->code, NULL);
-	if (!r->md)
+	r->mc = pcre2_match_context_create(NULL);
+	if (!r->md || !r->mc)
 		return qc_seterr(QC_ENOMEM, "out of memory in tokenizer");
+	pcre2_set_match_limit(r->mc, RX_MATCH_LIMIT);
+	pcre2_set_depth_limit(r->mc, RX_DEPTH_LIMIT);
 	return 0;
 }
 
 static void rx_free(rx *r)
 {
 	pcre2_match_data_free(r->md);
+	pcre2_match_context_free(r->mc);
 	pcre2_code_free(r->code);
+	r->mc = NULL;
 	r->md = NULL;
 	r->code = NULL;
 }
@@ -290,7 +302,7 @@ static void rx_free(rx *r)
 static int rx_next(rx *r, const char *s, size_t n, size_t pos, size_t *ms, size_t *me)
 {
 	while (pos <= n) {
-		int rc = pcre2_match(r->code, (PCRE2_SPTR)s, n, pos, 0, r->md, NULL);
+		int rc = pcre2_match(r->code, (PCRE2_SPTR)s, n, pos, 0, r->md, r->mc);
 		if (rc < 0)
 			return 0;  /* no match (or a resource limit: treat as none) */
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
@@ -1019,7 +1031,7 @@ static int is_word_char(qc_tok *t, const char *s, size_t len, uint32_t cp)
 		return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
 		       cp == '_';
 	return pcre2_match(t->rx_word.code, (PCRE2_SPTR)s, len, 0, PCRE2_ANCHORED, t->rx_word.md,
-	                   NULL) >= 0;
+	                   t->rx_word.mc) >= 0;
 }
 
 /* Start of the character that ends at s[end). */
@@ -2069,6 +2081,8 @@ static int encode_word(qc_tok *t, const char *w, size_t n, qc_ids *out)
 		int32_t c = qc_strmap_get(&t->cache, w, n);
 		if (c >= 0) {
 			const cent *e = &t->cents[c];
+			if (e->n == 0)
+				return 0;   /* a word of no ids: the id arrays may still be NULL */
 			QC_TRY(qc_grow((void **)&out->v, &out->cap, out->n + e->n, sizeof *out->v));
 			memcpy(out->v + out->n, t->cache_ids.v + e->off, e->n * sizeof *out->v);
 			out->n += e->n;

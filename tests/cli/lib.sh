@@ -67,6 +67,15 @@ test_done() {
 expect_grep() { grep -F -q -- "$2" "$1" || { echo "'$2' not found in $1:"; cat "$1"; return 1; }; }
 # fails unless the two files are byte-identical
 expect_same() { cmp "$1" "$2" || { echo "$1 and $2 differ"; return 1; }; }
+# every file of directory $1 equals the one of the same name in $2, but the
+# manifests, which record each run's own command line
+same_dirs() {
+	for f in "$1"/*; do
+		[ "${f##*/}" = quant_manifest.json ] && continue
+		cmp "$f" "$2/${f#$1/}" || { echo "$f differs"; return 1; }
+	done
+	test "$(ls "$1" | wc -l)" = "$(ls "$2" | wc -l)" || { echo "file counts differ"; return 1; }
+}
 # exactly one line of stderr, naming the tool, and no crash or sanitizer report
 expect_one_message() { # prog stderr-file
 	n=$(wc -l <"$2")

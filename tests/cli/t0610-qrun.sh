@@ -13,15 +13,6 @@ put_bf16() {
 		sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
 	printf "$4" | dd of="$1" bs=1 seek=$((8 + n + o + 2 * $3)) conv=notrunc 2>/dev/null
 }
-# every file of directory $1 equals the one of the same name in $2, but the
-# manifests, which record each run's own command line
-same_dirs() {
-	for f in "$1"/*; do
-		[ "${f##*/}" = quant_manifest.json ] && continue
-		cmp "$f" "$2/${f#$1/}" || { echo "$f differs"; return 1; }
-	done
-	test "$(ls "$1" | wc -l)" = "$(ls "$2" | wc -l)" || { echo "file counts differ"; return 1; }
-}
 
 test_expect_success 'setup: a model, a token set, a broken copy' '
 	qsynth -q --preset tiny --layers 3 --seed 5 -o m &&

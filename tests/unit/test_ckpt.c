@@ -339,6 +339,47 @@ static void test_stream_write_and_copy(void **state)
 	free(dir), free(tar), free(tar2), free(back);
 }
 
+/* A stream cut anywhere (every tar block boundary, and inside every block)
+ * is an error for the reader, and its copy to a directory leaves nothing:
+ * never a short checkpoint. Only the whole stream reads and copies. */
+static void test_stream_every_cut(void **state)
+{
+	(void)state;
+	char *tar = tu_path("cut-full.tar"), *cut = tu_path("cut.tar"), *out = tu_path("cut-out");
+	struct wargs wa = { 2, 2, 7 };
+	assert_int_equal(to_file(tar, write_stream, &wa), 0);
+	size_t len;
+	unsigned char *img = tu_read(tar, &len);
+	assert_int_equal(len % 512, 0);
+	int cuts = 0;
+	for (size_t k = 0; k <= len; k += 512) {
+		for (size_t c = k; c <= k + 300 && c <= len; c += 300) {
+			tu_write(cut, img, c);
+			qc_ckpt *ck = NULL;
+			int rc = qc_ckpt_open(&ck, cut, NULL);
+			if (rc == 0)
+				rc = qc_ckpt_read_all(ck);
+			if (rc == 0)
+				rc = qc_ckpt_verify(ck);
+			qc_ckpt_close(ck);
+			int crc = copy_to_dir(cut, out);
+			if (c == len) {
+				tu_assert_rc(rc, 0);
+				tu_assert_rc(crc, 0);
+				assert_int_equal(sh("rm -rf '%s'", out), 0);
+				continue;
+			}
+			if (rc != QC_EFORMAT || crc != QC_EFORMAT)
+				fail_msg("cut at %zu of %zu: read %d, copy %d (%s)", c, len, rc, crc, qc_errmsg());
+			assert_int_equal(sh("test ! -e '%s' && test ! -e '%s.partial'", out, out), 0);
+			cuts++;
+		}
+	}
+	assert_true(cuts > 2 * (int)(len / 512) - 2);
+	free(img);
+	free(tar), free(cut), free(out);
+}
+
 /* Layer-by-layer consumption of a stream, releasing as it goes. */
 static void test_stream_read(void **state)
 {
@@ -934,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_dir_roundtrip),
 		cmocka_unit_test(test_single_shard_and_determinism),
 		cmocka_unit_test(test_stream_write_and_copy),
+		cmocka_unit_test(test_stream_every_cut),
 		cmocka_unit_test(test_stream_read),
 		cmocka_unit_test(test_stream_spill),
 		cmocka_unit_test(test_list),

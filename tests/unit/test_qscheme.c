@@ -104,6 +104,19 @@ static void test_ignore(void **state)
 	qc_qscheme_free(&s);
 }
 
+/* A pattern that backtracks catastrophically on a name that does not match
+ * is an error at the backtracking bound, not a hang and not "not ignored". */
+static void test_ignore_backtracking(void **state)
+{
+	(void)state;
+	qc_qscheme s;
+	assert_int_equal(qc_qscheme_preset(&s, "w4a16"), 0);
+	assert_int_equal(qc_qscheme_add_ignore(&s, "re:(a|aa)+$"), 0);
+	assert_int_equal(qc_qscheme_ignored(&s, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab"), QC_EINVAL);
+	assert_int_equal(qc_qscheme_ignored(&s, "aaaa"), 1);
+	qc_qscheme_free(&s);
+}
+
 static void test_refusals(void **state)
 {
 	(void)state;
@@ -141,6 +154,7 @@ int main(void)
 		cmocka_unit_test(test_w8a8_inputs),
 		cmocka_unit_test(test_ignore),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_ignore_backtracking),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
