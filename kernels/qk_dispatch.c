@@ -31,7 +31,9 @@ static const qk_backend *backend_of(qk_device dev)
 int qk_ctx_new(qk_ctx **out, qk_device dev, int n_threads)
 {
 	*out = NULL;
-	if (dev == QK_DEVICE_AUTO && n_threads >= 0) {
+	if (dev == QK_DEVICE_AUTO) {
+		if (n_threads < 0)
+			return qc_seterr(QC_EINVAL, "invalid thread count %d", n_threads);
 		int rc = qk_ctx_new(out, QK_DEVICE_CUDA, n_threads);
 		if (rc != QC_EUNSUPPORTED)
 			return rc;
