@@ -15,6 +15,8 @@
  */
 #include "qc_config.h"
 
+#include "qc_ckpt.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -617,4 +619,16 @@ int qc_config_each_tensor(const qc_config *cfg, qc_tensor_visit fn, void *ctx)
 			return rc;
 	}
 	return 0;
+}
+
+int qc_config_read(qc_config *cfg, qc_ckpt *ck)
+{
+	const void *data;
+	size_t len;
+	int rc = qc_ckpt_file(ck, "config.json", &data, &len);
+	if (rc == QC_ENOTFOUND)
+		return qc_seterr(QC_EFORMAT, "'%s' has no config.json", qc_ckpt_name(ck));
+	if (rc)
+		return rc;
+	return qc_config_parse(cfg, data, len, "config.json");
 }

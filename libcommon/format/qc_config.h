@@ -84,6 +84,10 @@ typedef struct qc_config {
 int qc_config_parse(qc_config *cfg, const void *json, size_t len, const char *name);
 /* Release raw (the other fields stay readable). NULL is a no-op. */
 void qc_config_free(qc_config *cfg);
+/* qc_config_parse of ck's config.json; QC_EFORMAT naming ck when it has
+ * none. */
+struct qc_ckpt;
+int qc_config_read(qc_config *cfg, struct qc_ckpt *ck);
 
 /* Serialize raw (with any changes made to it) the way HF writes config.json:
  * sorted keys, indent 2, trailing newline. malloc'd, NUL-terminated. */

@@ -567,14 +567,8 @@ static int run(gp *p, qc_gguf_pack_result *res)
 	qc_ckpt_opts co = { .stream_mem_limit = o->stream_mem_limit };
 	QC_TRY(qc_ckpt_open(&p->ck, o->input, &co));
 	qc_wsrc_ckpt(&p->src, p->ck);
-	const void *data;
-	size_t len;
-	int rc = qc_ckpt_file(p->ck, "config.json", &data, &len);
-	if (rc == QC_ENOTFOUND)
-		return qc_seterr(QC_EFORMAT, "'%s' has no config.json", qc_ckpt_name(p->ck));
-	if (rc)
-		return rc;
-	QC_TRY(qc_config_parse(&p->cfg, data, len, "config.json"));
+	QC_TRY(qc_config_read(&p->cfg, p->ck));
+	int rc;
 	QC_TRY(check_input(p));
 	if ((rc = qc_ctq_from_config(&p->ctq, p->cfg.raw)))
 		return qc_errctx(rc, "reading '%s'", qc_ckpt_name(p->ck));

@@ -719,13 +719,7 @@ static int open_input(qc_qrun *r)
 	qc_ckpt_opts co = { 0 };
 	co.hash_tensors = 1;
 	QC_TRY(qc_ckpt_open(&r->in, o->model, &co));
-	const void *cj;
-	size_t cl;
-	int rc = qc_ckpt_file(r->in, "config.json", &cj, &cl);
-	if (rc == QC_ENOTFOUND)
-		rc = qc_seterr(QC_EFORMAT, "'%s' has no config.json", qc_ckpt_name(r->in));
-	QC_TRY(rc);
-	QC_TRY(qc_config_parse(&r->cfg, cj, cl, "config.json"));
+	QC_TRY(qc_config_read(&r->cfg, r->in));
 	if (json_object_get(r->cfg.raw, "quantization_config"))
 		return qc_seterr(QC_EFORMAT, "'%s' is already quantized (config.json has "
 		                 "quantization_config)", qc_ckpt_name(r->in));
@@ -737,7 +731,7 @@ static int open_input(qc_qrun *r)
 	for (int i = 0; i < o->n_ignore; i++)
 		QC_TRY(qc_qscheme_add_ignore(&r->scheme, o->ignore[i]));
 	/* compile every ignore regex now, so that a bad one fails before work */
-	rc = qc_qscheme_ignored(&r->scheme, "probe");
+	int rc = qc_qscheme_ignored(&r->scheme, "probe");
 	if (rc < 0)
 		return rc;
 	if (o->calib) {
