@@ -2099,8 +2099,9 @@ static int encode_word(qc_tok *t, const char *w, size_t n, qc_ids *out)
 	QC_TRY(t->reference ? merge_word_ref(t, nsym) : merge_word(t, nsym));
 	for (int32_t i = nsym ? 0 : -1; i >= 0; i = t->syms[i].next)
 		QC_TRY(qc_ids_push(out, t->syms[i].id));
+	/* out->v is still NULL when the word gave no ids (no arithmetic on it) */
 	if (cacheable)
-		QC_TRY(cache_store(t, w, n, out->v + first, out->n - first));
+		QC_TRY(cache_store(t, w, n, out->n > first ? out->v + first : NULL, out->n - first));
 	return 0;
 }
 
