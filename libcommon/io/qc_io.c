@@ -24,8 +24,11 @@
 #include "qc_cleanup.h"
 #include "qc_err.h"
 
-/* Raw read buffer: 1 MiB amortizes syscalls and keeps zstd fed in big blocks. */
+/* Raw read buffer: 1 MiB amortizes syscalls and keeps zstd fed in big blocks
+ * (the fuzz build defines a smaller one). */
+#ifndef QC_SRC_BUF
 #define QC_SRC_BUF ((size_t)1 << 20)
+#endif
 /* Largest single read()/write() request; Linux caps transfers at 0x7ffff000. */
 #define QC_IO_CHUNK ((size_t)1 << 30)
 
