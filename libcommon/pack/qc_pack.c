@@ -188,9 +188,13 @@ static void rename_layer(char *out, size_t n, const char *name, int l)
 	snprintf(out, n, "model.layers.%d.%s", l, name + strlen(pre));
 }
 
-/* How the first layer stores its Linears, for predicting the others. */
+/* How the first layer stores its Linears, for predicting the others. The
+ * items are copies (only dtype and shape are used): predicting adds items,
+ * and p->it moves when it grows. has[s] says whether the quantized Linear
+ * stores part s (codes, scale, zero point, input scale, input zero point). */
 typedef struct tmpl {
-	const item *codes, *scale, *zp, *iscale, *izp;   /* a quantized Linear's, or NULL */
+	item part[5];
+	int has[5];
 	qc_dtype dense_dt;                               /* a dense Linear weight's dtype */
 } tmpl;
 
@@ -212,13 +216,10 @@ static void make_tmpl(pk *p, tmpl *t)
 				t->dense_dt = it[0]->dt;
 			continue;
 		}
-		if (!t->codes && it[0] && it[1]) {
-			t->codes = it[0];
-			t->scale = it[1];
-			t->zp = it[2];
-			t->iscale = it[3];
-			t->izp = it[4];
-		}
+		if (!t->has[0] && it[0] && it[1])
+			for (int s = 0; s < 5; s++)
+				if ((t->has[s] = it[s] != NULL))
+					t->part[s] = *it[s];
 	}
 }
 
@@ -234,16 +235,15 @@ static int predict_linear(pk *p, const tmpl *t, const char *module, int64_t out,
 	snprintf(name, sizeof name, "%s.weight", module);
 	if (!q)
 		return add_item(p, name, t->dense_dt, 2, sh, 1);
-	if (!t->codes)
+	if (!t->has[0])
 		return qc_seterr(QC_EFORMAT, "'%s' quantizes '%s' but no Linear of its first layer; "
 		                 "untar the stream and pass the directory", qc_ckpt_name(p->ck), module);
 	const qc_qargs *w = &p->ctq->scheme.weights;
 	int64_t ss[2] = { out, qc_qgroups(w, in) };
-	QC_TRY(add_item(p, name, t->codes->dt, 2, sh, 1));
-	const item *rest[4] = { t->scale, t->zp, t->iscale, t->izp };
+	QC_TRY(add_item(p, name, t->part[0].dt, 2, sh, 1));
 	for (int s = 0; s < 4; s++) {
-		const item *r = rest[s];
-		if (!r)
+		const item *r = &t->part[s + 1];
+		if (!t->has[s + 1])
 			continue;
 		snprintf(name, sizeof name, "%s.%s", module, naive_suffixes[s + 1]);
 		/* scales and zero points follow the Linear's shape unless per
@@ -792,10 +792,22 @@ static void prefetch(pk *p, size_t i, size_t *next, uint64_t *ahead)
 	}
 }
 
+static int write_units(pk *p, const qc_wsrc *src);
+
+/* The pending Linears hold src, which lives in this frame: they are
+ * released here on failure too, not after return. */
 static int write_all(pk *p)
 {
 	qc_wsrc src;
 	qc_wsrc_ckpt(&src, p->ck);
+	int rc = write_units(p, &src);
+	if (rc)
+		release_pending(p);
+	return rc;
+}
+
+static int write_units(pk *p, const qc_wsrc *src)
+{
 	int shard = 1, cur = QC_GROUP_PRE - 2, prev = QC_GROUP_PRE - 1, rc = 0, done_layers = 0;
 	size_t next = 0;
 	uint64_t ahead = 0;
@@ -817,7 +829,7 @@ static int write_all(pk *p)
 			if (p->stream && p->layers > 0 && (cur > 0 || cur == QC_GROUP_POST))
 				QC_TRY(check_predicted(p, cur));
 		}
-		rc = u->linear ? write_linear(p, u, &src) : write_tensor(p, u);
+		rc = u->linear ? write_linear(p, u, src) : write_tensor(p, u);
 		if (rc)
 			return rc;
 	}
