@@ -22,6 +22,9 @@
 
 #define MANIFEST_FORMAT "qtoolkit-manifest"
 #define MANIFEST_VERSION 1
+/* the manifest's hash of itself (qc_manifest.h) */
+#define SELF_KEY "self_xxh3_128"
+#define SELF_ZERO "00000000000000000000000000000000"
 
 typedef struct hist_entry {
 	char *tool, *version;
@@ -489,12 +492,27 @@ static json_t *build_json(const qc_manifest *m)
 	        json_object_set_new(root, "history", history) |
 	        json_object_set_new(root, "token_sets", tsets) |
 	        json_object_set_new(root, "format", json_string(MANIFEST_FORMAT)) |
-	        json_object_set_new(root, "version", json_integer(MANIFEST_VERSION));
+	        json_object_set_new(root, "version", json_integer(MANIFEST_VERSION)) |
+	        json_object_set_new(root, SELF_KEY, json_string(SELF_ZERO));
 	if (fail) {
 		json_decref(root);
 		return NULL;
 	}
 	return root;
+}
+
+/* Where the 32 hex digits of the self hash start in a manifest's bytes: the
+ * top-level key is the only one at two spaces of indent (the layout is
+ * fixed), so a file name or argv that holds the key's text cannot be taken
+ * for it. -1 when absent. */
+static long self_hash_at(const char *json, size_t len)
+{
+	static const char key[] = "\n  \"" SELF_KEY "\": \"";
+	size_t k = sizeof key - 1;
+	for (size_t i = 0; i + k + 32 <= len; i++)
+		if (json[i] == '\n' && memcmp(json + i, key, k) == 0)
+			return (long)(i + k);
+	return -1;
 }
 
 int qc_manifest_to_json(const qc_manifest *m, char **json, size_t *len)
@@ -503,9 +521,25 @@ int qc_manifest_to_json(const qc_manifest *m, char **json, size_t *len)
 	if (!root)
 		return qc_seterr(QC_ENOMEM, "cannot write manifest: out of memory "
 		                            "(or a string that is not valid UTF-8)");
-	int rc = qc_json_dump(root, json, len);
+	size_t n;
+	int rc = qc_json_dump(root, json, &n);
 	json_decref(root);
-	return rc;
+	if (rc)
+		return rc;
+	/* the hash of these bytes with its own digits as zeros goes in place
+	 * of the zeros */
+	long at = self_hash_at(*json, n);
+	if (at < 0) {
+		free(*json);
+		*json = NULL;
+		return qc_seterr(QC_EINTERNAL, "manifest self hash: key not found in the written JSON");
+	}
+	char hex[33];
+	qc_h128_hex(qc_xxh3_128(*json, n), hex);
+	memcpy(*json + at, hex, 32);
+	if (len)
+		*len = n;
+	return 0;
 }
 
 // ---------------------------------------------------------------- parse
@@ -533,6 +567,27 @@ static int check_keys(json_t *o, const char *where, const char *const *allowed)
 		if (!ok)
 			return malformed("unknown key '%s' in %s", key, where);
 	}
+	return 0;
+}
+
+/* A manifest that records its own hash must have exactly those bytes. */
+static int check_self_hash(const char *json, size_t len, const char *stored)
+{
+	long at = self_hash_at(json, len);
+	if (at < 0 || memcmp(json + at, stored, 32) != 0)
+		return malformed("'%s' is not where the manifest's layout puts it", SELF_KEY);
+	char *copy = malloc(len);
+	if (!copy)
+		return oom();
+	memcpy(copy, json, len);
+	memcpy(copy + at, SELF_ZERO, 32);
+	char hex[33];
+	qc_h128_hex(qc_xxh3_128(copy, len), hex);
+	free(copy);
+	if (memcmp(hex, stored, 32) != 0)
+		return qc_seterr(QC_EINTEGRITY, "manifest self hash '%.32s' does not match its bytes "
+		                 "(computed '%s'): the manifest was changed after it was written",
+		                 stored, hex);
 	return 0;
 }
 
@@ -660,10 +715,10 @@ static int parse_token_set(qc_manifest *m, const char *name, json_t *o, const ch
 	return qc_manifest_add_token_set(m, json_string_value(role), h);
 }
 
-static int parse_root(qc_manifest *m, json_t *root)
+static int parse_root(qc_manifest *m, json_t *root, const char *json, size_t len)
 {
 	static const char *const keys[] = { "base", "files", "fingerprint", "format", "history",
-		                            "tensors", "token_sets", "version", NULL };
+		                            SELF_KEY, "tensors", "token_sets", "version", NULL };
 	if (!json_is_object(root))
 		return malformed("the document must be a JSON object");
 	json_t *format = json_object_get(root, "format");
@@ -677,6 +732,12 @@ static int parse_root(qc_manifest *m, json_t *root)
 		                 "version %d): upgrade the toolkit",
 		                 (long long)json_integer_value(version), MANIFEST_VERSION);
 	QC_TRY(check_keys(root, "the manifest", keys));
+	json_t *self = json_object_get(root, SELF_KEY);
+	if (self) {
+		if (!json_is_string(self) || !is_hex(json_string_value(self), 32))
+			return malformed("'%s' must be 32 lower-case hex digits", SELF_KEY);
+		QC_TRY(check_self_hash(json, len, json_string_value(self)));
+	}
 	json_t *files = json_object_get(root, "files"), *tensors = json_object_get(root, "tensors");
 	if (!files || !tensors)
 		return malformed("missing key '%s' in %s", !files ? "files" : "tensors", "the manifest");
@@ -726,7 +787,7 @@ int qc_manifest_parse(qc_manifest **out, const void *json, size_t len)
 		return qc_seterr(QC_EFORMAT, "malformed manifest: invalid JSON at line %d, column %d: %s",
 		                 err.line, err.column, err.text);
 	qc_manifest *m = qc_manifest_new();
-	int rc = m ? parse_root(m, root) : oom();
+	int rc = m ? parse_root(m, root, json, len) : oom();
 	json_decref(root);
 	if (rc) {
 		qc_manifest_free(m);

@@ -12,13 +12,18 @@
  *   "format": "qtoolkit-manifest",
  *   "history": [{"argv": ["qsynth", "--preset", "tiny"], "tool": "qsynth",
  *                "version": "0.1.0"}, ...],
+ *   "self_xxh3_128": "<xxh3-128 hex of this file, these 32 digits as zeros>",
  *   "tensors": {"model.norm.weight": {"dtype": "BF16", "shape": [64],
  *               "xxh3_64": "<hex>"}, ...},
  *   "token_sets": [{"role": "calibration", "xxh3_128": "<hex>"}],
  *   "version": 1
  * }
  *
- * "files" lists every file of the checkpoint except the manifest itself.
+ * "files" lists every file of the checkpoint except the manifest itself,
+ * which "self_xxh3_128" covers: qc_manifest_to_json writes it, and
+ * qc_manifest_parse checks it against the bytes it is given (the key is
+ * found by the layout: the one line starting `  "self_xxh3_128": "`), with
+ * QC_EINTEGRITY on a mismatch. A manifest without the key is accepted.
  * The fingerprint identifies a checkpoint's content independently of its
  * sharding: XXH3-128 over the tensors sorted by name, each contributing
  * "name\0dtype\0d0,d1,...\0<xxh3_64 hex>\n". "base" is the fingerprint of the

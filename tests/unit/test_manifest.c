@@ -76,6 +76,7 @@ static void test_layout(void **state)
 	         "  \"history\": [\n    {\n      \"argv\": [\n        \"qsynth\",\n        \"--preset\",\n"
 	         "        \"tiny\",\n        \"-o\",\n        \"out dir/\\\"x\\\"\"\n      ],\n"
 	         "      \"tool\": \"qsynth\",\n      \"version\": \"0.1.0\"\n    }\n  ],\n"
+	         "  \"self_xxh3_128\": \"00000000000000000000000000000000\",\n"
 	         "  \"tensors\": {\n"
 	         "    \"lm_head.weight\": {\n      \"dtype\": \"BF16\",\n      \"shape\": [\n        256,\n        64\n      ],\n"
 	         "      \"xxh3_64\": \"abcdef0123456789\"\n    },\n"
@@ -88,14 +89,22 @@ static void test_layout(void **state)
 	         "      \"xxh3_128\": \"00000000000000030000000000000004\"\n    }\n  ],\n"
 	         "  \"version\": 1\n"
 	         "}\n", fp, fp);
+	/* the self hash: XXH3-128 of the bytes with its own digits as zeros */
+	char *self = strstr(want, "\"self_xxh3_128\": \"");
+	assert_non_null(self);
+	self += strlen("\"self_xxh3_128\": \"");
+	char hex[33];
+	qc_h128_hex(qc_xxh3_128(want, strlen(want)), hex);
+	memcpy(self, hex, 32);
 	assert_string_equal(json, want);
 	free(json);
 
 	/* an empty manifest still has every required key */
 	qc_manifest *e = qc_manifest_new();
 	tu_assert_rc(qc_manifest_to_json(e, &json, NULL), 0);
-	assert_string_equal(json, "{\n  \"files\": {},\n  \"format\": \"qtoolkit-manifest\",\n  \"history\": [],\n"
-	                          "  \"tensors\": {},\n  \"token_sets\": [],\n  \"version\": 1\n}\n");
+	assert_non_null(strstr(json, "{\n  \"files\": {},\n  \"format\": \"qtoolkit-manifest\",\n  \"history\": [],\n"
+	                             "  \"self_xxh3_128\": \""));
+	assert_non_null(strstr(json, "\",\n  \"tensors\": {},\n  \"token_sets\": [],\n  \"version\": 1\n}\n"));
 	qc_manifest *e2;
 	tu_assert_rc(qc_manifest_parse(&e2, json, strlen(json)), 0);
 	assert_int_equal(qc_manifest_tensor_count(e2), 0);
@@ -345,6 +354,52 @@ static void test_setters_reject(void **state)
 #define GOOD_TENSORS "\"tensors\": {\"w\": {\"dtype\": \"BF16\", \"shape\": [2, 3], \"xxh3_64\": \"0000000000000001\"}}"
 #define HEAD "{\"format\": \"qtoolkit-manifest\", \"version\": 1, "
 
+/* The self hash catches a change in any byte, provenance included; it must
+ * sit where the layout puts it; a manifest without one (written before it
+ * existed) is read. */
+static void test_self_hash(void **state)
+{
+	(void)state;
+	static const int perm[3] = { 0, 1, 2 };
+	qc_manifest *m = sample(perm), *p;
+	char *json;
+	size_t len;
+	tu_assert_rc(qc_manifest_to_json(m, &json, &len), 0);
+	char *hist = strstr(json, "\"qsynth\"");
+	assert_non_null(hist);
+	hist[2] = 'S';   /* argv[0] "qsynth" -> "qSynth": no other hash covers it */
+	tu_assert_rc(qc_manifest_parse(&p, json, len), QC_EINTEGRITY);
+	assert_non_null(strstr(qc_errmsg(), "was changed after it was written"));
+	hist[2] = 's';
+	tu_assert_rc(qc_manifest_parse(&p, json, len), 0);
+	qc_manifest_free(p);
+
+	/* a digit of the hash itself */
+	char *self = strstr(json, "\"self_xxh3_128\": \"") + strlen("\"self_xxh3_128\": \"");
+	char keep = self[5];
+	self[5] = keep == '0' ? '1' : '0';
+	tu_assert_rc(qc_manifest_parse(&p, json, len), QC_EINTEGRITY);
+	self[5] = keep;
+
+	/* the same JSON indented otherwise: the hash cannot be placed */
+	char *moved = malloc(len + 2);
+	assert_non_null(moved);
+	size_t at = (size_t)(self - json) - strlen("  \"self_xxh3_128\": \"");
+	memcpy(moved, json, at);
+	moved[at] = ' ';
+	memcpy(moved + at + 1, json + at, len - at);
+	tu_assert_rc(qc_manifest_parse(&p, moved, len + 1), QC_EFORMAT);
+	assert_non_null(strstr(qc_errmsg(), "is not where the manifest's layout puts it"));
+	free(moved);
+
+	/* without the key */
+	const char *old = "{\"files\": {}, \"format\": \"qtoolkit-manifest\", \"tensors\": {}, \"version\": 1}";
+	tu_assert_rc(qc_manifest_parse(&p, old, strlen(old)), 0);
+	qc_manifest_free(p);
+	free(json);
+	qc_manifest_free(m);
+}
+
 static void test_malformed(void **state)
 {
 	(void)state;
@@ -464,6 +519,7 @@ int main(void)
 		cmocka_unit_test(test_fingerprint),
 		cmocka_unit_test(test_inherit),
 		cmocka_unit_test(test_setters_reject),
+		cmocka_unit_test(test_self_hash),
 		cmocka_unit_test(test_malformed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
