@@ -158,6 +158,19 @@ int qk_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const
                  const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
                  int64_t group, int accumulate);
 
+/*
+ * A Linear whose weight is BF16 in host memory (bits as uint16_t, the high
+ * half of an FP32), widened inside the product:
+ *     y[T, out] (+)= x[T, in] W^T (+ bias),  W [out, in]
+ * For a few rows of x (a decoding step's lm_head): the weights are read
+ * once at two bytes each, never copied to FP32. Each output is one FP32 dot
+ * product (summed in lanes, so in another order than qk_linear's). CPU
+ * only: other devices give QC_EUNSUPPORTED (their weights are uploaded and
+ * converted instead).
+ */
+int qk_linear_bf16(qk_ctx *ctx, float *y, const float *x, const uint16_t *w, const float *bias,
+                   int64_t T, int64_t in, int64_t out, int accumulate);
+
 /* ---------------------------------------------------------------- layers */
 
 /*

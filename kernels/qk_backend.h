@@ -80,6 +80,8 @@ typedef struct qk_backend {
 	int (*linear_q4)(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
 	                 const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
 	                 int64_t group, int accumulate);
+	int (*linear_bf16)(qk_ctx *ctx, float *y, const float *x, const uint16_t *w,
+	                   const float *bias, int64_t T, int64_t in, int64_t out, int accumulate);
 
 	/* layers */
 	int (*rmsnorm)(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,

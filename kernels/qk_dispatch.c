@@ -220,6 +220,12 @@ int qk_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const
 	QK_CALL(ctx, linear_q4, "linear_q4", y, x, q4, s, z, bias, T, in, out, group, accumulate);
 }
 
+int qk_linear_bf16(qk_ctx *ctx, float *y, const float *x, const uint16_t *w, const float *bias,
+                   int64_t T, int64_t in, int64_t out, int accumulate)
+{
+	QK_CALL(ctx, linear_bf16, "linear_bf16", y, x, w, bias, T, in, out, accumulate);
+}
+
 int qk_rmsnorm(qk_ctx *ctx, float *y, const float *x, const float *w, int64_t T, int64_t D,
                float eps)
 {

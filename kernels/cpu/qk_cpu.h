@@ -66,6 +66,24 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
                       int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead,
                       const float *colw, int64_t block, int dynamic);
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* the sum of a vector's eight lanes (the AVX2 row products' last step) */
+__attribute__((target("avx2"))) static inline float qk_cpu_hsum256(__m256 a)
+{
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+	return _mm_cvtss_f32(h);
+}
+#endif
+
+/* qk_wbf16.c; qk_cpu_bf16_dot is one row's product, plain (simd 0) or
+ * with AVX2 where the CPU has it (simd 1), for the tests of both paths */
+int qk_cpu_linear_bf16(qk_ctx *ctx, float *y, const float *x, const uint16_t *w,
+                       const float *bias, int64_t T, int64_t in, int64_t out, int accumulate);
+float qk_cpu_bf16_dot(const uint16_t *w, const float *x, int64_t n, int simd);
+
 /* row kernels (qk_ops.c) */
 /* qk_q4.c */
 int qk_cpu_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,

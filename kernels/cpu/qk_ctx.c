@@ -33,6 +33,7 @@ const qk_backend qk_cpu_backend = {
 	.rope_apply = qk_cpu_rope_apply,
 	.attention = qk_cpu_attention,
 	.linear_q4 = qk_cpu_linear_q4,
+	.linear_bf16 = qk_cpu_linear_bf16,
 	.attention_kv = qk_cpu_attention_kv,
 	.swiglu = qk_cpu_swiglu,
 	.log_softmax = qk_cpu_log_softmax,

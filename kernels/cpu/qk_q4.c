@@ -111,10 +111,7 @@ static float row_dot_avx2(const q4_job *j, int64_t o, int64_t t)
 			rest += sc * dot_group(q + i / 2, xg + i, j->group - i);
 		zs += sc * zero_of(j, o, g) * j->xsum[t * j->ng + g];
 	}
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
-	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-	h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-	return _mm_cvtss_f32(h) + rest - zs;
+	return qk_cpu_hsum256(tot) + rest - zs;
 }
 
 static int have_avx2(void)

@@ -10,6 +10,9 @@
 #include "qc_num.h"
 #include "qc_packfmt.h"
 
+/* up to this many rows of logits read a BF16 lm_head directly (decoding) */
+#define HEAD_DIRECT_ROWS 4
+
 struct qc_model {
 	qc_config cfg;            /* hyperparameters; raw owned only by qc_model_open */
 	int own_cfg;
@@ -24,6 +27,7 @@ struct qc_model {
 	float *inv_freq;          /* [hd/2], host */
 	/* ends of the graph, fetched on first use */
 	int have_embed, have_head;
+	int head_bf16_checked;    /* the BF16 lm_head was scanned for NaN/Inf */
 	qc_ctq_linear embed, head;
 	float *final_norm;        /* [H] */
 	/* scratch for T tokens: h [T,H], a [T,qd], q [T,qd], k, v [T,kvd],
@@ -239,6 +243,16 @@ static int check_finite(qc_model *m, const float *w, int64_t n, const char *what
 	if (i >= 0)
 		return qc_seterr(QC_EFORMAT, "%s holds a non-finite value at index %lld", what,
 		                 (long long)i);
+	return 0;
+}
+
+/* the same for BF16 bits in host memory: all-ones exponent is Inf or NaN */
+static int check_finite_bf16(const uint16_t *w, int64_t n, const char *what)
+{
+	for (int64_t i = 0; i < n; i++)
+		if ((w[i] & 0x7f80) == 0x7f80)
+			return qc_seterr(QC_EFORMAT, "%s holds a non-finite value at index %lld", what,
+			                 (long long)i);
 	return 0;
 }
 
@@ -806,6 +820,18 @@ int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits)
 	QC_TRY(ensure_scratch(m, T));
 	float *h = m->s_h;
 	QC_TRY(qc_model_head_input(m, x, T, h));
+	const qc_ctq_linear *W = head_of(m);
+	if (T <= HEAD_DIRECT_ROWS && !W->quantized && W->weight->dtype == QC_DT_BF16 &&
+	    qk_ctx_device(m->kc) == QK_DEVICE_CPU) {
+		/* a decoding step: the stored BF16 rows [V, H] straight into the
+		 * product, read once (converting them to FP32 block by block
+		 * would write and read them again at twice the size) */
+		if (!m->head_bf16_checked) {
+			QC_TRY(check_finite_bf16(W->weight->data, m->V * m->H, "lm_head weight"));
+			m->head_bf16_checked = 1;
+		}
+		return qk_linear_bf16(m->kc, logits, h, W->weight->data, NULL, T, m->H, m->V, 0);
+	}
 	if (!m->head_w && !(m->head_w = dalloc(m, m->o.head_rows * m->H)))
 		return qc_seterr(QC_ENOMEM, "cannot allocate lm_head rows");
 	for (int64_t v0 = 0; v0 < m->V; v0 += m->o.head_rows) {

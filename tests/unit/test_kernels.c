@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kernels.h"
+#include "cpu/qk_cpu.h"
 #include "qc_err.h"
 #include "qc_num.h"
 #include "qc_rng.h"
@@ -452,6 +453,55 @@ static void test_linear_q4(void **state)
 	uint8_t u = 0;
 	tu_assert_rc(qk_linear_q4(ctx1, &f, &f, &u, &f, NULL, NULL, 1, 6, 1, 4, 0), QC_EINVAL);
 	tu_assert_rc(qk_linear_q4(ctx1, &f, &f, &u, &f, NULL, NULL, 1, 5, 1, 5, 0), QC_EINVAL);
+}
+
+/* ---------------------------------------------------------------- BF16 Linear */
+
+static void test_linear_bf16(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 45);
+	/* in: multiples of 16, a tail of 1..15 (the vector path's plain finish) */
+	struct { int64_t T, in, out; int bias, acc; } cs[] = {
+		{ 1, 64, 37, 0, 0 }, { 1, 37, 300, 1, 1 }, { 2, 2048, 70, 0, 0 },
+		{ 4, 15, 9, 1, 0 }, { 1, 1000, 777, 1, 0 }, { 3, 80, 513, 0, 1 },
+	};
+	for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+		int64_t T = cs[c].T, in = cs[c].in, out = cs[c].out;
+		float *x = randv(&r, T * in, 1), *wf = randv(&r, out * in, 0.1f);
+		float *b = cs[c].bias ? randv(&r, out, 1) : NULL;
+		float *y = randv(&r, T * out, 1), *y0 = malloc(sizeof(float) * T * out);
+		memcpy(y0, y, sizeof(float) * T * out);
+		uint16_t *w = malloc(sizeof(uint16_t) * out * in);
+		for (int64_t i = 0; i < out * in; i++)
+			w[i] = qc_f32_to_bf16(wf[i]);
+		double *ref = malloc(sizeof(double) * T * out);
+		for (int64_t t = 0; t < T; t++)
+			for (int64_t o = 0; o < out; o++) {
+				double a = cs[c].acc ? y0[t * out + o] : 0;
+				for (int64_t i = 0; i < in; i++)
+					a += (double)qc_bf16_to_f32(w[o * in + i]) * x[t * in + i];
+				ref[t * out + o] = a + (b ? b[o] : 0);
+			}
+		tu_assert_rc(qk_linear_bf16(ctx2, y, x, w, b, T, in, out, cs[c].acc), 0);
+		if (!(relerr(y, ref, T * out) < TOL_F32))
+			fail_msg("case %zu: relative error %g", c, relerr(y, ref, T * out));
+		/* each path of one row's product, plain and vector, on its own */
+		for (int simd = 0; simd < 2; simd++) {
+			double a = 0;
+			for (int64_t i = 0; i < in; i++)
+				a += (double)qc_bf16_to_f32(w[i]) * x[i];
+			float d = qk_cpu_bf16_dot(w, x, in, simd);
+			if (!(fabs(d - a) <= 1e-5 * (fabs(a) + 1)))
+				fail_msg("case %zu, simd %d: %.9g against %.9g", c, simd, d, a);
+		}
+		free(x); free(wf); free(b); free(y); free(y0); free(w); free(ref);
+	}
+	float f = 0;
+	uint16_t u = 0;
+	tu_assert_rc(qk_linear_bf16(ctx1, &f, &f, &u, NULL, 1, 0, 1, 0), QC_EINVAL);
+	tu_assert_rc(qk_linear_bf16(ctx1, &f, &f, &u, NULL, -1, 1, 1, 0), QC_EINVAL);
 }
 
 /* ---------------------------------------------------------------- log-softmax, NLL */
@@ -1074,6 +1124,7 @@ int main(void)
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_attention_kv),
 		cmocka_unit_test(test_linear_q4),
+		cmocka_unit_test(test_linear_bf16),
 		cmocka_unit_test(test_logsoftmax),
 		cmocka_unit_test(test_softmax_fold),
 		cmocka_unit_test(test_actq_int8),
