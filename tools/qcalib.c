@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qc_docs.h"
 #include "qc_err.h"
 #include "qc_hash.h"
 #include "qc_io.h"
@@ -65,7 +66,6 @@ static const char help[] =
 	"\n"
 	"Exit status: 0 success, 2 usage or input error.\n";
 
-enum { SPLIT_LINES, SPLIT_DOCS, SPLIT_NONE };
 enum { MODE_PACK, MODE_PAD };
 
 typedef struct opts {
@@ -74,251 +74,6 @@ typedef struct opts {
 	int64_t n, len, decode;
 	uint64_t seed;
 } opts;
-
-/* ------------------------------------------------------------------------ */
-/* documents                                                                 */
-
-typedef struct doc {
-	char *p;           /* owned */
-	size_t n;
-} doc;
-
-typedef struct docs {
-	doc *v;
-	size_t n, cap;
-	int64_t skipped_not_object, skipped_no_field, records;
-} docs;
-
-static void docs_add(docs *d, const char *p, size_t n)
-{
-	if (d->n == d->cap) {
-		d->cap = d->cap ? 2 * d->cap : 256;
-		d->v = realloc(d->v, d->cap * sizeof *d->v);
-		if (!d->v) {
-			tool_err("out of memory");
-			exit(2);
-		}
-	}
-	char *c = malloc(n + 1);
-	if (!c) {
-		tool_err("out of memory");
-		exit(2);
-	}
-	memcpy(c, p, n);
-	c[n] = 0;
-	d->v[d->n++] = (doc){ c, n };
-}
-
-static int blank(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\f' && p[i] != '\v')
-			return 0;
-	return 1;
-}
-
-/* Plain text: lines, paragraphs (blank-line separated) or the whole file. */
-static void split_text(docs *d, const char *p, size_t n, int split)
-{
-	if (split == SPLIT_NONE) {
-		if (!blank(p, n) && n > 0)
-			docs_add(d, p, n);
-		return;
-	}
-	size_t start = 0, dstart = 0, dend = 0;
-	int in_doc = 0;
-	while (start < n) {
-		const char *nl = memchr(p + start, '\n', n - start);
-		size_t end = nl ? (size_t)(nl - p) : n, lend = end;
-		if (lend > start && p[lend - 1] == '\r')
-			lend--;
-		int b = blank(p + start, lend - start);
-		if (split == SPLIT_LINES) {
-			if (!b)
-				docs_add(d, p + start, lend - start);
-		} else if (b) {
-			if (in_doc)
-				docs_add(d, p + dstart, dend - dstart);
-			in_doc = 0;
-		} else {
-			if (!in_doc)
-				dstart = start;
-			in_doc = 1;
-			dend = lend;
-		}
-		start = end + 1;
-	}
-	if (in_doc)
-		docs_add(d, p + dstart, dend - dstart);
-}
-
-/* Append a field's text to out: strings as they are, numbers and other
- * scalars as JSON writes them. 0, or -1 when the field is missing. */
-static int field_text(json_t *obj, const char *name, size_t nlen, char **out, size_t *olen, size_t *ocap)
-{
-	json_t *v = json_object_getn(obj, name, nlen);
-	const char *s;
-	size_t sl;
-	char *tmp = NULL;
-	if (!v || json_is_null(v) || json_is_object(v) || json_is_array(v))
-		return -1;
-	if (json_is_string(v)) {
-		s = json_string_value(v);
-		sl = json_string_length(v);
-	} else {
-		tmp = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-		if (!tmp)
-			return -1;
-		s = tmp;
-		sl = strlen(tmp);
-	}
-	if (*olen + sl + 1 > *ocap) {
-		while (*olen + sl + 1 > *ocap)
-			*ocap = *ocap ? 2 * *ocap : 256;
-		*out = realloc(*out, *ocap);
-		if (!*out) {
-			tool_err("out of memory");
-			exit(2);
-		}
-	}
-	memcpy(*out + *olen, s, sl);
-	*olen += sl;
-	free(tmp);
-	return 0;
-}
-
-static void put(char **out, size_t *olen, size_t *ocap, char c)
-{
-	if (*olen + 2 > *ocap) {
-		*ocap = *ocap ? 2 * *ocap : 256;
-		*out = realloc(*out, *ocap);
-		if (!*out) {
-			tool_err("out of memory");
-			exit(2);
-		}
-	}
-	(*out)[(*olen)++] = c;
-}
-
-/* Expand --template over one record; -1 when a field is missing. */
-static int expand(const char *t, json_t *obj, char **out, size_t *olen, size_t *ocap)
-{
-	*olen = 0;
-	for (const char *p = t; *p; p++) {
-		if (p[0] == '\\' && p[1]) {
-			p++;
-			put(out, olen, ocap, *p == 'n' ? '\n' : *p == 't' ? '\t' : *p);
-		} else if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-			put(out, olen, ocap, *p++);
-		} else if (p[0] == '{') {
-			const char *e = strchr(p, '}');
-			if (!e || field_text(obj, p + 1, (size_t)(e - p - 1), out, olen, ocap) < 0)
-				return -1;
-			p = e;
-		} else {
-			put(out, olen, ocap, *p);
-		}
-	}
-	return 0;
-}
-
-/* Check a template's braces once, before any input is read. */
-static void check_template(const char *t)
-{
-	for (const char *p = t; *p; p++) {
-		if (p[0] == '\\' && p[1]) {
-			p++;
-		} else if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-			p++;
-		} else if (p[0] == '{') {
-			const char *e = strchr(p, '}');
-			if (!e || e == p + 1)
-				tool_usage_error(usage, "bad --template '%s': '{' without a field name and '}'", t);
-			p = e;
-		} else if (p[0] == '}') {
-			tool_usage_error(usage, "bad --template '%s': '}' without '{'", t);
-		}
-	}
-}
-
-/* JSON Lines: one record per non-blank line. */
-static int split_jsonl(docs *d, const char *name, const char *p, size_t n, const opts *o)
-{
-	char *buf = NULL;
-	size_t blen = 0, bcap = 0;
-	int64_t lineno = 0;
-	size_t start = 0;
-	int rc = 0;
-	while (start < n && rc == 0) {
-		const char *nl = memchr(p + start, '\n', n - start);
-		size_t end = nl ? (size_t)(nl - p) : n;
-		lineno++;
-		if (!blank(p + start, end - start)) {
-			d->records++;
-			json_error_t e;
-			json_t *obj = json_loadb(p + start, end - start, 0, &e);
-			if (!json_is_object(obj)) {
-				d->skipped_not_object++;
-				if (o->strict)
-					rc = qc_seterr(QC_EFORMAT, "'%s' line %" PRId64 ": not a JSON object", name, lineno);
-			} else {
-				int miss;
-				if (o->field) {
-					blen = 0;
-					miss = field_text(obj, o->field, strlen(o->field), &buf, &blen, &bcap);
-				} else {
-					miss = expand(o->tmpl, obj, &buf, &blen, &bcap);
-				}
-				if (miss < 0) {
-					d->skipped_no_field++;
-					if (o->strict)
-						rc = qc_seterr(QC_EFORMAT, "'%s' line %" PRId64 ": %s", name, lineno,
-						               o->field ? "no string field of that name" : "a template field is missing");
-				} else if (blen > 0) {
-					docs_add(d, buf, blen);
-				}
-			}
-			json_decref(obj);
-		}
-		start = end + 1;
-	}
-	free(buf);
-	return rc;
-}
-
-/* Read a whole input (file, '-', zstd) and hash its bytes. */
-static int read_input(const char *path, char **data, size_t *len, qc_h128 *hash)
-{
-	qc_source *s;
-	QC_TRY(qc_source_open(&s, path));
-	size_t n = 0, cap = 1 << 16;
-	char *b = malloc(cap);
-	int rc = b ? 0 : qc_seterr(QC_ENOMEM, "cannot read '%s': out of memory", path);
-	while (rc == 0) {
-		if (n == cap) {
-			char *nb = cap < ((size_t)1 << 40) ? realloc(b, cap * 2) : NULL;
-			if (!nb) {
-				rc = qc_seterr(QC_ENOMEM, "cannot read '%s': out of memory", path);
-				break;
-			}
-			b = nb;
-			cap *= 2;
-		}
-		size_t got;
-		if ((rc = qc_source_read(s, b + n, cap - n, &got)) < 0 || got == 0)
-			break;
-		n += got;
-	}
-	qc_source_close(s);
-	if (rc < 0) {
-		free(b);
-		return rc;
-	}
-	*data = b;
-	*len = n;
-	*hash = qc_xxh3_128(b, n);
-	return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* model directory                                                           */
@@ -364,18 +119,6 @@ typedef struct rows {
 	int64_t n;         /* rows filled */
 } rows;
 
-static void shuffle(docs *d, uint64_t seed)
-{
-	qc_rng r;
-	qc_rng_derive(&r, seed, "qcalib shuffle");
-	for (size_t i = d->n; i > 1; i--) {
-		size_t j = (size_t)qc_rng_below(&r, i);
-		doc t = d->v[i - 1];
-		d->v[i - 1] = d->v[j];
-		d->v[j] = t;
-	}
-}
-
 static void fill_random(const opts *o, qc_tok *t, int64_t vocab, rows *r)
 {
 	/* the ids a model can meet in text: its ordinary vocabulary */
@@ -402,7 +145,7 @@ static void fill_random(const opts *o, qc_tok *t, int64_t vocab, rows *r)
 	free(ok);
 }
 
-static void encode_or_die(qc_tok *t, const doc *d, unsigned flags, qc_ids *ids)
+static void encode_or_die(qc_tok *t, const qc_doc *d, unsigned flags, qc_ids *ids)
 {
 	int rc = qc_tok_encode(t, d->p, d->n, flags, ids);
 	if (rc < 0)
@@ -410,7 +153,7 @@ static void encode_or_die(qc_tok *t, const doc *d, unsigned flags, qc_ids *ids)
 }
 
 /* pack: documents, each followed by EOS, cut into rows of len. */
-static int64_t fill_pack(const opts *o, qc_tok *t, const docs *d, int32_t eos, rows *r, int64_t *used)
+static int64_t fill_pack(const opts *o, qc_tok *t, const qc_docs *d, int32_t eos, rows *r, int64_t *used)
 {
 	qc_ids ids = { 0 };
 	int64_t need = o->n * o->len, have = 0;
@@ -433,7 +176,7 @@ static int64_t fill_pack(const opts *o, qc_tok *t, const docs *d, int32_t eos, r
 }
 
 /* pad: one document per row, the tokenizer's own BOS/EOS, truncated. */
-static void fill_pad(const opts *o, qc_tok *t, const docs *d, int32_t pad, rows *r, int64_t *used)
+static void fill_pad(const opts *o, qc_tok *t, const qc_docs *d, int32_t pad, rows *r, int64_t *used)
 {
 	qc_ids ids = { 0 };
 	*used = 0;
@@ -529,7 +272,7 @@ static int do_encode(const opts *o)
 	size_t len;
 	qc_h128 h;
 	qc_ids ids = { 0 };
-	int rc = read_input(o->encode, &data, &len, &h);
+	int rc = qc_docs_read_input(o->encode, &data, &len, &h);
 	if (rc == 0)
 		rc = qc_tok_encode(t, data, len, o->special ? QC_TOK_ADD_SPECIAL : 0, &ids);
 	if (rc == 0) {
@@ -584,7 +327,7 @@ static void parse(int argc, char **argv, opts *o, char ***files, int *nfiles)
 		{ 0, 0, 0, 0 },
 	};
 	int c, level = QC_LOG_INFO, split_set = 0;
-	*o = (opts){ .split = SPLIT_DOCS, .mode = MODE_PACK, .n = 128, .len = 2048, .decode = -1 };
+	*o = (opts){ .split = QC_DOCS_PARAGRAPHS, .mode = MODE_PACK, .n = 128, .len = 2048, .decode = -1 };
 	while ((c = getopt_long(argc, argv, "m:n:L:o:qv", lo, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
@@ -597,11 +340,11 @@ static void parse(int argc, char **argv, opts *o, char ***files, int *nfiles)
 		case O_SPLIT:
 			split_set = 1;
 			if (strcmp(optarg, "lines") == 0)
-				o->split = SPLIT_LINES;
+				o->split = QC_DOCS_LINES;
 			else if (strcmp(optarg, "docs") == 0)
-				o->split = SPLIT_DOCS;
+				o->split = QC_DOCS_PARAGRAPHS;
 			else if (strcmp(optarg, "none") == 0)
-				o->split = SPLIT_NONE;
+				o->split = QC_DOCS_WHOLE;
 			else
 				tool_usage_error(usage, "--split must be lines, docs or none, not '%s'", optarg);
 			break;
@@ -657,7 +400,8 @@ static void parse(int argc, char **argv, opts *o, char ***files, int *nfiles)
 	if ((o->field || o->tmpl) && split_set)
 		tool_usage_error(usage, "--split is for text files, not with --field or --template");
 	if (o->tmpl)
-		check_template(o->tmpl);
+		if (qc_docs_check_template(o->tmpl) < 0)
+			tool_usage_error(usage, "--template: %s", qc_errmsg());
 	if (o->random && (*nfiles || o->field || o->tmpl || split_set || o->strict))
 		tool_usage_error(usage, "--random takes no inputs");
 	if (!o->random && *nfiles == 0)
@@ -687,7 +431,7 @@ int main(int argc, char **argv)
 	qc_tok *t = load_tokenizer(o.tokdir, &tok_hash);
 	rows r = { 0 };
 	json_t *sources = json_array();
-	docs d = { 0 };
+	qc_docs d = { 0 };
 	char *src = NULL, *optj = NULL;
 	int st = 2, rc = 0;
 	int64_t cfg_vocab, cfg_eos;
@@ -723,15 +467,16 @@ int main(int argc, char **argv)
 			char *data;
 			size_t len;
 			qc_h128 h;
-			if ((rc = read_input(files[i], &data, &len, &h)) < 0)
+			if ((rc = qc_docs_read_input(files[i], &data, &len, &h)) < 0)
 				goto out;
 			char hex[33];
 			const char *name = strcmp(files[i], "-") == 0 ? "<stdin>" : files[i];
 			json_array_append_new(sources, json_pack("{s:s, s:s}", "name", name, "xxh3_128", qc_h128_hex(h, hex)));
 			if (o.field || o.tmpl)
-				rc = split_jsonl(&d, name, data, len, &o);
+				rc = qc_docs_add_jsonl(&d, name, data, len, o.field, o.field ? NULL : o.tmpl,
+				                       o.strict);
 			else
-				split_text(&d, data, len, o.split);
+				rc = qc_docs_add_text(&d, data, len, (qc_docs_split)o.split);
 			free(data);
 			if (rc < 0)
 				goto out;
@@ -746,7 +491,7 @@ int main(int argc, char **argv)
 			         o.field || o.tmpl ? " or every record was skipped" : " or blank");
 			goto out;
 		}
-		shuffle(&d, o.seed);
+		qc_docs_shuffle(&d, o.seed);
 		if (o.mode == MODE_PACK) {
 			if (eos < 0) {
 				tool_err("the tokenizer has no EOS token to separate documents; use --mode pad");
@@ -793,9 +538,7 @@ int main(int argc, char **argv)
 out:
 	if (rc < 0)
 		st = tool_fail(rc);
-	for (size_t i = 0; i < d.n; i++)
-		free(d.v[i].p);
-	free(d.v);
+	qc_docs_free(&d);
 	free(src);
 	free(optj);
 	json_decref(sources);
