@@ -85,7 +85,10 @@ int qk_cpu_linear_bf16(qk_ctx *ctx, float *y, const float *x, const uint16_t *w,
 float qk_cpu_bf16_dot(const uint16_t *w, const float *x, int64_t n, int simd);
 
 /* row kernels (qk_ops.c) */
-/* qk_q4.c */
+/* qk_q4.c; qk_cpu_q4_path caps the decoding rows' path (0 plain, 1 AVX2, 2
+ * AVX2 on x in nibble order, 3 AVX-512 on it; -1 the fastest the CPU has)
+ * and returns the cap applied, for the tests of every path */
+int qk_cpu_q4_path(int path);
 int qk_cpu_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
                      const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
                      int64_t group, int accumulate);

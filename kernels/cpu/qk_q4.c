@@ -6,7 +6,12 @@
  * read the weights, so they are read packed (half a byte each plus a scale
  * and zero point per group) and each group's dot product is taken on the
  * codes directly: s (u . x - z sum(x)), with sum(x) per group computed
- * once per token. For more rows (prefill, scoring) a tile of TILE weight
+ * once per token. Where groups are multiples of 32 the token is first
+ * copied in nibble order (each run of 32 columns: the even ones, then the
+ * odd ones), the order in which 16 bytes of codes hold them as low and high
+ * nibbles, so the vector paths convert and multiply without interleaving
+ * (AVX2: 1.3x, AVX-512: 1.8x the interleaving AVX2 path on a layer that
+ * fits in cache). For more rows (prefill, scoring) a tile of TILE weight
  * rows is dequantized into per-thread scratch and multiplied by SGEMM, so
  * the weights are still read once per call and never exist in FP32 whole.
  * Output rows are split over threads; each row's arithmetic is fixed, so
@@ -27,6 +32,7 @@
 typedef struct {
 	float *y;
 	const float *x, *s, *z, *bias, *xsum;   /* xsum [T, ng] */
+	const float *xn;   /* x in nibble order [T, in], or NULL (nibble_order) */
 	const uint8_t *q;
 	int64_t T, in, out, group, ng;
 	int accumulate, failed;
@@ -114,22 +120,127 @@ static float row_dot_avx2(const q4_job *j, int64_t o, int64_t t)
 	return qk_cpu_hsum256(tot) + rest - zs;
 }
 
+/*
+ * The same with x in nibble order (nibble_order below: in each run of 32
+ * columns the 16 even ones, then the 16 odd ones), so 16 bytes of codes give
+ * the even columns' codes in their low nibbles and the odd ones' in their
+ * high nibbles, each already in x's order: no interleaving, and four
+ * conversions and FMAs per 32 weights. Groups are multiples of 32.
+ */
+__attribute__((target("avx2,fma")))
+static float row_dot_nib_avx2(const q4_job *j, int64_t o, int64_t t)
+{
+	const uint8_t *qr = j->q + o * (j->in / 2);
+	const float *x = j->xn + t * j->in;
+	const __m128i m15 = _mm_set1_epi8(15);
+	__m256 tot = _mm256_setzero_ps();
+	float zs = 0;
+	for (int64_t g = 0; g < j->ng; g++) {
+		const uint8_t *q = qr + g * (j->group / 2);
+		const float *xg = x + g * j->group;
+		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+		for (int64_t i = 0; i < j->group; i += 32) {
+			__m128i b = _mm_loadu_si128((const __m128i *)(q + i / 2));
+			__m128i lo = _mm_and_si128(b, m15);
+			__m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), m15);
+			__m256 e0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+			__m256 e1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+			__m256 d0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+			__m256 d1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+			a0 = _mm256_fmadd_ps(e0, _mm256_loadu_ps(xg + i), a0);
+			a1 = _mm256_fmadd_ps(e1, _mm256_loadu_ps(xg + i + 8), a1);
+			a0 = _mm256_fmadd_ps(d0, _mm256_loadu_ps(xg + i + 16), a0);
+			a1 = _mm256_fmadd_ps(d1, _mm256_loadu_ps(xg + i + 24), a1);
+		}
+		float sc = j->s[o * j->ng + g];
+		tot = _mm256_fmadd_ps(_mm256_set1_ps(sc), _mm256_add_ps(a0, a1), tot);
+		zs += sc * zero_of(j, o, g) * j->xsum[t * j->ng + g];
+	}
+	return qk_cpu_hsum256(tot) - zs;
+}
+
+/* the same, sixteen lanes at a time (AVX-512F) */
+__attribute__((target("avx512f,avx2,fma")))
+static float row_dot_nib_avx512(const q4_job *j, int64_t o, int64_t t)
+{
+	const uint8_t *qr = j->q + o * (j->in / 2);
+	const float *x = j->xn + t * j->in;
+	const __m128i m15 = _mm_set1_epi8(15);
+	__m512 tot = _mm512_setzero_ps();
+	float zs = 0;
+	for (int64_t g = 0; g < j->ng; g++) {
+		const uint8_t *q = qr + g * (j->group / 2);
+		const float *xg = x + g * j->group;
+		__m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+		for (int64_t i = 0; i < j->group; i += 32) {
+			__m128i b = _mm_loadu_si128((const __m128i *)(q + i / 2));
+			__m512 e = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(b, m15)));
+			__m512 d = _mm512_cvtepi32_ps(
+				_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m15)));
+			a0 = _mm512_fmadd_ps(e, _mm512_loadu_ps(xg + i), a0);
+			a1 = _mm512_fmadd_ps(d, _mm512_loadu_ps(xg + i + 16), a1);
+		}
+		float sc = j->s[o * j->ng + g];
+		tot = _mm512_fmadd_ps(_mm512_set1_ps(sc), _mm512_add_ps(a0, a1), tot);
+		zs += sc * zero_of(j, o, g) * j->xsum[t * j->ng + g];
+	}
+	return _mm512_reduce_add_ps(tot) - zs;
+}
+
 static int have_avx2(void)
 {
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+
+static int have_avx512(void)
+{
+	return have_avx2() && __builtin_cpu_supports("avx512f");
+}
 #else
 #define row_dot_avx2 row_dot
+#define row_dot_nib_avx2 row_dot
+#define row_dot_nib_avx512 row_dot
 static int have_avx2(void) { return 0; }
+static int have_avx512(void) { return 0; }
 #endif
+
+/* x [T, in] in nibble order into xn: in each run of 32 columns, the even
+ * ones then the odd ones (in % 32 == 0) */
+static void nibble_order(float *xn, const float *x, int64_t T, int64_t in)
+{
+	for (int64_t t = 0; t < T; t++)
+		for (int64_t c = 0; c < in; c += 32)
+			for (int64_t k = 0; k < 16; k++) {
+				xn[t * in + c + k] = x[t * in + c + 2 * k];
+				xn[t * in + c + 16 + k] = x[t * in + c + 2 * k + 1];
+			}
+}
+
+/* the fastest path the CPU has, or at most qk_cpu_q4_path's choice */
+static int q4_limit = 3;
+
+int qk_cpu_q4_path(int path)
+{
+	int best = have_avx512() ? 3 : have_avx2() ? 2 : 0;
+	q4_limit = path < 0 || path > best ? best : path;
+	return q4_limit;
+}
 
 static void fused_rows(void *p, int64_t o0, int64_t o1)
 {
 	q4_job *j = p;
-	int simd = have_avx2();
+	/* 0 plain, 1 AVX2, 2 AVX2 on nibble-ordered x, 3 AVX-512 on it */
+	int path = !have_avx2() ? 0 : !j->xn ? 1 : have_avx512() ? 3 : 2;
+	if (path > q4_limit)
+		path = q4_limit;
+	if (path >= 2 && !j->xn)
+		path = 1;
 	for (int64_t o = o0; o < o1; o++)
 		for (int64_t t = 0; t < j->T; t++) {
-			float acc = simd ? row_dot_avx2(j, o, t) : row_dot(j, o, t);
+			float acc = path == 3   ? row_dot_nib_avx512(j, o, t)
+			            : path == 2 ? row_dot_nib_avx2(j, o, t)
+			            : path == 1 ? row_dot_avx2(j, o, t)
+			                        : row_dot(j, o, t);
 			if (j->bias)
 				acc += j->bias[o];
 			float *yo = j->y + t * j->out + o;
@@ -190,7 +301,7 @@ int qk_cpu_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, c
 	if (T == 0)
 		return 0;
 	int64_t ng = in / group;
-	q4_job j = { y, x, s, z, bias, NULL, q4, T, in, out, group, ng, accumulate, 0 };
+	q4_job j = { y, x, s, z, bias, NULL, NULL, q4, T, in, out, group, ng, accumulate, 0 };
 	if (T <= FUSED_T) {
 		float *xs = malloc((size_t)(T * ng) * sizeof *xs);
 		if (!xs)
@@ -203,7 +314,17 @@ int qk_cpu_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, c
 				xs[t * ng + g] = a;
 			}
 		j.xsum = xs;
+		float *xn = NULL;
+		if (group % 32 == 0 && have_avx2()) {
+			if (!(xn = malloc((size_t)(T * in) * sizeof *xn))) {
+				free(xs);
+				return qc_seterr(QC_ENOMEM, "linear_q4: out of memory");
+			}
+			nibble_order(xn, x, T, in);
+			j.xn = xn;
+		}
 		qk_cpu_parallel(ctx, out, 64, fused_rows, &j);
+		free(xn);
 		free(xs);
 		return 0;
 	}

@@ -429,6 +429,7 @@ static void test_linear_q4(void **state)
 	struct { int64_t T, in, out, group; int zp, bias, acc; } cs[] = {
 		{ 1, 64, 37, 16, 0, 0, 0 }, { 1, 96, 70, 32, 1, 1, 1 }, { 3, 128, 33, 128, 1, 0, 0 },
 		{ 4, 64, 100, 64, 0, 1, 0 }, { 9, 96, 75, 32, 1, 1, 1 }, { 40, 64, 64, 16, 0, 0, 1 },
+		{ 2, 256, 90, 64, 1, 1, 0 }, { 1, 2048, 130, 128, 1, 0, 1 }, { 1, 96, 65, 96, 0, 0, 0 },
 	};
 	for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
 		int64_t T = cs[c].T, in = cs[c].in, out = cs[c].out, g = cs[c].group, ng = in / g;
@@ -444,9 +445,19 @@ static void test_linear_q4(void **state)
 			z[i] = (float)qc_rng_below(&r, 16);
 		double *ref = malloc(sizeof(double) * T * out);
 		linear_q4_ref(ref, x, q, s, z, b, T, in, out, g, cs[c].acc ? y0 : NULL);
-		tu_assert_rc(qk_linear_q4(ctx2, y, x, q, s, z, b, T, in, out, g, cs[c].acc), 0);
-		if (!(relerr(y, ref, T * out) < TOL_F32))
-			fail_msg("case %zu: relative error %g", c, relerr(y, ref, T * out));
+		/* every path of the decoding rows this CPU has (plain, AVX2, AVX2
+		 * and AVX-512 on x in nibble order), then the default */
+		for (int path = 0; path <= 4; path++) {
+			if (path < 4 && qk_cpu_q4_path(path) != path)
+				continue;
+			if (path == 4)
+				qk_cpu_q4_path(-1);
+			memcpy(y, y0, sizeof(float) * T * out);
+			tu_assert_rc(qk_linear_q4(ctx2, y, x, q, s, z, b, T, in, out, g, cs[c].acc), 0);
+			if (!(relerr(y, ref, T * out) < TOL_F32))
+				fail_msg("case %zu, path %d: relative error %g", c, path,
+				         relerr(y, ref, T * out));
+		}
 		free(x); free(s); free(z); free(b); free(y); free(y0); free(q); free(ref);
 	}
 	float f = 0;
