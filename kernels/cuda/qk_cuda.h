@@ -284,6 +284,9 @@ int qk_cuda_gemm(qk_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, in
                  float beta, float *C, int64_t ldc);
 int qk_cuda_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const float *bias,
                    int64_t T, int64_t in, int64_t out, int accumulate);
+int qk_cuda_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+                      const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+                      int64_t group, int accumulate);
 int qk_cuda_hessian_accum(qk_ctx *ctx, float *H, const float *X, int64_t T, int64_t n,
                           float alpha);
 int qk_cuda_sym_upper(qk_ctx *ctx, float *H, int64_t n);

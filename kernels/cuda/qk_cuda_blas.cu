@@ -135,6 +135,127 @@ int qk_cuda_linear(qk_ctx *ctx, float *y, const float *x, const float *w, const 
 	return qk_cuda_sync(ctx, op);
 }
 
+/* ---------------------------------------------------------------- W4A16 Linear */
+
+/* rows of decoding (T <= Q4_GEMV_T) take the matrix-vector kernel */
+#define Q4_GEMV_T 4
+/* the GEMM path dequantizes at most this many bytes of FP32 rows at once */
+#define Q4_TILE_BYTES ((size_t)64 << 20)
+
+/* weight (o, i) as the CPU's tiles compute it: (u - z) s, no FMA */
+static __device__ float q4_weight(const uint8_t *q4, const float *s, const float *z, int64_t in,
+                                  int64_t ng, int64_t group, int64_t o, int64_t i)
+{
+	uint8_t b = q4[o * (in / 2) + i / 2];
+	float u = (float)(i % 2 ? b >> 4 : b & 15);
+	int64_t g = o * ng + i / group;
+	return __fmul_rn(__fsub_rn(u, z ? z[g] : 8.0f), s[g]);
+}
+
+/* One warp per output row o: each lane takes bytes (two columns) in
+ * strides of 32, dequantizes them and multiplies them into up to
+ * Q4_GEMV_T rows of x; the lanes' sums meet in a fixed butterfly. The
+ * codes are read once, half a byte a weight. */
+static __global__ void k_q4_gemv(float *y, const float *x, const uint8_t *q4, const float *s,
+                                 const float *z, const float *bias, int64_t T, int64_t in,
+                                 int64_t out, int64_t group, int acc)
+{
+	const int lane = (int)(threadIdx.x & 31);
+	int64_t o = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+	if (o >= out)
+		return;   /* a whole warp: blocks are whole warps */
+	const int64_t ng = in / group;
+	float a[Q4_GEMV_T] = { 0 };
+	for (int64_t j = lane; j < in / 2; j += 32) {
+		float w0 = q4_weight(q4, s, z, in, ng, group, o, 2 * j);
+		float w1 = q4_weight(q4, s, z, in, ng, group, o, 2 * j + 1);
+		for (int64_t t = 0; t < T; t++)
+			a[t] = __fadd_rn(a[t], __fadd_rn(__fmul_rn(w0, x[t * in + 2 * j]),
+			                                __fmul_rn(w1, x[t * in + 2 * j + 1])));
+	}
+	for (int64_t t = 0; t < T; t++) {
+		float v = qk_warp_reduce(a[t], qk_op_add());
+		if (lane == 0) {
+			if (bias)
+				v = __fadd_rn(v, bias[o]);
+			float *yo = y + t * out + o;
+			*yo = acc ? __fadd_rn(*yo, v) : v;
+		}
+	}
+}
+
+/* w [rows, in] = the dequantized rows [r0, r0 + rows) */
+static __global__ void k_q4_rows(float *w, const uint8_t *q4, const float *s, const float *z,
+                                 int64_t in, int64_t group, int64_t r0, int64_t rows)
+{
+	size_t n = (size_t)rows * (size_t)in;
+	for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n;
+	     e += (size_t)gridDim.x * blockDim.x) {
+		int64_t r = (int64_t)(e / (size_t)in), i = (int64_t)(e % (size_t)in);
+		w[e] = q4_weight(q4, s, z, in, in / group, group, r0 + r, i);
+	}
+}
+
+/* y[:, r0:r0+rows] (+)= bias, as k_bias for a column range (ld out) */
+static __global__ void k_bias_cols(float *y, const float *bias, int64_t T, int64_t out, int64_t r0,
+                                   int64_t rows, int acc)
+{
+	size_t n = (size_t)T * (size_t)rows;
+	for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n;
+	     e += (size_t)gridDim.x * blockDim.x) {
+		int64_t t = (int64_t)(e / (size_t)rows), r = (int64_t)(e % (size_t)rows);
+		float *yo = y + t * out + r0 + r;
+		*yo = acc ? __fadd_rn(*yo, bias[r0 + r]) : bias[r0 + r];
+	}
+}
+
+int qk_cuda_linear_q4(qk_ctx *ctx, float *y, const float *x, const uint8_t *q4, const float *s,
+                      const float *z, const float *bias, int64_t T, int64_t in, int64_t out,
+                      int64_t group, int accumulate)
+{
+	const char *op = "linear_q4";
+	QC_TRY(qk_cuda_enter(ctx, op));
+	if (T < 0 || in <= 0 || out <= 0 || in % 2 || group <= 0 || group % 2 || in % group ||
+	    in > INT_MAX || out > INT_MAX || T > INT_MAX)
+		return qc_seterr(QC_EINVAL, "linear_q4: invalid shape [%lld, %lld] x [%lld, %lld]^T, "
+		                 "group %lld", (long long)T, (long long)in, (long long)out,
+		                 (long long)in, (long long)group);
+	if (T == 0)
+		return 0;
+	qk_cuda *c = qk_cu(ctx);
+	if (T <= Q4_GEMV_T) {
+		/* a warp a row, RT / 32 rows a block */
+		unsigned blocks = (unsigned)((out + RT / 32 - 1) / (RT / 32));
+		QK_LAUNCH(k_q4_gemv, blocks, RT, 0, c->st, y, x, q4, s, z, bias, T, in, out, group,
+		          accumulate);
+		LAUNCH_TRY(op);
+		return qk_cuda_sync(ctx, op);
+	}
+	/* prefill and scoring: tiles of dequantized rows into GEMMs */
+	int64_t rows = (int64_t)(qk_cu_size(ctx, Q4_TILE_BYTES, 7 * sizeof(float) * (size_t)in) /
+	                         ((size_t)in * sizeof(float)));
+	rows = rows < 1 ? 1 : rows > out ? out : rows;
+	float *w = (float *)qk_cuda_scratch(ctx, (size_t)rows * (size_t)in * sizeof(float), op);
+	if (!w)
+		return QC_ENOMEM;
+	for (int64_t r0 = 0; r0 < out; r0 += rows) {
+		int64_t n = out - r0 < rows ? out - r0 : rows;
+		QK_LAUNCH(k_q4_rows, qk_blocks((size_t)(n * in), RT, EW_BLOCKS), RT, 0, c->st, w, q4, s,
+		          z, in, group, r0, n);
+		LAUNCH_TRY(op);
+		float beta = accumulate ? 1.0f : 0.0f;
+		if (bias) {
+			QK_LAUNCH(k_bias_cols, qk_blocks((size_t)(T * n), RT, EW_BLOCKS), RT, 0, c->st, y,
+			          bias, T, out, r0, n, accumulate);
+			LAUNCH_TRY(op);
+			beta = 1.0f;
+		}
+		QC_TRY(gemm_checked(ctx, op, c->math, 0, 1, T, n, in, 1.0f, x, in, w, in, beta, y + r0,
+		                    out));
+	}
+	return qk_cuda_sync(ctx, op);
+}
+
 /* ---------------------------------------------------------------- Hessian */
 
 /* H's diagonal block [nb, nb] at H + i0 (n + 1) += the upper triangle of

@@ -40,6 +40,7 @@ static qk_backend make_table(void)
 	b.fp8_qdq = qk_cuda_fp8_qdq;
 	b.gemm = qk_cuda_gemm;
 	b.linear = qk_cuda_linear;
+	b.linear_q4 = qk_cuda_linear_q4;
 	b.rmsnorm = qk_cuda_rmsnorm;
 	b.rope_apply = qk_cuda_rope_apply;
 	b.attention = qk_cuda_attention;

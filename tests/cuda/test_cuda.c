@@ -458,6 +458,53 @@ static void t_linear(void)
 	free(w);
 	free(b);
 	free(y0);
+
+	/* W4A16: codes, scales and zero points on the device; one to four
+	 * rows take the GEMV kernel, more the dequantized tiles and GEMMs */
+	int64_t qin = quick ? 64 : 4096, qout = quick ? 37 : 2048, grp = quick ? 32 : 128;
+	int64_t ng = qin / grp, Ts[3] = { 1, 3, quick ? 19 : 512 };
+	uint8_t *q = malloc((size_t)(qout * qin / 2));
+	for (int64_t i = 0; i < qout * qin / 2; i++)
+		q[i] = (uint8_t)(next() >> 56);
+	float *sc = randn((size_t)(qout * ng), 0.05), *zp = malloc((size_t)(qout * ng) * 4);
+	for (int64_t i = 0; i < qout * ng; i++)
+		zp[i] = (float)(next() >> 60);
+	float *qx = randn((size_t)(Ts[2] * qin), 1), *qb = randn((size_t)qout, 1);
+	float *qy0 = randn((size_t)(Ts[2] * qout), 1);
+	pair pq = both(q, (size_t)(qout * qin / 2)), ps = both(sc, (size_t)(qout * ng) * 4);
+	pair pz = both(zp, (size_t)(qout * ng) * 4), pqx = both(qx, (size_t)(Ts[2] * qin) * 4);
+	pair pqb = both(qb, (size_t)qout * 4);
+	for (int k = 0; k < 3; k++)
+		for (int v = 0; v < 4; v++) {
+			int64_t Tq = Ts[k];
+			int acc = v & 1, sym = v >> 1;
+			pair py = both(qy0, (size_t)(Tq * qout) * 4);
+			char cs[64];
+			snprintf(cs, sizeof cs, "T %lld %s%s", (long long)Tq, sym ? "symmetric, bias" : "zero points",
+			         acc ? " accumulate" : "");
+			int rc_c = qk_linear_q4(cpu, py.c, pqx.c, pq.c, ps.c, sym ? NULL : pz.c,
+			                        sym ? pqb.c : NULL, Tq, qin, qout, grp, acc);
+			int rc_g = qk_linear_q4(gpu32, py.g, pqx.g, pq.g, ps.g, sym ? NULL : pz.g,
+			                        sym ? pqb.g : NULL, Tq, qin, qout, grp, acc);
+			if (rcs("linear_q4", cs, rc_c, rc_g, 0))
+				cmp_f("linear_q4", cs, &py, (size_t)(Tq * qout), 1e-5);
+			pfree(&py);
+		}
+	/* the CPU's argument checks */
+	int rc_c = qk_linear_q4(cpu, pqx.c, pqx.c, pq.c, ps.c, NULL, NULL, 1, 6, 1, 4, 0);
+	int rc_g = qk_linear_q4(gpu32, pqx.g, pqx.g, pq.g, ps.g, NULL, NULL, 1, 6, 1, 4, 0);
+	rcs("linear_q4", "group not dividing in", rc_c, rc_g, QC_EINVAL);
+	pfree(&pq);
+	pfree(&ps);
+	pfree(&pz);
+	pfree(&pqx);
+	pfree(&pqb);
+	free(q);
+	free(sc);
+	free(zp);
+	free(qx);
+	free(qb);
+	free(qy0);
 }
 
 static void t_hessian(void)
