@@ -273,8 +273,9 @@ static int gm_kupdate(qc_gptqm *G, int layer, qc_walk_point p, qc_layer *lw)
 	qk_free(G->kc, G->H); /* consumed */
 	G->H = NULL;
 	if (rc == 0 && n > 0)
-		qc_log(QC_LOG_DEBUG, "layer %d %s: factor %.2f s, grid and errors %.2f s, sweep %.2f s",
-		       layer, qc_walk_point_name(p), info.t_factor, info.t_errors, info.t_sweep);
+		qc_log(QC_LOG_DEBUG, "layer %d %s: factor %.2f s, grid %.2f s, errors %.2f s, sweep "
+		       "%.2f s", layer, qc_walk_point_name(p), info.t_factor, info.t_grid, info.t_errors,
+		       info.t_sweep);
 	float *host = NULL;
 	for (int j = 0; j < n && rc == 0; j++) {
 		qc_linear l = lin[j];

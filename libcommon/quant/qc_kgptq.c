@@ -288,8 +288,15 @@ static int xv_sum(ksolve *k, const float *V, const float *At, int64_t r0, int64_
                   double *out)
 {
 	*out = 0;
-	/* (A V)^T = V^T A^T: [n, rows] */
-	QC_TRY(qk_gemm(k->kc, 1, 0, k->n, rows, k->n, 1.0f, V, k->n, At + r0, k->R, 0.0f, tmp, rows));
+	/* (A V)^T = V^T A^T: [n, rows]; V is upper triangular, so the rows
+	 * [i0, i1) of the product need A's first i1 columns only (half the
+	 * flops of one GEMM) */
+	const int64_t nb = 256;
+	for (int64_t i0 = 0; i0 < k->n; i0 += nb) {
+		int64_t i1 = i0 + nb < k->n ? i0 + nb : k->n;
+		QC_TRY(qk_gemm(k->kc, 1, 0, i1 - i0, rows, i1, 1.0f, V + i0, k->n, At + r0, k->R, 0.0f,
+		               tmp + i0 * rows, rows));
+	}
 	return qk_sumsq(k->kc, tmp, (size_t)(k->n * rows), out);
 }
 
@@ -349,6 +356,50 @@ out:
 	return rc;
 }
 
+typedef struct gjob {
+	ksolve *k;
+	int type;
+	const float *chunk;    /* [m, n] */
+	int64_t m, r;          /* rows of the chunk, the first one's index */
+	int want_t;
+} gjob;
+
+/* A share of a chunk's rows: the grid (ggml's search, the costly part),
+ * round to nearest on it, the transposes. Rows are independent. */
+static int grid_rows(void *arg, int part, int np)
+{
+	gjob *g = arg;
+	ksolve *k = g->k;
+	const int64_t n = k->n;
+	int64_t lo, hi;
+	qc_pool_range(g->m, part, np, &lo, &hi);
+	for (int64_t i = lo; i < hi; i++) {
+		int64_t r = g->r + i;
+		const float *w = g->chunk + i * n;
+		for (int64_t b = 0; b < k->nb; b++) {
+			qc_ggml_kgrid *kg = &k->grid[r * k->nb + b];
+			qc_ggml_kgrid_ref(g->type, w + b * QC_GGML_QK_K, kg);
+			qc_ggml_kgrid_steps(g->type, kg, k->step + (r * k->nb + b) * 16,
+			                    k->off + (r * k->nb + b) * 16);
+		}
+		for (int64_t j = 0; j < n; j++) {
+			float wp = k->dead[j] ? 0.0f : w[j], v;
+			k->codes[r * n + j] = (int8_t)kq(k, r, j, wp, &v);
+			k->deq[r * n + j] = v;
+		}
+	}
+	/* the transposes column by column: runs of the share's rows */
+	for (int64_t j = 0; g->want_t && j < n; j++) {
+		float *wt = k->wt + j * k->R + g->r, *dt = k->drt + j * k->R + g->r;
+		for (int64_t i = lo; i < hi; i++) {
+			float wp = k->dead[j] ? 0.0f : g->chunk[i * n + j];
+			wt[i] = wp;
+			dt[i] = wp - k->deq[(g->r + i) * n + j];
+		}
+	}
+	return 0;
+}
+
 /* Part p's rows: the grid from the original W, round to nearest on it
  * (the codes and values the file gets without GPTQ), Wp and Wp - Q_rtn
  * transposed for the error products and the sweep. */
@@ -362,25 +413,9 @@ static int grid_part(ksolve *k, const qc_kgptq_part *p, int64_t r0, float *chunk
 			if (!isfinite(chunk[i]))
 				return qc_seterr(QC_ENUMERIC, "weight of '%s' at [%lld, %lld] is not finite",
 				                 p->name, (long long)(c0 + i / n), (long long)(i % n));
-		for (int64_t i = 0; i < m; i++) {
-			int64_t r = r0 + c0 + i;
-			const float *w = chunk + i * n;
-			for (int64_t b = 0; b < k->nb; b++) {
-				qc_ggml_kgrid *g = &k->grid[r * k->nb + b];
-				qc_ggml_kgrid_ref(p->type, w + b * QC_GGML_QK_K, g);
-				qc_ggml_kgrid_steps(p->type, g, k->step + (r * k->nb + b) * 16,
-				                    k->off + (r * k->nb + b) * 16);
-			}
-			for (int64_t j = 0; j < n; j++) {
-				float wp = k->dead[j] ? 0.0f : w[j], v;
-				k->codes[r * n + j] = (int8_t)kq(k, r, j, wp, &v);
-				k->deq[r * n + j] = v;
-				if (want_t) {
-					k->wt[j * k->R + r] = wp;
-					k->drt[j * k->R + r] = wp - v;
-				}
-			}
-		}
+		gjob g = { k, p->type, chunk, m, r0 + c0, want_t };
+		int np = qk_ctx_threads(k->kc) < m ? qk_ctx_threads(k->kc) : (int)m;
+		QC_TRY(qc_pool_run(np < 1 ? 1 : np, grid_rows, &g));
 	}
 	return 0;
 }
@@ -442,6 +477,8 @@ int qc_kgptq_run(qk_ctx *kc, float *H, int64_t cols, double damp, double damp_ma
 	for (int i = 0, r0 = 0; i < nparts; r0 += (int)parts[i].rows, i++)
 		if ((rc = grid_part(&k, &parts[i], r0, chunk, want_t)))
 			goto out;
+	info->t_grid = now_s() - t0;
+	t0 = now_s();
 	if (H) {
 		/* tr(Wp H Wp^T) and RTN's error through V */
 		if (!(wk = qk_alloc(kc, RN * sizeof *wk)) ||

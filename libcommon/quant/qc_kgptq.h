@@ -81,7 +81,7 @@ typedef struct qc_kgptq_info {
 	double damp;               /* the damping fraction used (after doubling) */
 	int retries;               /* failed factorizations before it */
 	int64_t dead;              /* dead input columns */
-	double t_factor, t_errors, t_sweep;   /* seconds */
+	double t_factor, t_grid, t_errors, t_sweep;   /* seconds */
 } qc_kgptq_info;
 
 /*
