@@ -6,8 +6,9 @@
 # GGUF file alike); the Q4_K_M mix puts Q6_K where llama.cpp's recipe does;
 # the GGUF file holds the checkpoint's blocks byte for byte; stream and
 # directory give the same file; blocks that do not decode to their float
-# weight are refused by qpack and found by qverify; options the grid does
-# not take are usage errors.
+# weight are refused by qpack and found by qverify; --resume gives the
+# bytes of an uninterrupted run; options the grid does not take are usage
+# errors.
 . "$(dirname "$0")/lib.sh"
 
 for t in qsynth qcalib qgptq qverify qpack qcat; do
@@ -21,6 +22,13 @@ done
 errs() { sed -n 's/.*"layer":"\([^"]*\)".*"err_out":\([^,]*\),.*/\1 \2/p' "$1"; }
 # kl REPORT.json: the mean KL qverify measured
 kl() { sed -n 's/^ *"kl_mean": \([0-9.e+-]*\),*$/\1/p' "$1"; }
+# put_bf16 FILE TENSOR INDEX BYTES: overwrite element INDEX of a BF16 tensor
+put_bf16() {
+	n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+	o=$(head -c $((8 + n)) "$1" | tail -c "$n" | grep -o "\"$2\":{[^}]*}" |
+		sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
+	printf "$4" | dd of="$1" bs=1 seek=$((8 + n + o + 2 * $3)) conv=notrunc 2>/dev/null
+}
 # flip FILE POS: xor the byte at POS with 1
 flip() {
 	b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
@@ -120,6 +128,18 @@ test_expect_code 1 'qverify finds them' '
 	qverify -q bad >rep.json
 	st=$?
 	expect_grep rep.json "v_proj.weight_ggml_q4_k'"'"': row 127 does not decode" && exit $st
+'
+
+test_expect_success '--resume after a failed run: the finished layers come back, same bytes' '
+	cp -R model nan && chmod -R u+w nan &&
+	put_bf16 nan/model-00004-of-00004.safetensors model.layers.3.mlp.up_proj.weight 1 "\300\177" &&
+	st=0; qgptq -q --scheme gguf-q4_k_m --calib calib.st --resume -o res nan 2>err || st=$?
+	test $st = 2 && test ! -e res && test -f res.partial/model-00003-of-00004.safetensors &&
+	cp model/model-00004-of-00004.safetensors nan/ &&
+	qgptq --scheme gguf-q4_k_m --calib calib.st --resume -o res nan 2>err &&
+	expect_grep err "layers 0 to 2 are done" &&
+	qgptq -q --scheme gguf-q4_k_m --calib calib.st -o full nan &&
+	same_dirs full res
 '
 
 test_expect_code 2 'usage: the grid takes no --group-size' '
