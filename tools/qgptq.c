@@ -1,4 +1,4 @@
-/* qgptq - GPTQ and round-to-nearest weight quantization (W4A16, W8A16,
+/* qgptq - GPTQ and round-to-nearest weight quantization (W4A16, W8A16, GGUF K-quants,
  * W8A8-INT8) with per-Linear error reports (see man/qgptq.1). The method is
  * libcommon's qc_gptqm (its solver qc_gptq), the run (input, walk, output,
  * resume) the driver qc_qrun; this file parses the options. */
