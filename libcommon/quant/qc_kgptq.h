@@ -90,9 +90,10 @@ typedef struct qc_kgptq_info {
  * holds U afterwards). H may be NULL only when gptq is 0 (round to nearest
  * on the grid without errors). damp as in qc_kgptq_ref, doubled while the
  * factorization fails up to damp_max (then QC_ENUMERIC); block > 0 the
- * lazy batch (128). Memory: host, three [rows, cols] FP32 buffers and the
- * codes (rows summed over the parts); kernel, two [rows, cols] and one
- * [cols, rows of the largest part]. Errors: QC_EINVAL, QC_ENUMERIC
+ * lazy batch (128). Memory (rows summed over the parts): host, three
+ * [rows, cols] FP32 buffers, the codes and the grids (cols / 8 bytes a
+ * row); kernel, besides H, one [cols, rows] FP32, one [cols, rows of the
+ * largest part] and one [block, rows]. Errors: QC_EINVAL, QC_ENUMERIC
  * (non-finite weights or Hessian, naming the part and index), QC_ENOMEM.
  */
 int qc_kgptq_run(qk_ctx *kc, float *H, int64_t cols, double damp, double damp_max, int gptq,
