@@ -162,6 +162,13 @@ pack qpack-gptq gptq qgptq-w4a16
 pack qpack-gptq-asym gptq qgptq-w4a16-asym-g32
 pack qpack-awq awq qgptq-w4a16
 run qpack-gguf qpack -q -f gguf -o g.gguf qgptq-g32-f16 && hash qpack-gguf g.gguf
+# GPTQ on llama.cpp's Q4_K_M grid (inputs of 256 and 768: whole super-blocks)
+run qsynth-k256 qsynth -q --threads 2 --hidden 256 --intermediate 768 --heads 4 --kv-heads 2 \
+	--layers 2 --vocab 512 --seed 9 -o mk &&
+	run qgptq-gguf-q4km qgptq -q --threads 2 --scheme gguf-q4_k_m --calib c.st \
+		-o qgptq-gguf-q4km mk && hash qgptq-gguf-q4km qgptq-gguf-q4km &&
+	run qpack-gguf-q4km qpack -q -f gguf -o k.gguf qgptq-gguf-q4km &&
+	hash qpack-gguf-q4km k.gguf
 stream qpack-stream p.tar qpack -q --threads 2 -f awq -o - qgptq-w4a16-asym-g32 &&
 	hash qpack-stream p.tar
 

@@ -1,4 +1,4 @@
-/* qgptq - GPTQ and round-to-nearest weight quantization (W4A16, W8A16,
+/* qgptq - GPTQ and round-to-nearest weight quantization (W4A16, W8A16, GGUF K-quants,
  * W8A8-INT8) with per-Linear error reports (see man/qgptq.1). The method is
  * libcommon's qc_gptqm (its solver qc_gptq), the run (input, walk, output,
  * resume) the driver qc_qrun; this file parses the options. */
@@ -12,7 +12,8 @@
 #include "tool.h"
 
 static const char usage[] =
-	"qgptq [--scheme w4a16|w8a16|w8a8] [--group-size 32|64|128|-1] [--sym|--asym]\n"
+	"qgptq [--scheme w4a16|w8a16|w8a8|gguf-q4_k_m|gguf-q4_k|gguf-q5_k_m|gguf-q5_k|gguf-q6_k]\n"
+	"             [--group-size 32|64|128|-1] [--sym|--asym]\n"
 	"             [--act dynamic|static] [--scale-dtype model|f16]\n"
 	"             [--method gptq|rtn] [--actorder static|none] [--clip mse|mse-h|minmax]\n"
 	"             [--damp F] [--ignore REGEX]... [--report FILE] [--threads N] [--resume]\n"
@@ -31,7 +32,13 @@ static void help(void)
 	"  --scheme S          w4a16: int4 weights, groups of 128 (4.1 bits per weight,\n"
 	"                      BF16 scales); w8a16: int8 weights, one scale per output\n"
 	"                      channel (8 bits); w8a8: int8 channel weights with int8\n"
-	"                      activations quantized per token at run time (default w4a16)\n"
+	"                      activations quantized per token at run time (default w4a16);\n"
+	"                      gguf-q4_k, gguf-q5_k, gguf-q6_k: llama.cpp's K-quant grid\n"
+	"                      (super-blocks of 256, ggml's sub-block scales), codes chosen\n"
+	"                      by GPTQ on it, stored as the float weights plus the ggml\n"
+	"                      blocks that qpack -f gguf writes unchanged; gguf-q4_k_m,\n"
+	"                      gguf-q5_k_m: the same with Q6_K on the attn_v and ffn_down\n"
+	"                      layers llama.cpp's Q4_K_M/Q5_K_M recipes choose\n"
 	"  --group-size G      32, 64, 128 or -1 (one group per output channel);\n"
 	"                      default 128 for w4a16, -1 otherwise; w8a8 is per channel\n"
 	"  --sym, --asym       symmetric codes (default) or with zero points (not w8a8)\n"
@@ -88,7 +95,8 @@ int main(int argc, char **argv)
 	tool_init(argc, argv);
 	qc_gptqm_opts G = { .scheme = "w4a16", .sym = -1 };
 	qc_gptq_opts_default(&G.go);
-	const char *method = "gptq", *actorder = "static", *clip = "mse", *act = "dynamic";
+	const char *method = "gptq", *actorder = NULL, *clip = NULL, *act = "dynamic";
+	int explicit_k = 0; /* options the K-quant grids do not take */
 	double damp = 0.01;
 	tool_qopts q = { 0 };
 	int c;
@@ -99,15 +107,17 @@ int main(int argc, char **argv)
 			G.group = tool_parse_i64(usage, "--group-size", optarg, -1, 1 << 20);
 			if (G.group != -1 && G.group != 32 && G.group != 64 && G.group != 128)
 				tool_usage_error(usage, "--group-size is 32, 64, 128 or -1, not %s", optarg);
+			explicit_k = 1;
 			break;
-		case OPT_SYM: G.sym = 1; break;
-		case OPT_ASYM: G.sym = 0; break;
+		case OPT_SYM: G.sym = 1; explicit_k = 1; break;
+		case OPT_ASYM: G.sym = 0; explicit_k = 1; break;
 		case OPT_METHOD: method = optarg; break;
 		case OPT_ACTORDER: actorder = optarg; break;
 		case OPT_CLIP: clip = optarg; break;
 		case OPT_DAMP: damp = tool_parse_double(usage, "--damp", optarg, 1e-6, 1.0); break;
 		case OPT_ACT: act = optarg; break;
 		case OPT_SCALE_DTYPE:
+			explicit_k = 1;
 			if (strcmp(optarg, "f16") == 0)
 				G.scale_dtype = QC_DT_F16;
 			else if (strcmp(optarg, "model") != 0)
@@ -117,9 +127,20 @@ int main(int argc, char **argv)
 		}
 	}
 	tool_qopts_finish(&q, usage, argc, argv);
-	if (strcmp(G.scheme, "w4a16") != 0 && strcmp(G.scheme, "w8a16") != 0 &&
+	int kquant = qc_gptqm_ggml_scheme(G.scheme, &G.ggml_type, &G.ggml_mix) == 0;
+	if (!kquant && strcmp(G.scheme, "w4a16") != 0 && strcmp(G.scheme, "w8a16") != 0 &&
 	    strcmp(G.scheme, "w8a8") != 0)
-		tool_usage_error(usage, "--scheme is w4a16, w8a16 or w8a8, not '%s'", G.scheme);
+		tool_usage_error(usage, "--scheme is w4a16, w8a16, w8a8, gguf-q4_k_m, gguf-q4_k, "
+		                 "gguf-q5_k_m, gguf-q5_k or gguf-q6_k, not '%s'", G.scheme);
+	if (kquant && (explicit_k || clip || (actorder && strcmp(actorder, "none") != 0) ||
+	               strcmp(act, "dynamic") != 0))
+		tool_usage_error(usage, "%s is ggml's grid: it takes no --group-size, --sym/--asym, "
+		                 "--scale-dtype, --clip, --act or act-order (columns go in order)",
+		                 G.scheme);
+	if (!actorder)
+		actorder = kquant ? "none" : "static";
+	if (!clip)
+		clip = "mse";
 	if (strcmp(G.scheme, "w8a8") == 0 && G.group > 0)
 		tool_usage_error(usage, "w8a8 weights have one scale per output channel (no --group-size)");
 	if (strcmp(G.scheme, "w8a8") == 0 && G.sym == 0)

@@ -11,6 +11,7 @@
 #include "qc_ckpt.h"
 #include "qc_ctq.h"
 #include "qc_err.h"
+#include "qc_ggml.h"
 #include "qc_gguf_llama.h"
 #include "qc_model.h"
 #include "qc_packfmt.h"
@@ -308,11 +309,59 @@ static int integrity(vstate *v, qc_ckpt *ck, qc_model *m, json_t *integ)
 	return rc;
 }
 
+/* A Linear stored as its float weight and ggml K-quant blocks (qgptq
+ * --scheme gguf-*, qc_gptqm.h): the blocks are accounted for and must
+ * decode to the weight exactly. */
+static int check_ggml(vstate *v, const char *const *names, size_t n, const qc_wsrc *src,
+                      const char *module, int64_t rows, int64_t cols, int *ggml)
+{
+	char wn[300], msg[700];
+	snprintf(wn, sizeof wn, "%s.weight", module);
+	size_t wl = strlen(wn);
+	for (size_t i = 0; i < n; i++) {
+		int type = qc_ggml_blocks_type(names[i]);
+		if (!type || strncmp(names[i], wn, wl) != 0 ||
+		    strcmp(names[i] + wl, qc_ggml_blocks_suffix(type)) != 0)
+			continue;
+		QC_TRY(expect(v, names[i]));
+		(*ggml)++;
+		const qc_tensor *b = NULL, *w = NULL;
+		size_t rb = 0;
+		int rc = qc_ggml_row_bytes(type, cols, &rb) ? QC_EFORMAT : 0;
+		if (!rc)
+			rc = src->get(src->ctx, names[i], &b);
+		if (!rc)
+			rc = src->get(src->ctx, wn, &w);
+		int64_t bad = -1;
+		if (!rc && (b->dtype != QC_DT_U8 || b->ndim != 2 || b->shape[0] != rows ||
+		            b->shape[1] != (int64_t)rb || w->dtype != QC_DT_F32)) {
+			snprintf(msg, sizeof msg, "tensor '%s': %s blocks of [%lld, %lld] must be U8 [%lld, "
+			         "%zu] beside an F32 weight", names[i], qc_ggml_type_name(type),
+			         (long long)rows, (long long)cols, (long long)rows, rb);
+			finding(v, msg);
+		} else if (!rc && !(rc = qc_ggml_blocks_match(type, b->data, w->data, rows, cols, &bad)) &&
+		           bad >= 0) {
+			snprintf(msg, sizeof msg, "tensor '%s': row %lld does not decode to '%s'", names[i],
+			         (long long)bad, wn);
+			finding(v, msg);
+		}
+		if (rc == QC_EFORMAT && !b)
+			rc = qc_seterr(QC_EFORMAT, "'%s': %lld inputs are not whole %s blocks", names[i],
+			               (long long)cols, qc_ggml_type_name(type));
+		if (b && src->release)
+			src->release(src->ctx, names[i]);
+		if (w && src->release)
+			src->release(src->ctx, wn);
+		QC_TRY(rc);
+	}
+	return 0;
+}
+
 static int integrity_walk(vstate *v, const char *const *names, size_t n, const qc_config *c,
                           const qc_ctq *q, const qc_wsrc *srcp, json_t *integ)
 {
 	qc_wsrc src = *srcp;
-	int checked = 0, linears = 0, quantized = 0;
+	int checked = 0, linears = 0, quantized = 0, ggml = 0;
 	int64_t H = c->hidden_size, V = c->vocab_size;
 	char name[300], module[200];
 	QC_TRY(check_linear(v, NULL, &src, "model.embed_tokens", V, H, &checked, &quantized));
@@ -328,6 +377,8 @@ static int integrity_walk(vstate *v, const char *const *names, size_t n, const q
 			int before = checked;
 			QC_TRY(check_linear(v, q, &src, module, sh[0], sh[1], &checked, &quantized));
 			linears += checked > before;
+			if (!q)
+				QC_TRY(check_ggml(v, names, n, &src, module, sh[0], sh[1], &ggml));
 			if (k <= QC_LIN_O ? c->attention_bias : c->mlp_bias) {
 				snprintf(name, sizeof name, "%s.bias", module);
 				QC_TRY(check_vector(v, &src, name, sh[0], &checked));
@@ -366,6 +417,8 @@ static int integrity_walk(vstate *v, const char *const *names, size_t n, const q
 	json_object_set_new(integ, "tensors_checked", json_integer(checked));
 	json_object_set_new(integ, "linears", json_integer(linears));
 	json_object_set_new(integ, "quantized_linears", json_integer(quantized));
+	if (ggml)
+		json_object_set_new(integ, "ggml_linears", json_integer(ggml));
 	return 0;
 }
 

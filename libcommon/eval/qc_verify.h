@@ -33,6 +33,11 @@
  * When integrity fails, numerics, function and quality are skipped (recorded as
  * such): their numbers would describe a model nobody meant.
  *
+ * K-quant checkpoints (qgptq --scheme gguf-*): a Linear's ggml blocks
+ * stored beside its F32 weight (<m>.weight_ggml_q4_k, ...) are accounted
+ * for, counted as integrity's "ggml_linears", and every row must decode to
+ * the weight bit for bit (a finding names the first row that does not);
+ * the model runs the F32 weights.
  * GGUF: an artifact that is a GGUF file (qc_gguf_is_file) is read through
  * qc_gguf_llama.h: integrity is the container's checks and the tensors the
  * config implies (no manifest: "manifest": "absent", and "gguf_type" names

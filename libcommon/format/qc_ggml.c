@@ -7,6 +7,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -654,4 +655,46 @@ int qc_ggml_q4km_type(const char *gguf_name, int layer, int n_layers)
 	if ((strstr(gguf_name, "attn_v.weight") || strstr(gguf_name, "ffn_down")) && more)
 		return QC_GGML_Q6_K;
 	return QC_GGML_Q4_K;
+}
+
+int qc_ggml_blocks_match(int type, const void *blocks, const float *w, int64_t rows,
+                         int64_t cols, int64_t *bad_row)
+{
+	size_t rb;
+	*bad_row = -1;
+	QC_TRY(qc_ggml_row_bytes(type, cols, &rb));
+	float *y = malloc((size_t)cols * sizeof *y);
+	if (!y)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	for (int64_t r = 0; r < rows && *bad_row < 0; r++) {
+		qc_ggml_dequantize(type, (const uint8_t *)blocks + (size_t)r * rb, cols, y);
+		/* bit for bit: -0.0 and 0.0 differ, as a file's bytes would */
+		if (memcmp(y, w + r * cols, (size_t)cols * sizeof *y) != 0)
+			*bad_row = r;
+	}
+	free(y);
+	return 0;
+}
+
+const char *qc_ggml_blocks_suffix(int type)
+{
+	switch (type) {
+	case QC_GGML_Q4_K: return "_ggml_q4_k";
+	case QC_GGML_Q5_K: return "_ggml_q5_k";
+	case QC_GGML_Q6_K: return "_ggml_q6_k";
+	default: return NULL;
+	}
+}
+
+int qc_ggml_blocks_type(const char *tensor_name)
+{
+	static const int kt[] = { QC_GGML_Q4_K, QC_GGML_Q5_K, QC_GGML_Q6_K };
+	size_t n = strlen(tensor_name);
+	for (size_t i = 0; i < sizeof kt / sizeof kt[0]; i++) {
+		const char *sfx = qc_ggml_blocks_suffix(kt[i]);
+		size_t k = strlen(sfx);
+		if (n > k && strcmp(tensor_name + n - k, sfx) == 0)
+			return kt[i];
+	}
+	return 0;
 }

@@ -132,6 +132,20 @@ int qc_ggml_kcode(int type, float x, float step, float off);
 /* One super-block from its grid and codes [256] (in [lo, hi]). */
 void qc_ggml_kpack(int type, const qc_ggml_kgrid *g, const int8_t *codes, void *dst);
 
+/*
+ * Stored K-quant blocks beside a float weight (qgptq --scheme gguf-*,
+ * quant/qc_gptqm.h): *bad_row = the first of rows whose blocks (rows
+ * of qc_ggml_row_bytes(type, cols) bytes) do not decode exactly (bit for
+ * bit) to its row of w [rows, cols], or -1 when every row does. Returns 0,
+ * QC_EINVAL (unknown type, cols not whole blocks), QC_ENOMEM.
+ */
+int qc_ggml_blocks_match(int type, const void *blocks, const float *w, int64_t rows,
+                         int64_t cols, int64_t *bad_row);
+/* The name suffix of such blocks: "_ggml_q4_k" for Q4_K ("<m>.weight" +
+ * suffix), and the type a tensor name ending in one names (0: none). */
+const char *qc_ggml_blocks_suffix(int type);
+int qc_ggml_blocks_type(const char *tensor_name);
+
 /* The type llama.cpp's Q4_K_M recipe (src/llama-quant.cpp,
  * llama_tensor_get_type, for the llama architecture without experts) gives
  * a GGUF weight: Q6_K for output.weight, and for blk.N.attn_v.weight and

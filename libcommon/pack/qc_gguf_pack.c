@@ -39,7 +39,9 @@ typedef struct gp {
 	qc_config cfg;
 	qc_ctq *ctq;
 	qc_wsrc src;
-	int qtype;             /* ggml type of the quantized Linears */
+	int qtype;             /* ggml type of the quantized Linears (K mode: of most) */
+	int kmode;             /* K-quant blocks stored beside float weights */
+	int kmixed;            /* K mode: some Linear is Q6_K while qtype is not */
 	int dtype2;            /* ggml type of the other 2-D tensors */
 	qc_gguf_w *w;
 	int64_t linears, tensors;
@@ -268,6 +270,7 @@ typedef struct item {
 	int64_t rows, cols;    /* [rows, cols] row-major; 1-D: rows = 1 */
 	int permute_heads;     /* q/k: heads to permute within (0: none) */
 	int quantized;
+	int kblocks;           /* K mode: the stored blocks are written as they are */
 	int layer;             /* for progress; -1 outside layers */
 } item;
 
@@ -296,6 +299,47 @@ static int qtype_of(gp *p)
 		return QC_GGML_Q8_0;
 	return qc_seterr(QC_EUNSUPPORTED, "'%s': int8 with zero points has no GGUF block format "
 	                 "(Q8_0 is symmetric: quantize with --sym)", nm);
+}
+
+/* K mode: the type of the blocks stored for Linear `module` among a
+ * layer's tensor names (0: none, the Linear is dense) */
+static int kblocks_of(const char *module, const char *const *names, size_t n)
+{
+	char wn[200];
+	snprintf(wn, sizeof wn, "%s.weight", module);
+	size_t wl = strlen(wn);
+	for (size_t i = 0; i < n; i++) {
+		int t = qc_ggml_blocks_type(names[i]);
+		if (t && strncmp(names[i], wn, wl) == 0 &&
+		    strcmp(names[i] + wl, qc_ggml_blocks_suffix(t)) == 0)
+			return t;
+	}
+	return 0;
+}
+
+/* A checkpoint of qgptq --scheme gguf-*: the recipe's type is that of the
+ * first quantized q_proj (q and k are never promoted by the *_K_M mix). */
+static int kmode_of(gp *p)
+{
+	for (int l = 0; l < p->cfg.num_hidden_layers; l++) {
+		const char *const *names;
+		size_t n;
+		QC_TRY(qc_ckpt_group_names(p->ck, l, &names, &n));
+		char mod[200];
+		qc_linear_module(mod, sizeof mod, l, QC_LIN_Q);
+		int t = kblocks_of(mod, names, n);
+		if (t) {
+			p->kmode = 1;
+			p->qtype = t;
+			return 0;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (qc_ggml_blocks_type(names[i]))
+				return qc_seterr(QC_EUNSUPPORTED, "'%s' has ggml blocks but no q_proj in "
+				                 "them (layer %d): the recipe's type is unknown",
+				                 qc_ckpt_name(p->ck), l);
+	}
+	return 0;
 }
 
 static int add_item(item **it, size_t *n, size_t *cap, const item *x)
@@ -327,7 +371,12 @@ static int plan(gp *p, item **out, size_t *nout)
 		}                                            \
 	} while (0)
 	memset(&x, 0, sizeof x);
-	x = (item){ .k = K_EMBD, .type = p->dtype2, .rows = c->vocab_size, .cols = c->hidden_size,
+	/* K mode quantizes the embedding and output as llama-quantize's *_K
+	 * recipes do (llama_tensor_get_type): output.weight Q6_K, or
+	 * token_embd when it doubles as the output (tied); token_embd the
+	 * recipe's type otherwise */
+	int emb_type = !p->kmode ? p->dtype2 : c->tie_word_embeddings ? QC_GGML_Q6_K : p->qtype;
+	x = (item){ .k = K_EMBD, .type = emb_type, .rows = c->vocab_size, .cols = c->hidden_size,
 		        .layer = -1 };
 	snprintf(x.gname, sizeof x.gname, "token_embd.weight");
 	snprintf(x.hname, sizeof x.hname, "model.embed_tokens.weight");
@@ -341,6 +390,15 @@ static int plan(gp *p, item **out, size_t *nout)
 	static const char *gl[QC_LIN_COUNT] = { "attn_q", "attn_k", "attn_v", "attn_output",
 		                                    "ffn_gate", "ffn_up", "ffn_down" };
 	for (int l = 0; l < c->num_hidden_layers; l++) {
+		const char *const *lnames = NULL;
+		size_t nl = 0;
+		if (p->kmode) {
+			int rc_ = qc_ckpt_group_names(p->ck, l, &lnames, &nl);
+			if (rc_) {
+				free(it);
+				return rc_;
+			}
+		}
 		x = (item){ .k = K_NORM, .type = QC_GGML_F32, .rows = 1, .cols = c->hidden_size,
 			        .layer = l };
 		snprintf(x.gname, sizeof x.gname, "blk.%d.attn_norm.weight", l);
@@ -352,13 +410,16 @@ static int plan(gp *p, item **out, size_t *nout)
 			x = (item){ .k = K_LINEAR, .rows = sh[0], .cols = sh[1], .layer = l };
 			snprintf(x.gname, sizeof x.gname, "blk.%d.%s.weight", l, gl[li]);
 			qc_linear_module(x.hname, sizeof x.hname, l, (qc_linear)li);
-			int q = qc_ctq_quantized(p->ctq, x.hname);
+			int q = p->kmode ? kblocks_of(x.hname, lnames, nl) : qc_ctq_quantized(p->ctq, x.hname);
 			if (q < 0) {
 				free(it);
 				return q;
 			}
-			x.quantized = q;
-			x.type = q ? p->qtype : p->dtype2;
+			x.quantized = q != 0;
+			x.kblocks = p->kmode && q;
+			x.type = p->kmode ? (q ? q : p->dtype2) : q ? p->qtype : p->dtype2;
+			if (x.kblocks && q == QC_GGML_Q6_K && p->qtype != QC_GGML_Q6_K)
+				p->kmixed = 1;
 			x.permute_heads = li == QC_LIN_Q ? (int)c->num_attention_heads
 			                  : li == QC_LIN_K ? (int)c->num_key_value_heads : 0;
 			ADD();
@@ -376,7 +437,13 @@ static int plan(gp *p, item **out, size_t *nout)
 	snprintf(x.gname, sizeof x.gname, "output_norm.weight");
 	snprintf(x.hname, sizeof x.hname, "model.norm.weight");
 	ADD();
-	if (!c->tie_word_embeddings) {
+	if (!c->tie_word_embeddings && p->kmode) {
+		x = (item){ .k = K_LINEAR, .type = QC_GGML_Q6_K, .rows = c->vocab_size,
+			        .cols = c->hidden_size, .layer = -1 };
+		snprintf(x.gname, sizeof x.gname, "output.weight");
+		snprintf(x.hname, sizeof x.hname, "lm_head");
+		ADD();
+	} else if (!c->tie_word_embeddings) {
 		int q = qc_ctq_quantized(p->ctq, "lm_head");
 		if (q < 0) {
 			free(it);
@@ -455,6 +522,42 @@ static int write_quant(gp *p, const item *x, float *frow, uint8_t *orow, size_t 
 	return rc;
 }
 
+/* K mode: a Linear's stored blocks, row by row in GGUF's order, each
+ * checked to decode to its float weight exactly (so a file never holds
+ * what the checkpoint's readers did not run). */
+static int write_kblocks(gp *p, const item *x, size_t rb)
+{
+	char wn[200], bn[220];
+	snprintf(wn, sizeof wn, "%s.weight", x->hname);
+	snprintf(bn, sizeof bn, "%s%s", wn, qc_ggml_blocks_suffix(x->type));
+	const qc_tensor *w = NULL, *b = NULL;
+	int rc = qc_ckpt_get(p->ck, wn, &w);
+	if (!rc)
+		rc = qc_ckpt_get(p->ck, bn, &b);
+	if (!rc && (w->dtype != QC_DT_F32 || w->ndim != 2 || w->shape[0] != x->rows ||
+	            w->shape[1] != x->cols || b->dtype != QC_DT_U8 || b->ndim != 2 ||
+	            b->shape[0] != x->rows || b->shape[1] != (int64_t)rb))
+		rc = qc_seterr(QC_EFORMAT, "'%s': '%s' must be F32 [%lld, %lld] and '%s' U8 [%lld, %zu]",
+		               qc_ckpt_name(p->ck), wn, (long long)x->rows, (long long)x->cols, bn,
+		               (long long)x->rows, rb);
+	for (int64_t r = 0; !rc && r < x->rows; r++) {
+		int64_t s = src_row(x, r), bad;
+		const uint8_t *blk = (const uint8_t *)b->data + (size_t)s * rb;
+		rc = qc_ggml_blocks_match(x->type, blk, (const float *)w->data + s * x->cols, 1,
+		                          x->cols, &bad);
+		if (!rc && bad >= 0)
+			rc = qc_seterr(QC_EFORMAT, "'%s': row %lld of '%s' does not decode to '%s'",
+			               qc_ckpt_name(p->ck), (long long)s, bn, wn);
+		if (!rc)
+			rc = qc_gguf_w_data(p->w, blk, rb);
+	}
+	if (w)
+		qc_ckpt_release(p->ck, wn);
+	if (b)
+		qc_ckpt_release(p->ck, bn);
+	return rc;
+}
+
 static int write_item(gp *p, const item *x)
 {
 	size_t rb;
@@ -470,6 +573,9 @@ static int write_item(gp *p, const item *x)
 		                     c->rope_high_freq_factor, c->rope_original_max_position_embeddings,
 		                     frow);
 		rc = qc_gguf_w_data(p->w, frow, rb);
+	} else if (x->kblocks) {
+		rc = write_kblocks(p, x, rb);
+		p->linears++;
 	} else if (x->k == K_LINEAR && x->quantized) {
 		rc = write_quant(p, x, frow, orow, rb);
 		p->linears++;
@@ -527,7 +633,11 @@ static int write_meta(gp *p)
 		QC_TRY(qc_gguf_w_str(w, "llama.rope.scaling.type", "linear"));
 		QC_TRY(qc_gguf_w_f32(w, "llama.rope.scaling.factor", (float)c->rope_factor));
 	}
-	uint32_t ft = p->qtype == QC_GGML_Q4_0 ? 2 : p->qtype == QC_GGML_Q4_1 ? 3 : 7;
+	/* llama_ftype: 2 Q4_0, 3 Q4_1, 7 Q8_0, 14/15 Q4_K_S/M, 16/17 Q5_K_S/M,
+	 * 18 Q6_K (the K mixes: "M" when some Linear was promoted to Q6_K) */
+	uint32_t ft = p->qtype == QC_GGML_Q4_0 ? 2 : p->qtype == QC_GGML_Q4_1 ? 3
+	              : p->qtype == QC_GGML_Q8_0 ? 7 : p->qtype == QC_GGML_Q4_K ? 14u + (uint32_t)p->kmixed
+	              : p->qtype == QC_GGML_Q5_K ? 16u + (uint32_t)p->kmixed : 18;
 	QC_TRY(qc_gguf_w_u32(w, "general.file_type", ft));
 	QC_TRY(qc_gguf_w_u32(w, "general.quantization_version", 2));
 	return write_tokenizer(p);
@@ -572,14 +682,22 @@ static int run(gp *p, qc_gguf_pack_result *res)
 	QC_TRY(check_input(p));
 	if ((rc = qc_ctq_from_config(&p->ctq, p->cfg.raw)))
 		return qc_errctx(rc, "reading '%s'", qc_ckpt_name(p->ck));
-	if (!p->ctq)
+	if (!p->ctq && (rc = kmode_of(p)))
+		return rc;
+	if (!p->ctq && !p->kmode)
 		return qc_seterr(QC_EUNSUPPORTED, "'%s' is not quantized: quantize it with qgptq or "
-		                 "qawq first (--group-size 32 --scale-dtype f16)", qc_ckpt_name(p->ck));
-	if (p->ctq->format != QC_CTQ_NAIVE)
+		                 "qawq first (--group-size 32 --scale-dtype f16, or qgptq --scheme "
+		                 "gguf-q4_k_m)", qc_ckpt_name(p->ck));
+	if (p->kmode && (p->cfg.hidden_size % QC_GGML_QK_K || p->cfg.intermediate_size % QC_GGML_QK_K))
+		return qc_seterr(QC_EFORMAT, "'%s': hidden and intermediate sizes must be multiples of "
+		                 "%d for K-quant blocks", qc_ckpt_name(p->ck), QC_GGML_QK_K);
+	if (p->kmode)
+		; /* the Linears' types come with their blocks */
+	else if (p->ctq->format != QC_CTQ_NAIVE)
 		return qc_seterr(QC_EUNSUPPORTED, "'%s' is already packed (format \"%s\"); qpack reads "
 		                 "naive-quantized checkpoints", qc_ckpt_name(p->ck),
 		                 p->ctq->scheme.format);
-	if ((p->qtype = qtype_of(p)) < 0)
+	if (!p->kmode && (p->qtype = qtype_of(p)) < 0)
 		return p->qtype;
 	QC_TRY(load_tokenizer(p));
 	item *it = NULL;

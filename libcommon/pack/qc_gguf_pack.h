@@ -11,6 +11,19 @@
  * tensor scales, FP8, quantized activations, a scale (or Q4_1 minimum) F16
  * cannot hold exactly (the message names the Linear and the block).
  *
+ * K-quant checkpoints (qgptq --scheme gguf-*, quant/qc_gptqm.h: no
+ * quantization_config, each quantized Linear's F32 weight beside its ggml
+ * blocks <m>.weight_ggml_q4_k / _q5_k / _q6_k, format/qc_ggml.h
+ * qc_ggml_blocks_suffix): the blocks are written as they are, each row
+ * first checked to decode bit for bit to its F32 weight (QC_EFORMAT naming
+ * the row otherwise); Linears without blocks stay dense. The recipe's type
+ * is the first q_proj's. As llama-quantize's K recipes do
+ * (llama_tensor_get_type), output.weight is Q6_K and token_embd the
+ * recipe's type, or Q6_K when the embeddings are tied; both rounded by
+ * qc_ggml_quantize_ref. general.file_type 14/15 (Q4_K_S/M: M when some
+ * Linear is Q6_K), 16/17 for Q5_K, 18 for Q6_K. Hidden and intermediate
+ * sizes must be multiples of 256.
+ *
  * The file, as llama.cpp's convert_hf_to_gguf.py writes a Llama
  * (doc/formats.md 4):
  *   metadata  general.architecture "llama", general.name (the config's
@@ -21,7 +34,7 @@
  *             llama.rope.freq_base and attention.layer_norm_rms_epsilon
  *             f32, llama.attention.{key,value}_length u32 when config.json
  *             has head_dim, llama.rope.scaling.{type,factor} for linear
- *             scaling, general.file_type u32 (2 Q4_0, 3 Q4_1, 7 Q8_0),
+ *             scaling, general.file_type u32 (2 Q4_0, 3 Q4_1, 7 Q8_0; K above),
  *             general.quantization_version u32 2;
  *   tokenizer byte-level BPE (Llama-3 style) only: tokenizer.ggml.model
  *             "gpt2", .pre "llama-bpe" (recognized by Llama-3's split
@@ -65,7 +78,7 @@ typedef struct qc_gguf_pack_opts {
 } qc_gguf_pack_opts;
 
 typedef struct qc_gguf_pack_result {
-	char type[8];              /* "Q4_0", "Q4_1", "Q8_0" */
+	char type[8];              /* "Q4_0", "Q4_1", "Q8_0", or the K recipe's "Q4_K", ... */
 	int64_t linears;           /* quantized Linears written */
 	int64_t tensors;
 	uint64_t bytes;            /* tensor data bytes, padding excluded */

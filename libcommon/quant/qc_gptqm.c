@@ -9,6 +9,8 @@
 
 #include "kernels.h"
 #include "qc_err.h"
+#include "qc_ggml.h"
+#include "qc_kgptq.h"
 #include "qc_log.h"
 
 #define STAGE_ROWS 1024 /* down_proj inputs gathered into blocks this tall */
@@ -31,9 +33,51 @@ const char *qc_gptqm_clip_name(const qc_gptq_opts *o)
 	return o->clip.mode == QC_CLIP_MINMAX ? "minmax" : o->clip_hweight ? "mse-h" : "mse";
 }
 
+int qc_gptqm_ggml_scheme(const char *scheme, int *ggml_type, int *mix)
+{
+	static const struct { const char *name; int type, mix; } k[] = {
+		{ "gguf-q4_k", QC_GGML_Q4_K, 0 }, { "gguf-q4_k_m", QC_GGML_Q4_K, 1 },
+		{ "gguf-q5_k", QC_GGML_Q5_K, 0 }, { "gguf-q5_k_m", QC_GGML_Q5_K, 1 },
+		{ "gguf-q6_k", QC_GGML_Q6_K, 0 },
+	};
+	for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+		if (strcmp(scheme, k[i].name) == 0) {
+			*ggml_type = k[i].type;
+			*mix = k[i].mix;
+			return 0;
+		}
+	return QC_EINVAL;
+}
+
+/* The K-quant schemes: which Linears are quantized is all the scheme
+ * says here (the blocks are the method's own format); group and symmetry
+ * name the grid's sub-blocks in report lines. */
+static int gm_kscheme(qc_gptqm *G, const qc_config *cfg, qc_qscheme *s, const char **name)
+{
+	QC_TRY(qc_qscheme_preset(s, "w4a16"));
+	*name = G->o.scheme;
+	qc_qargs *a = &s->weights;
+	a->strategy = QC_QS_GROUP;
+	a->group_size = G->o.ggml_type == QC_GGML_Q6_K ? 16 : 32;
+	a->symmetric = G->o.ggml_type == QC_GGML_Q6_K;
+	a->scale_dtype = QC_DT_F16;
+	a->arith = QC_DT_F32;
+	snprintf(s->observer, sizeof s->observer, "minmax");
+	int64_t qd = cfg->num_attention_heads * cfg->head_dim;
+	if (cfg->hidden_size % QC_GGML_QK_K || cfg->intermediate_size % QC_GGML_QK_K ||
+	    qd % QC_GGML_QK_K)
+		return qc_seterr(QC_EUNSUPPORTED, "%s: Linear inputs (%lld, %lld, %lld) must be "
+		                 "multiples of %d, the K-quant super-block", G->o.scheme,
+		                 (long long)cfg->hidden_size, (long long)cfg->intermediate_size,
+		                 (long long)qd, QC_GGML_QK_K);
+	return 0;
+}
+
 static int gm_scheme(void *ctx, const qc_config *cfg, qc_qscheme *s, const char **name)
 {
 	qc_gptqm *G = ctx;
+	if (G->o.ggml_type)
+		return gm_kscheme(G, cfg, s, name);
 	QC_TRY(qc_qscheme_preset(s, G->o.scheme));
 	*name = G->o.scheme;
 	qc_qargs *a = &s->weights;
@@ -84,6 +128,10 @@ static void gm_memory(void *ctx, const qc_config *c, int calibrated, qc_qmem *ne
 		rmax = (qd + 2.0 * kvd) * h;
 	need->solver = rmax * 4 * (calibrated && G->o.go.method == QC_GPTQ_METHOD_GPTQ ? 1 : 0) +
 	               rmax * 1.0;
+	/* the K-quant solver: host codes, values and two transposes, kernel
+	 * transposes and scratch (qc_kgptq.h) */
+	if (G->o.ggml_type)
+		need->solver = rmax * (calibrated ? 25.0 : 5.0);
 }
 
 static int gm_begin(void *ctx, qc_qrun *run)
@@ -171,6 +219,109 @@ static int add_line(qc_gptqm *G, const char *mod, int64_t rows, int64_t cols,
 	return qc_qrun_report(G->run, &line);
 }
 
+/* The ggml type of Linear l of `layer` (the mix of llama.cpp's *_K_M) */
+static int ktype(const qc_gptqm *G, int layer, qc_linear l)
+{
+	static const char *gname[QC_LIN_COUNT] = { "attn_q", "attn_k", "attn_v", "attn_output",
+		                                       "ffn_gate", "ffn_up", "ffn_down" };
+	if (!G->o.ggml_mix)
+		return G->o.ggml_type;
+	char nm[64];
+	snprintf(nm, sizeof nm, "blk.%d.%s.weight", layer, gname[l]);
+	int n_layers = (int)qc_qrun_config(G->run)->num_hidden_layers;
+	return qc_ggml_q4km_type(nm, layer, n_layers) == QC_GGML_Q6_K ? QC_GGML_Q6_K
+	                                                            : G->o.ggml_type;
+}
+
+/* The K-quant update: the point's Linears solved together on their grids
+ * (qc_kgptq_run), each written as its float weight and its ggml blocks. */
+static int gm_kupdate(qc_gptqm *G, int layer, qc_walk_point p, qc_layer *lw)
+{
+	qc_linear first;
+	int count;
+	qc_walk_point_linears(p, &first, &count);
+	unsigned quant = qc_qrun_quantized(G->run);
+	qc_kgptq_part parts[3];
+	qc_linear lin[3];
+	char mods[3][256];
+	size_t rb[3];
+	int n = 0, rc = 0;
+	memset(parts, 0, sizeof parts);
+	for (int k = 0; k < count && rc == 0; k++) {
+		qc_linear l = (qc_linear)(first + k);
+		if (!((quant >> l) & 1))
+			continue;
+		int t = ktype(G, layer, l);
+		qc_linear_module(mods[n], sizeof mods[n], layer, l);
+		if ((rc = qc_ggml_row_bytes(t, lw->in[l], &rb[n])))
+			break;
+		parts[n] = (qc_kgptq_part){ .name = mods[n], .type = t, .W = lw->w[l],
+		                            .rows = lw->out[l], .deq = lw->w[l],
+		                            .blocks = malloc(rb[n] * (size_t)lw->out[l]) };
+		lin[n++] = l;
+		if (!parts[n - 1].blocks)
+			rc = qc_seterr(QC_ENOMEM, "out of memory for layer %d", layer);
+	}
+	int solved = G->T && G->o.go.method == QC_GPTQ_METHOD_GPTQ;
+	qc_kgptq_info info;
+	memset(&info, 0, sizeof info);
+	double t0 = qc_now();
+	if (rc == 0 && n > 0)
+		rc = qc_kgptq_run(G->kc, G->T ? G->H : NULL, lw->in[first], G->o.go.damp,
+		                  G->o.go.damp_max, solved, G->o.go.block, parts, n, &info);
+	double secs = qc_now() - t0;
+	qk_free(G->kc, G->H); /* consumed */
+	G->H = NULL;
+	if (rc == 0 && n > 0)
+		qc_log(QC_LOG_DEBUG, "layer %d %s: factor %.2f s, grid %.2f s, errors %.2f s, sweep "
+		       "%.2f s", layer, qc_walk_point_name(p), info.t_factor, info.t_grid, info.t_errors,
+		       info.t_sweep);
+	float *host = NULL;
+	for (int j = 0; j < n && rc == 0; j++) {
+		qc_linear l = lin[j];
+		int64_t rows = lw->out[l], cols = lw->in[l];
+		float *h2 = realloc(host, (size_t)(rows * cols) * sizeof *h2);
+		if (!h2) {
+			rc = qc_seterr(QC_ENOMEM, "out of memory for layer %d", layer);
+			break;
+		}
+		host = h2;
+		char name[300], tn[8];
+		snprintf(tn, sizeof tn, "%s", qc_ggml_type_name(parts[j].type));
+		for (char *c = tn; *c; c++)
+			*c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+		int64_t sw[2] = { rows, cols }, sb[2] = { rows, (int64_t)rb[j] };
+		snprintf(name, sizeof name, "%s.weight", mods[j]);
+		if ((rc = qk_download(G->kc, host, lw->w[l], (size_t)(rows * cols) * sizeof *host)) ||
+		    (rc = qc_qrun_write_tensor(G->run, name, QC_DT_F32, 2, sw, host)))
+			break;
+		snprintf(name, sizeof name, "%s.weight_ggml_%s", mods[j], tn);
+		if ((rc = qc_qrun_write_tensor(G->run, name, QC_DT_U8, 2, sb, parts[j].blocks)))
+			break;
+		json_t *x = json_pack("{s:s, s:s, s:s}", "method", qc_gptq_method_name(G->o.go.method),
+		                      "ggml_type", qc_ggml_type_name(parts[j].type), "actorder", "none");
+		if (!x) {
+			rc = qc_seterr(QC_ENOMEM, "out of memory");
+			break;
+		}
+		if (solved) {
+			json_object_set_new(x, "damp", json_real(info.damp));
+			json_object_set_new(x, "dead_inputs", json_integer(info.dead));
+		}
+		qc_log(QC_LOG_DETAIL, "%s %s: err_out %.4g err_rtn %.4g err_w %.4g", mods[j],
+		       qc_ggml_type_name(parts[j].type), parts[j].err_out, parts[j].err_rtn,
+		       parts[j].err_w);
+		qc_report_line line = { .layer = mods[j], .rows = rows, .cols = cols,
+		                        .err_out = parts[j].err_out, .err_w = parts[j].err_w,
+		                        .err_rtn = parts[j].err_rtn, .seconds = secs / n, .extra = x };
+		rc = qc_qrun_report(G->run, &line);
+	}
+	free(host);
+	for (int j = 0; j < n; j++)
+		free(parts[j].blocks);
+	return rc;
+}
+
 /* Quantize the Linears that read point p, sharing its Hessian; their
  * weights in lw become the dequantized ones (the walker recomputes from
  * there), and their codes go to the output. */
@@ -183,6 +334,8 @@ static int gm_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	unsigned quant = qc_qrun_quantized(G->run);
 	if (G->T && p == QC_WALK_DOWN)
 		QC_TRY(flush_stage(G));
+	if (G->o.ggml_type)
+		return gm_kupdate(G, layer, p, lw);
 	const qc_qargs *a = &qc_qrun_scheme(G->run)->weights;
 	qc_gptq_part parts[3];
 	qc_linear lin[3];
@@ -263,6 +416,7 @@ int qc_gptqm_method(qc_gptqm **state, qc_qmethod *m, const qc_gptqm_opts *o)
 		/* the update at DOWN replaces down_proj only */
 		.same_inputs = QC_WALK_BIT(QC_WALK_DOWN),
 		.memory = gm_memory, .observe = gm_observe, .update = gm_update, .end = gm_end,
+		.own_format = o->ggml_type != 0,
 	};
 	return 0;
 }

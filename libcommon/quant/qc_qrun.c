@@ -405,11 +405,11 @@ static int replay_norm(qc_qrun *r, int layer, const char *which, float *dst)
 
 /* A Linear the method claimed (rewrote in the model's dtype) comes back
  * from the old shard as it was written. */
-static int replay_dense(qc_qrun *r, int layer, qc_linear l, qc_layer *lw)
+static int replay_dense(qc_qrun *r, int layer, qc_linear l, qc_layer *lw, int own)
 {
 	char name[256];
 	qc_linear_name(name, sizeof name, layer, l, "weight");
-	if (!r->m->claims || !r->m->claims(r->m->ctx, layer, name))
+	if (!own && (!r->m->claims || !r->m->claims(r->m->ctx, layer, name)))
 		return 0;
 	const qc_tensor *t;
 	QC_TRY(replay_get(r, name, &t));
@@ -445,8 +445,9 @@ static int replay_layer(qc_qrun *r, int layer, qc_layer *lw)
 	if (lw) {
 		qc_wsrc src = { r, replay_get, NULL };
 		for (int l = 0; l < QC_LIN_COUNT; l++) {
-			if (!((r->quant >> l) & 1)) {
-				QC_TRY(replay_dense(r, layer, (qc_linear)l, lw));
+			if (!((r->quant >> l) & 1) || r->m->own_format) {
+				/* an own-format Linear comes back as its float weight */
+				QC_TRY(replay_dense(r, layer, (qc_linear)l, lw, (r->quant >> l) & 1));
 				continue;
 			}
 			char mod[256];
@@ -762,7 +763,7 @@ static int open_resume(qc_qrun *r)
 	}
 	if (!(r->rec = json_pack("{s:i, s:o, s:[]}", "resume", 1, "identity", id, "layers")))
 		return nomem();
-	if (r->n_done > 0 && !r->m->dense) {
+	if (r->n_done > 0 && !r->m->dense && !r->m->own_format) {
 		/* finished layers are read back through the compressed-tensors
 		 * reader, with the quantization_config the output gets */
 		json_t *qc;
@@ -839,7 +840,8 @@ static int run(qc_qrun *r)
 		QC_TRY(qc_model_open(&r->model, r->in, r->kc, NULL));
 	QC_TRY(open_resume(r));
 	qc_qout_opts oo = { o->out, o->force, o->resume, r->m->tool, o->argc, o->argv };
-	QC_TRY(qc_qout_open(&r->out, r->in, &r->cfg, r->m->dense ? NULL : &r->scheme, &oo));
+	QC_TRY(qc_qout_open(&r->out, r->in, &r->cfg, r->m->dense || r->m->own_format ? NULL
+	                                                : &r->scheme, &oo));
 	if (r->ts)
 		QC_TRY(qc_qout_token_set(r->out, "calibration", qc_tokset_hash(r->ts)));
 	/* the embedding is copied before the walk embeds the tokens: an untied

@@ -76,6 +76,14 @@ typedef struct qc_qmethod {
 	 * output is a plain checkpoint (config.json as it was). scheme may then
 	 * be NULL; if given it only names the run for report lines. */
 	int dense;
+	/* 1: the method writes its quantized Linears' tensors itself
+	 * (qc_qrun_write_tensor: a float <module>.weight, which a resumed run
+	 * reads back, and what else it stores), in a form compressed-tensors
+	 * has no scheme for (GGUF's K-quant blocks, qc_gptqm.h): config.json
+	 * then stays the input's, with no quantization_config, and readers run
+	 * the float weights. The scheme still says which Linears are quantized
+	 * (--ignore) and names the run in report lines. */
+	int own_format;
 	/* QC_WALK_BIT(QC_WALK_O) when the update at O changes v_proj (a v -> o
 	 * smoothing): the walk then recomputes the attention (qc_walk.h). The
 	 * begin hook may change it for the run (qc_qrun_set_restart), once it

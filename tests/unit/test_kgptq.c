@@ -21,6 +21,7 @@
 #include "qc_ggml.h"
 #include "qc_kgptq.h"
 #include "qc_synth.h"
+#include "kernels.h"
 
 static uint64_t rs = 0x243F6A8885A308D3ull;
 static double urand(void)
@@ -105,8 +106,8 @@ static void test_gptq_beats_rtn(void **state)
 				float *dr = malloc((size_t)(rows * cols) * sizeof *dr);
 				float *y = malloc((size_t)cols * sizeof *y);
 				double eg, er;
-				tu_assert_rc(qc_kgptq(types[t], W, rows, cols, H, 0.01, 1, bg, dg, &eg), 0);
-				tu_assert_rc(qc_kgptq(types[t], W, rows, cols, H, 0.01, 0, br, dr, &er), 0);
+				tu_assert_rc(qc_kgptq_ref(types[t], W, rows, cols, H, 0.01, 1, bg, dg, &eg), 0);
+				tu_assert_rc(qc_kgptq_ref(types[t], W, rows, cols, H, 0.01, 0, br, dr, &er), 0);
 				if (!(eg < er))
 					fail_msg("%s %s: GPTQ err_out %.6g is not below RTN's %.6g", name,
 					         qc_ggml_type_name(types[t]), eg, er);
@@ -151,12 +152,12 @@ static void test_dead_and_args(void **state)
 		H[5 * N + j] = H[j * N + 5] = 0;
 	uint8_t blocks[R * 144];
 	double e;
-	tu_assert_rc(qc_kgptq(QC_GGML_Q4_K, W, R, N, H, 0.01, 1, blocks, deq, &e), 0);
+	tu_assert_rc(qc_kgptq_ref(QC_GGML_Q4_K, W, R, N, H, 0.01, 1, blocks, deq, &e), 0);
 	assert_true(e > 0 && e < 0.1);
-	tu_assert_rc(qc_kgptq(QC_GGML_Q4_0, W, R, N, H, 0.01, 1, blocks, deq, &e), QC_EINVAL);
-	tu_assert_rc(qc_kgptq(QC_GGML_Q4_K, W, R, 200, H, 0.01, 1, blocks, deq, &e), QC_EINVAL);
+	tu_assert_rc(qc_kgptq_ref(QC_GGML_Q4_0, W, R, N, H, 0.01, 1, blocks, deq, &e), QC_EINVAL);
+	tu_assert_rc(qc_kgptq_ref(QC_GGML_Q4_K, W, R, 200, H, 0.01, 1, blocks, deq, &e), QC_EINVAL);
 	W[7] = NAN;
-	tu_assert_rc(qc_kgptq(QC_GGML_Q4_K, W, R, N, H, 0.01, 1, blocks, deq, &e), QC_ENUMERIC);
+	tu_assert_rc(qc_kgptq_ref(QC_GGML_Q4_K, W, R, N, H, 0.01, 1, blocks, deq, &e), QC_ENUMERIC);
 	free(H);
 }
 
@@ -181,12 +182,136 @@ static void test_q4km(void **state)
 	assert_int_equal(qc_ggml_q4km_type("output.weight", -1, 32), QC_GGML_Q6_K);
 }
 
+/* Run qc_kgptq_run on q/k/v-like parts sharing one Hessian: [n, n] FP32
+ * upper triangle uploaded from the double H. */
+static int run_fast(qk_ctx *kc, const double *Hd, int64_t n, int gptq, qc_kgptq_part *parts,
+                    int np, qc_kgptq_info *info)
+{
+	float *hf = malloc((size_t)(n * n) * sizeof *hf);
+	for (int64_t i = 0; i < n * n; i++)
+		hf[i] = (float)Hd[i];
+	float *H = qk_alloc(kc, (size_t)(n * n) * sizeof *H);
+	assert_non_null(H);
+	assert_int_equal(qk_upload(kc, H, hf, (size_t)(n * n) * sizeof *H), 0);
+	int rc = qc_kgptq_run(kc, gptq || Hd ? H : NULL, n, 0.01, 1.0, gptq, 128, parts, np, info);
+	qk_free(kc, H);
+	free(hf);
+	return rc;
+}
+
+/* The run's FP32 solver against the double reference, on three parts of
+ * different types sharing a Hessian (one dead input): round to nearest
+ * gives the reference's bytes and errors; GPTQ its error within FP32's
+ * reach, every block decoding to the values the solver returns, and most
+ * codes equal. */
+static void test_fast_vs_ref(void **state)
+{
+	(void)state;
+	enum { N = 768, NP = 3 };
+	const int64_t rows[NP] = { 96, 64, 40 };
+	const int types[NP] = { QC_GGML_Q4_K, QC_GGML_Q6_K, QC_GGML_Q5_K };
+	double *H = hessian(N, 1024);
+	for (int j = 0; j < N; j++)
+		H[17 * N + j] = H[j * N + 17] = 0;
+	qk_ctx *kc;
+	tu_assert_rc(qk_ctx_new(&kc, QK_DEVICE_CPU, 2), 0);
+	float *W[NP], *Wk[NP], *deq[NP];
+	uint8_t *blk[NP], *ref[NP];
+	size_t rb[NP];
+	for (int p = 0; p < NP; p++) {
+		W[p] = malloc((size_t)(rows[p] * N) * sizeof(float));
+		deq[p] = malloc((size_t)(rows[p] * N) * sizeof(float));
+		for (int64_t i = 0; i < rows[p] * N; i++)
+			W[p][i] = (float)(nrand() * (1 + (i % N == 40) * 8));   /* one large input */
+		W[p][3] = 0;
+		Wk[p] = qk_alloc(kc, (size_t)(rows[p] * N) * sizeof(float));
+		tu_assert_rc(qc_ggml_row_bytes(types[p], N, &rb[p]), 0);
+		blk[p] = malloc(rb[p] * (size_t)rows[p]);
+		ref[p] = malloc(rb[p] * (size_t)rows[p]);
+	}
+	for (int gptq = 0; gptq < 2; gptq++) {
+		qc_kgptq_part parts[NP];
+		for (int p = 0; p < NP; p++) {
+			tu_assert_rc(qk_upload(kc, Wk[p], W[p], (size_t)(rows[p] * N) * sizeof(float)), 0);
+			parts[p] = (qc_kgptq_part){ .name = "part", .type = types[p], .W = Wk[p],
+			                            .rows = rows[p], .blocks = blk[p], .deq = Wk[p] };
+		}
+		qc_kgptq_info info;
+		tu_assert_rc(run_fast(kc, H, N, gptq, parts, NP, &info), 0);
+		assert_int_equal(info.dead, 1);
+		for (int p = 0; p < NP; p++) {
+			double er, er_rtn;
+			float *dr = malloc((size_t)(rows[p] * N) * sizeof(float));
+			tu_assert_rc(qc_kgptq_ref(types[p], W[p], rows[p], N, H, 0.01, gptq, ref[p], dr, &er),
+			             0);
+			tu_assert_rc(qc_kgptq_ref(types[p], W[p], rows[p], N, H, 0.01, 0, ref[p] + 0, NULL,
+			                          &er_rtn), 0);
+			tu_assert_rc(qc_kgptq_ref(types[p], W[p], rows[p], N, H, 0.01, gptq, ref[p], NULL, &er),
+			             0);
+			tu_assert_rc(qk_download(kc, deq[p], Wk[p], (size_t)(rows[p] * N) * sizeof(float)),
+			             0);
+			/* the blocks decode to the values handed back */
+			for (int64_t r = 0; r < rows[p]; r++) {
+				tu_assert_rc(qc_ggml_dequantize(types[p], blk[p] + r * rb[p], N, dr), 0);
+				assert_memory_equal(dr, deq[p] + r * N, N * sizeof(float));
+			}
+			size_t same = 0;
+			for (size_t i = 0; i < rb[p] * (size_t)rows[p]; i++)
+				same += blk[p][i] == ref[p][i];
+			double frac = (double)same / (double)(rb[p] * (size_t)rows[p]);
+			print_message("%s gptq=%d err_out fast %.6f ref %.6f, err_rtn fast %.6f ref %.6f, "
+			              "bytes equal %.4f\n", qc_ggml_type_name(types[p]), gptq,
+			              parts[p].err_out, er, parts[p].err_rtn, er_rtn, frac);
+			assert_true(fabs(parts[p].err_rtn - er_rtn) <= 1e-3 * er_rtn);
+			if (!gptq) {
+				assert_memory_equal(blk[p], ref[p], rb[p] * (size_t)rows[p]);
+			} else {
+				assert_true(fabs(parts[p].err_out - er) <= 0.02 * er);
+				assert_true(parts[p].err_out < parts[p].err_rtn);
+				assert_true(frac > 0.9);
+			}
+			assert_true(parts[p].err_w > 0 && parts[p].err_w < 0.1);
+			free(dr);
+		}
+	}
+	for (int p = 0; p < NP; p++) {
+		qk_free(kc, Wk[p]);
+		free(W[p]);
+		free(deq[p]);
+		free(blk[p]);
+		free(ref[p]);
+	}
+	/* without a Hessian: round to nearest, no output errors */
+	float *w1 = qk_alloc(kc, 4 * 256 * sizeof(float)), hw[4 * 256];
+	uint8_t b1[4 * 144], r1[4 * 144];
+	for (int i = 0; i < 4 * 256; i++)
+		hw[i] = (float)nrand();
+	tu_assert_rc(qk_upload(kc, w1, hw, sizeof hw), 0);
+	qc_kgptq_part one = { .name = "one", .type = QC_GGML_Q4_K, .W = w1, .rows = 4, .blocks = b1 };
+	tu_assert_rc(qc_kgptq_run(kc, NULL, 256, 0.01, 1.0, 0, 128, &one, 1, NULL), 0);
+	assert_true(isnan(one.err_out) && isnan(one.err_rtn));
+	for (int r = 0; r < 4; r++)
+		tu_assert_rc(qc_ggml_quantize_ref(QC_GGML_Q4_K, hw + r * 256, 256, r1 + r * 144), 0);
+	assert_memory_equal(b1, r1, sizeof b1);
+	tu_assert_rc(qc_kgptq_run(kc, NULL, 256, 0.01, 1.0, 1, 128, &one, 1, NULL), QC_EINVAL);
+	one.type = QC_GGML_Q8_0;
+	tu_assert_rc(qc_kgptq_run(kc, NULL, 256, 0.01, 1.0, 0, 128, &one, 1, NULL), QC_EINVAL);
+	one.type = QC_GGML_Q4_K;
+	hw[5] = INFINITY;
+	tu_assert_rc(qk_upload(kc, w1, hw, sizeof hw), 0);
+	tu_assert_rc(qc_kgptq_run(kc, NULL, 256, 0.01, 1.0, 0, 128, &one, 1, NULL), QC_ENUMERIC);
+	qk_free(kc, w1);
+	qk_ctx_free(kc);
+	free(H);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_q4km),
 		cmocka_unit_test(test_dead_and_args),
 		cmocka_unit_test(test_gptq_beats_rtn),
+		cmocka_unit_test(test_fast_vs_ref),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
