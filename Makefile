@@ -38,6 +38,9 @@ WARN    += -Wno-pass-failed
 # afresh, which made each input of the stream targets cost milliseconds;
 # smaller buffers also take the refill paths more often
 CPPFLAGS += -DQC_SRC_BUF='((size_t)1 << 16)'
+# zstd windows up to 16 MiB: the full 2 GiB a frame header may ask for
+# (qc_io.c) is allocated before any data arrives, past -malloc_limit_mb
+CPPFLAGS += -DQC_ZSTD_WINDOW_LOG_MAX=24
 else ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

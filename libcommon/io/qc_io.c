@@ -29,6 +29,14 @@
 #ifndef QC_SRC_BUF
 #define QC_SRC_BUF ((size_t)1 << 20)
 #endif
+/* Largest zstd window accepted: 2 GiB, as `zstd --long=31` writes (a frame
+ * that asks for more is refused; one that asks for this much gets it, even
+ * from a few bytes: the price of reading such streams). The fuzz build
+ * caps it lower (Makefile) so that its 1 GiB allocation limit finds
+ * parsers' allocations rather than this one. */
+#ifndef QC_ZSTD_WINDOW_LOG_MAX
+#define QC_ZSTD_WINDOW_LOG_MAX 31
+#endif
 /* Largest single read()/write() request; Linux caps transfers at 0x7ffff000. */
 #define QC_IO_CHUNK ((size_t)1 << 30)
 
@@ -232,7 +240,7 @@ int qc_source_open(qc_source **out, const char *path)
 				goto fail;
 			}
 			/* accept long-distance-matching streams (zstd --long=31) */
-			ZSTD_DCtx_setParameter(s->z, ZSTD_d_windowLogMax, 31);
+			ZSTD_DCtx_setParameter(s->z, ZSTD_d_windowLogMax, QC_ZSTD_WINDOW_LOG_MAX);
 			s->seekable = 0;
 			s->z_last = 1;
 		}
