@@ -509,12 +509,16 @@ int qc_synth_tensor(const qc_config *cfg, const qc_synth_opts *o, const char *na
 		/* the final norm keeps ordinary gains; the layer norms feed q/k/v
 		 * and gate/up and carry the outlier channels. Gemma 2's output
 		 * norms (post_attention_layernorm, post_feedforward_layernorm) set
-		 * what each block adds to the residual stream: gains of 0.3, a
-		 * fraction of it, as o_proj's and down_proj's scales do in Llama */
+		 * what each block adds to the residual stream: Gemma multiplies the
+		 * tied embeddings by sqrt(hidden), so the stream starts at the
+		 * logits' scale (2.5 per element); gains of 3 let the blocks move
+		 * it as Llama's blocks move theirs, where smaller ones leave every
+		 * prediction to the current token's own embedding (and quantization
+		 * errors invisible in KL) */
 		j.norm_scale = 1.0;
 		j.norm_offset = (float)cfg->norm_offset;
 		if (cfg->sandwich_norms && post_attn) {
-			j.norm_scale = 0.3;
+			j.norm_scale = 3.0;
 		} else if (strcmp(name, "model.norm.weight") != 0 && j.cols == h) {
 			for (int64_t i = 0; i < k; i++)
 				vec[oidx[i]] = (float)outlier_gain(o, oidx[i]);

@@ -72,8 +72,9 @@ void qc_synth_opts_default(qc_synth_opts *o);
  *
  * Gemma's (1 + weight) norms store the gains described above less one;
  * Gemma 2's output norms (post_attention_layernorm,
- * post_feedforward_layernorm) have gains of 0.3 (1 + 0.1 N(0,1)) and no
- * outliers: each block adds a fraction of the residual stream's size. */
+ * post_feedforward_layernorm) have gains of 3 (1 + 0.1 N(0,1)) and no
+ * outliers: Gemma's embeddings, times sqrt(hidden), start the residual
+ * stream at the logits' scale, and the blocks must move it as much. */
 int qc_synth_preset(const char *name, qc_config *cfg);
 /* NULL-terminated list of preset names. */
 const char *const *qc_synth_preset_names(void);
