@@ -321,6 +321,12 @@ static void family_case(const char *preset, int64_t layers, int64_t window, qc_d
 	cfg.n_eos = 0;
 	if (window >= 0)
 		cfg.sliding_window = window;
+	if (!cfg.norm_offset) {
+		/* Llama's head_dim is hidden / heads: 4 heads of 32, all KV heads
+		 * kept (Llama 2 has no grouped-query attention) */
+		cfg.num_attention_heads = cfg.num_key_value_heads = 4;
+		cfg.head_dim = 32;
+	}
 	tm_model tm;
 	memset(&tm, 0, sizeof tm);
 	tm_make(&tm, &cfg, QC_DT_F32, 1);    /* the table; values replaced below */
@@ -414,6 +420,14 @@ static void test_gemma2(void **state)
 	family_case("gemma2-tiny", 2, -1, QC_DT_BF16);
 }
 
+static void test_vicuna(void **state)
+{
+	(void)state;
+	/* Llama 2 / Vicuna v1.5: full multi-head attention, no rope scaling,
+	 * F16 weights as published */
+	family_case("vicuna-7b", 2, -1, QC_DT_F16);
+}
+
 static void test_mistral_window(void **state)
 {
 	(void)state;
@@ -446,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_gemma_embed_scale),
 		cmocka_unit_test(test_gemma),
 		cmocka_unit_test(test_gemma2),
+		cmocka_unit_test(test_vicuna),
 		cmocka_unit_test(test_mistral_window),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
