@@ -22,13 +22,14 @@ static void help(void)
 {
 	printf("usage: %s\n\n", usage);
 	printf(
-	"Write a Llama, Gemma or Gemma 2 checkpoint with the statistics of a trained model\n"
+	"Write a Llama, Gemma, Gemma 2 or Qwen2 checkpoint with the statistics of a trained\n"
+	"model\n"
 	"(heavy-tailed weights, outlier input channels) for tests and benchmarks.\n\n"
 	"  --preset NAME         tiny (default), llama-3.2-1b, llama-3.1-8b, llama-3.1-70b,\n"
 	"                        llama-3.1-405b, llama-2-7b, llama-2-13b, vicuna-7b,\n"
 	"                        vicuna-13b, gemma-2b, gemma-7b, gemma-2-2b, gemma-2-9b,\n"
-	"                        gemma-2-27b: the real shapes of those models;\n"
-	"                        gemma2-tiny: Gemma 2 at tiny's size (16-token window)\n"
+	"                        gemma-2-27b, qwen2-0.5b, qwen2-7b: the real shapes of those\n"
+	"                        models; gemma2-tiny: Gemma 2 at tiny's size (16-token window)\n"
 	"  --layers N            keep N decoder layers (the first N of the full model)\n"
 	"  --hidden N            hidden size\n"
 	"  --intermediate N      MLP intermediate size\n"

@@ -331,7 +331,7 @@ static int integrity_walk(vstate *v, const char *const *names, size_t n, const q
 			int before = checked;
 			QC_TRY(check_linear(v, q, &src, module, sh[0], sh[1], &checked, &quantized));
 			linears += checked > before;
-			if (k <= QC_LIN_O ? c->attention_bias : c->mlp_bias) {
+			if (qc_linear_has_bias(c, (qc_linear)k)) {
 				snprintf(name, sizeof name, "%s.bias", module);
 				QC_TRY(check_vector(v, &src, name, sh[0], &checked));
 			}

@@ -31,7 +31,8 @@
 #define MAX_SIZE   ((int64_t)1 << 31)
 #define MAX_LAYERS ((int64_t)1 << 20)
 
-#define SUPPORTED "LlamaForCausalLM, MistralForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM"
+#define SUPPORTED "LlamaForCausalLM, MistralForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, " \
+	"Qwen2ForCausalLM"
 
 // ---------------------------------------------------------------- errors
 
@@ -187,6 +188,7 @@ static const struct {
 	{ "MistralForCausalLM", "mistral" },
 	{ "GemmaForCausalLM", "gemma" },
 	{ "Gemma2ForCausalLM", "gemma2" },
+	{ "Qwen2ForCausalLM", "qwen2" },
 };
 
 /* A soft-capping value: absent gives def, null gives 0 (none), else a
@@ -300,7 +302,7 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 		int k = arch_index(json_string_value(mt), 1);
 		if (k < 0)
 			return cfg_err(QC_EUNSUPPORTED, name, "unsupported model_type '%.80s' in '%s' "
-			               "(supported: llama, mistral, gemma, gemma2)", json_string_value(mt), name);
+			               "(supported: llama, mistral, gemma, gemma2, qwen2)", json_string_value(mt), name);
 		if (which >= 0 && k != which)
 			return cfg_err(QC_EFORMAT, name, "model_type '%s' does not match architecture '%s'",
 			               archs[k].model_type, archs[which].arch);
@@ -312,6 +314,7 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 	int mistral = cfg->family == QC_FAMILY_MISTRAL;
 	int gemma = cfg->family == QC_FAMILY_GEMMA || cfg->family == QC_FAMILY_GEMMA2;
 	int gemma2 = cfg->family == QC_FAMILY_GEMMA2;
+	int qwen2 = cfg->family == QC_FAMILY_QWEN2;
 	snprintf(cfg->architecture, sizeof cfg->architecture, "%s", archs[which].arch);
 	snprintf(cfg->model_type, sizeof cfg->model_type, "%s", archs[which].model_type);
 
@@ -336,8 +339,9 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 	/* GemmaConfig's and Gemma2Config's head_dim defaults to 256, whatever
 	 * hidden_size / heads is */
 	QC_TRY(get_int(root, "head_dim", name, gemma ? 256 : 0, 1, MAX_SIZE, &cfg->head_dim));
-	QC_TRY(get_int(root, "max_position_embeddings", name, mistral ? 4096 * 32 : gemma ? 8192 : 2048,
-	               1, MAX_SIZE, &cfg->max_position_embeddings));
+	QC_TRY(get_int(root, "max_position_embeddings", name,
+	               mistral ? 4096 * 32 : gemma ? 8192 : qwen2 ? 32768 : 2048, 1, MAX_SIZE,
+	               &cfg->max_position_embeddings));
 
 	int64_t heads = cfg->num_attention_heads, kv = cfg->num_key_value_heads;
 	if (cfg->head_dim == 0) {
@@ -384,7 +388,24 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 		if (cfg->sliding_window == 0)
 			cfg->sliding_layers = QC_SLIDE_NONE;
 	}
-	if (!mistral) {
+	if (qwen2) {
+		/* Qwen2Attention always has q/k/v biases and none on o_proj; its
+		 * sliding window (layers from max_window_layers on) is not
+		 * implemented */
+		cfg->qkv_bias = 1;
+		int sw;
+		QC_TRY(get_bool(root, "use_sliding_window", name, 0, &sw));
+		if (sw)
+			return cfg_err(QC_EUNSUPPORTED, name, "unsupported 'use_sliding_window' true in '%s' "
+			               "(Qwen2's sliding layers)", name);
+		json_t *lt = json_object_get(root, "layer_types");
+		for (size_t i = 0; json_is_array(lt) && i < json_array_size(lt); i++) {
+			const char *t = json_string_value(json_array_get(lt, i));
+			if (!t || strcmp(t, "full_attention") != 0)
+				return cfg_err(QC_EUNSUPPORTED, name, "unsupported entry %zu of 'layer_types' in "
+				               "'%s' (supported: full_attention)", i, name);
+		}
+	} else if (!mistral) {
 		/* MistralConfig has no biases */
 		QC_TRY(get_bool(root, "attention_bias", name, 0, &cfg->attention_bias));
 		if (!gemma)
@@ -538,6 +559,7 @@ int qc_config_build(qc_config *cfg)
 		snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
 	int fam = arch_index(c.architecture, 0);
 	int mistral = fam == QC_FAMILY_MISTRAL, gemma2 = fam == QC_FAMILY_GEMMA2;
+	int qwen2 = fam == QC_FAMILY_QWEN2;
 	int gemma = fam == QC_FAMILY_GEMMA || gemma2;
 	if (!c.model_type[0])
 		snprintf(c.model_type, sizeof c.model_type, "%s", fam >= 0 ? archs[fam].model_type : "llama");
@@ -552,7 +574,7 @@ int qc_config_build(qc_config *cfg)
 	if (c.head_dim == 0 && c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0)
 		c.head_dim = c.hidden_size / c.num_attention_heads;
 	if (c.max_position_embeddings == 0)
-		c.max_position_embeddings = gemma ? 8192 : 2048;
+		c.max_position_embeddings = gemma ? 8192 : qwen2 ? 32768 : 2048;
 	if (c.rms_norm_eps == 0)
 		c.rms_norm_eps = gemma ? 1e-6 : 1e-5;
 	if (c.rope_theta == 0)
@@ -614,7 +636,8 @@ int qc_config_build(qc_config *cfg)
 	fail |= json_object_set_new(o, "use_cache", json_true());
 	fail |= json_object_set_new(o, "transformers_version",
 	                            json_string(k ? k->transformers_version :
-	                                        gemma2 ? "4.42.4" : gemma ? "4.38.0.dev0" : "4.45.0.dev0"));
+	                                        gemma2 ? "4.42.4" : gemma ? "4.38.0.dev0" :
+	                                        qwen2 ? "4.40.1" : "4.45.0.dev0"));
 	if (mistral || gemma2)
 		fail |= json_object_set_new(o, "sliding_window", c.sliding_window > 0 ?
 		                            json_integer(c.sliding_window) : json_null());
@@ -637,7 +660,14 @@ int qc_config_build(qc_config *cfg)
 		                            json_real(c.final_softcap) : json_null());
 		fail |= json_object_set_new(o, "cache_implementation", json_string("hybrid"));
 	}
-	if (!mistral && !gemma) {
+	if (qwen2) {
+		/* Qwen/Qwen2-0.5B and -7B: no bias keys (the q/k/v biases are the
+		 * architecture's), a window that is off */
+		fail |= json_object_set_new(o, "use_sliding_window", json_false());
+		fail |= json_object_set_new(o, "sliding_window", json_integer(c.max_position_embeddings));
+		fail |= json_object_set_new(o, "max_window_layers", json_integer(c.num_hidden_layers));
+	}
+	if (!mistral && !gemma && !qwen2) {
 		fail |= json_object_set_new(o, "attention_bias", json_boolean(c.attention_bias));
 		fail |= json_object_set_new(o, "mlp_bias", json_boolean(c.mlp_bias));
 		fail |= json_object_set_new(o, "pretraining_tp", json_integer(1));
@@ -666,6 +696,13 @@ int qc_config_build(qc_config *cfg)
 }
 
 // ---------------------------------------------------------------- tensors
+
+int qc_linear_has_bias(const qc_config *cfg, qc_linear l)
+{
+	if (l <= QC_LIN_V)
+		return cfg->attention_bias || cfg->qkv_bias;
+	return l == QC_LIN_O ? cfg->attention_bias : cfg->mlp_bias;
+}
 
 int64_t qc_config_layer_window(const qc_config *cfg, int layer)
 {
@@ -739,12 +776,11 @@ int qc_config_each_tensor(const qc_config *cfg, qc_tensor_visit fn, void *ctx)
 		return rc;
 	for (int64_t layer = 0; layer < cfg->num_hidden_layers; layer++) {
 		for (int l = 0; l < QC_LIN_COUNT; l++) {
-			int attn = l <= QC_LIN_O;
 			qc_linear_shape(cfg, (qc_linear)l, sh);
 			qc_linear_name(name, sizeof name, (int)layer, (qc_linear)l, "weight");
 			if ((rc = fn(ctx, name, 2, sh)))
 				return rc;
-			if (attn ? cfg->attention_bias : cfg->mlp_bias) {
+			if (qc_linear_has_bias(cfg, (qc_linear)l)) {
 				qc_linear_name(name, sizeof name, (int)layer, (qc_linear)l, "bias");
 				if ((rc = fn(ctx, name, 1, sh)))
 					return rc;

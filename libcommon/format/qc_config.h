@@ -3,8 +3,8 @@
  * implements (doc/models.md).
  *
  * Accepted architectures (model_type): LlamaForCausalLM (llama; Llama 1-3,
- * Vicuna), MistralForCausalLM (mistral), GemmaForCausalLM (gemma) and
- * Gemma2ForCausalLM (gemma2). Anything else is QC_EUNSUPPORTED with a
+ * Vicuna), MistralForCausalLM (mistral), GemmaForCausalLM (gemma),
+ * Gemma2ForCausalLM (gemma2) and Qwen2ForCausalLM (qwen2). Anything else is QC_EUNSUPPORTED with a
  * message naming the architecture ("unsupported architecture
  * 'Qwen2MoeForCausalLM' in 'config.json' (supported: ...)") or model_type,
  * as are rope types other than default/linear/llama3, activations other than
@@ -18,7 +18,7 @@
  * or "model_type". Other missing (or null) keys take the defaults of
  * transformers' LlamaConfig / MistralConfig / GemmaConfig / Gemma2Config:
  * num_key_value_heads = heads, head_dim = hidden_size / heads (Gemma: 256),
- * max_position_embeddings 2048 (Mistral 131072, Gemma 8192), rms_norm_eps
+ * max_position_embeddings 2048 (Mistral 131072, Gemma 8192, Qwen2 32768), rms_norm_eps
  * 1e-6, rope_theta 10000, no rope scaling, tied embeddings for Gemma only,
  * no biases, hidden_act silu; Gemma 2: query_pre_attn_scalar 256,
  * attn_logit_softcapping 50, final_logit_softcapping 30, sliding_window
@@ -44,6 +44,9 @@
  *                  when (i + 1) % 2 is 1); an explicit layer_types must be
  *                  that pattern, all full or all sliding.
  *   mistral        the sliding window on every layer.
+ *   qwen2          biases on q/k/v (not o_proj), as Qwen2's modeling code
+ *                  always builds them (qkv_bias); use_sliding_window true,
+ *                  or layer_types with sliding layers, is refused by name.
  *
  * Inconsistent values are QC_EFORMAT with a message naming the key: sizes
  * that are not positive integers (or beyond 2^31; layers beyond 2^20),
@@ -82,6 +85,7 @@ typedef enum {
 	QC_FAMILY_MISTRAL,
 	QC_FAMILY_GEMMA,
 	QC_FAMILY_GEMMA2,
+	QC_FAMILY_QWEN2,
 } qc_family;
 
 /* Which layers use the sliding window. */
@@ -112,6 +116,7 @@ typedef struct qc_config {
 	int64_t rope_original_max_position_embeddings; /* llama3 */
 	int tie_word_embeddings;
 	int attention_bias;            /* q/k/v/o have biases */
+	int qkv_bias;                  /* q/k/v (not o) have biases: Qwen2 */
 	int mlp_bias;
 	int64_t bos_token_id;          /* -1 when absent */
 	int64_t eos_token_ids[8];      /* eos_token_id may be an int or a list */
@@ -194,6 +199,9 @@ typedef enum {
 /* The norm's module path under the layer ("input_layernorm", ...), or NULL
  * when cfg's family has no such norm. */
 const char *qc_norm_path(const qc_config *cfg, qc_norm n);
+
+/* 1 when Linear l has a bias under cfg (attention_bias, qkv_bias, mlp_bias). */
+int qc_linear_has_bias(const qc_config *cfg, qc_linear l);
 
 /* "self_attn.q_proj" ... "mlp.down_proj" */
 const char *qc_linear_path(qc_linear l);

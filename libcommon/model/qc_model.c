@@ -579,7 +579,7 @@ static int load_layer(qc_model *m, int layer, qc_layer *lw, int packed)
 		qc_ctq_linear_release(&L);
 		if (rc)
 			goto fail;
-		int bias = l <= QC_LIN_O ? m->cfg.attention_bias : m->cfg.mlp_bias;
+		int bias = qc_linear_has_bias(&m->cfg, (qc_linear)l);
 		if (bias) {
 			snprintf(name, sizeof name, "%s.bias", module);
 			if ((rc = load_vector(m, name, lw->out[l], &lw->b[l])))

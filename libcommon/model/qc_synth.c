@@ -18,7 +18,7 @@
 static const char *const preset_names[] = {
 	"tiny", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
 	"llama-2-7b", "llama-2-13b", "vicuna-7b", "vicuna-13b", "gemma-2b", "gemma-7b", "gemma-2-2b",
-	"gemma-2-9b", "gemma-2-27b", "gemma2-tiny", NULL,
+	"gemma-2-9b", "gemma-2-27b", "gemma2-tiny", "qwen2-0.5b", "qwen2-7b", NULL,
 };
 
 const char *const *qc_synth_preset_names(void) { return preset_names; }
@@ -152,6 +152,31 @@ int qc_synth_preset(const char *name, qc_config *c)
 			return 0;
 		}
 	llama3_common(c);
+	/* Qwen/Qwen2-0.5B and Qwen2-7B: q/k/v biases, rope theta 1e6, 131072
+	 * positions, eps 1e-6, bos = eos = 151643 */
+	if (strcmp(name, "qwen2-0.5b") == 0 || strcmp(name, "qwen2-7b") == 0) {
+		int small = name[6] == '0';
+		snprintf(c->architecture, sizeof c->architecture, "Qwen2ForCausalLM");
+		snprintf(c->model_type, sizeof c->model_type, "qwen2");
+		c->family = QC_FAMILY_QWEN2;
+		c->qkv_bias = 1;
+		c->rope_type = QC_ROPE_DEFAULT;
+		c->rope_factor = c->rope_low_freq_factor = c->rope_high_freq_factor = 0;
+		c->rope_original_max_position_embeddings = 0;
+		c->rope_theta = 1000000.0;
+		c->rms_norm_eps = 1e-6;
+		c->bos_token_id = 151643;
+		c->eos_token_ids[0] = 151643;
+		c->hidden_size = small ? 896 : 3584;
+		c->intermediate_size = small ? 4864 : 18944;
+		c->num_hidden_layers = small ? 24 : 28;
+		c->num_attention_heads = small ? 14 : 28;
+		c->num_key_value_heads = small ? 2 : 4;
+		c->head_dim = 64 + 64 * !small;
+		c->vocab_size = small ? 151936 : 152064;
+		c->tie_word_embeddings = small;
+		return 0;
+	}
 	if (strcmp(name, "llama-2-7b") == 0 || strcmp(name, "vicuna-7b") == 0) {
 		llama2(c, 4096, 11008, 32, 32);
 		return 0;
@@ -203,7 +228,7 @@ int qc_synth_preset(const char *name, qc_config *c)
 		return qc_seterr(QC_EINVAL, "unknown preset '%s' (tiny, llama-3.2-1b, llama-3.1-8b, "
 		                 "llama-3.1-70b, llama-3.1-405b, llama-2-7b, llama-2-13b, vicuna-7b, "
 		                 "vicuna-13b, gemma-2b, gemma-7b, gemma-2-2b, gemma-2-9b, gemma-2-27b, "
-		                 "gemma2-tiny)", name);
+		                 "gemma2-tiny, qwen2-0.5b, qwen2-7b)", name);
 	}
 	return 0;
 }
@@ -315,7 +340,7 @@ static double outlier_gain(const qc_synth_opts *o, int64_t c)
 
 /* ------------------------------------------------------------ tensors */
 
-enum kind { K_EMBED, K_NORM, K_LINEAR, K_LM_HEAD };
+enum kind { K_EMBED, K_NORM, K_LINEAR, K_LM_HEAD, K_BIAS };
 
 typedef struct job {
 	const qc_config *cfg;
@@ -442,6 +467,11 @@ static int classify(const char *name, enum kind *kind, int *lin, int *is_post_at
 			*lin = l;
 			return 0;
 		}
+		if (strncmp(q, lp, n) == 0 && strcmp(q + n, ".bias") == 0) {
+			*kind = K_BIAS;
+			*lin = l;
+			return 0;
+		}
 	}
 	return QC_EINVAL;
 }
@@ -504,6 +534,10 @@ int qc_synth_tensor(const qc_config *cfg, const qc_synth_opts *o, const char *na
 		break;
 	case K_LM_HEAD:
 		j.sigma = 2.5 / sqrt((double)h);
+		break;
+	case K_BIAS:
+		/* a 1-D tensor is one row; biases of 0.1, a tenth of the outputs */
+		j.sigma = 0.1;
 		break;
 	case K_NORM:
 		/* the final norm keeps ordinary gains; the layer norms feed q/k/v

@@ -67,8 +67,9 @@ void qc_synth_opts_default(qc_synth_opts *o);
  * config.json values, Gemma 2's soft-capping, window and
  * query_pre_attn_scalar included), and "gemma2-tiny" (Gemma 2 at the tiny
  * preset's size, head_dim 64 != hidden / heads, a 16-token window, for
- * tests). cfg->raw is left NULL (qc_config_build makes it). QC_EINVAL for
- * an unknown name.
+ * tests), "qwen2-0.5b", "qwen2-7b" (q/k/v biases of standard deviation 0.1).
+ * cfg->raw is left NULL (qc_config_build makes it). QC_EINVAL for an
+ * unknown name.
  *
  * Gemma's (1 + weight) norms store the gains described above less one;
  * Gemma 2's output norms (post_attention_layernorm,

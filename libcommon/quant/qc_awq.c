@@ -893,7 +893,7 @@ static int aw_claims(void *ctx, int layer, const char *name)
 			if (strcmp(name, want) == 0)
 				return 1;
 		} else {
-			int bias = d->prev_lin <= QC_LIN_O ? A->cfg->attention_bias : A->cfg->mlp_bias;
+			int bias = qc_linear_has_bias(A->cfg, (qc_linear)d->prev_lin);
 			qc_linear_name(want, sizeof want, layer, (qc_linear)d->prev_lin, "bias");
 			if (bias && strcmp(name, want) == 0)
 				return 1;

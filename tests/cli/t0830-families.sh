@@ -23,10 +23,14 @@ edit_config() {
 
 # the families' models: Gemma 2 as published (its window outgrown by the
 # 64-token sequences), and Vicuna v1.5's (Llama 2) shape cut small
-for fam in gemma2 vicuna; do
+for fam in gemma2 vicuna qwen2; do
 	if [ $fam = gemma2 ]; then
 		make_model="qsynth -q --preset gemma2-tiny --seed 3 -o m-$fam"
 		norm2=pre_feedforward_layernorm
+	elif [ $fam = qwen2 ]; then
+		make_model="qsynth -q --preset qwen2-0.5b --layers 2 --hidden 128 --intermediate 384 \
+			--heads 4 --kv-heads 2 --vocab 512 --seed 3 -o m-$fam"
+		norm2=post_attention_layernorm
 	else
 		make_model="qsynth -q --preset vicuna-7b --layers 2 --hidden 128 --intermediate 384 \
 			--heads 4 --kv-heads 4 --vocab 512 --seed 3 -o m-$fam"
@@ -75,6 +79,34 @@ for fam in gemma2 vicuna; do
 	"
 done
 cp -r m-gemma2 m && cp c-gemma2.st c.st && cp e-gemma2.st e.st
+
+# tensor DIR NAME: the dtype and bytes (hex) of tensor NAME in checkpoint DIR
+tensor() {
+	for f in "$1"/*.safetensors; do
+		n=$(od -An -tu8 -N8 "$f" | tr -d ' ')
+		h=$(head -c $((8 + n)) "$f" | tail -c "$n" | grep -o "\"$2\":{[^}]*}") || continue
+		echo "$h" | sed 's/.*"dtype":"\([^"]*\)".*/\1/'
+		o=$(echo "$h" | sed 's/.*"data_offsets":\[\([0-9]*\),\([0-9]*\)\].*/\1 \2/')
+		set -- $o
+		tail -c +$((8 + n + $1 + 1)) "$f" | head -c $(($2 - $1)) | od -An -tx1
+		return 0
+	done
+	echo "no tensor $2 in $1"
+	return 1
+}
+
+test_expect_success 'qwen2: the quantizers leave the q/k/v biases as they were and the packers carry them' '
+	for d in rel-w4-qwen2 rel-awq-qwen2 rel-fp8-qwen2 rel-w8s-qwen2; do
+		for b in q k v; do
+			tensor m-qwen2 model.layers.1.self_attn.${b}_proj.bias >want || exit 1
+			tensor $d model.layers.1.self_attn.${b}_proj.bias >got || exit 1
+			head -1 got | grep -q BF16 || { echo "$d: $b bias is $(head -1 got)"; exit 1; }
+			if [ $d = rel-w8s-qwen2 ] && [ $b = v ]; then continue; fi
+			cmp want got || { echo "$d: the $b bias changed"; exit 1; }
+		done
+	done &&
+	! tensor rel-w4-qwen2 model.layers.1.self_attn.o_proj.bias >/dev/null
+'
 
 # put_bf16 FILE TENSOR INDEX BYTES: overwrite element INDEX of a BF16 tensor
 put_bf16() {

@@ -333,6 +333,68 @@ static void test_gemma_configs(void **state)
 	qc_config_free(&c);
 }
 
+/* Qwen/Qwen2-0.5B and Qwen2-7B as published: q/k/v biases implied by the
+ * architecture, the window off; qsynth's presets match */
+static void test_qwen2_configs(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *preset, *json;
+		int64_t hidden, inter, layers, heads, kv, vocab;
+		int tie;
+	} qs[] = {
+		{ "qwen2-0.5b",
+		  "{\"architectures\": [\"Qwen2ForCausalLM\"], \"attention_dropout\": 0.0,"
+		  " \"bos_token_id\": 151643, \"eos_token_id\": 151643, \"hidden_act\": \"silu\","
+		  " \"hidden_size\": 896, \"initializer_range\": 0.02, \"intermediate_size\": 4864,"
+		  " \"max_position_embeddings\": 131072, \"max_window_layers\": 24, \"model_type\": \"qwen2\","
+		  " \"num_attention_heads\": 14, \"num_hidden_layers\": 24, \"num_key_value_heads\": 2,"
+		  " \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, \"sliding_window\": 131072,"
+		  " \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\","
+		  " \"transformers_version\": \"4.40.1\", \"use_cache\": true, \"use_sliding_window\": false,"
+		  " \"vocab_size\": 151936}",
+		  896, 4864, 24, 14, 2, 151936, 1 },
+		{ "qwen2-7b",
+		  "{\"architectures\": [\"Qwen2ForCausalLM\"], \"attention_dropout\": 0.0,"
+		  " \"bos_token_id\": 151643, \"eos_token_id\": 151643, \"hidden_act\": \"silu\","
+		  " \"hidden_size\": 3584, \"initializer_range\": 0.02, \"intermediate_size\": 18944,"
+		  " \"max_position_embeddings\": 131072, \"max_window_layers\": 28, \"model_type\": \"qwen2\","
+		  " \"num_attention_heads\": 28, \"num_hidden_layers\": 28, \"num_key_value_heads\": 4,"
+		  " \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, \"sliding_window\": 131072,"
+		  " \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\","
+		  " \"transformers_version\": \"4.37.2\", \"use_cache\": true, \"use_sliding_window\": false,"
+		  " \"vocab_size\": 152064}",
+		  3584, 18944, 28, 28, 4, 152064, 0 },
+	};
+	for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+		qc_config c[2];
+		parse_ok(&c[0], qs[i].json);
+		tu_assert_rc(qc_synth_preset(qs[i].preset, &c[1]), 0);
+		tu_assert_rc(qc_config_build(&c[1]), 0);
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(c[k].family, QC_FAMILY_QWEN2);
+			assert_int_equal(c[k].hidden_size, qs[i].hidden);
+			assert_int_equal(c[k].intermediate_size, qs[i].inter);
+			assert_int_equal(c[k].num_hidden_layers, qs[i].layers);
+			assert_int_equal(c[k].num_attention_heads, qs[i].heads);
+			assert_int_equal(c[k].num_key_value_heads, qs[i].kv);
+			assert_int_equal(c[k].head_dim, qs[i].hidden / qs[i].heads);
+			assert_int_equal(c[k].vocab_size, qs[i].vocab);
+			assert_int_equal(c[k].tie_word_embeddings, qs[i].tie);
+			assert_true(c[k].rope_theta == 1e6 && c[k].rms_norm_eps == 1e-6);
+			assert_int_equal(c[k].rope_type, QC_ROPE_DEFAULT);
+			assert_int_equal(c[k].bos_token_id, 151643);
+			assert_int_equal(c[k].sliding_window, 0);
+			/* biases on q, k, v only */
+			assert_true(qc_linear_has_bias(&c[k], QC_LIN_Q) && qc_linear_has_bias(&c[k], QC_LIN_K) &&
+			            qc_linear_has_bias(&c[k], QC_LIN_V));
+			assert_false(qc_linear_has_bias(&c[k], QC_LIN_O) || qc_linear_has_bias(&c[k], QC_LIN_GATE) ||
+			             qc_linear_has_bias(&c[k], QC_LIN_DOWN));
+			qc_config_free(&c[k]);
+		}
+	}
+}
+
 /* Build from the fields alone reproduces the released files. */
 static void test_build_real(void **state)
 {
@@ -592,10 +654,10 @@ static void test_malformed(void **state)
 		{ "\"llama\"", QC_EFORMAT, "not a JSON object" },
 		{ "{\"architectures\": [\"Qwen2MoeForCausalLM\"], \"hidden_size\": 64}", QC_EUNSUPPORTED,
 		  "unsupported architecture 'Qwen2MoeForCausalLM' in 'config.json' (supported: LlamaForCausalLM, "
-		  "MistralForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM)" },
+		  "MistralForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Qwen2ForCausalLM)" },
 		/* Gemma 3 (QK-norm, local rope base) is not Gemma 2 */
 		{ "{\"model_type\": \"gemma3_text\"}", QC_EUNSUPPORTED,
-		  "unsupported model_type 'gemma3_text' in 'config.json' (supported: llama, mistral, gemma, gemma2)" },
+		  "unsupported model_type 'gemma3_text' in 'config.json' (supported: llama, mistral, gemma, gemma2, qwen2)" },
 		{ "{\"architectures\": [\"Gemma3ForCausalLM\"]}", QC_EUNSUPPORTED,
 		  "unsupported architecture 'Gemma3ForCausalLM'" },
 		/* mixture-of-experts layers, named by their key, before anything else */
@@ -621,7 +683,11 @@ static void test_malformed(void **state)
 		  "unsupported entry 0 of 'layer_types'" },
 		{ "{\"architectures\": [\"LlamaForCausalLM\", \"GPT2LMHeadModel\"]}", QC_EUNSUPPORTED,
 		  "unsupported architecture 'GPT2LMHeadModel'" },
-		{ "{\"model_type\": \"qwen2\"}", QC_EUNSUPPORTED, "unsupported model_type 'qwen2' in 'config.json'" },
+		{ "{\"model_type\": \"qwen2_moe\"}", QC_EUNSUPPORTED, "unsupported model_type 'qwen2_moe' in 'config.json'" },
+		/* Qwen2's sliding layers are not implemented */
+		{ "{\"model_type\": \"qwen2\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+		  " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+		  " \"use_sliding_window\": true}", QC_EUNSUPPORTED, "unsupported 'use_sliding_window' true" },
 		{ "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"mistral\"}", QC_EFORMAT,
 		  "model_type 'mistral' does not match architecture 'LlamaForCausalLM'" },
 		{ "{\"architectures\": \"LlamaForCausalLM\"}", QC_EFORMAT, "'architectures' must be a non-empty list" },
@@ -799,6 +865,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_real_configs),
 		cmocka_unit_test(test_gemma_configs),
+		cmocka_unit_test(test_qwen2_configs),
 		cmocka_unit_test(test_build_real),
 		cmocka_unit_test(test_build_other_shapes),
 		cmocka_unit_test(test_variants),

@@ -2,8 +2,8 @@
  * double-precision reference of tmodel.c, on several small shapes: GQA and
  * not, tied and untied embeddings, head_dim != hidden/heads, biases, llama3
  * and linear rope scaling; FP32, BF16 and F16 weights; chunking of
- * sequences, MLP rows and lm_head blocks; bad inputs. Gemma, Gemma 2 and
- * Mistral on qsynth's presets of their published shapes (cut small), with
+ * sequences, MLP rows and lm_head blocks; bad inputs. Gemma, Gemma 2,
+ * Vicuna, Qwen2 and Mistral on qsynth's presets of their published shapes (cut small), with
  * sequences longer than the sliding window. */
 #include "tutil.h"
 
@@ -322,9 +322,12 @@ static void family_case(const char *preset, int64_t layers, int64_t window, qc_d
 	if (window >= 0)
 		cfg.sliding_window = window;
 	if (!cfg.norm_offset) {
-		/* Llama's head_dim is hidden / heads: 4 heads of 32, all KV heads
-		 * kept (Llama 2 has no grouped-query attention) */
-		cfg.num_attention_heads = cfg.num_key_value_heads = 4;
+		/* Llama's and Qwen2's head_dim is hidden / heads: 4 heads of 32,
+		 * the preset's grouping kept (none for Llama 2, 7 to 1 for Qwen2:
+		 * 2 KV heads here) */
+		int group = (int)(cfg.num_attention_heads / cfg.num_key_value_heads);
+		cfg.num_attention_heads = 4;
+		cfg.num_key_value_heads = group > 1 ? 2 : 4;
 		cfg.head_dim = 32;
 	}
 	tm_model tm;
@@ -336,6 +339,10 @@ static void family_case(const char *preset, int64_t layers, int64_t window, qc_d
 	sc.o.seed = 9;
 	sc.o.threads = 1;
 	tu_assert_rc(qc_config_each_tensor(&cfg, synth_visit, &sc), 0);
+	/* Qwen2's q/k/v biases are in the model (and o_proj's is not) */
+	int qwen = strncmp(preset, "qwen2", 5) == 0;
+	assert_int_equal(tm_find(&tm, "model.layers.1.self_attn.k_proj.bias") != NULL, qwen);
+	assert_null(tm_find(&tm, "model.layers.1.self_attn.o_proj.bias"));
 	/* sequences longer than the window, and one shorter */
 	int64_t lens[] = { 45, 7, 20 };
 	qc_model_opts o;
@@ -428,6 +435,13 @@ static void test_vicuna(void **state)
 	family_case("vicuna-7b", 2, -1, QC_DT_F16);
 }
 
+static void test_qwen2(void **state)
+{
+	(void)state;
+	/* q/k/v biases (none on o_proj), rope theta 1e6, GQA */
+	family_case("qwen2-0.5b", 2, -1, QC_DT_BF16);
+}
+
 static void test_mistral_window(void **state)
 {
 	(void)state;
@@ -461,6 +475,7 @@ int main(void)
 		cmocka_unit_test(test_gemma),
 		cmocka_unit_test(test_gemma2),
 		cmocka_unit_test(test_vicuna),
+		cmocka_unit_test(test_qwen2),
 		cmocka_unit_test(test_mistral_window),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
