@@ -307,6 +307,23 @@ static void linear(double *y, const double *x, const double *W, const double *b,
 		}
 }
 
+/* x[T, out] += a W^T + b, or with an output norm n (Gemma 2's
+ * post_attention_layernorm / post_feedforward_layernorm)
+ * x += RMSNorm(a W^T + b; n); tmp [T, out] scratch */
+static void residual_add(double *x, double *tmp, const double *a, const double *W, const double *b,
+                         const double *n, double noff, int64_t T, int64_t in, int64_t out,
+                         double eps)
+{
+	if (!n) {
+		linear(x, a, W, b, T, in, out, 1);
+		return;
+	}
+	linear(tmp, a, W, b, T, in, out, 0);
+	rmsnorm_off(tmp, tmp, n, noff, T, out, eps);
+	for (int64_t i = 0; i < T * out; i++)
+		x[i] += tmp[i];
+}
+
 /* nearest even of v; values here are small integers plus fractions */
 static float rne(float v)
 {
@@ -525,15 +542,8 @@ void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, i
 			off += n;
 		}
 		fake_quant(a, T, qd, act ? &act[3] : NULL);
-		if (no) {
-			/* Gemma 2: residual + post_attention_layernorm(o_proj(a)) */
-			linear(tmp, a, W[3], B[3], T, qd, H, 0);
-			rmsnorm_off(tmp, tmp, no, noff, T, H, c->rms_norm_eps);
-			for (int64_t i = 0; i < T * H; i++)
-				x[i] += tmp[i];
-		} else {
-			linear(x, a, W[3], B[3], T, qd, H, 1);
-		}
+		/* Gemma 2: residual + post_attention_layernorm(o_proj(a)) */
+		residual_add(x, tmp, a, W[3], B[3], no, noff, T, qd, H, c->rms_norm_eps);
 		/* MLP */
 		rmsnorm_off(h, x, n2, noff, T, H, c->rms_norm_eps);
 		memcpy(hq, h, sizeof(double) * (size_t)(T * H));
@@ -549,15 +559,8 @@ void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, i
 			             : y / (1 + exp(-y))) * u[i];
 		}
 		fake_quant(g, T, I, act ? &act[6] : NULL);
-		if (nm) {
-			/* Gemma 2: residual + post_feedforward_layernorm(down_proj(...)) */
-			linear(tmp, g, W[6], B[6], T, I, H, 0);
-			rmsnorm_off(tmp, tmp, nm, noff, T, H, c->rms_norm_eps);
-			for (int64_t i = 0; i < T * H; i++)
-				x[i] += tmp[i];
-		} else {
-			linear(x, g, W[6], B[6], T, I, H, 1);
-		}
+		/* Gemma 2: residual + post_feedforward_layernorm(down_proj(...)) */
+		residual_add(x, tmp, g, W[6], B[6], nm, noff, T, I, H, c->rms_norm_eps);
 		for (int j = 0; j < 7; j++) {
 			free(W[j]);
 			free(B[j]);
