@@ -50,7 +50,9 @@
  * Memory: buffers come from the kernel context (device memory); scratch for
  * a chunk of T tokens is about T * (3 hidden + 3 q_dim) floats plus
  * opts.mlp_rows * 2 * intermediate floats for the MLP, never T x
- * intermediate. Not thread-safe: one thread per qc_model.
+ * intermediate (Gemma 2's output norms add T * hidden and mlp_rows * hidden
+ * for the o_proj and down_proj outputs before their norms). Not
+ * thread-safe: one thread per qc_model.
  */
 #ifndef QC_MODEL_H
 #define QC_MODEL_H
