@@ -247,9 +247,45 @@ int qk_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, con
                     int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
                     float scale);
 
+/*
+ * What attention does beyond qk_attention_kv, for Gemma 2 and Mistral:
+ *   scale    multiplies q k^T (1/sqrt(head_dim), or query_pre_attn_scalar^-1/2)
+ *   softcap  > 0: each scaled score s becomes softcap * tanh(s / softcap)
+ *            (FP32, before the mask), as transformers' Gemma 2 eager
+ *            attention computes it; 0: no capping
+ *   window   > 0: the query at position p sees keys max(0, p - window + 1)
+ *            .. p only (transformers' sliding-window mask: key > p - window);
+ *            0: every earlier key
+ */
+typedef struct qk_attn {
+	float scale;
+	float softcap;
+	int64_t window;
+} qk_attn;
+
+/* qk_attention_kv with the options of a (host memory): q [T, n_heads *
+ * head_dim] at positions past .. past + T - 1, k, v [past + T, n_kv *
+ * head_dim], out [T, n_heads * head_dim]. softcap 0 and window 0 give
+ * qk_attention_kv's bits. A negative window or softcap, or a non-finite
+ * one, is QC_EINVAL. */
+int qk_attention_ex(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                    const qk_attn *a);
+
 /* SwiGLU: out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)).
  * out may equal gate or up. */
 int qk_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+
+/* GeGLU with the tanh approximation of GELU (PyTorch's
+ * gelu(approximate="tanh"), transformers' gelu_pytorch_tanh), in FP32:
+ *     out[i] = 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) * up[i],
+ * g = gate[i]. out may equal gate or up. */
+int qk_geglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+
+/* Logit soft-capping in place: x[i] = cap * tanh(x[i] / cap) in FP32
+ * (Gemma 2's final_logit_softcapping). x [n] device; cap finite and
+ * positive, else QC_EINVAL. */
+int qk_softcap(qk_ctx *ctx, float *x, size_t n, float cap);
 
 /* ---------------------------------------------------------------- log-probabilities */
 
@@ -336,6 +372,8 @@ int qk_absmax(qk_ctx *ctx, const float *x, size_t n, float *amax);
 int qk_sumsq(qk_ctx *ctx, const float *x, size_t n, double *sum);
 /* d[n] = a[n] - b[n] (device; d may equal a or b). */
 int qk_sub(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
+/* d[n] = a[n] + b[n] (device; d may equal a or b). */
+int qk_add(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
 /* dst = src, bytes of device memory (regions must not overlap). */
 int qk_copy(qk_ctx *ctx, void *dst, const void *src, size_t bytes);
 /* *d2 += sum_i (a[i] - b[i])^2 and *b2 += sum_i b[i]^2 for a, b [n]

@@ -93,7 +93,12 @@ typedef struct qk_backend {
 	int (*attention_kv)(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
 	                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
 	                    float scale);
+	int (*attention_ex)(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+	                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+	                    const qk_attn *a);
 	int (*swiglu)(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+	int (*geglu)(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+	int (*softcap)(qk_ctx *ctx, float *x, size_t n, float cap);
 
 	/* log-probabilities */
 	int (*log_softmax)(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V);
@@ -109,6 +114,7 @@ typedef struct qk_backend {
 	int (*absmax)(qk_ctx *ctx, const float *x, size_t n, float *amax);
 	int (*sumsq)(qk_ctx *ctx, const float *x, size_t n, double *sum);
 	int (*sub)(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
+	int (*add)(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
 	int (*diff_sumsq)(qk_ctx *ctx, const float *a, const float *b, size_t n, double *d2,
 	                  double *b2);
 	int (*nonfinite)(qk_ctx *ctx, const float *x, size_t n, int64_t *first);

@@ -252,9 +252,26 @@ int qk_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, con
 	        scale);
 }
 
+int qk_attention_ex(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                    int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                    const qk_attn *a)
+{
+	QK_CALL(ctx, attention_ex, "attention_ex", out, q, k, v, T, past, n_heads, n_kv, head_dim, a);
+}
+
 int qk_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n)
 {
 	QK_CALL(ctx, swiglu, "swiglu", out, gate, up, n);
+}
+
+int qk_geglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n)
+{
+	QK_CALL(ctx, geglu, "geglu", out, gate, up, n);
+}
+
+int qk_softcap(qk_ctx *ctx, float *x, size_t n, float cap)
+{
+	QK_CALL(ctx, softcap, "softcap", x, n, cap);
 }
 
 /* ---------------------------------------------------------------- log-probabilities */
@@ -297,6 +314,11 @@ int qk_sumsq(qk_ctx *ctx, const float *x, size_t n, double *sum)
 int qk_sub(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n)
 {
 	QK_CALL(ctx, sub, "sub", d, a, b, n);
+}
+
+int qk_add(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n)
+{
+	QK_CALL(ctx, add, "add", d, a, b, n);
 }
 
 int qk_diff_sumsq(qk_ctx *ctx, const float *a, const float *b, size_t n, double *d2, double *b2)

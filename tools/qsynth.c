@@ -22,17 +22,20 @@ static void help(void)
 {
 	printf("usage: %s\n\n", usage);
 	printf(
-	"Write a Llama-architecture checkpoint with the statistics of a trained model\n"
+	"Write a Llama, Gemma, Gemma 2 or Qwen2 checkpoint with the statistics of a trained\n"
+	"model\n"
 	"(heavy-tailed weights, outlier input channels) for tests and benchmarks.\n\n"
 	"  --preset NAME         tiny (default), llama-3.2-1b, llama-3.1-8b, llama-3.1-70b,\n"
 	"                        llama-3.1-405b, llama-2-7b, llama-2-13b, vicuna-7b,\n"
-	"                        vicuna-13b: the real shapes of those models\n"
+	"                        vicuna-13b, gemma-2b, gemma-7b, gemma-2-2b, gemma-2-9b,\n"
+	"                        gemma-2-27b, qwen2-0.5b, qwen2-7b: the real shapes of those\n"
+	"                        models; gemma2-tiny: Gemma 2 at tiny's size (16-token window)\n"
 	"  --layers N            keep N decoder layers (the first N of the full model)\n"
 	"  --hidden N            hidden size\n"
 	"  --intermediate N      MLP intermediate size\n"
 	"  --heads N             attention heads\n"
 	"  --kv-heads N          key/value heads (grouped-query attention)\n"
-	"  --head-dim N          per-head size (default hidden/heads)\n"
+	"  --head-dim N          per-head size (default hidden/heads; Gemma keeps the preset's)\n"
 	"  --vocab N             vocabulary size\n"
 	"  --tie, --no-tie       share the embedding with lm_head, or not\n"
 	"  --rope-scaling TYPE   llama3 or none\n"
@@ -234,7 +237,8 @@ int main(int argc, char **argv)
 	if (heads > 0) cfg.num_attention_heads = heads;
 	if (kv > 0) cfg.num_key_value_heads = kv;
 	if (head_dim > 0) cfg.head_dim = head_dim;
-	else if (hidden > 0 || heads > 0) cfg.head_dim = cfg.hidden_size / cfg.num_attention_heads;
+	else if ((hidden > 0 || heads > 0) && !cfg.norm_offset)
+		cfg.head_dim = cfg.hidden_size / cfg.num_attention_heads;   /* Gemma keeps its own */
 	if (vocab > 0)
 		cfg.vocab_size = vocab;
 	if (tie >= 0) cfg.tie_word_embeddings = tie;
@@ -243,7 +247,10 @@ int main(int argc, char **argv)
 		else if (strcmp(rope, "none") == 0) cfg.rope_type = QC_ROPE_DEFAULT;
 		else tool_usage_error(usage, "unknown rope scaling '%s' (llama3, none)", rope);
 	}
-	if (cfg.head_dim * cfg.num_attention_heads != cfg.hidden_size && head_dim <= 0)
+	/* a preset's own head_dim may differ from hidden / heads (Gemma); a
+	 * changed hidden size or head count without --head-dim must divide */
+	if (head_dim <= 0 && (hidden > 0 || heads > 0) && !cfg.norm_offset &&
+	    cfg.head_dim * cfg.num_attention_heads != cfg.hidden_size)
 		tool_usage_error(usage, "hidden size %lld is not a multiple of %lld heads (give --head-dim)",
 		                 (long long)cfg.hidden_size, (long long)cfg.num_attention_heads);
 	if (cfg.num_attention_heads % cfg.num_key_value_heads)

@@ -101,7 +101,12 @@ int qk_cpu_attention(qk_ctx *ctx, float *out, const float *q, const float *k, co
 int qk_cpu_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                         int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
                         float scale);
+int qk_cpu_attention_ex(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                        int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                        const qk_attn *a);
 int qk_cpu_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+int qk_cpu_geglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+int qk_cpu_softcap(qk_ctx *ctx, float *x, size_t n, float cap);
 int qk_cpu_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V);
 int qk_cpu_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int64_t T,
                int64_t V);
@@ -117,6 +122,7 @@ int qk_cpu_dequant(qk_ctx *ctx, float *w, const void *codes, qc_dtype code_dt, i
 int qk_cpu_absmax(qk_ctx *ctx, const float *x, size_t n, float *amax);
 int qk_cpu_sumsq(qk_ctx *ctx, const float *x, size_t n, double *sum);
 int qk_cpu_sub(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
+int qk_cpu_add(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
 int qk_cpu_copy(qk_ctx *ctx, void *dst, const void *src, size_t bytes);
 int qk_cpu_zero(qk_ctx *ctx, void *p, size_t bytes);
 int qk_cpu_diff_sumsq(qk_ctx *ctx, const float *a, const float *b, size_t n, double *d2,

@@ -165,23 +165,30 @@ int qk_cpu_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_t
  * causal triangle wastes at most one block's worth of products per head. */
 #define ATT_BLOCK 128
 
-/* softmax of row[0..n) in place (FP32 exponentials, normalizer in double),
- * zeroing row[n..len) (the masked future positions) */
-static void softmax_causal(float *row, int64_t n, int64_t len)
+/* softmax of row[lo..n) in place (FP32 exponentials, normalizer in
+ * double), zeroing row[0..lo) (keys before a sliding window) and
+ * row[n..len) (the masked future positions); with softcap > 0 the scores
+ * are capped first, s = softcap * tanh(s / softcap) */
+static void softmax_causal(float *row, int64_t lo, int64_t n, int64_t len, float softcap)
 {
-	float m = row[0];
-	for (int64_t j = 1; j < n; j++)
+	if (softcap > 0)
+		for (int64_t j = lo; j < n; j++)
+			row[j] = tanhf(row[j] / softcap) * softcap;
+	float m = row[lo];
+	for (int64_t j = lo + 1; j < n; j++)
 		if (row[j] > m)
 			m = row[j];
 	double sum = 0;
-	for (int64_t j = 0; j < n; j++) {
+	for (int64_t j = lo; j < n; j++) {
 		float e = expf(row[j] - m);
 		row[j] = e;
 		sum += e;
 	}
 	float inv = (float)(1.0 / sum);
-	for (int64_t j = 0; j < n; j++)
+	for (int64_t j = lo; j < n; j++)
 		row[j] *= inv;
+	for (int64_t j = 0; j < lo; j++)
+		row[j] = 0.0f;
 	for (int64_t j = n; j < len; j++)
 		row[j] = 0.0f;
 }
@@ -190,7 +197,7 @@ typedef struct {
 	float *out;
 	const float *q, *k, *v;
 	int64_t T, past, nh, nkv, hd;   /* T query rows after `past` cached keys */
-	float scale;
+	qk_attn a;
 	int failed;    /* a worker could not allocate its scores */
 } att_job;
 
@@ -200,7 +207,7 @@ static void att_heads(void *p, int64_t h0, int64_t h1)
 {
 	att_job *j = p;
 	int64_t T = j->T, P = j->past, hd = j->hd, qs = j->nh * hd, ks = j->nkv * hd;
-	int64_t group = j->nh / j->nkv;
+	int64_t group = j->nh / j->nkv, W = j->a.window;
 	int64_t bm = T < ATT_BLOCK ? T : ATT_BLOCK;
 	float *S = malloc((size_t)bm * (size_t)(P + T) * sizeof *S);
 	if (!S) {
@@ -215,10 +222,13 @@ static void att_heads(void *p, int64_t h0, int64_t h1)
 			int64_t keys = P + i0 + rows;
 			/* S[rows, keys] = scale * Q[i0.., h] K[0..keys, g]^T */
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)keys,
-			            (blasint)hd, j->scale, j->q + i0 * qs + h * hd, (blasint)qs,
+			            (blasint)hd, j->a.scale, j->q + i0 * qs + h * hd, (blasint)qs,
 			            j->k + g * hd, (blasint)ks, 0.0f, S, (blasint)keys);
-			for (int64_t r = 0; r < rows; r++)
-				softmax_causal(S + r * keys, P + i0 + r + 1, keys);
+			for (int64_t r = 0; r < rows; r++) {
+				int64_t n = P + i0 + r + 1;   /* keys 0 .. position */
+				int64_t lo = W > 0 && n > W ? n - W : 0;
+				softmax_causal(S + r * keys, lo, n, keys, j->a.softcap);
+			}
 			/* O[i0.., h] = P[rows, keys] V[0..keys, g] */
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)hd,
 			            (blasint)keys, 1.0f, S, (blasint)keys, j->v + g * hd, (blasint)ks, 0.0f,
@@ -228,9 +238,9 @@ static void att_heads(void *p, int64_t h0, int64_t h1)
 	free(S);
 }
 
-int qk_cpu_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+int qk_cpu_attention_ex(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                         int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
-                        float scale)
+                        const qk_attn *a)
 {
 	QC_TRY(qk_cpu_check(ctx, "attention"));
 	if (T < 0 || past < 0 || n_heads <= 0 || n_kv <= 0 || head_dim <= 0 || n_heads % n_kv)
@@ -239,9 +249,11 @@ int qk_cpu_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k,
 	if (T > INT_MAX / 2 - past || n_heads * head_dim > INT_MAX)
 		return qc_seterr(QC_EINVAL, "attention: sequence of %lld tokens too long",
 		                 (long long)(T + past));
+	if (!a || a->window < 0 || !(a->softcap >= 0) || !isfinite(a->softcap))
+		return qc_seterr(QC_EINVAL, "attention: invalid window or soft-capping");
 	if (T == 0)
 		return 0;
-	att_job j = { out, q, k, v, T, past, n_heads, n_kv, head_dim, scale, 0 };
+	att_job j = { out, q, k, v, T, past, n_heads, n_kv, head_dim, *a, 0 };
 	/* The per-head products are small; splitting heads over threads beats
 	 * splitting each product, so OpenBLAS runs single-threaded inside the
 	 * workers (the pattern its FAQ prescribes for threaded callers); the
@@ -254,13 +266,21 @@ int qk_cpu_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k,
 	return 0;
 }
 
+int qk_cpu_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                        int64_t T, int64_t past, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                        float scale)
+{
+	qk_attn a = { scale, 0.0f, 0 };
+	return qk_cpu_attention_ex(ctx, out, q, k, v, T, past, n_heads, n_kv, head_dim, &a);
+}
+
 int qk_cpu_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                      int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
 {
 	return qk_cpu_attention_kv(ctx, out, q, k, v, T, 0, n_heads, n_kv, head_dim, scale);
 }
 
-/* ---------------------------------------------------------------- SwiGLU */
+/* ---------------------------------------------------------------- SwiGLU, GeGLU */
 
 typedef struct {
 	float *out;
@@ -281,6 +301,52 @@ int qk_cpu_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, s
 	QC_TRY(qk_cpu_check(ctx, "swiglu"));
 	glu_job j = { out, gate, up };
 	qk_cpu_parallel(ctx, (int64_t)n, 1 << 14, glu_range, &j);
+	return 0;
+}
+
+/* PyTorch's tanh GELU (aten GeluKernel, approximate "tanh"): kBeta =
+ * sqrt(2) * (2 / sqrt(pi)) / 2 = sqrt(2 / pi), kKappa = 0.044715, in FP32 */
+static void geglu_range(void *p, int64_t b, int64_t e)
+{
+	glu_job *j = p;
+	const float beta = 0.7978845608028654f, kappa = 0.044715f;
+	for (int64_t i = b; i < e; i++) {
+		float g = j->g[i];
+		float g3 = g * g * g;
+		float inner = beta * (g + kappa * g3);
+		j->out[i] = 0.5f * g * (1.0f + tanhf(inner)) * j->u[i];
+	}
+}
+
+int qk_cpu_geglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n)
+{
+	QC_TRY(qk_cpu_check(ctx, "geglu"));
+	glu_job j = { out, gate, up };
+	qk_cpu_parallel(ctx, (int64_t)n, 1 << 14, geglu_range, &j);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- soft-capping */
+
+typedef struct {
+	float *x;
+	float cap;
+} cap_job;
+
+static void cap_range(void *p, int64_t b, int64_t e)
+{
+	cap_job *j = p;
+	for (int64_t i = b; i < e; i++)
+		j->x[i] = tanhf(j->x[i] / j->cap) * j->cap;
+}
+
+int qk_cpu_softcap(qk_ctx *ctx, float *x, size_t n, float cap)
+{
+	QC_TRY(qk_cpu_check(ctx, "softcap"));
+	if (!(cap > 0) || !isfinite(cap))
+		return qc_seterr(QC_EINVAL, "softcap: the cap %g is not a positive number", (double)cap);
+	cap_job j = { x, cap };
+	qk_cpu_parallel(ctx, (int64_t)n, 1 << 14, cap_range, &j);
 	return 0;
 }
 

@@ -43,6 +43,14 @@ int qk_cpu_sub(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n)
 	return 0;
 }
 
+int qk_cpu_add(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n)
+{
+	QC_TRY(qk_cpu_check(ctx, "add"));
+	for (size_t i = 0; i < n; i++)
+		d[i] = a[i] + b[i];
+	return 0;
+}
+
 int qk_cpu_copy(qk_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
 	QC_TRY(qk_cpu_check(ctx, "copy"));

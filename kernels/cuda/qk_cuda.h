@@ -303,7 +303,12 @@ int qk_cuda_attention(qk_ctx *ctx, float *out, const float *q, const float *k, c
 int qk_cuda_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                          int64_t T, int64_t past, int64_t n_heads, int64_t n_kv,
                          int64_t head_dim, float scale);
+int qk_cuda_attention_ex(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                         int64_t T, int64_t past, int64_t n_heads, int64_t n_kv,
+                         int64_t head_dim, const qk_attn *a);
 int qk_cuda_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+int qk_cuda_geglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n);
+int qk_cuda_softcap(qk_ctx *ctx, float *x, size_t n, float cap);
 int qk_cuda_log_softmax(qk_ctx *ctx, float *y, const float *x, int64_t T, int64_t V);
 int qk_cuda_nll(qk_ctx *ctx, double *nll, const float *x, const int32_t *target, int64_t T,
                 int64_t V);
@@ -315,6 +320,7 @@ int qk_cuda_actq_apply(qk_ctx *ctx, float *x, int64_t T, int64_t D, const qk_act
 int qk_cuda_absmax(qk_ctx *ctx, const float *x, size_t n, float *amax);
 int qk_cuda_sumsq(qk_ctx *ctx, const float *x, size_t n, double *sum);
 int qk_cuda_sub(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
+int qk_cuda_add(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n);
 int qk_cuda_diff_sumsq(qk_ctx *ctx, const float *a, const float *b, size_t n, double *d2,
                        double *b2);
 int qk_cuda_nonfinite(qk_ctx *ctx, const float *x, size_t n, int64_t *first);

@@ -45,7 +45,10 @@ static qk_backend make_table(void)
 	b.rope_apply = qk_cuda_rope_apply;
 	b.attention = qk_cuda_attention;
 	b.attention_kv = qk_cuda_attention_kv;
+	b.attention_ex = qk_cuda_attention_ex;
 	b.swiglu = qk_cuda_swiglu;
+	b.geglu = qk_cuda_geglu;
+	b.softcap = qk_cuda_softcap;
 	b.log_softmax = qk_cuda_log_softmax;
 	b.nll = qk_cuda_nll;
 	b.softmax_fold = qk_cuda_softmax_fold;
@@ -53,6 +56,7 @@ static qk_backend make_table(void)
 	b.absmax = qk_cuda_absmax;
 	b.sumsq = qk_cuda_sumsq;
 	b.sub = qk_cuda_sub;
+	b.add = qk_cuda_add;
 	b.diff_sumsq = qk_cuda_diff_sumsq;
 	b.nonfinite = qk_cuda_nonfinite;
 	b.col_absmax = qk_cuda_col_absmax;

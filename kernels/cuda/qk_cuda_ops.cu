@@ -106,18 +106,27 @@ int qk_cuda_rope_apply(qk_ctx *ctx, float *x, int64_t T, int64_t n_heads, int64_
  */
 #define ATT_SCRATCH ((size_t)256 << 20)
 
-/* row r of head h: softmax of S[h][r][0..n) (n = base + r + 1), zeros after */
-static __global__ void k_att_softmax(float *S, int64_t rows, int64_t keys, int64_t base)
+/* row r of head h: softmax of S[h][r][lo..n) (n = base + r + 1, lo = n -
+ * window when a window cuts it), zeros elsewhere; softcap > 0 caps the
+ * scores first (softcap * tanh(s / softcap)) */
+static __global__ void k_att_softmax(float *S, int64_t rows, int64_t keys, int64_t base,
+                                     int64_t window, float softcap)
 {
 	const int64_t r = blockIdx.x, h = blockIdx.y;
 	float *row = S + (h * rows + r) * keys;
 	const int64_t n = base + r + 1;
+	const int64_t lo = window > 0 && n > window ? n - window : 0;
+	if (softcap > 0) {
+		for (int64_t j = lo + threadIdx.x; j < n; j += blockDim.x)
+			row[j] = __fmul_rn(tanhf(__fdiv_rn(row[j], softcap)), softcap);
+		__syncthreads();
+	}
 	float m = -INFINITY;
-	for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+	for (int64_t j = lo + threadIdx.x; j < n; j += blockDim.x)
 		m = fmaxf(m, row[j]);
 	m = qk_block_reduce(m, qk_op_fmax(), -INFINITY);
 	double sum = 0;
-	for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+	for (int64_t j = lo + threadIdx.x; j < n; j += blockDim.x) {
 		float e = expf(__fsub_rn(row[j], m));
 		row[j] = e;
 		sum += e;
@@ -125,13 +134,14 @@ static __global__ void k_att_softmax(float *S, int64_t rows, int64_t keys, int64
 	sum = qk_block_reduce(sum, qk_op_add(), 0.0);
 	float inv = (float)(1.0 / sum);
 	for (int64_t j = threadIdx.x; j < keys; j += blockDim.x)
-		row[j] = j < n ? __fmul_rn(row[j], inv) : 0.0f;
+		row[j] = j >= lo && j < n ? __fmul_rn(row[j], inv) : 0.0f;
 }
 
-/* T query rows after `past` cached keys (past = 0: qk_attention) */
-int qk_cuda_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+/* T query rows after `past` cached keys with a's options (softcap 0,
+ * window 0: qk_attention_kv) */
+int qk_cuda_attention_ex(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                          int64_t T, int64_t past, int64_t n_heads, int64_t n_kv,
-                         int64_t head_dim, float scale)
+                         int64_t head_dim, const qk_attn *a)
 {
 	const char *op = "attention";
 	QC_TRY(qk_cuda_enter(ctx, op));
@@ -141,6 +151,8 @@ int qk_cuda_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k
 	if (T > INT_MAX / 2 - past || n_heads * head_dim > INT_MAX)
 		return qc_seterr(QC_EINVAL, "attention: sequence of %lld tokens too long",
 		                 (long long)(T + past));
+	if (!a || a->window < 0 || !(a->softcap >= 0) || !isfinite(a->softcap))
+		return qc_seterr(QC_EINVAL, "attention: invalid window or soft-capping");
 	if (T == 0)
 		return 0;
 	if (n_heads > 65535)
@@ -162,11 +174,11 @@ int qk_cuda_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k
 		int64_t hs = rows * keys; /* one head's scores */
 		/* S[h] = scale Q[i0.., h] K[0..keys, h / group]^T; head h = g group + j */
 		for (int64_t j = 0; j < group; j++)
-			QC_TRY(qk_cuda_gemm_rm_batched(ctx, op, c->math, 0, 1, rows, keys, hd, scale,
+			QC_TRY(qk_cuda_gemm_rm_batched(ctx, op, c->math, 0, 1, rows, keys, hd, a->scale,
 			                               q + i0 * qs + j * hd, qs, group * hd, k, ks, hd, 0.0f,
 			                               S + j * hs, keys, group * hs, n_kv));
 		QK_LAUNCH(k_att_softmax, dim3((unsigned)rows, (unsigned)n_heads), RT, 0, c->st, S, rows,
-		          keys, past + i0);
+		          keys, past + i0, a->window, a->softcap);
 		LAUNCH_TRY(op);
 		/* O[i0.., h] = P[h] V[0..keys, h / group] */
 		for (int64_t j = 0; j < group; j++)
@@ -177,13 +189,21 @@ int qk_cuda_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k
 	return qk_cuda_sync(ctx, op);
 }
 
+int qk_cuda_attention_kv(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
+                         int64_t T, int64_t past, int64_t n_heads, int64_t n_kv,
+                         int64_t head_dim, float scale)
+{
+	qk_attn a = { scale, 0.0f, 0 };
+	return qk_cuda_attention_ex(ctx, out, q, k, v, T, past, n_heads, n_kv, head_dim, &a);
+}
+
 int qk_cuda_attention(qk_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                       int64_t T, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale)
 {
 	return qk_cuda_attention_kv(ctx, out, q, k, v, T, 0, n_heads, n_kv, head_dim, scale);
 }
 
-/* ---------------------------------------------------------------- SwiGLU */
+/* ---------------------------------------------------------------- SwiGLU, GeGLU */
 
 static __global__ void k_swiglu(float *out, const float *gate, const float *up, size_t n)
 {
@@ -202,6 +222,50 @@ int qk_cuda_swiglu(qk_ctx *ctx, float *out, const float *gate, const float *up, 
 	QK_LAUNCH(k_swiglu, qk_blocks(n, RT, EW_BLOCKS), RT, 0, qk_cu(ctx)->st, out, gate, up, n);
 	LAUNCH_TRY("swiglu");
 	return qk_cuda_sync(ctx, "swiglu");
+}
+
+/* the CPU's tanh GELU (kernels/cpu/qk_ops.c), FP32 operations rounded the same */
+static __global__ void k_geglu(float *out, const float *gate, const float *up, size_t n)
+{
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		float g = gate[i];
+		float g3 = __fmul_rn(__fmul_rn(g, g), g);
+		float inner = __fmul_rn(0.7978845608028654f, __fadd_rn(g, __fmul_rn(0.044715f, g3)));
+		float y = __fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner)));
+		out[i] = __fmul_rn(y, up[i]);
+	}
+}
+
+int qk_cuda_geglu(qk_ctx *ctx, float *out, const float *gate, const float *up, size_t n)
+{
+	QC_TRY(qk_cuda_enter(ctx, "geglu"));
+	if (n == 0)
+		return 0;
+	QK_LAUNCH(k_geglu, qk_blocks(n, RT, EW_BLOCKS), RT, 0, qk_cu(ctx)->st, out, gate, up, n);
+	LAUNCH_TRY("geglu");
+	return qk_cuda_sync(ctx, "geglu");
+}
+
+/* ---------------------------------------------------------------- soft-capping */
+
+static __global__ void k_softcap(float *x, size_t n, float cap)
+{
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		x[i] = __fmul_rn(tanhf(__fdiv_rn(x[i], cap)), cap);
+}
+
+int qk_cuda_softcap(qk_ctx *ctx, float *x, size_t n, float cap)
+{
+	QC_TRY(qk_cuda_enter(ctx, "softcap"));
+	if (!(cap > 0) || !isfinite(cap))
+		return qc_seterr(QC_EINVAL, "softcap: the cap %g is not a positive number", (double)cap);
+	if (n == 0)
+		return 0;
+	QK_LAUNCH(k_softcap, qk_blocks(n, RT, EW_BLOCKS), RT, 0, qk_cu(ctx)->st, x, n, cap);
+	LAUNCH_TRY("softcap");
+	return qk_cuda_sync(ctx, "softcap");
 }
 
 /* ---------------------------------------------------------------- log-softmax, NLL */

@@ -135,6 +135,22 @@ int qk_cuda_sub(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n)
 	return qk_cuda_sync(ctx, "sub");
 }
 
+static __global__ void k_add(float *d, const float *a, const float *b, size_t n)
+{
+	GRID_STRIDE(i, n)
+		d[i] = __fadd_rn(a[i], b[i]);
+}
+
+int qk_cuda_add(qk_ctx *ctx, float *d, const float *a, const float *b, size_t n)
+{
+	QC_TRY(qk_cuda_enter(ctx, "add"));
+	if (n == 0)
+		return 0;
+	QK_LAUNCH(k_add, qk_blocks(n, RT, EW_BLOCKS), RT, 0, qk_cu(ctx)->st, d, a, b, n);
+	LAUNCH_TRY("add");
+	return qk_cuda_sync(ctx, "add");
+}
+
 static __global__ void k_nonfinite(const float *x, size_t n, unsigned long long *first)
 {
 	GRID_STRIDE(i, n)

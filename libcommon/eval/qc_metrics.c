@@ -200,14 +200,11 @@ static int run(qc_model *base, qc_model *m, const int32_t *ids, int64_t stride, 
 			qk_rowstat_init(stb, n);
 		for (int64_t v0 = 0; v0 < V; v0 += Vb) {
 			int64_t nv = V - v0 < Vb ? V - v0 : Vb;
-			const float *w;
-			/* lq[n, nv] = h W[v0 .. v0 + nv]^T */
-			if ((rc = qc_model_head_rows(m, v0, v0 + nv, wq_rows, &w)) ||
-			    (rc = qk_gemm(kc, 0, 1, n, nv, H, 1.0f, xq, H, w, H, 0.0f, lq, nv)))
+			/* lq[n, nv] = h W[v0 .. v0 + nv]^T (soft-capped when the model caps) */
+			if ((rc = qc_model_head_logits(m, xq, n, v0, v0 + nv, wq_rows, lq, nv)))
 				goto out;
 			if (base) {
-				if ((rc = qc_model_head_rows(base, v0, v0 + nv, wb_rows, &w)) ||
-				    (rc = qk_gemm(kc, 0, 1, n, nv, H, 1.0f, xb, H, w, H, 0.0f, lb, nv)) ||
+				if ((rc = qc_model_head_logits(base, xb, n, v0, v0 + nv, wb_rows, lb, nv)) ||
 				    (rc = qk_softmax_fold(kc, stb, lb, lq, nv, n, nv, v0, tgt)))
 					goto out;
 			}

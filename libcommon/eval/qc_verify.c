@@ -366,10 +366,13 @@ static int integrity_walk(vstate *v, const char *const *names, size_t n, const q
 	char name[300], module[200];
 	QC_TRY(check_linear(v, NULL, &src, "model.embed_tokens", V, H, &checked, &quantized));
 	for (int l = 0; l < c->num_hidden_layers; l++) {
-		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-		QC_TRY(check_vector(v, &src, name, H, &checked));
-		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-		QC_TRY(check_vector(v, &src, name, H, &checked));
+		for (int k = 0; k < QC_NORM_COUNT; k++) {
+			const char *path = qc_norm_path(c, (qc_norm)k);
+			if (!path)
+				continue;
+			snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, path);
+			QC_TRY(check_vector(v, &src, name, H, &checked));
+		}
 		for (int k = 0; k < QC_LIN_COUNT; k++) {
 			int64_t sh[2];
 			qc_linear_shape(c, (qc_linear)k, sh);
@@ -379,7 +382,7 @@ static int integrity_walk(vstate *v, const char *const *names, size_t n, const q
 			linears += checked > before;
 			if (!q)
 				QC_TRY(check_ggml(v, names, n, &src, module, sh[0], sh[1], &ggml));
-			if (k <= QC_LIN_O ? c->attention_bias : c->mlp_bias) {
+			if (qc_linear_has_bias(c, (qc_linear)k)) {
 				snprintf(name, sizeof name, "%s.bias", module);
 				QC_TRY(check_vector(v, &src, name, sh[0], &checked));
 			}

@@ -31,7 +31,8 @@
 #define MAX_SIZE   ((int64_t)1 << 31)
 #define MAX_LAYERS ((int64_t)1 << 20)
 
-#define SUPPORTED "LlamaForCausalLM, MistralForCausalLM"
+#define SUPPORTED "LlamaForCausalLM, MistralForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, " \
+	"Qwen2ForCausalLM"
 
 // ---------------------------------------------------------------- errors
 
@@ -179,12 +180,85 @@ static int parse_rope(qc_config *cfg, json_t *r, const char *key, const char *na
 
 // ---------------------------------------------------------------- parse
 
+/* indexed by qc_family */
 static const struct {
 	const char *arch, *model_type;
 } archs[] = {
 	{ "LlamaForCausalLM", "llama" },
 	{ "MistralForCausalLM", "mistral" },
+	{ "GemmaForCausalLM", "gemma" },
+	{ "Gemma2ForCausalLM", "gemma2" },
+	{ "Qwen2ForCausalLM", "qwen2" },
 };
+
+/* A soft-capping value: absent gives def, null gives 0 (none), else a
+ * positive number (transformers divides by it). */
+static int get_cap(json_t *o, const char *key, const char *name, double def, double *out)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (json_is_null(v)) {
+		*out = 0;
+		return 0;
+	}
+	return get_pos_real(o, key, name, def, out);
+}
+
+/* The activation of a Gemma model (qc_config.h): hidden_activation, then for
+ * Gemma 2 hidden_act, then the tanh GELU; anything else is refused naming
+ * the key it came from. */
+static int gemma_act(qc_config *cfg, json_t *root, const char *name, int gemma2)
+{
+	static const char *const keys[2] = { "hidden_activation", "hidden_act" };
+	for (int i = 0; i < (gemma2 ? 2 : 1); i++) {
+		json_t *v = json_object_get(root, keys[i]);
+		if (!v || json_is_null(v))
+			continue;
+		if (!json_is_string(v))
+			return cfg_err(QC_EFORMAT, name, "'%s' must be a string", keys[i]);
+		if (strcmp(json_string_value(v), "gelu_pytorch_tanh") != 0)
+			return cfg_err(QC_EUNSUPPORTED, name, "unsupported %s '%.80s' in '%s' (supported: "
+			               "gelu_pytorch_tanh)", keys[i], json_string_value(v), name);
+		break;
+	}
+	snprintf(cfg->hidden_act, sizeof cfg->hidden_act, "gelu_pytorch_tanh");
+	return 0;
+}
+
+/* Gemma 2's layer_types: the default alternation (even layers slide), all
+ * full or all sliding; anything else is refused by name. */
+static int gemma2_layer_types(qc_config *cfg, json_t *root, const char *name)
+{
+	json_t *lt = json_object_get(root, "layer_types");
+	cfg->sliding_layers = QC_SLIDE_EVEN;
+	if (!lt || json_is_null(lt))
+		return 0;
+	if (!json_is_array(lt) || (int64_t)json_array_size(lt) != cfg->num_hidden_layers)
+		return cfg_err(QC_EFORMAT, name, "'layer_types' must be a list of num_hidden_layers (%lld) "
+		               "names", (long long)cfg->num_hidden_layers);
+	int even = 1, all = 1, none = 1;
+	for (size_t i = 0; i < json_array_size(lt); i++) {
+		const char *t = json_string_value(json_array_get(lt, i));
+		if (!t || (strcmp(t, "sliding_attention") != 0 && strcmp(t, "full_attention") != 0))
+			return cfg_err(QC_EUNSUPPORTED, name, "unsupported entry %zu of 'layer_types' in '%s' "
+			               "(supported: sliding_attention, full_attention)", i, name);
+		int sl = strcmp(t, "sliding_attention") == 0;
+		even &= sl == (i % 2 == 0);
+		all &= sl;
+		none &= !sl;
+	}
+	if (none)
+		cfg->sliding_layers = QC_SLIDE_NONE;
+	else if (all)
+		cfg->sliding_layers = QC_SLIDE_ALL;
+	else if (!even)
+		return cfg_err(QC_EUNSUPPORTED, name, "unsupported 'layer_types' in '%s': sliding layers "
+		               "other than the even ones, all or none", name);
+	return 0;
+}
 
 /* Index in archs of the entry whose architecture name (by_type 0) or
  * model_type (by_type 1) is v, or -1. */
@@ -228,7 +302,7 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 		int k = arch_index(json_string_value(mt), 1);
 		if (k < 0)
 			return cfg_err(QC_EUNSUPPORTED, name, "unsupported model_type '%.80s' in '%s' "
-			               "(supported: llama, mistral)", json_string_value(mt), name);
+			               "(supported: llama, mistral, gemma, gemma2, qwen2)", json_string_value(mt), name);
 		if (which >= 0 && k != which)
 			return cfg_err(QC_EFORMAT, name, "model_type '%s' does not match architecture '%s'",
 			               archs[k].model_type, archs[which].arch);
@@ -236,9 +310,23 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 	}
 	if (which < 0)
 		return cfg_err(QC_EFORMAT, name, "missing 'architectures' and 'model_type'");
-	int mistral = which == 1;
+	cfg->family = (qc_family)which;
+	int mistral = cfg->family == QC_FAMILY_MISTRAL;
+	int gemma = cfg->family == QC_FAMILY_GEMMA || cfg->family == QC_FAMILY_GEMMA2;
+	int gemma2 = cfg->family == QC_FAMILY_GEMMA2;
+	int qwen2 = cfg->family == QC_FAMILY_QWEN2;
 	snprintf(cfg->architecture, sizeof cfg->architecture, "%s", archs[which].arch);
 	snprintf(cfg->model_type, sizeof cfg->model_type, "%s", archs[which].model_type);
+
+	/* mixture-of-experts layers (Mixtral, Qwen2-MoE, DeepSeek spellings)
+	 * are not implemented: refused before any work, naming the key */
+	static const char *const moe[] = { "num_local_experts", "num_experts", "n_routed_experts" };
+	for (size_t i = 0; i < sizeof moe / sizeof moe[0]; i++) {
+		json_t *v = json_object_get(root, moe[i]);
+		if (v && json_is_integer(v) && json_integer_value(v) > 0)
+			return cfg_err(QC_EUNSUPPORTED, name, "unsupported mixture-of-experts layers in '%s' "
+			               "('%s' is %lld)", name, moe[i], (long long)json_integer_value(v));
+	}
 
 	// ---- sizes (required: the defaults are Llama-1-7B's, never what a file meant)
 	QC_TRY(get_size(root, "hidden_size", name, MAX_SIZE, &cfg->hidden_size));
@@ -248,8 +336,11 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 	QC_TRY(get_size(root, "vocab_size", name, MAX_SIZE, &cfg->vocab_size));
 	QC_TRY(get_int(root, "num_key_value_heads", name, cfg->num_attention_heads, 1, MAX_SIZE,
 	               &cfg->num_key_value_heads));
-	QC_TRY(get_int(root, "head_dim", name, 0, 1, MAX_SIZE, &cfg->head_dim));
-	QC_TRY(get_int(root, "max_position_embeddings", name, mistral ? 4096 * 32 : 2048, 1, MAX_SIZE,
+	/* GemmaConfig's and Gemma2Config's head_dim defaults to 256, whatever
+	 * hidden_size / heads is */
+	QC_TRY(get_int(root, "head_dim", name, gemma ? 256 : 0, 1, MAX_SIZE, &cfg->head_dim));
+	QC_TRY(get_int(root, "max_position_embeddings", name,
+	               mistral ? 4096 * 32 : gemma ? 8192 : qwen2 ? 32768 : 2048, 1, MAX_SIZE,
 	               &cfg->max_position_embeddings));
 
 	int64_t heads = cfg->num_attention_heads, kv = cfg->num_key_value_heads;
@@ -284,24 +375,58 @@ static int parse_doc(qc_config *cfg, json_t *root, const char *name)
 	}
 
 	// ---- flags
-	QC_TRY(get_bool(root, "tie_word_embeddings", name, 0, &cfg->tie_word_embeddings));
-	if (mistral) {
-		/* MistralConfig has no biases; its sliding window defaults to 4096 */
-		int64_t sw;
-		QC_TRY(get_int(root, "sliding_window", name, json_object_get(root, "sliding_window") ? -1 : 4096,
-		               1, INT64_MAX, &sw));
-		if (sw > 0 && sw < cfg->max_position_embeddings)
-			return cfg_err(QC_EUNSUPPORTED, name, "unsupported sliding-window attention in '%s' "
-			               "(sliding_window %lld < max_position_embeddings %lld)", name,
-			               (long long)sw, (long long)cfg->max_position_embeddings);
-	} else {
-		QC_TRY(get_bool(root, "attention_bias", name, 0, &cfg->attention_bias));
-		QC_TRY(get_bool(root, "mlp_bias", name, 0, &cfg->mlp_bias));
+	/* Gemma ties its embeddings by default */
+	QC_TRY(get_bool(root, "tie_word_embeddings", name, gemma, &cfg->tie_word_embeddings));
+	if (mistral || gemma2) {
+		/* a sliding window of 4096 when the key is absent, none when null:
+		 * on every layer (Mistral) or the even ones (Gemma 2) */
+		QC_TRY(get_int(root, "sliding_window", name, json_object_get(root, "sliding_window") ? 0 : 4096,
+		               1, MAX_SIZE, &cfg->sliding_window));
+		cfg->sliding_layers = QC_SLIDE_ALL;
+		if (gemma2)
+			QC_TRY(gemma2_layer_types(cfg, root, name));
+		if (cfg->sliding_window == 0)
+			cfg->sliding_layers = QC_SLIDE_NONE;
 	}
-	QC_TRY(get_str(root, "hidden_act", name, "silu", cfg->hidden_act, sizeof cfg->hidden_act));
-	if (strcmp(cfg->hidden_act, "silu") != 0)
-		return cfg_err(QC_EUNSUPPORTED, name, "unsupported hidden_act '%s' in '%s' (supported: silu)",
-		               cfg->hidden_act, name);
+	if (qwen2) {
+		/* Qwen2Attention always has q/k/v biases and none on o_proj; its
+		 * sliding window (layers from max_window_layers on) is not
+		 * implemented */
+		cfg->qkv_bias = 1;
+		int sw;
+		QC_TRY(get_bool(root, "use_sliding_window", name, 0, &sw));
+		if (sw)
+			return cfg_err(QC_EUNSUPPORTED, name, "unsupported 'use_sliding_window' true in '%s' "
+			               "(Qwen2's sliding layers)", name);
+		json_t *lt = json_object_get(root, "layer_types");
+		for (size_t i = 0; json_is_array(lt) && i < json_array_size(lt); i++) {
+			const char *t = json_string_value(json_array_get(lt, i));
+			if (!t || strcmp(t, "full_attention") != 0)
+				return cfg_err(QC_EUNSUPPORTED, name, "unsupported entry %zu of 'layer_types' in "
+				               "'%s' (supported: full_attention)", i, name);
+		}
+	} else if (!mistral) {
+		/* MistralConfig has no biases */
+		QC_TRY(get_bool(root, "attention_bias", name, 0, &cfg->attention_bias));
+		if (!gemma)
+			QC_TRY(get_bool(root, "mlp_bias", name, 0, &cfg->mlp_bias));
+	}
+	if (gemma) {
+		QC_TRY(gemma_act(cfg, root, name, gemma2));
+		cfg->norm_offset = 1;
+		cfg->embed_scale = 1;
+	} else {
+		QC_TRY(get_str(root, "hidden_act", name, "silu", cfg->hidden_act, sizeof cfg->hidden_act));
+		if (strcmp(cfg->hidden_act, "silu") != 0)
+			return cfg_err(QC_EUNSUPPORTED, name, "unsupported hidden_act '%s' in '%s' (supported: "
+			               "silu)", cfg->hidden_act, name);
+	}
+	if (gemma2) {
+		cfg->sandwich_norms = 1;
+		QC_TRY(get_pos_real(root, "query_pre_attn_scalar", name, 256.0, &cfg->query_pre_attn_scalar));
+		QC_TRY(get_cap(root, "attn_logit_softcapping", name, 50.0, &cfg->attn_softcap));
+		QC_TRY(get_cap(root, "final_logit_softcapping", name, 30.0, &cfg->final_softcap));
+	}
 
 	// ---- special tokens: ids must index the vocabulary
 	QC_TRY(get_int(root, "bos_token_id", name, -1, 0, cfg->vocab_size - 1, &cfg->bos_token_id));
@@ -432,9 +557,14 @@ int qc_config_build(qc_config *cfg)
 	c.raw = NULL;
 	if (!c.architecture[0])
 		snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
-	int mistral = strcmp(c.architecture, "MistralForCausalLM") == 0;
+	int fam = arch_index(c.architecture, 0);
+	int mistral = fam == QC_FAMILY_MISTRAL, gemma2 = fam == QC_FAMILY_GEMMA2;
+	int qwen2 = fam == QC_FAMILY_QWEN2;
+	int gemma = fam == QC_FAMILY_GEMMA || gemma2;
 	if (!c.model_type[0])
-		snprintf(c.model_type, sizeof c.model_type, "%s", mistral ? "mistral" : "llama");
+		snprintf(c.model_type, sizeof c.model_type, "%s", fam >= 0 ? archs[fam].model_type : "llama");
+	if (gemma)
+		snprintf(c.hidden_act, sizeof c.hidden_act, "gelu_pytorch_tanh");
 	if (!c.hidden_act[0])
 		snprintf(c.hidden_act, sizeof c.hidden_act, "silu");
 	if (c.num_key_value_heads == 0)
@@ -444,9 +574,9 @@ int qc_config_build(qc_config *cfg)
 	if (c.head_dim == 0 && c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0)
 		c.head_dim = c.hidden_size / c.num_attention_heads;
 	if (c.max_position_embeddings == 0)
-		c.max_position_embeddings = 2048;
+		c.max_position_embeddings = gemma ? 8192 : qwen2 ? 32768 : 2048;
 	if (c.rms_norm_eps == 0)
-		c.rms_norm_eps = 1e-5;
+		c.rms_norm_eps = gemma ? 1e-6 : 1e-5;
 	if (c.rope_theta == 0)
 		c.rope_theta = 10000.0;
 	if (c.torch_dtype != QC_DT_F16 && c.torch_dtype != QC_DT_F32)
@@ -505,10 +635,39 @@ int qc_config_build(qc_config *cfg)
 	fail |= json_object_set_new(o, "initializer_range", json_real(0.02));
 	fail |= json_object_set_new(o, "use_cache", json_true());
 	fail |= json_object_set_new(o, "transformers_version",
-	                            json_string(k ? k->transformers_version : "4.45.0.dev0"));
-	if (mistral) {
-		fail |= json_object_set_new(o, "sliding_window", json_null());
-	} else {
+	                            json_string(k ? k->transformers_version :
+	                                        gemma2 ? "4.42.4" : gemma ? "4.38.0.dev0" :
+	                                        qwen2 ? "4.40.1" : "4.45.0.dev0"));
+	if (mistral || gemma2)
+		fail |= json_object_set_new(o, "sliding_window", c.sliding_window > 0 ?
+		                            json_integer(c.sliding_window) : json_null());
+	if (gemma) {
+		/* google/gemma-2b and gemma-2-2b: no mlp_bias, pretraining_tp or
+		 * tie_word_embeddings key (tied by default) */
+		if (c.tie_word_embeddings)
+			json_object_del(o, "tie_word_embeddings");
+		fail |= json_object_set_new(o, "attention_bias", json_boolean(c.attention_bias));
+		fail |= json_object_set_new(o, "hidden_activation", json_string(c.hidden_act));
+		fail |= json_object_set_new(o, "pad_token_id", json_integer(0));
+	}
+	if (gemma2) {
+		double qp = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : (double)c.head_dim;
+		fail |= json_object_set_new(o, "query_pre_attn_scalar",
+		                            qp == floor(qp) ? json_integer((json_int_t)qp) : json_real(qp));
+		fail |= json_object_set_new(o, "attn_logit_softcapping", c.attn_softcap > 0 ?
+		                            json_real(c.attn_softcap) : json_null());
+		fail |= json_object_set_new(o, "final_logit_softcapping", c.final_softcap > 0 ?
+		                            json_real(c.final_softcap) : json_null());
+		fail |= json_object_set_new(o, "cache_implementation", json_string("hybrid"));
+	}
+	if (qwen2) {
+		/* Qwen/Qwen2-0.5B and -7B: no bias keys (the q/k/v biases are the
+		 * architecture's), a window that is off */
+		fail |= json_object_set_new(o, "use_sliding_window", json_false());
+		fail |= json_object_set_new(o, "sliding_window", json_integer(c.max_position_embeddings));
+		fail |= json_object_set_new(o, "max_window_layers", json_integer(c.num_hidden_layers));
+	}
+	if (!mistral && !gemma && !qwen2) {
 		fail |= json_object_set_new(o, "attention_bias", json_boolean(c.attention_bias));
 		fail |= json_object_set_new(o, "mlp_bias", json_boolean(c.mlp_bias));
 		fail |= json_object_set_new(o, "pretraining_tp", json_integer(1));
@@ -537,6 +696,33 @@ int qc_config_build(qc_config *cfg)
 }
 
 // ---------------------------------------------------------------- tensors
+
+int qc_linear_has_bias(const qc_config *cfg, qc_linear l)
+{
+	if (l <= QC_LIN_V)
+		return cfg->attention_bias || cfg->qkv_bias;
+	return l == QC_LIN_O ? cfg->attention_bias : cfg->mlp_bias;
+}
+
+int64_t qc_config_layer_window(const qc_config *cfg, int layer)
+{
+	switch (cfg->sliding_layers) {
+	case QC_SLIDE_ALL: return cfg->sliding_window;
+	case QC_SLIDE_EVEN: return layer % 2 == 0 ? cfg->sliding_window : 0;
+	default: return 0;
+	}
+}
+
+const char *qc_norm_path(const qc_config *cfg, qc_norm n)
+{
+	switch (n) {
+	case QC_NORM_ATTN: return "input_layernorm";
+	case QC_NORM_MLP: return cfg->sandwich_norms ? "pre_feedforward_layernorm" : "post_attention_layernorm";
+	case QC_NORM_ATTN_OUT: return cfg->sandwich_norms ? "post_attention_layernorm" : NULL;
+	case QC_NORM_MLP_OUT: return cfg->sandwich_norms ? "post_feedforward_layernorm" : NULL;
+	default: return NULL;
+	}
+}
 
 static const char *const linear_paths[QC_LIN_COUNT] = {
 	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -590,24 +776,30 @@ int qc_config_each_tensor(const qc_config *cfg, qc_tensor_visit fn, void *ctx)
 		return rc;
 	for (int64_t layer = 0; layer < cfg->num_hidden_layers; layer++) {
 		for (int l = 0; l < QC_LIN_COUNT; l++) {
-			int attn = l <= QC_LIN_O;
 			qc_linear_shape(cfg, (qc_linear)l, sh);
 			qc_linear_name(name, sizeof name, (int)layer, (qc_linear)l, "weight");
 			if ((rc = fn(ctx, name, 2, sh)))
 				return rc;
-			if (attn ? cfg->attention_bias : cfg->mlp_bias) {
+			if (qc_linear_has_bias(cfg, (qc_linear)l)) {
 				qc_linear_name(name, sizeof name, (int)layer, (qc_linear)l, "bias");
 				if ((rc = fn(ctx, name, 1, sh)))
 					return rc;
 			}
 		}
+		/* input_layernorm, post_attention_layernorm (then Gemma 2's
+		 * pre_feedforward_layernorm, post_feedforward_layernorm) */
+		static const qc_norm order[QC_NORM_COUNT] = { QC_NORM_ATTN, QC_NORM_ATTN_OUT, QC_NORM_MLP,
+			                                      QC_NORM_MLP_OUT };
 		sh[0] = cfg->hidden_size;
-		snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)layer);
-		if ((rc = fn(ctx, name, 1, sh)))
-			return rc;
-		snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight", (long long)layer);
-		if ((rc = fn(ctx, name, 1, sh)))
-			return rc;
+		for (int k = 0; k < QC_NORM_COUNT; k++) {
+			qc_norm nk = cfg->sandwich_norms ? order[k] : (qc_norm)k;
+			const char *path = qc_norm_path(cfg, nk);
+			if (!path)
+				continue;
+			snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)layer, path);
+			if ((rc = fn(ctx, name, 1, sh)))
+				return rc;
+		}
 	}
 	sh[0] = cfg->hidden_size;
 	if ((rc = fn(ctx, "model.norm.weight", 1, sh)))

@@ -1,4 +1,5 @@
-/* qc_model.c - the Llama graph one decoder layer at a time (see qc_model.h). */
+/* qc_model.c - the decoder graph of the Llama, Mistral, Gemma and Gemma 2
+ * families one layer at a time (see qc_model.h). */
 #include "qc_model.h"
 
 #include <math.h>
@@ -24,6 +25,7 @@ struct qc_model {
 	qc_model_opts o;
 	int64_t H, I, nh, nkv, hd, V, qd, kvd;
 	float eps, att_scale;
+	float *embed_mult;        /* [H] host: Gemma's sqrt(hidden) in the model's dtype, or NULL */
 	float *inv_freq;          /* [hd/2], host */
 	/* ends of the graph, fetched on first use */
 	int have_embed, have_head;
@@ -34,12 +36,14 @@ struct qc_model {
 	 * t [T, max(H,qd)] (a quantized copy of a Linear's input) */
 	int64_t cap_T;
 	float *s_h, *s_a, *s_q, *s_k, *s_v, *s_t;
-	/* MLP rows: g, u [mlp_rows, I], x [mlp_rows, H] (quantized input copy) */
-	float *m_g, *m_u, *m_x;
+	float *s_o;               /* [T, H] o_proj's output before its norm (sandwich norms) */
+	/* MLP rows: g, u [mlp_rows, I], x [mlp_rows, H] (quantized input copy);
+	 * o [mlp_rows, H] down_proj's output before its norm (sandwich norms) */
+	float *m_g, *m_u, *m_x, *m_o;
 	float *head_w;            /* [head_rows, H] */
 	/* buffers of released layers, reused by the next load: fresh pages
 	 * cost the kernel a clear each (a third of a layer's load time) */
-	struct { float *p; int64_t n; } pool[2 * QC_LIN_COUNT + 2];
+	struct { float *p; int64_t n; } pool[2 * QC_LIN_COUNT + QC_NORM_COUNT];
 	int npool;
 };
 
@@ -77,9 +81,15 @@ static int check_hparams(const qc_config *c)
 		return qc_seterr(QC_EFORMAT, "head_dim %lld is odd", (long long)c->head_dim);
 	if (!(c->rms_norm_eps > 0) || !isfinite(c->rms_norm_eps))
 		return qc_seterr(QC_EFORMAT, "rms_norm_eps %g is not positive", c->rms_norm_eps);
-	if (c->hidden_act[0] && strcmp(c->hidden_act, "silu") != 0)
-		return qc_seterr(QC_EUNSUPPORTED, "hidden_act '%s' is not supported (silu only)",
-		                 c->hidden_act);
+	if (c->hidden_act[0] && strcmp(c->hidden_act, "silu") != 0 &&
+	    strcmp(c->hidden_act, "gelu_pytorch_tanh") != 0)
+		return qc_seterr(QC_EUNSUPPORTED, "hidden_act '%s' is not supported (silu, "
+		                 "gelu_pytorch_tanh)", c->hidden_act);
+	if (c->norm_offset < 0 || c->norm_offset > 1 || c->sliding_window < 0 ||
+	    !(c->attn_softcap >= 0) || !(c->final_softcap >= 0) || !(c->query_pre_attn_scalar >= 0) ||
+	    !isfinite(c->attn_softcap) || !isfinite(c->final_softcap) ||
+	    !isfinite(c->query_pre_attn_scalar))
+		return qc_seterr(QC_EFORMAT, "invalid norm offset, window, soft-capping or attention scale");
 	return 0;
 }
 
@@ -115,7 +125,9 @@ int qc_model_new(qc_model **out, const qc_config *cfg, const qc_wsrc *src, const
 	m->qd = m->nh * m->hd;
 	m->kvd = m->nkv * m->hd;
 	m->eps = (float)cfg->rms_norm_eps;
-	m->att_scale = (float)(1.0 / sqrt((double)m->hd));
+	/* Gemma 2: query_pre_attn_scalar^-1/2 (27B's is not head_dim's) */
+	m->att_scale = (float)(1.0 / sqrt(cfg->query_pre_attn_scalar > 0 ? cfg->query_pre_attn_scalar
+	                                                                 : (double)m->hd));
 	if (m->o.head_rows <= 0) {
 		/* about 16 MiB of FP32 rows per lm_head block */
 		int64_t r = (16 << 20) / (4 * m->H);
@@ -141,6 +153,18 @@ int qc_model_new(qc_model **out, const qc_config *cfg, const qc_wsrc *src, const
 		rc = qc_errctx(QC_EFORMAT, "config.json");
 		goto fail;
 	}
+	if (cfg->embed_scale) {
+		/* transformers' Gemma: hidden * torch.tensor(hidden_size ** 0.5,
+		 * dtype=hidden.dtype): the normalizer rounded to the model's dtype
+		 * (the product itself is FP32 here) */
+		float mult = qc_round_to((float)sqrt((double)m->H), cfg->torch_dtype);
+		if (!(m->embed_mult = malloc((size_t)m->H * sizeof *m->embed_mult))) {
+			rc = qc_seterr(QC_ENOMEM, "out of memory");
+			goto fail;
+		}
+		for (int64_t i = 0; i < m->H; i++)
+			m->embed_mult[i] = mult;
+	}
 	*out = m;
 	return 0;
 fail:
@@ -150,7 +174,7 @@ fail:
 
 static void free_scratch(qc_model *m)
 {
-	float **bufs[] = { &m->s_h, &m->s_a, &m->s_q, &m->s_k, &m->s_v, &m->s_t };
+	float **bufs[] = { &m->s_h, &m->s_a, &m->s_q, &m->s_k, &m->s_v, &m->s_t, &m->s_o };
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
 		qk_free(m->kc, *bufs[i]);
 		*bufs[i] = NULL;
@@ -171,7 +195,9 @@ void qc_model_free(qc_model *m)
 	qk_free(m->kc, m->m_g);
 	qk_free(m->kc, m->m_u);
 	qk_free(m->kc, m->m_x);
+	qk_free(m->kc, m->m_o);
 	qk_free(m->kc, m->head_w);
+	free(m->embed_mult);
 	for (int i = 0; i < m->npool; i++)
 		qk_free(m->kc, m->pool[i].p);
 	free(m->inv_freq);
@@ -201,7 +227,10 @@ static int ensure_scratch(qc_model *m, int64_t T)
 	m->s_k = dalloc(m, T * m->kvd);
 	m->s_v = dalloc(m, T * m->kvd);
 	m->s_t = dalloc(m, T * tw);
-	if (!m->s_h || !m->s_a || !m->s_q || !m->s_k || !m->s_v || !m->s_t) {
+	if (m->cfg.sandwich_norms)
+		m->s_o = dalloc(m, T * m->H);
+	if (!m->s_h || !m->s_a || !m->s_q || !m->s_k || !m->s_v || !m->s_t ||
+	    (m->cfg.sandwich_norms && !m->s_o)) {
 		free_scratch(m);
 		return qc_seterr(QC_ENOMEM, "cannot allocate activations for %lld tokens", (long long)T);
 	}
@@ -217,11 +246,14 @@ static int ensure_mlp(qc_model *m)
 	m->m_g = dalloc(m, M * m->I);
 	m->m_u = dalloc(m, M * m->I);
 	m->m_x = dalloc(m, M * m->H);
-	if (!m->m_g || !m->m_u || !m->m_x) {
+	if (m->cfg.sandwich_norms)
+		m->m_o = dalloc(m, M * m->H);
+	if (!m->m_g || !m->m_u || !m->m_x || (m->cfg.sandwich_norms && !m->m_o)) {
 		qk_free(m->kc, m->m_g);
 		qk_free(m->kc, m->m_u);
 		qk_free(m->kc, m->m_x);
-		m->m_g = m->m_u = m->m_x = NULL;
+		qk_free(m->kc, m->m_o);
+		m->m_g = m->m_u = m->m_x = m->m_o = NULL;
 		return qc_seterr(QC_ENOMEM, "cannot allocate MLP activations");
 	}
 	return 0;
@@ -256,8 +288,23 @@ static int check_finite_bf16(const uint16_t *w, int64_t n, const char *what)
 	return 0;
 }
 
+static int load_vector_off(qc_model *m, const char *name, int64_t n, float off, float **out);
+
 /* a float vector tensor [n] (norm weight, bias) into new FP32 memory */
 static int load_vector(qc_model *m, const char *name, int64_t n, float **out)
+{
+	return load_vector_off(m, name, n, 0.0f, out);
+}
+
+/* an RMSNorm's weight as the norm applies it: norm_offset + w in FP32
+ * (Gemma's (1 + weight), computed in FP32 as its module does) */
+static int load_norm(qc_model *m, const char *name, float **out)
+{
+	return load_vector_off(m, name, m->H, (float)m->cfg.norm_offset, out);
+}
+
+/* the same plus off, added in FP32 on the host */
+static int load_vector_off(qc_model *m, const char *name, int64_t n, float off, float **out)
 {
 	*out = NULL;
 	const qc_tensor *t;
@@ -275,7 +322,22 @@ static int load_vector(qc_model *m, const char *name, int64_t n, float **out)
 		               qc_shape_str(a, sizeof a, t->ndim, t->shape), (long long)n);
 	} else if (!(*out = dalloc(m, n))) {
 		rc = qc_seterr(QC_ENOMEM, "out of memory loading '%s'", name);
-	} else if (!(rc = qk_to_f32(m->kc, *out, t->data, t->dtype, (size_t)n))) {
+	} else if (off != 0.0f) {
+		float *h = malloc((size_t)n * sizeof *h);
+		if (!h) {
+			rc = qc_seterr(QC_ENOMEM, "out of memory loading '%s'", name);
+		} else {
+			rc = qc_to_f32(h, t->data, t->dtype, (size_t)n);
+			for (int64_t i = 0; !rc && i < n; i++)
+				h[i] += off;
+			if (!rc)
+				rc = qk_upload(m->kc, *out, h, (size_t)n * sizeof *h);
+			free(h);
+		}
+	} else {
+		rc = qk_to_f32(m->kc, *out, t->data, t->dtype, (size_t)n);
+	}
+	if (!rc && *out) {
 		char what[300];
 		snprintf(what, sizeof what, "tensor '%s'", name);
 		rc = check_finite(m, *out, n, what);
@@ -318,6 +380,8 @@ void qc_layer_release(qc_model *m, qc_layer *lw)
 {
 	wfree(m, lw->attn_norm, m->H);
 	wfree(m, lw->mlp_norm, m->H);
+	wfree(m, lw->attn_out_norm, m->H);
+	wfree(m, lw->mlp_out_norm, m->H);
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		wfree(m, lw->w[l], lw->out[l] * lw->in[l]);
 		wfree(m, lw->b[l], lw->out[l]);
@@ -488,12 +552,17 @@ static int load_layer(qc_model *m, int layer, qc_layer *lw, int packed)
 		                 (long long)m->cfg.num_hidden_layers - 1);
 	char name[256], module[200];
 	int rc;
-	snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", layer);
-	if ((rc = load_vector(m, name, m->H, &lw->attn_norm)))
-		goto fail;
-	snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", layer);
-	if ((rc = load_vector(m, name, m->H, &lw->mlp_norm)))
-		goto fail;
+	float **norms[QC_NORM_COUNT] = { &lw->attn_norm, &lw->mlp_norm, &lw->attn_out_norm,
+		                         &lw->mlp_out_norm };
+	for (int k = 0; k < QC_NORM_COUNT; k++) {
+		const char *path = qc_norm_path(&m->cfg, (qc_norm)k);
+		if (!path)
+			continue;
+		snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, path);
+		if ((rc = load_norm(m, name, norms[k])))
+			goto fail;
+	}
+	lw->window = qc_config_layer_window(&m->cfg, layer);
 	float wscale[QC_LIN_COUNT] = { 0 };
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		int64_t sh[2];
@@ -524,7 +593,7 @@ static int load_layer(qc_model *m, int layer, qc_layer *lw, int packed)
 		qc_ctq_linear_release(&L);
 		if (rc)
 			goto fail;
-		int bias = l <= QC_LIN_O ? m->cfg.attention_bias : m->cfg.mlp_bias;
+		int bias = qc_linear_has_bias(&m->cfg, (qc_linear)l);
 		if (bias) {
 			snprintf(name, sizeof name, "%s.bias", module);
 			if ((rc = load_vector(m, name, lw->out[l], &lw->b[l])))
@@ -625,21 +694,33 @@ static int attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
 		QC_TRY(lin_input(m, &lw->act[l], h, T, m->H, m->s_t, &have, &in));
 		QC_TRY(lin_apply(m, lw, l, dst[l], in, T, 0));
 	}
+	/* soft-capping and this layer's window (Gemma 2, Mistral): qk_attention_ex;
+	 * the plain operations otherwise */
+	qk_attn ax = { m->att_scale, (float)m->cfg.attn_softcap, lw->window };
+	int ex = ax.softcap > 0 || ax.window > 0;
 	if (kv) {
 		QC_TRY(qk_rope_apply(kc, m->s_q, T, m->nh, m->hd, kv->past, m->inv_freq));
 		QC_TRY(qk_rope_apply(kc, ck, T, m->nkv, m->hd, kv->past, m->inv_freq));
-		QC_TRY(qk_attention_kv(kc, a, m->s_q, kv->k, kv->v, T, kv->past, m->nh, m->nkv, m->hd,
-		                       m->att_scale));
+		if (ex)
+			QC_TRY(qk_attention_ex(kc, a, m->s_q, kv->k, kv->v, T, kv->past, m->nh, m->nkv, m->hd,
+			                       &ax));
+		else
+			QC_TRY(qk_attention_kv(kc, a, m->s_q, kv->k, kv->v, T, kv->past, m->nh, m->nkv, m->hd,
+			                       m->att_scale));
 		kv->past += T;
 		return 0;
 	}
 	int64_t off = 0;
 	for (int64_t s = 0; s < nseq; s++) {
 		int64_t n = lens[s];
-		QC_TRY(qk_rope_apply(kc, m->s_q + off * m->qd, n, m->nh, m->hd, 0, m->inv_freq));
-		QC_TRY(qk_rope_apply(kc, m->s_k + off * m->kvd, n, m->nkv, m->hd, 0, m->inv_freq));
-		QC_TRY(qk_attention(kc, a + off * m->qd, m->s_q + off * m->qd, m->s_k + off * m->kvd,
-		                    m->s_v + off * m->kvd, n, m->nh, m->nkv, m->hd, m->att_scale));
+		float *qs = m->s_q + off * m->qd, *ks = m->s_k + off * m->kvd, *vs = m->s_v + off * m->kvd;
+		QC_TRY(qk_rope_apply(kc, qs, n, m->nh, m->hd, 0, m->inv_freq));
+		QC_TRY(qk_rope_apply(kc, ks, n, m->nkv, m->hd, 0, m->inv_freq));
+		if (ex)
+			QC_TRY(qk_attention_ex(kc, a + off * m->qd, qs, ks, vs, n, 0, m->nh, m->nkv, m->hd, &ax));
+		else
+			QC_TRY(qk_attention(kc, a + off * m->qd, qs, ks, vs, n, m->nh, m->nkv, m->hd,
+			                    m->att_scale));
 		off += n;
 	}
 	return 0;
@@ -659,22 +740,39 @@ int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, i
 	const qk_actq *have = NULL;
 	const float *in;
 	QC_TRY(lin_input(m, &lw->act[QC_LIN_O], a, T, m->qd, m->s_t, &have, &in));
-	return lin_apply(m, lw, QC_LIN_O, x, in, T, 1);
+	if (!lw->attn_out_norm)
+		return lin_apply(m, lw, QC_LIN_O, x, in, T, 1);
+	/* Gemma 2: x += RMSNorm(a Wo^T; post_attention_layernorm) */
+	QC_TRY(lin_apply(m, lw, QC_LIN_O, m->s_o, in, T, 0));
+	QC_TRY(qk_rmsnorm(m->kc, m->s_o, m->s_o, lw->attn_out_norm, T, m->H, m->eps));
+	return qk_add(m->kc, x, x, m->s_o, (size_t)(T * m->H));
 }
 
 /* x[rows, H] += down(act), act [rows, I] the down_proj input, quantized in
- * place first: it is not needed after */
+ * place first: it is not needed after (Gemma 2: x += RMSNorm(down(act);
+ * post_feedforward_layernorm)) */
 static int down_block(qc_model *m, const qc_layer *lw, float *act, float *x, int64_t rows)
 {
 	QC_TRY(qk_actq_apply(m->kc, act, rows, m->I, &lw->act[QC_LIN_DOWN]));
-	return lin_apply(m, lw, QC_LIN_DOWN, x, act, rows, 1);
+	if (!lw->mlp_out_norm)
+		return lin_apply(m, lw, QC_LIN_DOWN, x, act, rows, 1);
+	QC_TRY(ensure_mlp(m));
+	QC_TRY(lin_apply(m, lw, QC_LIN_DOWN, m->m_o, act, rows, 0));
+	QC_TRY(qk_rmsnorm(m->kc, m->m_o, m->m_o, lw->mlp_out_norm, rows, m->H, m->eps));
+	return qk_add(m->kc, x, x, m->m_o, (size_t)(rows * m->H));
+}
+
+int qc_model_glu(qc_model *m, float *out, const float *gate, const float *up, size_t n)
+{
+	if (strcmp(m->cfg.hidden_act, "gelu_pytorch_tanh") == 0)
+		return qk_geglu(m->kc, out, gate, up, n);
+	return qk_swiglu(m->kc, out, gate, up, n);
 }
 
 int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int64_t T,
                  qc_mlp_observe observe, void *ctx)
 {
 	QC_TRY(ensure_mlp(m));
-	qk_ctx *kc = m->kc;
 	for (int64_t r0 = 0; r0 < T; r0 += m->o.mlp_rows) {
 		int64_t rows = T - r0 < m->o.mlp_rows ? T - r0 : m->o.mlp_rows;
 		const float *hr = h + r0 * m->H;
@@ -685,7 +783,7 @@ int qc_layer_mlp(qc_model *m, const qc_layer *lw, const float *h, float *x, int6
 		QC_TRY(lin_apply(m, lw, QC_LIN_GATE, m->m_g, in, rows, 0));
 		QC_TRY(lin_input(m, &lw->act[QC_LIN_UP], hr, rows, m->H, m->m_x, &have, &in));
 		QC_TRY(lin_apply(m, lw, QC_LIN_UP, m->m_u, in, rows, 0));
-		QC_TRY(qk_swiglu(kc, m->m_g, m->m_g, m->m_u, (size_t)(rows * m->I)));
+		QC_TRY(qc_model_glu(m, m->m_g, m->m_g, m->m_u, (size_t)(rows * m->I)));
 		if (observe)
 			QC_TRY(observe(ctx, m->m_g, r0, rows, m->I));
 		if (x)
@@ -762,7 +860,10 @@ int qc_model_embed(qc_model *m, const int32_t *ids, int64_t n, float *x)
 			                 "of %lld", (int)ids[i], (long long)i, (long long)m->V);
 		QC_TRY(qc_ctq_linear_rows(m->kc, &m->embed, ids[i], ids[i] + 1, x + i * m->H));
 	}
-	return check_finite(m, x, n * m->H, "tensor 'model.embed_tokens.weight'");
+	QC_TRY(check_finite(m, x, n * m->H, "tensor 'model.embed_tokens.weight'"));
+	if (m->embed_mult && n > 0)
+		QC_TRY(qk_scale_cols(m->kc, x, n, m->H, m->embed_mult, 0));
+	return 0;
 }
 
 static int get_head(qc_model *m)
@@ -770,7 +871,7 @@ static int get_head(qc_model *m)
 	if (m->have_head)
 		return 0;
 	int rc;
-	if ((rc = load_vector(m, "model.norm.weight", m->H, &m->final_norm)))
+	if ((rc = load_norm(m, "model.norm.weight", &m->final_norm)))
 		return rc;
 	if (m->cfg.tie_word_embeddings) {
 		/* tied: the lm_head is the embedding matrix */
@@ -830,18 +931,35 @@ int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits)
 			QC_TRY(check_finite_bf16(W->weight->data, m->V * m->H, "lm_head weight"));
 			m->head_bf16_checked = 1;
 		}
-		return qk_linear_bf16(m->kc, logits, h, W->weight->data, NULL, T, m->H, m->V, 0);
+		QC_TRY(qk_linear_bf16(m->kc, logits, h, W->weight->data, NULL, T, m->H, m->V, 0));
+		/* Gemma 2's final soft-capping, as qc_model_head_logits applies it */
+		return m->cfg.final_softcap > 0
+		               ? qk_softcap(m->kc, logits, (size_t)(T * m->V), (float)m->cfg.final_softcap)
+		               : 0;
 	}
 	if (!m->head_w && !(m->head_w = dalloc(m, m->o.head_rows * m->H)))
 		return qc_seterr(QC_ENOMEM, "cannot allocate lm_head rows");
 	for (int64_t v0 = 0; v0 < m->V; v0 += m->o.head_rows) {
 		int64_t v1 = v0 + m->o.head_rows < m->V ? v0 + m->o.head_rows : m->V;
-		const float *w;
-		QC_TRY(qc_model_head_rows(m, v0, v1, m->head_w, &w));
-		/* logits[:, v0:v1] = h W[v0:v1]^T */
-		QC_TRY(qk_gemm(m->kc, 0, 1, T, v1 - v0, m->H, 1.0f, h, m->H, w, m->H, 0.0f, logits + v0,
-		               m->V));
+		QC_TRY(qc_model_head_logits(m, h, T, v0, v1, m->head_w, logits + v0, m->V));
 	}
+	return 0;
+}
+
+int qc_model_head_logits(qc_model *m, const float *h, int64_t T, int64_t v0, int64_t v1,
+                         float *buf, float *logits, int64_t ld)
+{
+	const float *w;
+	QC_TRY(qc_model_head_rows(m, v0, v1, buf, &w));
+	/* logits[:, 0 : v1 - v0] = h W[v0:v1]^T */
+	QC_TRY(qk_gemm(m->kc, 0, 1, T, v1 - v0, m->H, 1.0f, h, m->H, w, m->H, 0.0f, logits, ld));
+	if (!(m->cfg.final_softcap > 0))
+		return 0;
+	/* Gemma 2: logits = cap * tanh(logits / cap), row by row of the block */
+	if (ld == v1 - v0)
+		return qk_softcap(m->kc, logits, (size_t)(T * ld), (float)m->cfg.final_softcap);
+	for (int64_t t = 0; t < T; t++)
+		QC_TRY(qk_softcap(m->kc, logits + t * ld, (size_t)(v1 - v0), (float)m->cfg.final_softcap));
 	return 0;
 }
 

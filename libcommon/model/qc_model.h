@@ -1,18 +1,31 @@
 /*
- * qc_model.h - the Llama-family graph, evaluated one decoder layer at a
- * time (doc/design.md 4.4, 5).
+ * qc_model.h - the decoder graph of the Llama family (Llama 1-3, Vicuna),
+ * Mistral, Gemma and Gemma 2, evaluated one decoder layer at a time
+ * (doc/design.md 4.4, 5; the families in doc/models.md).
  *
  *   x = embed_tokens[ids]                                  [T, hidden]
+ *       (Gemma: times sqrt(hidden) rounded to torch_dtype)
  *   for each layer:
  *     h   = RMSNorm(x; input_layernorm)                    [T, hidden]
  *     q,k,v = h Wq^T, h Wk^T, h Wv^T  (+ biases)           [T, nh*hd], [T, nkv*hd] x2
  *     q,k = RoPE(q, k) at positions 0..len-1 of each sequence
  *     a   = causal GQA attention per sequence              [T, nh*hd]
- *     x  += a Wo^T
- *     h   = RMSNorm(x; post_attention_layernorm)
- *     x  += (silu(h Wg^T) * (h Wu^T)) Wd^T                 (chunks of rows)
+ *           scores scaled by hd^-1/2 (Gemma 2: query_pre_attn_scalar^-1/2),
+ *           soft-capped (Gemma 2), within the layer's sliding window
+ *           (Gemma 2's even layers, Mistral's every layer)
+ *     x  += a Wo^T        (Gemma 2: x += RMSNorm(a Wo^T; post_attention_layernorm))
+ *     h   = RMSNorm(x; post_attention_layernorm)  (Gemma 2: pre_feedforward_layernorm)
+ *     x  += (act(h Wg^T) * (h Wu^T)) Wd^T                  (chunks of rows)
+ *           act = silu, or the tanh GELU (Gemma); Gemma 2 normalizes the
+ *           down_proj output with post_feedforward_layernorm before the add
  *   logits = RMSNorm(x; norm) W_lm^T                       [T, vocab]
- *   (W_lm = embed_tokens when tie_word_embeddings)
+ *   (W_lm = embed_tokens when tie_word_embeddings; Gemma 2: logits =
+ *   cap tanh(logits / cap), cap = final_logit_softcapping)
+ *
+ * RMSNorm weights are held as the norm applies them: Gemma's (1 + w), formed
+ * in FP32 when the layer is loaded (qc_config's norm_offset), so that every
+ * norm step is qk_rmsnorm; a method that rewrites a norm (a smoothing
+ * scale) stores its weight less norm_offset.
  *
  * Weights come from a qc_wsrc (a checkpoint, or tensors in memory) under
  * their HuggingFace names and are turned into FP32 per layer: converted
@@ -37,7 +50,9 @@
  * Memory: buffers come from the kernel context (device memory); scratch for
  * a chunk of T tokens is about T * (3 hidden + 3 q_dim) floats plus
  * opts.mlp_rows * 2 * intermediate floats for the MLP, never T x
- * intermediate. Not thread-safe: one thread per qc_model.
+ * intermediate (Gemma 2's output norms add T * hidden and mlp_rows * hidden
+ * for the o_proj and down_proj outputs before their norms). Not
+ * thread-safe: one thread per qc_model.
  */
 #ifndef QC_MODEL_H
 #define QC_MODEL_H
@@ -68,8 +83,9 @@ void qc_model_opts_default(qc_model_opts *o);
  * from src (the struct is copied; what it points to must outlive the
  * model). q is the quantization config or NULL for a dense model (borrowed,
  * must outlive the model). kc is borrowed too. opts may be NULL. Checks the
- * hyperparameters (QC_EUNSUPPORTED for activations other than silu,
- * QC_EFORMAT for inconsistent sizes); tensors are checked when loaded.
+ * hyperparameters (QC_EUNSUPPORTED for activations other than silu and
+ * gelu_pytorch_tanh, QC_EFORMAT for inconsistent sizes); tensors are
+ * checked when loaded.
  */
 int qc_model_new(qc_model **out, const qc_config *cfg, const qc_wsrc *src, const qc_ctq *q,
                  qk_ctx *kc, const qc_model_opts *opts);
@@ -99,8 +115,13 @@ void qc_wsrc_ckpt(qc_wsrc *src, qc_ckpt *ck);
 typedef struct qc_layer {
 	int index;
 	int64_t out[QC_LIN_COUNT], in[QC_LIN_COUNT];
+	/* the norms as applied, norm_offset + w (qc_norm_path names them) */
 	float *attn_norm;             /* [hidden]  input_layernorm */
-	float *mlp_norm;              /* [hidden]  post_attention_layernorm */
+	float *mlp_norm;              /* [hidden]  post_attention_layernorm (Gemma 2:
+	                               * pre_feedforward_layernorm) */
+	float *attn_out_norm;         /* [hidden]  Gemma 2's post_attention_layernorm, or NULL */
+	float *mlp_out_norm;          /* [hidden]  Gemma 2's post_feedforward_layernorm, or NULL */
+	int64_t window;               /* the layer's sliding window (0: none) */
 	float *w[QC_LIN_COUNT];       /* [out, in] FP32 (dequantized) */
 	float *b[QC_LIN_COUNT];       /* [out] or NULL */
 	qk_actq act[QC_LIN_COUNT];    /* input quantization per Linear */
@@ -156,16 +177,22 @@ int qc_layer_forward_kv(qc_model *m, const qc_layer *lw, float *x, int64_t T, qc
 int qc_layer_attn_norm(qc_model *m, const qc_layer *lw, const float *x, float *h, int64_t T);
 int qc_layer_attention(qc_model *m, const qc_layer *lw, const float *h, float *a,
                        const int64_t *lens, int64_t nseq);
-/* x += a Wo^T (+ bias), the o_proj input quantized as the scheme says */
+/* x += a Wo^T (+ bias), the o_proj input quantized as the scheme says
+ * (Gemma 2: x += RMSNorm(a Wo^T; post_attention_layernorm)) */
 int qc_layer_o_proj(qc_model *m, const qc_layer *lw, const float *a, float *x, int64_t T);
 int qc_layer_mlp_norm(qc_model *m, const qc_layer *lw, const float *x, float *h, int64_t T);
+
+/* out[n] = act(gate) * up with the model's activation (SwiGLU, or GeGLU
+ * with the tanh GELU for Gemma); out may equal gate or up (device). */
+int qc_model_glu(qc_model *m, float *out, const float *gate, const float *up, size_t n);
 
 /*
  * The MLP over h [T, hidden], mlp_rows rows at a time. For each block of
  * rows, observe (if not NULL) is called with the down_proj input
- * silu(gate) * up [rows, intermediate] before it is quantized, and row0 its
- * first row; then, if x is not NULL, x[rows] += down(...). A non-zero
- * return of observe stops and is returned.
+ * act(gate) * up [rows, intermediate] before it is quantized, and row0 its
+ * first row; then, if x is not NULL, x[rows] += down(...) (Gemma 2: its
+ * post_feedforward_layernorm). A non-zero return of observe stops and is
+ * returned.
  */
 typedef int (*qc_mlp_observe)(void *ctx, const float *act, int64_t row0, int64_t rows,
                               int64_t cols);
@@ -197,6 +224,12 @@ int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits);
  * converted or dequantized. */
 int qc_model_head_input(qc_model *m, const float *x, int64_t T, float *h);
 int qc_model_head_rows(qc_model *m, int64_t v0, int64_t v1, float *buf, const float **rows);
+/* logits [T, v1 - v0] (row stride ld, device) = h W[v0:v1]^T for h [T,
+ * hidden] from qc_model_head_input, buf as for qc_model_head_rows; with
+ * final_logit_softcapping (Gemma 2) the capped logits, as the model's
+ * output is. */
+int qc_model_head_logits(qc_model *m, const float *h, int64_t T, int64_t v0, int64_t v1,
+                         float *buf, float *logits, int64_t ld);
 
 /* ---------------------------------------------------------------- whole model */
 

@@ -17,7 +17,8 @@
 
 static const char *const preset_names[] = {
 	"tiny", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
-	"llama-2-7b", "llama-2-13b", "vicuna-7b", "vicuna-13b", NULL,
+	"llama-2-7b", "llama-2-13b", "vicuna-7b", "vicuna-13b", "gemma-2b", "gemma-7b", "gemma-2-2b",
+	"gemma-2-9b", "gemma-2-27b", "gemma2-tiny", "qwen2-0.5b", "qwen2-7b", NULL,
 };
 
 const char *const *qc_synth_preset_names(void) { return preset_names; }
@@ -80,10 +81,102 @@ static void llama2(qc_config *c, int64_t hidden, int64_t inter, int64_t layers, 
 	c->head_dim = hidden / heads;
 }
 
+/* Gemma (google/gemma-2b, -7b) and Gemma 2 (google/gemma-2-2b, -9b, -27b):
+ * 256000 vocabulary, tied embeddings, 8192 positions, eps 1e-6, bos 2,
+ * eos 1; Gemma 2 adds soft-capping (50 on attention logits, 30 on the
+ * final ones), a 4096-token window on the even layers and
+ * query_pre_attn_scalar (head_dim, except 27B's hidden / heads = 144). */
+static void gemma(qc_config *c, int v2, int64_t hidden, int64_t inter, int64_t layers,
+                  int64_t heads, int64_t kv, int64_t head_dim, double qpas)
+{
+	memset(c, 0, sizeof *c);
+	snprintf(c->architecture, sizeof c->architecture, v2 ? "Gemma2ForCausalLM" : "GemmaForCausalLM");
+	snprintf(c->model_type, sizeof c->model_type, v2 ? "gemma2" : "gemma");
+	snprintf(c->hidden_act, sizeof c->hidden_act, "gelu_pytorch_tanh");
+	c->family = v2 ? QC_FAMILY_GEMMA2 : QC_FAMILY_GEMMA;
+	c->vocab_size = 256000;
+	c->max_position_embeddings = 8192;
+	c->rms_norm_eps = 1e-6;
+	c->rope_theta = 10000.0;
+	c->tie_word_embeddings = 1;
+	c->bos_token_id = 2;
+	c->eos_token_ids[0] = 1;
+	c->n_eos = 1;
+	c->torch_dtype = v2 ? QC_DT_F32 : QC_DT_BF16;
+	c->hidden_size = hidden;
+	c->intermediate_size = inter;
+	c->num_hidden_layers = layers;
+	c->num_attention_heads = heads;
+	c->num_key_value_heads = kv;
+	c->head_dim = head_dim;
+	c->norm_offset = 1;
+	c->embed_scale = 1;
+	if (v2) {
+		c->sandwich_norms = 1;
+		c->query_pre_attn_scalar = qpas;
+		c->attn_softcap = 50.0;
+		c->final_softcap = 30.0;
+		c->sliding_window = 4096;
+		c->sliding_layers = QC_SLIDE_EVEN;
+	}
+}
+
 int qc_synth_preset(const char *name, qc_config *c)
 {
 	memset(c, 0, sizeof *c);
+	static const struct {
+		const char *name;
+		int v2;
+		int64_t hidden, inter, layers, heads, kv, head_dim;
+		double qpas;
+	} gemmas[] = {
+		{ "gemma-2b", 0, 2048, 16384, 18, 8, 1, 256, 0 },
+		{ "gemma-7b", 0, 3072, 24576, 28, 16, 16, 256, 0 },
+		{ "gemma-2-2b", 1, 2304, 9216, 26, 8, 4, 256, 256 },
+		{ "gemma-2-9b", 1, 3584, 14336, 42, 16, 8, 256, 256 },
+		{ "gemma-2-27b", 1, 4608, 36864, 46, 32, 16, 128, 144 },
+		/* for tests: Gemma 2's features at the tiny preset's size, with a
+		 * window (16) that test sequences outgrow */
+		{ "gemma2-tiny", 1, 128, 384, 2, 4, 2, 64, 64 },
+	};
+	for (size_t i = 0; i < sizeof gemmas / sizeof gemmas[0]; i++)
+		if (strcmp(name, gemmas[i].name) == 0) {
+			gemma(c, gemmas[i].v2, gemmas[i].hidden, gemmas[i].inter, gemmas[i].layers,
+			      gemmas[i].heads, gemmas[i].kv, gemmas[i].head_dim, gemmas[i].qpas);
+			if (strcmp(name, "gemma2-tiny") == 0) {
+				c->vocab_size = 512;
+				c->sliding_window = 16;
+				c->bos_token_id = 510;
+				c->eos_token_ids[0] = 511;
+			}
+			return 0;
+		}
 	llama3_common(c);
+	/* Qwen/Qwen2-0.5B and Qwen2-7B: q/k/v biases, rope theta 1e6, 131072
+	 * positions, eps 1e-6, bos = eos = 151643 */
+	if (strcmp(name, "qwen2-0.5b") == 0 || strcmp(name, "qwen2-7b") == 0) {
+		int small = name[6] == '0';
+		snprintf(c->architecture, sizeof c->architecture, "Qwen2ForCausalLM");
+		snprintf(c->model_type, sizeof c->model_type, "qwen2");
+		c->family = QC_FAMILY_QWEN2;
+		c->qkv_bias = 1;
+		c->rope_type = QC_ROPE_DEFAULT;
+		c->rope_factor = c->rope_low_freq_factor = c->rope_high_freq_factor = 0;
+		c->rope_original_max_position_embeddings = 0;
+		c->rope_theta = 1000000.0;
+		c->rms_norm_eps = 1e-6;
+		c->bos_token_id = 151643;
+		c->eos_token_ids[0] = 151643;
+		c->hidden_size = small ? 896 : 3584;
+		c->intermediate_size = small ? 4864 : 18944;
+		c->num_hidden_layers = small ? 24 : 28;
+		c->num_attention_heads = small ? 14 : 28;
+		c->num_key_value_heads = small ? 2 : 4;
+		c->head_dim = 64 + 64 * !small;
+		c->vocab_size = small ? 151936 : 152064;
+		c->tie_word_embeddings = small;
+		return 0;
+	}
 	if (strcmp(name, "llama-2-7b") == 0 || strcmp(name, "vicuna-7b") == 0) {
 		llama2(c, 4096, 11008, 32, 32);
 		return 0;
@@ -134,7 +227,8 @@ int qc_synth_preset(const char *name, qc_config *c)
 	} else {
 		return qc_seterr(QC_EINVAL, "unknown preset '%s' (tiny, llama-3.2-1b, llama-3.1-8b, "
 		                 "llama-3.1-70b, llama-3.1-405b, llama-2-7b, llama-2-13b, vicuna-7b, "
-		                 "vicuna-13b)", name);
+		                 "vicuna-13b, gemma-2b, gemma-7b, gemma-2-2b, gemma-2-9b, gemma-2-27b, "
+		                 "gemma2-tiny, qwen2-0.5b, qwen2-7b)", name);
 	}
 	return 0;
 }
@@ -246,7 +340,7 @@ static double outlier_gain(const qc_synth_opts *o, int64_t c)
 
 /* ------------------------------------------------------------ tensors */
 
-enum kind { K_EMBED, K_NORM, K_LINEAR, K_LM_HEAD };
+enum kind { K_EMBED, K_NORM, K_LINEAR, K_LM_HEAD, K_BIAS };
 
 typedef struct job {
 	const qc_config *cfg;
@@ -257,6 +351,8 @@ typedef struct job {
 	double sigma;            /* entry std before row scale */
 	const float *col_scale;  /* per input column multiplier or NULL */
 	const float *gain;       /* K_NORM: per channel outlier gain (0 = normal) */
+	double norm_scale;       /* K_NORM: the effective gains' scale (1, or Gemma 2's output norms') */
+	float norm_offset;       /* K_NORM: subtracted from the gain (1 for (1 + w) norms) */
 	void *out;
 	int64_t row_begin, row_end;
 	int rc;
@@ -279,7 +375,9 @@ static void fill_rows(job *j)
 				double v = 1.0 + 0.1 * qc_rng_normal(&g);
 				if (j->gain && j->gain[c] > 0)
 					v = j->gain[c];
-				row[c] = (float)fabs(v);
+				/* the gain the norm applies is |v| scaled; a (1 + w)
+				 * norm stores it less one */
+				row[c] = (float)(fabs(v) * j->norm_scale) - j->norm_offset;
 			}
 		} else {
 			double s = j->sigma;
@@ -347,7 +445,7 @@ static int classify(const char *name, enum kind *kind, int *lin, int *is_post_at
 	if (*q != '.' || q == name + strlen(p))
 		return QC_EINVAL;
 	q++;
-	if (strcmp(q, "input_layernorm.weight") == 0) {
+	if (strcmp(q, "input_layernorm.weight") == 0 || strcmp(q, "pre_feedforward_layernorm.weight") == 0) {
 		*kind = K_NORM;
 		return 0;
 	}
@@ -356,11 +454,21 @@ static int classify(const char *name, enum kind *kind, int *lin, int *is_post_at
 		*is_post_attn_norm = 1;
 		return 0;
 	}
+	if (strcmp(q, "post_feedforward_layernorm.weight") == 0) {
+		*kind = K_NORM;
+		*is_post_attn_norm = 2;
+		return 0;
+	}
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		const char *lp = qc_linear_path((qc_linear)l);
 		size_t n = strlen(lp);
 		if (strncmp(q, lp, n) == 0 && strcmp(q + n, ".weight") == 0) {
 			*kind = K_LINEAR;
+			*lin = l;
+			return 0;
+		}
+		if (strncmp(q, lp, n) == 0 && strcmp(q + n, ".bias") == 0) {
+			*kind = K_BIAS;
 			*lin = l;
 			return 0;
 		}
@@ -427,15 +535,29 @@ int qc_synth_tensor(const qc_config *cfg, const qc_synth_opts *o, const char *na
 	case K_LM_HEAD:
 		j.sigma = 2.5 / sqrt((double)h);
 		break;
+	case K_BIAS:
+		/* a 1-D tensor is one row; biases of 0.1, a tenth of the outputs */
+		j.sigma = 0.1;
+		break;
 	case K_NORM:
 		/* the final norm keeps ordinary gains; the layer norms feed q/k/v
-		 * and gate/up and carry the outlier channels */
-		if (strcmp(name, "model.norm.weight") != 0 && j.cols == h) {
+		 * and gate/up and carry the outlier channels. Gemma 2's output
+		 * norms (post_attention_layernorm, post_feedforward_layernorm) set
+		 * what each block adds to the residual stream: Gemma multiplies the
+		 * tied embeddings by sqrt(hidden), so the stream starts at the
+		 * logits' scale (2.5 per element); gains of 3 let the blocks move
+		 * it as Llama's blocks move theirs, where smaller ones leave every
+		 * prediction to the current token's own embedding (and quantization
+		 * errors invisible in KL) */
+		j.norm_scale = 1.0;
+		j.norm_offset = (float)cfg->norm_offset;
+		if (cfg->sandwich_norms && post_attn) {
+			j.norm_scale = 3.0;
+		} else if (strcmp(name, "model.norm.weight") != 0 && j.cols == h) {
 			for (int64_t i = 0; i < k; i++)
 				vec[oidx[i]] = (float)outlier_gain(o, oidx[i]);
 			j.gain = vec;
 		}
-		(void)post_attn;
 		break;
 	case K_LINEAR:
 		j.sigma = (lin == QC_LIN_O || lin == QC_LIN_DOWN ? 0.35 : 1.0) / sqrt((double)j.cols);

@@ -62,8 +62,20 @@ void qc_synth_opts_default(qc_synth_opts *o);
 /* Fill cfg with the real shape of a preset: "tiny", "llama-3.2-1b",
  * "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-2-7b", "llama-2-13b",
  * "vicuna-7b", "vicuna-13b" (Vicuna v1.5 has Llama-2's shapes and 32000
- * vocabulary; config.json's pad_token_id is not written). cfg->raw is left NULL
- * (qc_config_build makes it). QC_EINVAL for an unknown name. */
+ * vocabulary; config.json's pad_token_id is not written), "gemma-2b",
+ * "gemma-7b", "gemma-2-2b", "gemma-2-9b", "gemma-2-27b" (the published
+ * config.json values, Gemma 2's soft-capping, window and
+ * query_pre_attn_scalar included), and "gemma2-tiny" (Gemma 2 at the tiny
+ * preset's size, head_dim 64 != hidden / heads, a 16-token window, for
+ * tests), "qwen2-0.5b", "qwen2-7b" (q/k/v biases of standard deviation 0.1).
+ * cfg->raw is left NULL (qc_config_build makes it). QC_EINVAL for an
+ * unknown name.
+ *
+ * Gemma's (1 + weight) norms store the gains described above less one;
+ * Gemma 2's output norms (post_attention_layernorm,
+ * post_feedforward_layernorm) have gains of 3 (1 + 0.1 N(0,1)) and no
+ * outliers: Gemma's embeddings, times sqrt(hidden), start the residual
+ * stream at the logits' scale, and the blocks must move it as much. */
 int qc_synth_preset(const char *name, qc_config *cfg);
 /* NULL-terminated list of preset names. */
 const char *const *qc_synth_preset_names(void);

@@ -10,7 +10,9 @@
  *   QKV      inputs of q/k/v   = RMSNorm(x)           [rows, hidden]
  *   O        input of o_proj   = attention output     [rows, heads*head_dim]
  *   GATE_UP  inputs of gate/up = RMSNorm(x + o(...))  [rows, hidden]
- *   DOWN     input of down     = silu(gate) * up      [rows, intermediate]
+ *   DOWN     input of down     = act(gate) * up       [rows, intermediate]
+ *            (act: SiLU, or the tanh GELU for Gemma; Gemma 2's output norms
+ *            are inside the o and down steps, qc_model.h)
  *   hooks.layer_end; the layer's outputs become the next layer's inputs;
  *   free the layer
  *

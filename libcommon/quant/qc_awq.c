@@ -39,6 +39,13 @@ static const point_def pdefs[QC_WALK_POINTS] = {
 	{ "mlp.up_proj", QC_LIN_UP, 0, { QC_LIN_DOWN }, 1 },
 };
 
+/* The module before the point: the norm's name in this family (Gemma 2's
+ * MLP input norm is pre_feedforward_layernorm), or the Linear's path. */
+static const char *prev_name(const qc_config *cfg, const point_def *d)
+{
+	return d->prev_lin < 0 ? qc_norm_path(cfg, d->norm ? QC_NORM_MLP : QC_NORM_ATTN) : d->prev;
+}
+
 static const int lin_point[QC_LIN_COUNT] = {
 	[QC_LIN_Q] = QC_WALK_QKV, [QC_LIN_K] = QC_WALK_QKV, [QC_LIN_V] = QC_WALK_QKV,
 	[QC_LIN_O] = QC_WALK_O, [QC_LIN_GATE] = QC_WALK_GATE_UP, [QC_LIN_UP] = QC_WALK_GATE_UP,
@@ -187,16 +194,26 @@ static int round_to_dtype(qc_awq *A, float *x, size_t n)
 	return qk_upload(A->kc, x, A->hf, n * sizeof(float));
 }
 
-/* Write x[n] (kernel memory, already on the dtype's grid) as tensor name. */
-static int write_tensor(qc_awq *A, const char *name, const float *x, int ndim,
-                        const int64_t *shape)
+/* Write x[n] (kernel memory, already on the dtype's grid) less off as
+ * tensor name (off: a norm's norm_offset, the model holding 1 + w). */
+static int write_tensor_off(qc_awq *A, const char *name, const float *x, int ndim,
+                            const int64_t *shape, float off)
 {
 	size_t n = (size_t)qc_numel(ndim, shape), es = qc_dtype_size(A->dt);
 	QC_TRY(hgrow((void **)&A->hf, &A->hf_n, n * sizeof(float)));
 	QC_TRY(hgrow(&A->hb, &A->hb_n, n * es));
 	QC_TRY(qk_download(A->kc, A->hf, x, n * sizeof(float)));
+	if (off != 0.0f)
+		for (size_t i = 0; i < n; i++)
+			A->hf[i] -= off;
 	qc_from_f32(A->hb, A->dt, A->hf, n);
 	return qc_qrun_write_tensor(A->run, name, A->dt, ndim, shape, A->hb);
+}
+
+static int write_tensor(qc_awq *A, const char *name, const float *x, int ndim,
+                        const int64_t *shape)
+{
+	return write_tensor_off(A, name, x, ndim, shape, 0.0f);
 }
 
 /* ------------------------------------------------------------ which points */
@@ -292,7 +309,7 @@ static int mlp_out(qc_awq *A, const qc_layer *lw, const float *X, const float *s
 		const float *bg = lw->b[QC_LIN_GATE], *bu = lw->b[QC_LIN_UP];
 		QC_TRY(qk_linear(A->kc, A->mg, X, g, bg ? bg + i0 : NULL, N, H, nb, 0));
 		QC_TRY(qk_linear(A->kc, A->mu, X, u, bu ? bu + i0 : NULL, N, H, nb, 0));
-		QC_TRY(qk_swiglu(A->kc, A->mg, A->mg, A->mu, (size_t)(N * nb)));
+		QC_TRY(qc_model_glu(A->model, A->mg, A->mg, A->mu, (size_t)(N * nb)));
 		QC_TRY(qk_gemm(A->kc, 0, 1, N, H, nb, 1.0f, A->mg, nb, lw->w[QC_LIN_DOWN] + i0, I,
 		               i0 ? 1.0f : 0.0f, Y, H));
 	}
@@ -418,7 +435,8 @@ static int search(qc_awq *A, int layer, int p, const qc_layer *lw, double *y_ms)
 			losses[i] = loss_rtn;
 		else if ((rc = block_loss(A, p, lw, s, &losses[i])) != 0)
 			break;
-		qc_log(QC_LOG_DEBUG, "layer %d %s: ratio %.3f loss %.6g", layer, d->prev, r, losses[i]);
+		qc_log(QC_LOG_DEBUG, "layer %d %s: ratio %.3f loss %.6g", layer, prev_name(A->cfg, d), r,
+		       losses[i]);
 		if (losses[i] < best) {
 			best = losses[i];
 			ratio = r;
@@ -427,11 +445,11 @@ static int search(qc_awq *A, int layer, int p, const qc_layer *lw, double *y_ms)
 	}
 	if (rc == 0 && ratio < 0)
 		rc = qc_seterr(QC_ENUMERIC, "layer %d %s: no ratio gave a finite loss (the activations "
-		               "or weights overflow)", layer, d->prev);
+		               "or weights overflow)", layer, prev_name(A->cfg, d));
 	if (rc == 0) {
 		json_t *bal = balance_names(d);
 		json_decref(P->info);
-		P->info = bal ? json_pack("{s:s, s:o, s:f, s:f, s:f, s:f}", "prev", d->prev, "balance",
+		P->info = bal ? json_pack("{s:s, s:o, s:f, s:f, s:f, s:f}", "prev", prev_name(A->cfg, d), "balance",
 		                          bal, "ratio", ratio, "loss_r0", losses[0], "loss", best,
 		                          "loss_rtn", loss_rtn)
 		              : NULL;
@@ -439,7 +457,7 @@ static int search(qc_awq *A, int layer, int p, const qc_layer *lw, double *y_ms)
 			rc = qc_seterr(QC_ENOMEM, "out of memory");
 		*y_ms = y2 / ((double)A->N * (double)H);
 		qc_log(QC_LOG_DETAIL, "layer %d %s: ratio %.2f, loss %.4g (r = 0: %.4g, unscaled: %.4g)",
-		       layer, d->prev, ratio, best, losses[0], loss_rtn);
+		       layer, prev_name(A->cfg, d), ratio, best, losses[0], loss_rtn);
 	}
 	free(xm);
 	free(wm);
@@ -466,8 +484,11 @@ static int fold(qc_awq *A, int p, qc_layer *lw)
 			return QC_ENOMEM;
 		float *g2 = g + n;
 		int rc = qk_download(A->kc, g, norm, (size_t)n * sizeof *g);
+		/* the stored weight is g - norm_offset (Gemma's (1 + w)): it
+		 * becomes g / s - norm_offset, rounded to the model's dtype */
+		float off = (float)A->cfg->norm_offset;
 		for (int64_t j = 0; rc == 0 && j < n; j++) {
-			g2[j] = qc_round_to(g[j] / P->s[j], A->dt);
+			g2[j] = off + qc_round_to(g[j] / P->s[j] - off, A->dt);
 			float e = g[j] / g2[j];
 			if (g2[j] != 0 && isfinite(e) && e > 0)
 				P->s[j] = e;
@@ -868,11 +889,11 @@ static int aw_claims(void *ctx, int layer, const char *name)
 			continue;
 		const point_def *d = &pdefs[p];
 		if (d->prev_lin < 0) {
-			snprintf(want, sizeof want, "model.layers.%d.%s.weight", layer, d->prev);
+			snprintf(want, sizeof want, "model.layers.%d.%s.weight", layer, prev_name(A->cfg, d));
 			if (strcmp(name, want) == 0)
 				return 1;
 		} else {
-			int bias = d->prev_lin <= QC_LIN_O ? A->cfg->attention_bias : A->cfg->mlp_bias;
+			int bias = qc_linear_has_bias(A->cfg, (qc_linear)d->prev_lin);
 			qc_linear_name(want, sizeof want, layer, (qc_linear)d->prev_lin, "bias");
 			if (bias && strcmp(name, want) == 0)
 				return 1;
@@ -997,7 +1018,7 @@ static int dense_report(qc_awq *A, int layer, int p, const qc_layer *lw, double 
 	const point_def *d = &pdefs[p];
 	point_st *P = &A->P[p];
 	char mod[256];
-	snprintf(mod, sizeof mod, "model.layers.%d.%s", layer, d->prev);
+	snprintf(mod, sizeof mod, "model.layers.%d.%s", layer, prev_name(A->cfg, d));
 	int64_t rows = 0;
 	for (int k = 0; k < d->n_lin; k++)
 		rows += lw->out[d->lin[k]];
@@ -1113,12 +1134,13 @@ static int aw_layer_end(void *ctx, int layer, qc_layer *lw)
 	qc_awq *A = ctx;
 	char name[256];
 	int64_t h = A->cfg->hidden_size;
-	static const char *const norms[2] = { "input_layernorm", "post_attention_layernorm" };
 	for (int i = 0; i < 2; i++) {
 		if (!A->dirty_norm[i])
 			continue;
-		snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, norms[i]);
-		QC_TRY(write_tensor(A, name, i ? lw->mlp_norm : lw->attn_norm, 1, &h));
+		snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
+		         qc_norm_path(A->cfg, i ? QC_NORM_MLP : QC_NORM_ATTN));
+		QC_TRY(write_tensor_off(A, name, i ? lw->mlp_norm : lw->attn_norm, 1, &h,
+		                        (float)A->cfg->norm_offset));
 	}
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		int64_t shape[2] = { lw->out[l], lw->in[l] };

@@ -368,6 +368,10 @@ static int hash_layer(qc_qrun *r, const qc_layer *lw)
 			QC_TRY(hash_kernel(r, lw->b[l], 1, lw->out[l]));
 	}
 	QC_TRY(hash_kernel(r, lw->attn_norm, 1, H));
+	if (lw->attn_out_norm)
+		QC_TRY(hash_kernel(r, lw->attn_out_norm, 1, H));
+	if (lw->mlp_out_norm)
+		QC_TRY(hash_kernel(r, lw->mlp_out_norm, 1, H));
 	return hash_kernel(r, lw->mlp_norm, 1, H);
 }
 
@@ -400,7 +404,20 @@ static int replay_norm(qc_qrun *r, int layer, const char *which, float *dst)
 	if (qc_numel(t->ndim, t->shape) != r->cfg.hidden_size)
 		return qc_seterr(QC_EFORMAT, "cannot resume: '%s' in '%s' has the wrong shape", name,
 		                 qc_st_name(r->old_shard));
-	return qk_to_f32(r->kc, dst, t->data, t->dtype, (size_t)r->cfg.hidden_size);
+	size_t n = (size_t)r->cfg.hidden_size;
+	if (!r->cfg.norm_offset)
+		return qk_to_f32(r->kc, dst, t->data, t->dtype, n);
+	/* the model holds a (1 + w) norm as it applies it (qc_model.h) */
+	float *h = malloc(n * sizeof *h);
+	if (!h)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	int rc = qc_to_f32(h, t->data, t->dtype, n);
+	for (size_t i = 0; !rc && i < n; i++)
+		h[i] += (float)r->cfg.norm_offset;
+	if (!rc)
+		rc = qk_upload(r->kc, dst, h, n * sizeof *h);
+	free(h);
+	return rc;
 }
 
 /* A Linear the method claimed (rewrote in the model's dtype) comes back
@@ -462,8 +479,8 @@ static int replay_layer(qc_qrun *r, int layer, qc_layer *lw)
 			qc_ctq_linear_release(&L);
 			QC_TRY(rc);
 		}
-		QC_TRY(replay_norm(r, layer, "input_layernorm", lw->attn_norm));
-		QC_TRY(replay_norm(r, layer, "post_attention_layernorm", lw->mlp_norm));
+		QC_TRY(replay_norm(r, layer, qc_norm_path(&r->cfg, QC_NORM_ATTN), lw->attn_norm));
+		QC_TRY(replay_norm(r, layer, qc_norm_path(&r->cfg, QC_NORM_MLP), lw->mlp_norm));
 	}
 	size_t i;
 	json_t *v;

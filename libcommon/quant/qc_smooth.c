@@ -32,6 +32,13 @@ static const group groups[QC_WALK_POINTS] = {
 	{ QC_WALK_DOWN, "mlp.up_proj", QC_LIN_UP, 0, { QC_LIN_DOWN }, 1 },
 };
 
+/* The module before the point: the norm's name in this family (Gemma 2's
+ * MLP input norm is pre_feedforward_layernorm), or the Linear's path. */
+static const char *prev_name(const qc_config *cfg, const group *g)
+{
+	return g->prev_lin < 0 ? qc_norm_path(cfg, g->norm ? QC_NORM_MLP : QC_NORM_ATTN) : g->prev;
+}
+
 struct qc_smooth {
 	qc_smooth_opts o;
 	qc_qrun *run;
@@ -114,6 +121,47 @@ static int round_to_dtype(qc_smooth *S, float *x, size_t n)
 	qc_from_f32(S->hb, S->dt, S->hw, n);
 	QC_TRY(qc_to_f32(S->hw, S->hb, S->dt, n));
 	return qk_upload(S->kc, x, S->hw, n * sizeof(float));
+}
+
+/*
+ * A smoothing scale s [n] (host) folded into a (1 + w) norm (Gemma): the
+ * norm applies g = 1 + w (norm [n], kernel memory, as the model holds it),
+ * so the stored weight becomes w' = g / s - 1, rounded to the model's dtype,
+ * and the norm g' = 1 + w'. Unlike Llama's w / s with power-of-two scales,
+ * that rounding is not exact: s_j is replaced by g_j / g'_j, the ratio the
+ * norm really divided by, so that the Linears' columns, multiplied by it,
+ * keep the product (AutoAWQ's scale_ln_fcs does the same fold without the
+ * correction).
+ */
+static int fold_offset_norm(qc_smooth *S, float *norm, int64_t n, float *s)
+{
+	float off = (float)S->cfg->norm_offset;
+	QC_TRY(hgrow((void **)&S->hw, &S->hw_n, (size_t)n * 2 * sizeof(float)));
+	float *g = S->hw, *g2 = g + n;
+	QC_TRY(qk_download(S->kc, g, norm, (size_t)n * sizeof *g));
+	for (int64_t j = 0; j < n; j++) {
+		g2[j] = off + qc_round_to(g[j] / s[j] - off, S->dt);
+		float e = g[j] / g2[j];
+		if (g2[j] != 0 && isfinite(e) && e > 0)
+			s[j] = e;
+		else
+			g2[j] = g[j] / s[j];
+	}
+	return qk_upload(S->kc, norm, g2, (size_t)n * sizeof *g2);
+}
+
+/* Write a norm as the checkpoint stores it: x[n] (kernel memory, as the
+ * model applies it) less norm_offset, in the model's dtype. */
+static int write_norm(qc_smooth *S, const char *name, const float *x, int64_t n)
+{
+	float off = (float)S->cfg->norm_offset;
+	QC_TRY(hgrow((void **)&S->hw, &S->hw_n, (size_t)n * sizeof(float)));
+	QC_TRY(hgrow(&S->hb, &S->hb_n, (size_t)n * qc_dtype_size(S->dt)));
+	QC_TRY(qk_download(S->kc, S->hw, x, (size_t)n * sizeof(float)));
+	for (int64_t j = 0; j < n; j++)
+		S->hw[j] -= off;
+	qc_from_f32(S->hb, S->dt, S->hw, (size_t)n);
+	return qc_qrun_write_tensor(S->run, name, S->dt, 1, &n, S->hb);
 }
 
 /* Write x[n] (kernel memory, already on the dtype's grid) as tensor name. */
@@ -235,10 +283,10 @@ static int sm_claims(void *ctx, int layer, const char *name)
 		if (!(S->points & QC_WALK_BIT(p)))
 			continue;
 		const group *g = &groups[p];
-		snprintf(want, sizeof want, "model.layers.%d.%s.weight", layer, g->prev);
+		snprintf(want, sizeof want, "model.layers.%d.%s.weight", layer, prev_name(S->cfg, g));
 		if (strcmp(name, want) == 0)
 			return 1;
-		snprintf(want, sizeof want, "model.layers.%d.%s.bias", layer, g->prev);
+		snprintf(want, sizeof want, "model.layers.%d.%s.bias", layer, prev_name(S->cfg, g));
 		if (g->prev_lin >= 0 && strcmp(name, want) == 0)
 			return 1;
 		for (int k = 0; k < g->n_lin; k++) {
@@ -324,7 +372,8 @@ static int sm_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 				best = e;
 				alpha = a;
 			}
-			qc_log(QC_LOG_DEBUG, "layer %d %s: alpha %.2f W8A8 error %.4g", layer, g->prev, a, e);
+			qc_log(QC_LOG_DEBUG, "layer %d %s: alpha %.2f W8A8 error %.4g", layer, prev_name(S->cfg, g),
+			       a, e);
 		}
 	}
 	if (rc == 0) {
@@ -334,8 +383,11 @@ static int sm_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	/* fold: the previous operation's channel j / s_j, the group's column j * s_j */
 	if (rc == 0 && g->prev_lin < 0) {
 		float *norm = g->norm ? lw->mlp_norm : lw->attn_norm;
-		rc = qk_scale_cols(S->kc, norm, 1, n, s, 1);
-		if (rc == 0)
+		if (S->cfg->norm_offset)
+			rc = fold_offset_norm(S, norm, n, s);
+		else
+			rc = qk_scale_cols(S->kc, norm, 1, n, s, 1);
+		if (rc == 0 && !S->cfg->norm_offset)
 			rc = round_to_dtype(S, norm, (size_t)n);
 		S->dirty_norm[g->norm] = 1;
 	} else if (rc == 0) {
@@ -362,7 +414,7 @@ static int sm_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 			rc = qk_absmax(S->kc, lw->w[g->lin[k]], (size_t)(lw->out[g->lin[k]] * n),
 			               &wmax_after);
 		char mod[256];
-		snprintf(mod, sizeof mod, "model.layers.%d.%s", layer, g->prev);
+		snprintf(mod, sizeof mod, "model.layers.%d.%s", layer, prev_name(S->cfg, g));
 		json_t *bal = json_array();
 		for (int k = 0; bal && k < g->n_lin; k++)
 			json_array_append_new(bal, json_string(qc_linear_path((qc_linear)g->lin[k])));
@@ -399,12 +451,15 @@ static int sm_layer_end(void *ctx, int layer, qc_layer *lw)
 	qc_smooth *S = ctx;
 	char name[256];
 	int64_t h = S->cfg->hidden_size;
-	static const char *const norms[2] = { "input_layernorm", "post_attention_layernorm" };
 	for (int i = 0; i < 2; i++) {
 		if (!S->dirty_norm[i])
 			continue;
-		snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, norms[i]);
-		QC_TRY(write_tensor(S, name, i ? lw->mlp_norm : lw->attn_norm, 1, &h));
+		snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
+		         qc_norm_path(S->cfg, i ? QC_NORM_MLP : QC_NORM_ATTN));
+		if (S->cfg->norm_offset)
+			QC_TRY(write_norm(S, name, i ? lw->mlp_norm : lw->attn_norm, h));
+		else
+			QC_TRY(write_tensor(S, name, i ? lw->mlp_norm : lw->attn_norm, 1, &h));
 	}
 	for (int l = 0; l < QC_LIN_COUNT; l++) {
 		if (!S->dirty[l])

@@ -593,6 +593,19 @@ static void t_layers(void)
 	rc_g = qk_swiglu(gpu, pg.g, pg.g, pu.g, n);
 	if (rcs("swiglu", "", rc_c, rc_g, 0))
 		cmp_f("swiglu", "in place", &pg, n, 1e-6);
+	/* GeGLU (tanh GELU) in place on gate, then soft-capping of the result */
+	rc_c = qk_geglu(cpu, pg.c, pg.c, pu.c, n);
+	rc_g = qk_geglu(gpu, pg.g, pg.g, pu.g, n);
+	if (rcs("geglu", "", rc_c, rc_g, 0))
+		cmp_f("geglu", "in place", &pg, n, 1e-6);
+	rc_c = qk_softcap(cpu, pg.c, n, 0.5f);
+	rc_g = qk_softcap(gpu, pg.g, n, 0.5f);
+	if (rcs("softcap", "", rc_c, rc_g, 0))
+		cmp_f("softcap", "cap 0.5", &pg, n, 1e-6);
+	rc_c = qk_add(cpu, pg.c, pg.c, pu.c, n);
+	rc_g = qk_add(gpu, pg.g, pg.g, pu.g, n);
+	if (rcs("add", "", rc_c, rc_g, 0))
+		cmp_f("add", "in place", &pg, n, 0);
 	pfree(&pu);
 	pfree(&pg);
 	free(u);
@@ -635,6 +648,15 @@ static void t_attention(void)
 			                       nh, nkv, hd, sc);
 			if (rcs("attention_kv", cs, rc_c, rc_g, 0))
 				cmp_f("attention_kv", cs, &po, (size_t)(n * nh * hd), mode ? 2e-2 : 1e-5);
+			pfree(&po);
+			/* Gemma 2's soft-capping and a sliding window of a third of T */
+			qk_attn ax = { sc, 2.0f, T / 3 + 1 };
+			po = poisoned((size_t)(n * nh * hd) * 4);
+			rc_c = qk_attention_ex(cpu, po.c, (float *)pq.c + qo, pk.c, pv.c, n, P, nh, nkv, hd, &ax);
+			rc_g = qk_attention_ex(mode ? gpu : gpu32, po.g, (float *)pq.g + qo, pk.g, pv.g, n, P,
+			                       nh, nkv, hd, &ax);
+			if (rcs("attention_ex", cs, rc_c, rc_g, 0))
+				cmp_f("attention_ex", cs, &po, (size_t)(n * nh * hd), mode ? 2e-2 : 1e-5);
 			pfree(&po);
 		}
 		pfree(&pq);

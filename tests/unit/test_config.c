@@ -15,6 +15,7 @@
 
 #include "qc_config.h"
 #include "qc_err.h"
+#include "qc_synth.h"
 
 static const char llama32_1b[] =
 	"{\n"
@@ -176,6 +177,222 @@ static void test_real_configs(void **state)
 		qc_config_free(&c);   /* twice is harmless */
 	}
 	qc_config_free(NULL);
+}
+
+/* a small Gemma 2 config (the keys the cases add to) */
+#define GBASE "\"model_type\": \"gemma2\", \"hidden_size\": 64, \"intermediate_size\": 128, " \
+	"\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100"
+
+/* The published config.json files of google/gemma-2b, gemma-2-2b,
+ * gemma-2-9b and gemma-2-27b (keys sorted as on the hub): parsed as
+ * transformers reads them, and qsynth's presets of those names have the
+ * same shapes and hyper-parameters. */
+static const struct real_gemma {
+	const char *preset, *json;
+	int v2;
+	int64_t hidden, inter, layers, heads, kv, head_dim;
+	double qpas;
+} gemmas[] = {
+	{ "gemma-2b",
+	  "{\"architectures\": [\"GemmaForCausalLM\"], \"attention_bias\": false, \"attention_dropout\": 0.0,"
+	  " \"bos_token_id\": 2, \"eos_token_id\": 1, \"head_dim\": 256, \"hidden_act\": \"gelu\","
+	  " \"hidden_size\": 2048, \"initializer_range\": 0.02, \"intermediate_size\": 16384,"
+	  " \"max_position_embeddings\": 8192, \"model_type\": \"gemma\", \"num_attention_heads\": 8,"
+	  " \"num_hidden_layers\": 18, \"num_key_value_heads\": 1, \"pad_token_id\": 0,"
+	  " \"rms_norm_eps\": 1e-06, \"rope_scaling\": null, \"rope_theta\": 10000.0,"
+	  " \"torch_dtype\": \"bfloat16\", \"transformers_version\": \"4.38.0.dev0\", \"use_cache\": true,"
+	  " \"vocab_size\": 256000}",
+	  0, 2048, 16384, 18, 8, 1, 256, 0 },
+	{ "gemma-2-2b",
+	  "{\"architectures\": [\"Gemma2ForCausalLM\"], \"attention_bias\": false, \"attention_dropout\": 0.0,"
+	  " \"attn_logit_softcapping\": 50.0, \"bos_token_id\": 2, \"cache_implementation\": \"hybrid\","
+	  " \"eos_token_id\": 1, \"final_logit_softcapping\": 30.0, \"head_dim\": 256,"
+	  " \"hidden_act\": \"gelu_pytorch_tanh\", \"hidden_activation\": \"gelu_pytorch_tanh\","
+	  " \"hidden_size\": 2304, \"initializer_range\": 0.02, \"intermediate_size\": 9216,"
+	  " \"max_position_embeddings\": 8192, \"model_type\": \"gemma2\", \"num_attention_heads\": 8,"
+	  " \"num_hidden_layers\": 26, \"num_key_value_heads\": 4, \"pad_token_id\": 0,"
+	  " \"query_pre_attn_scalar\": 256, \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0,"
+	  " \"sliding_window\": 4096, \"torch_dtype\": \"float32\", \"transformers_version\": \"4.42.4\","
+	  " \"use_cache\": true, \"vocab_size\": 256000}",
+	  1, 2304, 9216, 26, 8, 4, 256, 256 },
+	{ "gemma-2-9b",
+	  "{\"architectures\": [\"Gemma2ForCausalLM\"], \"attention_bias\": false, \"attention_dropout\": 0.0,"
+	  " \"attn_logit_softcapping\": 50.0, \"bos_token_id\": 2, \"cache_implementation\": \"hybrid\","
+	  " \"eos_token_id\": 1, \"final_logit_softcapping\": 30.0, \"head_dim\": 256,"
+	  " \"hidden_act\": \"gelu_pytorch_tanh\", \"hidden_activation\": \"gelu_pytorch_tanh\","
+	  " \"hidden_size\": 3584, \"initializer_range\": 0.02, \"intermediate_size\": 14336,"
+	  " \"max_position_embeddings\": 8192, \"model_type\": \"gemma2\", \"num_attention_heads\": 16,"
+	  " \"num_hidden_layers\": 42, \"num_key_value_heads\": 8, \"pad_token_id\": 0,"
+	  " \"query_pre_attn_scalar\": 256, \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0,"
+	  " \"sliding_window\": 4096, \"sliding_window_size\": 4096, \"torch_dtype\": \"float32\","
+	  " \"transformers_version\": \"4.42.0.dev0\", \"use_cache\": true, \"vocab_size\": 256000}",
+	  1, 3584, 14336, 42, 16, 8, 256, 256 },
+	{ "gemma-2-27b",
+	  "{\"architectures\": [\"Gemma2ForCausalLM\"], \"attention_bias\": false, \"attention_dropout\": 0.0,"
+	  " \"attn_logit_softcapping\": 50.0, \"bos_token_id\": 2, \"cache_implementation\": \"hybrid\","
+	  " \"eos_token_id\": 1, \"final_logit_softcapping\": 30.0, \"head_dim\": 128,"
+	  " \"hidden_act\": \"gelu_pytorch_tanh\", \"hidden_activation\": \"gelu_pytorch_tanh\","
+	  " \"hidden_size\": 4608, \"initializer_range\": 0.02, \"intermediate_size\": 36864,"
+	  " \"max_position_embeddings\": 8192, \"model_type\": \"gemma2\", \"num_attention_heads\": 32,"
+	  " \"num_hidden_layers\": 46, \"num_key_value_heads\": 16, \"pad_token_id\": 0,"
+	  " \"query_pre_attn_scalar\": 144, \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0,"
+	  " \"sliding_window\": 4096, \"sliding_window_size\": 4096, \"torch_dtype\": \"float32\","
+	  " \"transformers_version\": \"4.42.0.dev0\", \"use_cache\": true, \"vocab_size\": 256000}",
+	  1, 4608, 36864, 46, 32, 16, 128, 144 },
+};
+
+static void check_gemma_fields(const qc_config *c, const struct real_gemma *g)
+{
+	assert_int_equal(c->family, g->v2 ? QC_FAMILY_GEMMA2 : QC_FAMILY_GEMMA);
+	assert_int_equal(c->hidden_size, g->hidden);
+	assert_int_equal(c->intermediate_size, g->inter);
+	assert_int_equal(c->num_hidden_layers, g->layers);
+	assert_int_equal(c->num_attention_heads, g->heads);
+	assert_int_equal(c->num_key_value_heads, g->kv);
+	assert_int_equal(c->head_dim, g->head_dim);
+	assert_int_equal(c->vocab_size, 256000);
+	assert_int_equal(c->max_position_embeddings, 8192);
+	assert_true(c->rms_norm_eps == 1e-6);
+	assert_true(c->rope_theta == 10000.0);
+	assert_int_equal(c->rope_type, QC_ROPE_DEFAULT);
+	assert_int_equal(c->tie_word_embeddings, 1);
+	assert_int_equal(c->bos_token_id, 2);
+	assert_int_equal(c->eos_token_ids[0], 1);
+	/* gemma-2b says hidden_act "gelu": the tanh GELU is what runs */
+	assert_string_equal(c->hidden_act, "gelu_pytorch_tanh");
+	assert_int_equal(c->norm_offset, 1);
+	assert_int_equal(c->embed_scale, 1);
+	assert_int_equal(c->sandwich_norms, g->v2);
+	assert_true(c->query_pre_attn_scalar == g->qpas);
+	assert_true(c->attn_softcap == (g->v2 ? 50.0 : 0));
+	assert_true(c->final_softcap == (g->v2 ? 30.0 : 0));
+	assert_int_equal(c->sliding_window, g->v2 ? 4096 : 0);
+	assert_int_equal(qc_config_layer_window(c, 0), g->v2 ? 4096 : 0);
+	assert_int_equal(qc_config_layer_window(c, 1), 0);
+	assert_int_equal(qc_config_layer_window(c, 2), g->v2 ? 4096 : 0);
+}
+
+static void test_gemma_configs(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof gemmas / sizeof gemmas[0]; i++) {
+		const struct real_gemma *g = &gemmas[i];
+		qc_config c;
+		parse_ok(&c, g->json);
+		check_gemma_fields(&c, g);
+		assert_string_equal(qc_norm_path(&c, QC_NORM_ATTN), "input_layernorm");
+		assert_string_equal(qc_norm_path(&c, QC_NORM_MLP),
+		                    g->v2 ? "pre_feedforward_layernorm" : "post_attention_layernorm");
+		if (g->v2) {
+			assert_string_equal(qc_norm_path(&c, QC_NORM_ATTN_OUT), "post_attention_layernorm");
+			assert_string_equal(qc_norm_path(&c, QC_NORM_MLP_OUT), "post_feedforward_layernorm");
+		} else {
+			assert_null(qc_norm_path(&c, QC_NORM_ATTN_OUT));
+		}
+		qc_config_free(&c);
+		/* the preset, written and read back */
+		qc_config p;
+		tu_assert_rc(qc_synth_preset(g->preset, &p), 0);
+		tu_assert_rc(qc_config_build(&p), 0);
+		check_gemma_fields(&p, g);
+		char *out;
+		size_t len;
+		tu_assert_rc(qc_config_dump(&p, &out, &len), 0);
+		assert_non_null(strstr(out, g->v2 ? "\"model_type\": \"gemma2\"" : "\"model_type\": \"gemma\""));
+		assert_non_null(strstr(out, "\"hidden_activation\": \"gelu_pytorch_tanh\""));
+		assert_null(strstr(out, "tie_word_embeddings"));
+		free(out);
+		qc_config_free(&p);
+	}
+	/* Gemma 2 defaults when the keys are absent; null soft-capping and
+	 * window mean none; layer_types all full */
+	qc_config c;
+	parse_ok(&c, "{" GBASE "}");
+	assert_true(c.attn_softcap == 50.0 && c.final_softcap == 30.0 && c.query_pre_attn_scalar == 256.0);
+	assert_int_equal(c.sliding_window, 4096);
+	assert_int_equal(c.head_dim, 256);
+	qc_config_free(&c);
+	parse_ok(&c, "{" GBASE ", \"attn_logit_softcapping\": null, \"final_logit_softcapping\": null,"
+	             " \"sliding_window\": null}");
+	assert_true(c.attn_softcap == 0 && c.final_softcap == 0);
+	assert_int_equal(qc_config_layer_window(&c, 0), 0);
+	qc_config_free(&c);
+	parse_ok(&c, "{" GBASE ", \"layer_types\": [\"full_attention\", \"full_attention\"]}");
+	assert_int_equal(qc_config_layer_window(&c, 0), 0);
+	qc_config_free(&c);
+	parse_ok(&c, "{" GBASE ", \"layer_types\": [\"sliding_attention\", \"full_attention\"]}");
+	assert_int_equal(qc_config_layer_window(&c, 0), 4096);
+	assert_int_equal(qc_config_layer_window(&c, 1), 0);
+	qc_config_free(&c);
+	/* Gemma 1: hidden_activation wins over hidden_act */
+	parse_ok(&c, "{\"model_type\": \"gemma\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+	             " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+	             " \"hidden_act\": \"gelu\", \"hidden_activation\": \"gelu_pytorch_tanh\"}");
+	assert_string_equal(c.hidden_act, "gelu_pytorch_tanh");
+	assert_int_equal(c.sliding_window, 0);
+	qc_config_free(&c);
+}
+
+/* Qwen/Qwen2-0.5B and Qwen2-7B as published: q/k/v biases implied by the
+ * architecture, the window off; qsynth's presets match */
+static void test_qwen2_configs(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *preset, *json;
+		int64_t hidden, inter, layers, heads, kv, vocab;
+		int tie;
+	} qs[] = {
+		{ "qwen2-0.5b",
+		  "{\"architectures\": [\"Qwen2ForCausalLM\"], \"attention_dropout\": 0.0,"
+		  " \"bos_token_id\": 151643, \"eos_token_id\": 151643, \"hidden_act\": \"silu\","
+		  " \"hidden_size\": 896, \"initializer_range\": 0.02, \"intermediate_size\": 4864,"
+		  " \"max_position_embeddings\": 131072, \"max_window_layers\": 24, \"model_type\": \"qwen2\","
+		  " \"num_attention_heads\": 14, \"num_hidden_layers\": 24, \"num_key_value_heads\": 2,"
+		  " \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, \"sliding_window\": 131072,"
+		  " \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\","
+		  " \"transformers_version\": \"4.40.1\", \"use_cache\": true, \"use_sliding_window\": false,"
+		  " \"vocab_size\": 151936}",
+		  896, 4864, 24, 14, 2, 151936, 1 },
+		{ "qwen2-7b",
+		  "{\"architectures\": [\"Qwen2ForCausalLM\"], \"attention_dropout\": 0.0,"
+		  " \"bos_token_id\": 151643, \"eos_token_id\": 151643, \"hidden_act\": \"silu\","
+		  " \"hidden_size\": 3584, \"initializer_range\": 0.02, \"intermediate_size\": 18944,"
+		  " \"max_position_embeddings\": 131072, \"max_window_layers\": 28, \"model_type\": \"qwen2\","
+		  " \"num_attention_heads\": 28, \"num_hidden_layers\": 28, \"num_key_value_heads\": 4,"
+		  " \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, \"sliding_window\": 131072,"
+		  " \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\","
+		  " \"transformers_version\": \"4.37.2\", \"use_cache\": true, \"use_sliding_window\": false,"
+		  " \"vocab_size\": 152064}",
+		  3584, 18944, 28, 28, 4, 152064, 0 },
+	};
+	for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+		qc_config c[2];
+		parse_ok(&c[0], qs[i].json);
+		tu_assert_rc(qc_synth_preset(qs[i].preset, &c[1]), 0);
+		tu_assert_rc(qc_config_build(&c[1]), 0);
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(c[k].family, QC_FAMILY_QWEN2);
+			assert_int_equal(c[k].hidden_size, qs[i].hidden);
+			assert_int_equal(c[k].intermediate_size, qs[i].inter);
+			assert_int_equal(c[k].num_hidden_layers, qs[i].layers);
+			assert_int_equal(c[k].num_attention_heads, qs[i].heads);
+			assert_int_equal(c[k].num_key_value_heads, qs[i].kv);
+			assert_int_equal(c[k].head_dim, qs[i].hidden / qs[i].heads);
+			assert_int_equal(c[k].vocab_size, qs[i].vocab);
+			assert_int_equal(c[k].tie_word_embeddings, qs[i].tie);
+			assert_true(c[k].rope_theta == 1e6 && c[k].rms_norm_eps == 1e-6);
+			assert_int_equal(c[k].rope_type, QC_ROPE_DEFAULT);
+			assert_int_equal(c[k].bos_token_id, 151643);
+			assert_int_equal(c[k].sliding_window, 0);
+			/* biases on q, k, v only */
+			assert_true(qc_linear_has_bias(&c[k], QC_LIN_Q) && qc_linear_has_bias(&c[k], QC_LIN_K) &&
+			            qc_linear_has_bias(&c[k], QC_LIN_V));
+			assert_false(qc_linear_has_bias(&c[k], QC_LIN_O) || qc_linear_has_bias(&c[k], QC_LIN_GATE) ||
+			             qc_linear_has_bias(&c[k], QC_LIN_DOWN));
+			qc_config_free(&c[k]);
+		}
+	}
 }
 
 /* Build from the fields alone reproduces the released files. */
@@ -401,10 +618,22 @@ static void test_variants(void **state)
 	assert_string_equal(c.architecture, "MistralForCausalLM");
 	assert_int_equal(c.num_key_value_heads, 1);
 	qc_config_free(&c);
+	assert_int_equal(c.sliding_window, 0);
+	assert_int_equal(qc_config_layer_window(&c, 1), 0);
+	qc_config_free(&c);
 	parse_ok(&c, "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128,"
 	             " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
 	             " \"sliding_window\": 4096, \"max_position_embeddings\": 4096}");
 	assert_string_equal(c.architecture, "MistralForCausalLM");
+	qc_config_free(&c);
+	/* Mistral's window (4096 when the key is absent) is on every layer */
+	parse_ok(&c, "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+	             " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100}");
+	assert_int_equal(c.sliding_window, 4096);
+	assert_int_equal(qc_config_layer_window(&c, 0), 4096);
+	assert_int_equal(qc_config_layer_window(&c, 1), 4096);
+	assert_int_equal(c.norm_offset, 0);
+	assert_null(qc_norm_path(&c, QC_NORM_ATTN_OUT));
 	qc_config_free(&c);
 	/* dump without a document */
 	memset(&c, 0, sizeof c);
@@ -425,10 +654,40 @@ static void test_malformed(void **state)
 		{ "\"llama\"", QC_EFORMAT, "not a JSON object" },
 		{ "{\"architectures\": [\"Qwen2MoeForCausalLM\"], \"hidden_size\": 64}", QC_EUNSUPPORTED,
 		  "unsupported architecture 'Qwen2MoeForCausalLM' in 'config.json' (supported: LlamaForCausalLM, "
-		  "MistralForCausalLM)" },
+		  "MistralForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Qwen2ForCausalLM)" },
+		/* Gemma 3 (QK-norm, local rope base) is not Gemma 2 */
+		{ "{\"model_type\": \"gemma3_text\"}", QC_EUNSUPPORTED,
+		  "unsupported model_type 'gemma3_text' in 'config.json' (supported: llama, mistral, gemma, gemma2, qwen2)" },
+		{ "{\"architectures\": [\"Gemma3ForCausalLM\"]}", QC_EUNSUPPORTED,
+		  "unsupported architecture 'Gemma3ForCausalLM'" },
+		/* mixture-of-experts layers, named by their key, before anything else */
+		{ "{" BASE ", \"num_local_experts\": 8}", QC_EUNSUPPORTED,
+		  "unsupported mixture-of-experts layers in 'config.json' ('num_local_experts' is 8)" },
+		{ "{\"model_type\": \"mistral\", \"num_experts\": 60}", QC_EUNSUPPORTED, "('num_experts' is 60)" },
+		{ "{" BASE ", \"n_routed_experts\": 64}", QC_EUNSUPPORTED, "('n_routed_experts' is 64)" },
+		/* Gemma: the activation, soft-capping and layer_types are checked */
+		{ "{" GBASE ", \"hidden_activation\": \"gelu\"}", QC_EUNSUPPORTED,
+		  "unsupported hidden_activation 'gelu' in 'config.json' (supported: gelu_pytorch_tanh)" },
+		{ "{" GBASE ", \"hidden_act\": \"silu\"}", QC_EUNSUPPORTED, "unsupported hidden_act 'silu'" },
+		{ "{" GBASE ", \"attn_logit_softcapping\": -1}", QC_EFORMAT,
+		  "'attn_logit_softcapping' must be a positive number" },
+		{ "{" GBASE ", \"final_logit_softcapping\": 0}", QC_EFORMAT,
+		  "'final_logit_softcapping' must be a positive number" },
+		{ "{" GBASE ", \"query_pre_attn_scalar\": \"x\"}", QC_EFORMAT,
+		  "'query_pre_attn_scalar' must be a positive number" },
+		{ "{" GBASE ", \"layer_types\": [\"full_attention\", \"sliding_attention\"]}", QC_EUNSUPPORTED,
+		  "unsupported 'layer_types' in 'config.json'" },
+		{ "{" GBASE ", \"layer_types\": [\"full_attention\"]}", QC_EFORMAT,
+		  "'layer_types' must be a list of num_hidden_layers (2) names" },
+		{ "{" GBASE ", \"layer_types\": [\"chunked_attention\", \"full_attention\"]}", QC_EUNSUPPORTED,
+		  "unsupported entry 0 of 'layer_types'" },
 		{ "{\"architectures\": [\"LlamaForCausalLM\", \"GPT2LMHeadModel\"]}", QC_EUNSUPPORTED,
 		  "unsupported architecture 'GPT2LMHeadModel'" },
-		{ "{\"model_type\": \"qwen2\"}", QC_EUNSUPPORTED, "unsupported model_type 'qwen2' in 'config.json'" },
+		{ "{\"model_type\": \"qwen2_moe\"}", QC_EUNSUPPORTED, "unsupported model_type 'qwen2_moe' in 'config.json'" },
+		/* Qwen2's sliding layers are not implemented */
+		{ "{\"model_type\": \"qwen2\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+		  " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+		  " \"use_sliding_window\": true}", QC_EUNSUPPORTED, "unsupported 'use_sliding_window' true" },
 		{ "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"mistral\"}", QC_EFORMAT,
 		  "model_type 'mistral' does not match architecture 'LlamaForCausalLM'" },
 		{ "{\"architectures\": \"LlamaForCausalLM\"}", QC_EFORMAT, "'architectures' must be a non-empty list" },
@@ -497,12 +756,8 @@ static void test_malformed(void **state)
 		{ "{" BASE ", \"torch_dtype\": 16}", QC_EFORMAT, "'torch_dtype' must be a string" },
 		{ "{" BASE ", \"max_position_embeddings\": 0}", QC_EFORMAT, "'max_position_embeddings' is 0, outside" },
 		{ "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
-		  " \"num_attention_heads\": 4, \"vocab_size\": 100, \"sliding_window\": 4096,"
-		  " \"max_position_embeddings\": 32768}", QC_EUNSUPPORTED,
-		  "unsupported sliding-window attention in 'config.json' (sliding_window 4096 < max_position_embeddings 32768)" },
-		/* MistralConfig's default window (4096) applies when the key is absent */
-		{ "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
-		  " \"num_attention_heads\": 4, \"vocab_size\": 100}", QC_EUNSUPPORTED, "sliding_window 4096" },
+		  " \"num_attention_heads\": 4, \"vocab_size\": 100, \"sliding_window\": 0}", QC_EFORMAT,
+		  "'sliding_window' is 0, outside" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		qc_config c;
@@ -609,6 +864,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_real_configs),
+		cmocka_unit_test(test_gemma_configs),
+		cmocka_unit_test(test_qwen2_configs),
 		cmocka_unit_test(test_build_real),
 		cmocka_unit_test(test_build_other_shapes),
 		cmocka_unit_test(test_variants),

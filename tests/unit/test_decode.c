@@ -3,7 +3,8 @@
  * format the runtime reads (dense, naive int4 groups, packed int4, FP8
  * weights with FP8 per-token inputs, W8A8 int8 with per-token inputs, static
  * per-tensor FP8 inputs); scores against the forward pass's log-softmax;
- * rewinding, seeded sampling, stop tokens, capacity. */
+ * rewinding, seeded sampling, stop tokens, capacity; Gemma and Gemma 2
+ * (sliding window, soft-capping) past the window. */
 #include "tutil.h"
 
 #include <jansson.h>
@@ -205,13 +206,88 @@ static void test_greedy_static_inputs(void **state)
 	tm_free(&tm);
 }
 
+/* Gemma 2 (window 16 on the even layers, soft-capping, sandwich norms)
+ * and Gemma: greedy decoding with the cache agrees with recomputing, over
+ * 72 positions, far past the window */
+static void test_greedy_gemma(void **state)
+{
+	(void)state;
+	for (int v2 = 0; v2 < 2; v2++) {
+		qc_config cfg;
+		/* untied: a tied random model repeats its last token forever */
+		tm_config(&cfg, 48, 96, 3, 4, 2, 32, 89, 0);
+		tm_config_gemma(&cfg, v2, 24, 16);
+		tm_model tm;
+		tm_make(&tm, &cfg, QC_DT_F32, 27);
+		qc_model *m;
+		tu_assert_rc(qc_model_new(&m, &cfg, &tm.src, NULL, kc, NULL), 0);
+		check_greedy(m, v2 ? "gemma2 window 16" : "gemma", 0);
+		qc_model_free(m);
+		tm_free(&tm);
+	}
+}
+
+/* A decoding step's logits from a BF16 lm_head read directly (up to four
+ * rows, qk_linear_bf16) equal the converted blocks' GEMM (more rows), with
+ * Gemma 2's final soft-capping on both paths; tied and untied heads */
+static void test_head_direct(void **state)
+{
+	(void)state;
+	for (int c = 0; c < 3; c++) {
+		qc_config cfg;
+		tm_config(&cfg, 48, 96, 2, 4, 2, 16, 89, c != 1);
+		if (c == 2)
+			tm_config_gemma(&cfg, 1, 0, 40);
+		tm_model tm;
+		tm_make(&tm, &cfg, QC_DT_BF16, 31);
+		qc_model *m;
+		tu_assert_rc(qc_model_new(&m, &cfg, &tm.src, NULL, kc, NULL), 0);
+		int64_t H = cfg.hidden_size, V = cfg.vocab_size, T = 6;
+		float *x = malloc(sizeof(float) * (size_t)(T * H));
+		float *all = malloc(sizeof(float) * (size_t)(T * V)), *one = malloc(sizeof(float) * (size_t)V);
+		for (int64_t i = 0; i < T * H; i++)
+			x[i] = (float)sin(0.37 * (double)i) * 2.0f;
+		tu_assert_rc(qc_model_logits(m, x, T, all), 0);
+		double e = 0, mx = 0;
+		for (int64_t t = 0; t < T; t++) {
+			tu_assert_rc(qc_model_logits(m, x + t * H, 1, one), 0);
+			for (int64_t v = 0; v < V; v++) {
+				double d = fabs((double)one[v] - all[t * V + v]);
+				e = d > e ? d : e;
+				mx = fabs(all[t * V + v]) > mx ? fabs(all[t * V + v]) : mx;
+			}
+		}
+		if (c == 2)
+			assert_true(mx <= cfg.final_softcap);   /* capped on both paths */
+		if (!(e <= 1e-5 * (mx + 1)))
+			fail_msg("case %d: one row against six: %g (largest logit %g)", c, e, mx);
+		free(x);
+		free(all);
+		free(one);
+		qc_model_free(m);
+		tm_free(&tm);
+	}
+}
+
+static void score_check(qc_config *cfg, const char *what);
+
 /* scores: log p of each next token against the forward pass's log-softmax;
- * a shared prefix scored once and continuations after a rewind */
+ * a shared prefix scored once and continuations after a rewind; Gemma 2
+ * with a window (40) the 300 positions outgrow */
 static void test_score(void **state)
 {
 	(void)state;
 	qc_config cfg;
 	small_config(&cfg);
+	score_check(&cfg, "llama");
+	tm_config(&cfg, 48, 96, 2, 4, 2, 16, 89, 1);
+	tm_config_gemma(&cfg, 1, 0, 40);
+	score_check(&cfg, "gemma2");
+}
+
+static void score_check(qc_config *cfgp, const char *what)
+{
+	qc_config cfg = *cfgp;
 	tm_model tm;
 	tm_make(&tm, &cfg, QC_DT_F32, 23);
 	qc_model *m;
@@ -241,8 +317,8 @@ static void test_score(void **state)
 	tu_assert_rc(qc_decoder_score(d, ids + 200, N - 200, ids + 201, again, NULL), 0);
 	for (int64_t i = 200; i < N; i++)
 		assert_true(fabs(again[i - 200] - lp[i * V + ids[i + 1]]) < 1e-5);
-	print_message("score: max |log p - forward log-softmax| %.2e over %lld positions\n", emax,
-	              (long long)N);
+	print_message("score %s: max |log p - forward log-softmax| %.2e over %lld positions\n", what,
+	              emax, (long long)N);
 	assert_true(emax < 1e-5);
 	/* full: one more token does not fit, and the decoder stays as it was */
 	tu_assert_rc(qc_decoder_feed(d, ids, 1, NULL), QC_EINVAL);
@@ -326,6 +402,8 @@ int main(void)
 		cmocka_unit_test(test_greedy_fp8),
 		cmocka_unit_test(test_greedy_w8a8),
 		cmocka_unit_test(test_greedy_static_inputs),
+		cmocka_unit_test(test_greedy_gemma),
+		cmocka_unit_test(test_head_direct),
 		cmocka_unit_test(test_score),
 		cmocka_unit_test(test_sampling_and_stop),
 	};

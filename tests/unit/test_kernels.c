@@ -243,6 +243,45 @@ static void test_swiglu(void **state)
 	free(g); free(u); free(o); free(ref);
 }
 
+/* GeGLU (tanh GELU), soft-capping and add against double references */
+static void test_geglu_softcap_add(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 41);
+	size_t n = 50000;
+	float *g = randv(&r, n, 4), *u = randv(&r, n, 1), *o = malloc(n * 4);
+	double *ref = malloc(n * 8);
+	for (size_t i = 0; i < n; i++) {
+		double x = g[i];
+		ref[i] = 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))) * u[i];
+	}
+	tu_assert_rc(qk_geglu(ctx2, o, g, u, n), 0);
+	assert_true(relerr(o, ref, n) < 1e-6);
+	/* not SwiGLU: the two activations differ well beyond rounding */
+	float *o2 = malloc(n * 4);
+	tu_assert_rc(qk_swiglu(ctx2, o2, g, u, n), 0);
+	assert_true(relerr(o2, ref, n) > 1e-2);
+	tu_assert_rc(qk_geglu(ctx1, g, g, u, n), 0);   /* out == gate */
+	assert_memory_equal(g, o, n * 4);
+	/* soft-capping: 30 tanh(x / 30), large logits flattened, small ones kept */
+	float *x = randv(&r, n, 40);
+	for (size_t i = 0; i < n; i++)
+		ref[i] = 30.0 * tanh((double)x[i] / 30.0);
+	tu_assert_rc(qk_softcap(ctx2, x, n, 30.0f), 0);
+	assert_true(relerr(x, ref, n) < 1e-6);
+	tu_assert_rc(qk_softcap(ctx2, x, n, 0.0f), QC_EINVAL);
+	tu_assert_rc(qk_softcap(ctx2, x, n, NAN), QC_EINVAL);
+	/* add */
+	for (size_t i = 0; i < n; i++)
+		ref[i] = (double)x[i] + u[i];
+	tu_assert_rc(qk_add(ctx1, o2, x, u, n), 0);
+	assert_true(relerr(o2, ref, n) < 1e-7);
+	tu_assert_rc(qk_add(ctx1, x, x, u, n), 0);   /* d == a */
+	assert_memory_equal(x, o2, n * 4);
+	free(g); free(u); free(o); free(o2); free(x); free(ref);
+}
+
 /* ---------------------------------------------------------------- RoPE */
 
 static void test_rope_freq(void **state)
@@ -323,33 +362,87 @@ static void test_rope_apply(void **state)
 
 /* ---------------------------------------------------------------- attention */
 
-static void attn_ref(double *out, const float *q, const float *k, const float *v, int64_t T,
-                     int64_t nh, int64_t nkv, int64_t hd, double scale)
+/* the reference with soft-capping (cap > 0) and a sliding window (win > 0:
+ * query i sees keys j with i - j < win) */
+static void attn_ref_ex(double *out, const float *q, const float *k, const float *v, int64_t T,
+                        int64_t nh, int64_t nkv, int64_t hd, double scale, double cap, int64_t win)
 {
 	double *s = malloc(sizeof(double) * T);
 	for (int64_t h = 0; h < nh; h++) {
 		int64_t g = h / (nh / nkv);
 		for (int64_t i = 0; i < T; i++) {
 			double m = -INFINITY, z = 0;
-			for (int64_t j = 0; j <= i; j++) {
+			int64_t j0 = win > 0 && i - win + 1 > 0 ? i - win + 1 : 0;
+			for (int64_t j = j0; j <= i; j++) {
 				double d = 0;
 				for (int64_t e = 0; e < hd; e++)
 					d += (double)q[i * nh * hd + h * hd + e] * k[j * nkv * hd + g * hd + e];
 				s[j] = d * scale;
+				if (cap > 0)
+					s[j] = cap * tanh(s[j] / cap);
 				if (s[j] > m)
 					m = s[j];
 			}
-			for (int64_t j = 0; j <= i; j++)
+			for (int64_t j = j0; j <= i; j++)
 				z += s[j] = exp(s[j] - m);
 			for (int64_t e = 0; e < hd; e++) {
 				double o = 0;
-				for (int64_t j = 0; j <= i; j++)
+				for (int64_t j = j0; j <= i; j++)
 					o += s[j] / z * v[j * nkv * hd + g * hd + e];
 				out[i * nh * hd + h * hd + e] = o;
 			}
 		}
 	}
 	free(s);
+}
+
+static void attn_ref(double *out, const float *q, const float *k, const float *v, int64_t T,
+                     int64_t nh, int64_t nkv, int64_t hd, double scale)
+{
+	attn_ref_ex(out, q, k, v, T, nh, nkv, hd, scale, 0, 0);
+}
+
+/* soft-capping and sliding windows, whole sequences and after a cache;
+ * without either the bits of qk_attention_kv */
+static void test_attention_ex(void **state)
+{
+	(void)state;
+	qc_rng r;
+	qc_rng_seed(&r, 61);
+	struct { int64_t past, T, nh, nkv, hd, win; double cap; } cs[] = {
+		{ 0, 40, 4, 2, 8, 7, 0 }, { 0, 300, 4, 1, 16, 100, 5 }, { 25, 9, 2, 2, 8, 10, 2 },
+		{ 150, 140, 3, 3, 4, 64, 0 }, { 0, 33, 2, 1, 8, 0, 3 }, { 5, 4, 2, 1, 8, 3, 0 },
+	};
+	for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+		int64_t P = cs[c].past, T = cs[c].T, N = P + T, nh = cs[c].nh, nkv = cs[c].nkv;
+		int64_t hd = cs[c].hd, qs = nh * hd;
+		/* large logits, so that capping matters */
+		float *q = randv(&r, N * qs, 3), *k = randv(&r, N * nkv * hd, 3);
+		float *v = randv(&r, N * nkv * hd, 1), *o = malloc(sizeof(float) * T * qs);
+		float *o2 = malloc(sizeof(float) * T * qs);
+		double *ref = malloc(sizeof(double) * N * qs), *ref0 = malloc(sizeof(double) * N * qs);
+		double scale = 1 / sqrt((double)hd);
+		attn_ref_ex(ref, q, k, v, N, nh, nkv, hd, scale, cs[c].cap, cs[c].win);
+		attn_ref(ref0, q, k, v, N, nh, nkv, hd, scale);
+		qk_attn a = { (float)scale, (float)cs[c].cap, cs[c].win };
+		tu_assert_rc(qk_attention_ex(ctx2, o, q + P * qs, k, v, T, P, nh, nkv, hd, &a), 0);
+		assert_true(relerr(o, ref + P * qs, T * qs) < TOL_F32);
+		/* the options change the result (a test of them that can fail) */
+		assert_true(relerr(o, ref0 + P * qs, T * qs) > 1e-3);
+		tu_assert_rc(qk_attention_ex(ctx1, o2, q + P * qs, k, v, T, P, nh, nkv, hd, &a), 0);
+		assert_memory_equal(o, o2, sizeof(float) * T * qs);
+		qk_attn plain = { (float)scale, 0, 0 };
+		tu_assert_rc(qk_attention_ex(ctx2, o, q + P * qs, k, v, T, P, nh, nkv, hd, &plain), 0);
+		tu_assert_rc(qk_attention_kv(ctx2, o2, q + P * qs, k, v, T, P, nh, nkv, hd, (float)scale), 0);
+		assert_memory_equal(o, o2, sizeof(float) * T * qs);
+		free(q); free(k); free(v); free(o); free(o2); free(ref); free(ref0);
+	}
+	float z = 0;
+	qk_attn bad = { 1, 0, -1 };
+	tu_assert_rc(qk_attention_ex(ctx1, &z, &z, &z, &z, 1, 0, 1, 1, 2, &bad), QC_EINVAL);
+	bad.window = 0;
+	bad.softcap = -1;
+	tu_assert_rc(qk_attention_ex(ctx1, &z, &z, &z, &z, 1, 0, 1, 1, 2, &bad), QC_EINVAL);
 }
 
 static void test_attention(void **state)
@@ -1134,6 +1227,8 @@ int main(void)
 		cmocka_unit_test(test_rope_apply),
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_attention_kv),
+		cmocka_unit_test(test_attention_ex),
+		cmocka_unit_test(test_geglu_softcap_add),
 		cmocka_unit_test(test_linear_q4),
 		cmocka_unit_test(test_linear_bf16),
 		cmocka_unit_test(test_logsoftmax),

@@ -2,7 +2,9 @@
  * double-precision reference of tmodel.c, on several small shapes: GQA and
  * not, tied and untied embeddings, head_dim != hidden/heads, biases, llama3
  * and linear rope scaling; FP32, BF16 and F16 weights; chunking of
- * sequences, MLP rows and lm_head blocks; bad inputs. */
+ * sequences, MLP rows and lm_head blocks; bad inputs. Gemma, Gemma 2,
+ * Vicuna, Qwen2 and Mistral on qsynth's presets of their published shapes (cut small), with
+ * sequences longer than the sliding window. */
 #include "tutil.h"
 
 #include <math.h>
@@ -303,6 +305,163 @@ static void test_bad_inputs(void **state)
 	tm_free(&tm);
 }
 
+/* ---- Gemma, Gemma 2, Mistral: qsynth's presets of the published shapes,
+ * cut to a small hidden size, vocabulary and depth (head_dim, heads, KV
+ * heads, query_pre_attn_scalar kept), against the reference ---- */
+
+static void family_case(const char *preset, int64_t layers, int64_t window, qc_dtype wdt)
+{
+	qc_config cfg;
+	tu_assert_rc(qc_synth_preset(preset, &cfg), 0);
+	cfg.hidden_size = 128;
+	cfg.intermediate_size = 384;
+	cfg.vocab_size = 512;
+	cfg.num_hidden_layers = layers;
+	cfg.bos_token_id = -1;
+	cfg.n_eos = 0;
+	if (window >= 0)
+		cfg.sliding_window = window;
+	if (!cfg.norm_offset) {
+		/* Llama's and Qwen2's head_dim is hidden / heads: 4 heads of 32,
+		 * the preset's grouping kept (none for Llama 2, 7 to 1 for Qwen2:
+		 * 2 KV heads here) */
+		int group = (int)(cfg.num_attention_heads / cfg.num_key_value_heads);
+		cfg.num_attention_heads = 4;
+		cfg.num_key_value_heads = group > 1 ? 2 : 4;
+		cfg.head_dim = 32;
+	}
+	tm_model tm;
+	memset(&tm, 0, sizeof tm);
+	tm_make(&tm, &cfg, QC_DT_F32, 1);    /* the table; values replaced below */
+	synth_ctx sc = { &tm, { 0 } };
+	qc_synth_opts_default(&sc.o);
+	sc.o.dtype = wdt;
+	sc.o.seed = 9;
+	sc.o.threads = 1;
+	tu_assert_rc(qc_config_each_tensor(&cfg, synth_visit, &sc), 0);
+	/* Qwen2's q/k/v biases are in the model (and o_proj's is not) */
+	int qwen = strncmp(preset, "qwen2", 5) == 0;
+	assert_int_equal(tm_find(&tm, "model.layers.1.self_attn.k_proj.bias") != NULL, qwen);
+	assert_null(tm_find(&tm, "model.layers.1.self_attn.o_proj.bias"));
+	/* sequences longer than the window, and one shorter */
+	int64_t lens[] = { 45, 7, 20 };
+	qc_model_opts o;
+	qc_model_opts_default(&o);
+	o.mlp_rows = 16;        /* several MLP blocks (Gemma 2's output norm per block) */
+	o.head_rows = 100;      /* lm_head blocks: soft-capping per block */
+	double e = compare(&tm, lens, 3, &o);
+	print_message("%s (head_dim %lld, %lld/%lld heads, window %lld, softcap %g/%g): %.2e\n", preset,
+	              (long long)cfg.head_dim, (long long)cfg.num_attention_heads,
+	              (long long)cfg.num_key_value_heads, (long long)cfg.sliding_window, cfg.attn_softcap,
+	              cfg.final_softcap, e);
+	assert_true(e < TOL_LOGITS);
+	if (cfg.sliding_window > 0) {
+		/* the window matters at these lengths: a reference without it
+		 * differs far beyond the tolerance */
+		int64_t T = 72, V = cfg.vocab_size;
+		int32_t *ids = make_ids(lens, 3, V, 7);
+		double *r1 = malloc(sizeof(double) * (size_t)(T * V)), *r2 = malloc(sizeof(double) * (size_t)(T * V));
+		tm_ref_logits(&tm, ids, lens, 3, NULL, NULL, NULL, r1);
+		tm.cfg.sliding_window = 0;
+		tm_ref_logits(&tm, ids, lens, 3, NULL, NULL, NULL, r2);
+		double d = 0, mx = 0;
+		for (int64_t i = 0; i < T * V; i++) {
+			d = fmax(d, fabs(r1[i] - r2[i]));
+			mx = fmax(mx, fabs(r2[i]));
+		}
+		print_message("  without the window the logits move by %.2e (relative)\n", d / mx);
+		assert_true(d / mx > 1e-3);
+		free(ids); free(r1); free(r2);
+	}
+	tm_free(&tm);
+}
+
+/* Gemma's embedding scale is sqrt(hidden) rounded to the model's dtype
+ * (BF16: 11.3125 for hidden 128, not 11.3137): checked exactly, since the
+ * logits alone move by only about 1e-5 when it is not rounded */
+static void test_gemma_embed_scale(void **state)
+{
+	(void)state;
+	qc_config cfg;
+	tm_config(&cfg, 128, 256, 1, 4, 2, 32, 50, 1);
+	tm_config_gemma(&cfg, 0, 0, 0);
+	qc_dtype dts[2] = { QC_DT_BF16, QC_DT_F32 };
+	float want_mult[2] = { 11.3125f, (float)sqrt(128.0) };
+	for (int d = 0; d < 2; d++) {
+		cfg.torch_dtype = dts[d];
+		tm_model tm;
+		tm_make(&tm, &cfg, QC_DT_F32, 2);
+		qc_model *m;
+		tu_assert_rc(qc_model_new(&m, &cfg, &tm.src, NULL, kc, NULL), 0);
+		int32_t ids[3] = { 0, 17, 49 };
+		float *x = qk_alloc(kc, sizeof(float) * 3 * 128), got[3 * 128];
+		tu_assert_rc(qc_model_embed(m, ids, 3, x), 0);
+		tu_assert_rc(qk_download(kc, got, x, sizeof got), 0);
+		const float *E = tm_find(&tm, "model.embed_tokens.weight")->data;
+		for (int t = 0; t < 3; t++)
+			for (int i = 0; i < 128; i++)
+				assert_true(got[t * 128 + i] == E[ids[t] * 128 + i] * want_mult[d]);
+		qk_free(kc, x);
+		qc_model_free(m);
+		tm_free(&tm);
+	}
+}
+
+static void test_gemma(void **state)
+{
+	(void)state;
+	/* Gemma 2B: multi-query attention, head_dim 256 = 2 x hidden / heads
+	 * here; BF16 weights and the BF16-rounded embedding scale */
+	family_case("gemma-2b", 2, -1, QC_DT_BF16);
+	family_case("gemma-7b", 1, -1, QC_DT_F32);
+}
+
+static void test_gemma2(void **state)
+{
+	(void)state;
+	/* three layers: sliding (0), full (1), sliding (2); a 16-token window */
+	family_case("gemma-2-2b", 3, 16, QC_DT_F32);
+	family_case("gemma-2-9b", 2, 16, QC_DT_BF16);
+	/* query_pre_attn_scalar 144 != head_dim 128 */
+	family_case("gemma-2-27b", 2, 10, QC_DT_F32);
+	family_case("gemma2-tiny", 2, -1, QC_DT_BF16);
+}
+
+static void test_vicuna(void **state)
+{
+	(void)state;
+	/* Llama 2 / Vicuna v1.5: full multi-head attention, no rope scaling,
+	 * F16 weights as published */
+	family_case("vicuna-7b", 2, -1, QC_DT_F16);
+}
+
+static void test_qwen2(void **state)
+{
+	(void)state;
+	/* q/k/v biases (none on o_proj), rope theta 1e6, GQA */
+	family_case("qwen2-0.5b", 2, -1, QC_DT_BF16);
+}
+
+static void test_mistral_window(void **state)
+{
+	(void)state;
+	/* the tiny preset as a Mistral model: the window on every layer */
+	qc_config cfg;
+	tu_assert_rc(qc_synth_preset("tiny", &cfg), 0);
+	snprintf(cfg.architecture, sizeof cfg.architecture, "MistralForCausalLM");
+	snprintf(cfg.model_type, sizeof cfg.model_type, "mistral");
+	cfg.family = QC_FAMILY_MISTRAL;
+	cfg.sliding_window = 12;
+	cfg.sliding_layers = QC_SLIDE_ALL;
+	tm_model tm;
+	tm_make(&tm, &cfg, QC_DT_F32, 3);
+	int64_t lens[] = { 40, 5 };
+	double e = compare(&tm, lens, 2, NULL);
+	print_message("mistral, window 12: %.2e\n", e);
+	assert_true(e < TOL_LOGITS);
+	tm_free(&tm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +471,12 @@ int main(void)
 		cmocka_unit_test(test_logprobs),
 		cmocka_unit_test(test_sequences_independent),
 		cmocka_unit_test(test_bad_inputs),
+		cmocka_unit_test(test_gemma_embed_scale),
+		cmocka_unit_test(test_gemma),
+		cmocka_unit_test(test_gemma2),
+		cmocka_unit_test(test_vicuna),
+		cmocka_unit_test(test_qwen2),
+		cmocka_unit_test(test_mistral_window),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

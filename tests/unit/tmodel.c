@@ -40,6 +40,25 @@ void tm_config(qc_config *c, int64_t hidden, int64_t inter, int64_t layers, int6
 	c->bos_token_id = -1;
 }
 
+void tm_config_gemma(qc_config *c, int v2, double qpas, int64_t window)
+{
+	snprintf(c->architecture, sizeof c->architecture, v2 ? "Gemma2ForCausalLM" : "GemmaForCausalLM");
+	snprintf(c->model_type, sizeof c->model_type, v2 ? "gemma2" : "gemma");
+	snprintf(c->hidden_act, sizeof c->hidden_act, "gelu_pytorch_tanh");
+	c->family = v2 ? QC_FAMILY_GEMMA2 : QC_FAMILY_GEMMA;
+	c->norm_offset = 1;
+	c->embed_scale = 1;
+	c->rms_norm_eps = 1e-6;
+	if (v2) {
+		c->sandwich_norms = 1;
+		c->query_pre_attn_scalar = qpas;
+		c->attn_softcap = 50;
+		c->final_softcap = 30;
+		c->sliding_window = window;
+		c->sliding_layers = window > 0 ? QC_SLIDE_EVEN : QC_SLIDE_NONE;
+	}
+}
+
 /* ---------------------------------------------------------------- the table */
 
 static int src_get(void *ctx, const char *name, const qc_tensor **t)
@@ -199,23 +218,32 @@ void tm_make(tm_model *m, const qc_config *c, qc_dtype dt, uint64_t seed)
 	 * as in trained models */
 	put_random(m, &r, "model.embed_tokens.weight", dt, 2, sh, 0, 2.5 / sqrt((double)H));
 	char name[256];
+	/* norms apply (offset + w): gains near 1 stored less the offset;
+	 * Gemma 2's output norms gains near 0.3 */
+	double off = c->norm_offset;
 	for (int l = 0; l < c->num_hidden_layers; l++) {
 		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-		put_random(m, &r, name, dt, 1, &H, 1, 0.1);
+		put_random(m, &r, name, dt, 1, &H, 1 - off, 0.1);
 		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-		put_random(m, &r, name, dt, 1, &H, 1, 0.1);
+		put_random(m, &r, name, dt, 1, &H, (c->sandwich_norms ? 0.3 : 1) - off, 0.1);
+		if (c->sandwich_norms) {
+			snprintf(name, sizeof name, "model.layers.%d.pre_feedforward_layernorm.weight", l);
+			put_random(m, &r, name, dt, 1, &H, 1 - off, 0.1);
+			snprintf(name, sizeof name, "model.layers.%d.post_feedforward_layernorm.weight", l);
+			put_random(m, &r, name, dt, 1, &H, 0.3 - off, 0.03);
+		}
 		int64_t shapes[7][2] = { { qd, H }, { kvd, H }, { kvd, H }, { H, qd },
 		                         { I, H },  { I, H },   { H, I } };
 		for (int k = 0; k < 7; k++) {
 			snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, paths[k]);
 			put_random(m, &r, name, dt, 2, shapes[k], 0, 1 / sqrt((double)shapes[k][1]));
-			if (k <= 3 ? c->attention_bias : c->mlp_bias) {
+			if (qc_linear_has_bias(c, (qc_linear)k)) {
 				snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, paths[k]);
 				put_random(m, &r, name, dt, 1, shapes[k], 0, 0.1);
 			}
 		}
 	}
-	put_random(m, &r, "model.norm.weight", dt, 1, &H, 1, 0.1);
+	put_random(m, &r, "model.norm.weight", dt, 1, &H, 1 - off, 0.1);
 	if (!c->tie_word_embeddings)
 		put_random(m, &r, "lm_head.weight", dt, 2, sh, 0, 2.5 / sqrt((double)H));
 }
@@ -250,7 +278,10 @@ static double *get(const tm_model *m, const char *name)
 	return tm_values(t);
 }
 
-static void rmsnorm(double *y, const double *x, const double *w, int64_t T, int64_t D, double eps)
+/* LlamaRMSNorm: w * x / rms(x); GemmaRMSNorm: (1 + w) * x / rms(x)
+ * (off = config's norm_offset) */
+static void rmsnorm_off(double *y, const double *x, const double *w, double off, int64_t T,
+                        int64_t D, double eps)
 {
 	for (int64_t t = 0; t < T; t++) {
 		double s = 0;
@@ -258,9 +289,10 @@ static void rmsnorm(double *y, const double *x, const double *w, int64_t T, int6
 			s += x[t * D + i] * x[t * D + i];
 		double r = 1 / sqrt(s / D + eps);
 		for (int64_t i = 0; i < D; i++)
-			y[t * D + i] = w[i] * x[t * D + i] * r;
+			y[t * D + i] = (off + w[i]) * x[t * D + i] * r;
 	}
 }
+
 
 /* y[T, out] (+)= x[T, in] W[out, in]^T + b */
 static void linear(double *y, const double *x, const double *W, const double *b, int64_t T,
@@ -273,6 +305,23 @@ static void linear(double *y, const double *x, const double *W, const double *b,
 				s += x[t * in + i] * W[o * in + i];
 			y[t * out + o] = acc ? y[t * out + o] + s : s;
 		}
+}
+
+/* x[T, out] += a W^T + b, or with an output norm n (Gemma 2's
+ * post_attention_layernorm / post_feedforward_layernorm)
+ * x += RMSNorm(a W^T + b; n); tmp [T, out] scratch */
+static void residual_add(double *x, double *tmp, const double *a, const double *W, const double *b,
+                         const double *n, double noff, int64_t T, int64_t in, int64_t out,
+                         double eps)
+{
+	if (!n) {
+		linear(x, a, W, b, T, in, out, 1);
+		return;
+	}
+	linear(tmp, a, W, b, T, in, out, 0);
+	rmsnorm_off(tmp, tmp, n, noff, T, out, eps);
+	for (int64_t i = 0; i < T * out; i++)
+		x[i] += tmp[i];
 }
 
 /* nearest even of v; values here are small integers plus fractions */
@@ -387,6 +436,27 @@ void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, i
 	double *E = get(m, "model.embed_tokens.weight");
 	for (int64_t t = 0; t < T; t++)
 		memcpy(x + t * H, E + (int64_t)ids[t] * H, sizeof(double) * (size_t)H);
+	/* Gemma: hidden * torch.tensor(hidden_size ** 0.5, dtype=hidden.dtype) */
+	if (c->embed_scale) {
+		double mult = sqrt((double)H);
+		if (c->torch_dtype == QC_DT_BF16) {
+			uint32_t bits = (uint32_t)to_bf16((float)mult) << 16;
+			float f;
+			memcpy(&f, &bits, 4);
+			mult = f;
+		} else if (c->torch_dtype == QC_DT_F32) {
+			mult = (float)mult;
+		} else {
+			fail_msg("reference: embedding scale in %s", qc_dtype_name(c->torch_dtype));
+		}
+		for (int64_t i = 0; i < T * H; i++)
+			x[i] *= mult;
+	}
+	double noff = c->norm_offset;
+	/* Gemma 2: query_pre_attn_scalar ** -0.5 */
+	double scale = 1 / sqrt(c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : (double)hd);
+	int gelu = strcmp(c->hidden_act, "gelu_pytorch_tanh") == 0;
+	double *tmp = calloc((size_t)(T * H), 8);
 	char name[256];
 	for (int l = 0; l < c->num_hidden_layers; l++) {
 		double *W[7], *B[7] = { 0 };
@@ -395,17 +465,30 @@ void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, i
 			W[j] = wdeq ? wdeq(wctx, l, j) : NULL;
 			if (!W[j])
 				W[j] = get(m, name);
-			if (j <= 3 ? c->attention_bias : c->mlp_bias) {
-				snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, paths[j]);
+			/* a bias when the table has one (the config's flags are the
+			 * runtime's business; tests check them on their own) */
+			snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, paths[j]);
+			if (tm_find(m, name))
 				B[j] = get(m, name);
-			}
 		}
 		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
 		double *n1 = get(m, name);
-		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+		snprintf(name, sizeof name, "model.layers.%d.%s.weight", l,
+		         c->sandwich_norms ? "pre_feedforward_layernorm" : "post_attention_layernorm");
 		double *n2 = get(m, name);
+		double *no = NULL, *nm = NULL;   /* Gemma 2's output norms */
+		if (c->sandwich_norms) {
+			snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+			no = get(m, name);
+			snprintf(name, sizeof name, "model.layers.%d.post_feedforward_layernorm.weight", l);
+			nm = get(m, name);
+		}
+		/* sliding window: Mistral every layer, Gemma 2 the even ones
+		 * (transformers' layer_types: sliding when (i + 1) % 2) */
+		int64_t win = c->sliding_layers == QC_SLIDE_ALL ||
+		              (c->sliding_layers == QC_SLIDE_EVEN && (l + 1) % 2 == 1) ? c->sliding_window : 0;
 		/* attention */
-		rmsnorm(h, x, n1, T, H, c->rms_norm_eps);
+		rmsnorm_off(h, x, n1, noff, T, H, c->rms_norm_eps);
 		double *outs[3] = { q, k, v };
 		int64_t dims[3] = { qd, kvd, kvd };
 		for (int j = 0; j < 3; j++) {
@@ -434,18 +517,23 @@ void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, i
 				int64_t gk = hh / (nh / nkv);
 				for (int64_t i = 0; i < n; i++) {
 					double mx = -INFINITY, z = 0;
-					for (int64_t j = 0; j <= i; j++) {
+					/* the mask keeps keys j > i - window */
+					int64_t j0 = win > 0 && i - win + 1 > 0 ? i - win + 1 : 0;
+					for (int64_t j = j0; j <= i; j++) {
 						double d = 0;
 						for (int64_t e = 0; e < hd; e++)
 							d += q[(off + i) * qd + hh * hd + e] * k[(off + j) * kvd + gk * hd + e];
-						sc[j] = d / sqrt((double)hd);
+						sc[j] = d * scale;
+						/* Gemma 2: tanh(s / cap) * cap before the mask */
+						if (c->attn_softcap > 0)
+							sc[j] = tanh(sc[j] / c->attn_softcap) * c->attn_softcap;
 						mx = fmax(mx, sc[j]);
 					}
-					for (int64_t j = 0; j <= i; j++)
+					for (int64_t j = j0; j <= i; j++)
 						z += sc[j] = exp(sc[j] - mx);
 					for (int64_t e = 0; e < hd; e++) {
 						double o = 0;
-						for (int64_t j = 0; j <= i; j++)
+						for (int64_t j = j0; j <= i; j++)
 							o += sc[j] / z * v[(off + j) * kvd + gk * hd + e];
 						a[(off + i) * qd + hh * hd + e] = o;
 					}
@@ -454,30 +542,43 @@ void tm_ref_logits(const tm_model *m, const int32_t *ids, const int64_t *lens, i
 			off += n;
 		}
 		fake_quant(a, T, qd, act ? &act[3] : NULL);
-		linear(x, a, W[3], B[3], T, qd, H, 1);
+		/* Gemma 2: residual + post_attention_layernorm(o_proj(a)) */
+		residual_add(x, tmp, a, W[3], B[3], no, noff, T, qd, H, c->rms_norm_eps);
 		/* MLP */
-		rmsnorm(h, x, n2, T, H, c->rms_norm_eps);
+		rmsnorm_off(h, x, n2, noff, T, H, c->rms_norm_eps);
 		memcpy(hq, h, sizeof(double) * (size_t)(T * H));
 		fake_quant(hq, T, H, act ? &act[4] : NULL);
 		linear(g, hq, W[4], B[4], T, H, I, 0);
 		memcpy(hq, h, sizeof(double) * (size_t)(T * H));
 		fake_quant(hq, T, H, act ? &act[5] : NULL);
 		linear(u, hq, W[5], B[5], T, H, I, 0);
-		for (int64_t i = 0; i < T * I; i++)
-			g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+		for (int64_t i = 0; i < T * I; i++) {
+			double y = g[i];
+			/* SiLU, or gelu_pytorch_tanh: 0.5 y (1 + tanh(sqrt(2/pi) (y + 0.044715 y^3))) */
+			g[i] = (gelu ? 0.5 * y * (1 + tanh(sqrt(2 / M_PI) * (y + 0.044715 * y * y * y)))
+			             : y / (1 + exp(-y))) * u[i];
+		}
 		fake_quant(g, T, I, act ? &act[6] : NULL);
-		linear(x, g, W[6], B[6], T, I, H, 1);
+		/* Gemma 2: residual + post_feedforward_layernorm(down_proj(...)) */
+		residual_add(x, tmp, g, W[6], B[6], nm, noff, T, I, H, c->rms_norm_eps);
 		for (int j = 0; j < 7; j++) {
 			free(W[j]);
 			free(B[j]);
 		}
 		free(n1);
 		free(n2);
+		free(no);
+		free(nm);
 	}
 	double *nf = get(m, "model.norm.weight");
-	rmsnorm(h, x, nf, T, H, c->rms_norm_eps);
+	rmsnorm_off(h, x, nf, noff, T, H, c->rms_norm_eps);
 	double *LM = c->tie_word_embeddings ? E : get(m, "lm_head.weight");
 	linear(logits, h, LM, NULL, T, H, V, 0);
+	/* Gemma 2: logits / cap, tanh, * cap */
+	if (c->final_softcap > 0)
+		for (int64_t i = 0; i < T * V; i++)
+			logits[i] = tanh(logits[i] / c->final_softcap) * c->final_softcap;
+	free(tmp);
 	if (LM != E)
 		free(LM);
 	free(E); free(nf); free(x); free(h); free(q); free(k); free(v); free(a);

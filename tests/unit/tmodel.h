@@ -1,5 +1,5 @@
 /*
- * tmodel.h - small Llama models held in memory for the runtime's tests, and
+ * tmodel.h - small Llama/Mistral/Gemma models held in memory for the runtime's tests, and
  * an independent double-precision reference of the forward pass written
  * with plain loops (it shares no code with libcommon's model or kernels).
  *
@@ -29,6 +29,13 @@ typedef struct tm_model {
 void tm_config(qc_config *c, int64_t hidden, int64_t inter, int64_t layers, int64_t heads,
                int64_t kv_heads, int64_t head_dim, int64_t vocab, int tied);
 
+/* Turn c (from tm_config) into a Gemma (v2 0) or Gemma 2 (v2 1) model of
+ * the same shape, as qc_config_parse reads those families: (1 + w) norms,
+ * scaled embeddings, the tanh GELU; Gemma 2 also the sandwich norms,
+ * query_pre_attn_scalar qpas (0: head_dim), soft-capping 50 / 30 and a
+ * sliding window of `window` tokens on the even layers (0: none). */
+void tm_config_gemma(qc_config *c, int v2, double qpas, int64_t window);
+
 /* Random weights in dtype dt (F32, F16 or BF16) for cfg, deterministic from
  * seed: Linear weights N(0, 1/in), norms 1 + 0.1 N(0,1), embeddings and
  * lm_head N(0, 6.25/hidden) (logits with a standard deviation near 2.5),
@@ -54,7 +61,12 @@ typedef struct tm_actq {
 
 /*
  * Reference logits [T, vocab] (double) for packed sequences ids [T] with
- * lens [nseq]. Weights are read from the table: dense tensors directly;
+ * lens [nseq], from the equations of transformers' modeling_llama,
+ * modeling_mistral (sliding window), modeling_gemma ((1 + w) norms,
+ * embeddings times sqrt(hidden) in the model's dtype, tanh GELU) and
+ * modeling_gemma2 (sandwich norms, query_pre_attn_scalar, attention and
+ * final logit soft-capping, sliding window on the even layers), as the
+ * config's fields say. Weights are read from the table: dense tensors directly;
  * if wdeq is not NULL it supplies the weight of Linear l of layer i instead
  * (wdeq(ctx, i, l) returns a malloc'd double [out, in] that the reference
  * frees). act (may be NULL) quantizes Linear inputs.
