@@ -317,11 +317,16 @@ int qc_ckw_open(qc_ckpt_writer **out, const char *path, const qc_ckw_opts *opts)
 			               "link or a file); remove it", w->partial);
 			goto fail;
 		}
-		if ((rc = qc_mkdirs(w->partial, 0755)) != 0)
-			goto fail;
-		/* a signal removes it too (qc_cleanup.h), unless it is kept for --resume */
+		/* a signal removes it too (qc_cleanup.h), unless it is kept for
+		 * --resume: recorded before it exists, so that no instant has it
+		 * on disk and unknown to the signal handler */
 		if (!w->keep_partial)
 			qc_cleanup_add(w->partial);
+		if ((rc = qc_mkdirs(w->partial, 0755)) != 0) {
+			if (!w->keep_partial)
+				qc_cleanup_remove(w->partial);
+			goto fail;
+		}
 	}
 	if (!w->verbatim) {
 		w->wmap = json_object();

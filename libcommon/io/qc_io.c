@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -507,6 +508,55 @@ void qc_unmap(const void *data, size_t len)
 
 // ---------------------------------------------------------------- atomic output
 
+/*
+ * Temporaries are named here, recorded for the signal handler
+ * (qc_cleanup.h), then created exclusively: with mkstemp/mkdtemp the name
+ * exists on disk before it can be recorded, and a signal in between left it
+ * behind. The six characters replacing "XXXXXX" at the end of tmpl come
+ * from the clock, the process and a counter through a mixing function;
+ * make(path) creates, -1 with errno EEXIST asking for another name. On
+ * success the path stays recorded; the result is make's (a descriptor or
+ * 0), or -1 with errno set.
+ */
+static int create_recorded(char *tmpl, int (*make)(const char *path))
+{
+	static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	static _Atomic uint64_t counter;
+	char *x = tmpl + strlen(tmpl) - 6;
+	for (int attempt = 0; attempt < 1000; attempt++) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t v = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+		             ((uint64_t)getpid() << 42) ^ (counter++ * 0x9e3779b97f4a7c15ull);
+		v ^= v >> 33;
+		v *= 0xff51afd7ed558ccdull;
+		v ^= v >> 33;
+		for (int i = 0; i < 6; i++, v /= 62)
+			x[i] = chars[v % 62];
+		qc_cleanup_add(tmpl);
+		int r = make(tmpl);
+		if (r >= 0)
+			return r;
+		int e = errno;
+		qc_cleanup_remove(tmpl);
+		errno = e;
+		if (e != EEXIST)
+			return -1;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
+static int make_file(const char *path)
+{
+	return open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+}
+
+static int make_dir(const char *path)
+{
+	return mkdir(path, 0700);
+}
+
 int qc_atomic_open(qc_atomic *a, const char *path)
 {
 	a->final_path = NULL;
@@ -542,16 +592,15 @@ int qc_atomic_open(qc_atomic *a, const char *path)
 	}
 	memcpy(tmp, path, dlen);
 	snprintf(tmp + dlen, n - dlen, ".%s.tmp-XXXXXX", base);
-	int fd = mkostemp(tmp, O_CLOEXEC);
+	int fd = create_recorded(tmp, make_file);
 	if (fd < 0) {
 		int rc = qc_seterr(QC_EIO, "cannot create a temporary file for '%s':", path);
 		free(final);
 		free(tmp);
 		return rc;
 	}
-	/* mkstemp makes 0600; checkpoints are ordinary readable files */
+	/* made 0600, as mkstemp makes them; checkpoints are ordinary readable files */
 	(void)fchmod(fd, 0644);
-	qc_cleanup_add(tmp);
 	a->final_path = final;
 	a->tmp_path = tmp;
 	a->fd = fd;
@@ -760,12 +809,11 @@ int qc_mkdtemp(char **out, const char *parent, const char *prefix)
 	if (!p)
 		return qc_seterr(QC_ENOMEM, "cannot create a temporary directory: out of memory");
 	snprintf(p, n, "%s/%sXXXXXX", parent, prefix);
-	if (!mkdtemp(p)) {
+	if (create_recorded(p, make_dir) < 0) {
 		int rc = qc_seterr(QC_EIO, "cannot create a temporary directory in '%s':", parent);
 		free(p);
 		return rc;
 	}
-	qc_cleanup_add(p);
 	*out = p;
 	return 0;
 }
