@@ -914,6 +914,21 @@ int qc_model_head_rows(qc_model *m, int64_t v0, int64_t v1, float *buf, const fl
 	return check_finite(m, *rows, (v1 - v0) * m->H, "lm_head weight");
 }
 
+/* Gemma 2's final soft-capping, logits = cap * tanh(logits / cap), on n
+ * columns of T rows (row stride ld); nothing without a cap. Every path to
+ * logits ends here. */
+static int final_softcap(qc_model *m, float *logits, int64_t T, int64_t n, int64_t ld)
+{
+	if (!(m->cfg.final_softcap > 0))
+		return 0;
+	float cap = (float)m->cfg.final_softcap;
+	if (ld == n)
+		return qk_softcap(m->kc, logits, (size_t)(T * n), cap);
+	for (int64_t t = 0; t < T; t++)
+		QC_TRY(qk_softcap(m->kc, logits + t * ld, (size_t)n, cap));
+	return 0;
+}
+
 int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits)
 {
 	if (T == 0)
@@ -932,10 +947,7 @@ int qc_model_logits(qc_model *m, const float *x, int64_t T, float *logits)
 			m->head_bf16_checked = 1;
 		}
 		QC_TRY(qk_linear_bf16(m->kc, logits, h, W->weight->data, NULL, T, m->H, m->V, 0));
-		/* Gemma 2's final soft-capping, as qc_model_head_logits applies it */
-		return m->cfg.final_softcap > 0
-		               ? qk_softcap(m->kc, logits, (size_t)(T * m->V), (float)m->cfg.final_softcap)
-		               : 0;
+		return final_softcap(m, logits, T, m->V, m->V);
 	}
 	if (!m->head_w && !(m->head_w = dalloc(m, m->o.head_rows * m->H)))
 		return qc_seterr(QC_ENOMEM, "cannot allocate lm_head rows");
@@ -953,14 +965,7 @@ int qc_model_head_logits(qc_model *m, const float *h, int64_t T, int64_t v0, int
 	QC_TRY(qc_model_head_rows(m, v0, v1, buf, &w));
 	/* logits[:, 0 : v1 - v0] = h W[v0:v1]^T */
 	QC_TRY(qk_gemm(m->kc, 0, 1, T, v1 - v0, m->H, 1.0f, h, m->H, w, m->H, 0.0f, logits, ld));
-	if (!(m->cfg.final_softcap > 0))
-		return 0;
-	/* Gemma 2: logits = cap * tanh(logits / cap), row by row of the block */
-	if (ld == v1 - v0)
-		return qk_softcap(m->kc, logits, (size_t)(T * ld), (float)m->cfg.final_softcap);
-	for (int64_t t = 0; t < T; t++)
-		QC_TRY(qk_softcap(m->kc, logits + t * ld, (size_t)(v1 - v0), (float)m->cfg.final_softcap));
-	return 0;
+	return final_softcap(m, logits, T, v1 - v0, ld);
 }
 
 /* ---------------------------------------------------------------- whole model */
