@@ -95,6 +95,8 @@ struct tensor {
 	int64_t shape[QC_MAX_DIMS];
 	size_t nbytes;
 	int released;
+	int holds;              /* qc_ckpt_hold count: a release waits for 0 */
+	int release_wanted;     /* released while held */
 	int hashed;
 	uint64_t hash;
 };
@@ -1113,11 +1115,37 @@ static void drop_pages(const qc_tensor *v)
 		(void)madvise((void *)b1, e1 - b1, MADV_DONTNEED);
 }
 
+int qc_ckpt_hold(qc_ckpt *ck, const char *name)
+{
+	struct tensor *t = find_tensor(ck, name);
+	if (!t)
+		return qc_seterr(QC_ENOTFOUND, "no tensor '%s' in '%s'", name, ck->name);
+	if (t->released && ck->stream)
+		return qc_seterr(QC_EINVAL, "tensor '%s' of '%s' was already released", name, ck->name);
+	t->holds++;
+	return 0;
+}
+
+void qc_ckpt_unhold(qc_ckpt *ck, const char *name)
+{
+	struct tensor *t = find_tensor(ck, name);
+	if (!t || t->holds == 0)
+		return;
+	if (--t->holds == 0 && t->release_wanted) {
+		t->release_wanted = 0;
+		qc_ckpt_release(ck, name);
+	}
+}
+
 void qc_ckpt_release(qc_ckpt *ck, const char *name)
 {
 	struct tensor *t = find_tensor(ck, name);
 	if (!t || t->released)
 		return;
+	if (t->holds > 0) { /* a holder still reads it: released at the last unhold */
+		t->release_wanted = 1;
+		return;
+	}
 	t->released = 1;
 	struct shard *s = &ck->sh[t->shard];
 	if (s->live)

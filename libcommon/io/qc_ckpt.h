@@ -127,6 +127,14 @@ const char *qc_ckpt_file_name(const qc_ckpt *ck, size_t i);
 int qc_ckpt_get(qc_ckpt *ck, const char *name, const qc_tensor **t);
 /* The caller is done with a tensor (see Lifetimes). Unknown names are ignored. */
 void qc_ckpt_release(qc_ckpt *ck, const char *name);
+/* Keep a tensor's view valid whoever releases it: a qc_ckpt_release while
+ * it is held takes effect at the last qc_ckpt_unhold. A writer that reads
+ * a view on its own schedule (qc_qout's passed tensors) holds it, so that a
+ * model loading and releasing the same tensor cannot free it under the
+ * writer. QC_ENOTFOUND for an unknown name; unhold of a name not held is a
+ * no-op. */
+int qc_ckpt_hold(qc_ckpt *ck, const char *name);
+void qc_ckpt_unhold(qc_ckpt *ck, const char *name);
 
 /* Names of every tensor in a group, sorted; the array and strings are owned
  * by ck and valid until the next call of this function or qc_ckpt_close.

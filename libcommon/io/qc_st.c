@@ -501,6 +501,7 @@ struct qc_st_writer {
 	char **mkey, **mval;
 	size_t nmeta, mcap;
 	int laid_out;
+	int declared;              /* qc_st_writer_declare was used: no data to emit */
 	size_t *order;             /* layout order: indices into t */
 	qc_tensor *views;          /* in layout order */
 	char *header;              /* JSON padded to a multiple of 8 */
@@ -580,8 +581,25 @@ int qc_st_writer_meta(qc_st_writer *w, const char *key, const char *value)
 	return 0;
 }
 
+static int add_entry(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
+                     const int64_t *shape, const void *data, int own, int declare);
+
 int qc_st_writer_add(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
                      const int64_t *shape, const void *data, int own)
+{
+	return add_entry(w, name, dt, ndim, shape, data, own, 0);
+}
+
+int qc_st_writer_declare(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
+                         const int64_t *shape)
+{
+	QC_TRY(add_entry(w, name, dt, ndim, shape, NULL, 0, 1));
+	w->declared = 1;
+	return 0;
+}
+
+static int add_entry(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
+                     const int64_t *shape, const void *data, int own, int declare)
 {
 	int rc = 0;
 	char sh[160] = "";
@@ -609,7 +627,7 @@ int qc_st_writer_add(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
 		               qc_dtype_name(dt));
 		goto fail;
 	}
-	if (nbytes > 0 && !data) {
+	if (nbytes > 0 && !data && !declare) {
 		rc = qc_seterr(QC_EINVAL, "cannot add tensor '%s': no data", name);
 		goto fail;
 	}
@@ -777,8 +795,21 @@ const qc_tensor *qc_st_writer_at(const qc_st_writer *w, size_t i)
 	return w->laid_out && i < w->n ? &w->views[i] : NULL;
 }
 
+int qc_st_writer_head(qc_st_writer *w, unsigned char prefix[8], const char **header,
+                      size_t *header_len)
+{
+	QC_TRY(qc_st_writer_layout(w, NULL));
+	for (int i = 0; i < 8; i++)
+		prefix[i] = (unsigned char)((uint64_t)w->header_len >> (8 * i));
+	*header = w->header;
+	*header_len = w->header_len;
+	return 0;
+}
+
 int qc_st_writer_emit(qc_st_writer *w, qc_sink *sink)
 {
+	if (w->declared)
+		return qc_seterr(QC_EINTERNAL, "cannot emit a safetensors layout that was only declared");
 	QC_TRY(qc_st_writer_layout(w, NULL));
 	unsigned char prefix[8];
 	uint64_t n = w->header_len;

@@ -110,12 +110,25 @@ int qc_st_writer_meta(qc_st_writer *w, const char *key, const char *value);
 int qc_st_writer_add(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
                      const int64_t *shape, const void *data, int own);
 
+/* Declare a tensor without its data (same checks as qc_st_writer_add): a
+ * writer of declarations only lays a file out (offsets, the header) for a
+ * caller that writes the data itself; emit and save refuse it. */
+int qc_st_writer_declare(qc_st_writer *w, const char *name, qc_dtype dt, int ndim,
+                         const int64_t *shape);
+
 /* Fix the layout (idempotent; adding after it is QC_EINVAL) and return the
  * byte size of the file that emit will produce. */
 int qc_st_writer_layout(qc_st_writer *w, uint64_t *file_size);
 size_t qc_st_writer_count(const qc_st_writer *w);
 /* Tensors in layout (file) order, valid after layout. */
 const qc_tensor *qc_st_writer_at(const qc_st_writer *w, size_t i);
+
+/* The first bytes of the file: the 8-byte little-endian header length and
+ * the header (JSON padded with spaces to a multiple of 8), owned by w. Calls
+ * layout if needed. The data of the i-th tensor in layout order starts at
+ * 8 + header_len + the sizes of the tensors before it. */
+int qc_st_writer_head(qc_st_writer *w, unsigned char prefix[8], const char **header,
+                      size_t *header_len);
 
 /* Write the whole file image (header, then every tensor's data in layout
  * order) to a sink. Calls layout if needed. */

@@ -8,21 +8,29 @@
 #include "qc_err.h"
 #include "qc_json.h"
 #include "qc_num.h"
+#include "qc_vec.h"
 
 struct qc_qout {
 	qc_ckpt_writer *w;
 	qc_ckpt *in;
 	const qc_qscheme *s;
 	int n_layers;
-	char **pass;            /* input tensors written in place, released at the shard's end */
+	struct passed *pass;    /* input tensors written in place, held until the shard's end */
 	size_t n_pass, cap_pass;
+};
+
+struct passed {
+	char *name;
+	int release;            /* the release was handed over (QC_QOUT_PASS) */
 };
 
 static void release_passed(qc_qout *q)
 {
 	for (size_t i = 0; i < q->n_pass; i++) {
-		qc_ckpt_release(q->in, q->pass[i]);
-		free(q->pass[i]);
+		qc_ckpt_unhold(q->in, q->pass[i].name);
+		if (q->pass[i].release)
+			qc_ckpt_release(q->in, q->pass[i].name);
+		free(q->pass[i].name);
 	}
 	q->n_pass = 0;
 }
@@ -185,26 +193,35 @@ int qc_qout_copy(qc_qout *q, const qc_tensor *t)
 	return qc_qout_tensor(q, t->name, t->dtype, t->ndim, t->shape, t->data);
 }
 
-int qc_qout_pass(qc_qout *q, const qc_tensor *t)
+static int pass_view(qc_qout *q, const qc_tensor *t, int release)
 {
-	if (q->n_pass == q->cap_pass) {
-		size_t nc = q->cap_pass ? 2 * q->cap_pass : 16;
-		char **np = realloc(q->pass, nc * sizeof *np);
-		if (!np)
-			return qc_seterr(QC_ENOMEM, "out of memory");
-		q->pass = np;
-		q->cap_pass = nc;
-	}
+	QC_TRY(qc_grow((void **)&q->pass, &q->cap_pass, q->n_pass + 1, sizeof *q->pass));
 	char *name = strdup(t->name);
 	if (!name)
 		return qc_seterr(QC_ENOMEM, "out of memory");
-	int rc = qc_ckw_add_tensor(q->w, t->name, t->dtype, t->ndim, t->shape, t->data, 0);
-	/* released at the shard's end either way: the writer no longer needs it */
-	q->pass[q->n_pass++] = name;
-	return rc;
+	int rc = qc_ckpt_hold(q->in, t->name);
+	if (rc) {
+		free(name);
+		return rc;
+	}
+	/* unheld (and released, when handed over) at the shard's end either
+	 * way: the writer no longer needs it then */
+	q->pass[q->n_pass].name = name;
+	q->pass[q->n_pass++].release = release;
+	return qc_ckw_add_tensor(q->w, t->name, t->dtype, t->ndim, t->shape, t->data, 0);
 }
 
-int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, int pass)
+int qc_qout_pass(qc_qout *q, const qc_tensor *t)
+{
+	return pass_view(q, t, 1);
+}
+
+int qc_qout_share(qc_qout *q, const qc_tensor *t)
+{
+	return pass_view(q, t, 0);
+}
+
+int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, qc_qout_how how)
 {
 	const char *const *names;
 	size_t n;
@@ -224,8 +241,8 @@ int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, i
 		const qc_tensor *t;
 		if ((rc = qc_ckpt_get(q->in, mine[i], &t)) != 0)
 			break;
-		if (pass) {
-			rc = qc_qout_pass(q, t);
+		if (how != QC_QOUT_COPY) {
+			rc = pass_view(q, t, how == QC_QOUT_PASS);
 		} else {
 			rc = qc_qout_copy(q, t);
 			if (group == QC_GROUP_POST)

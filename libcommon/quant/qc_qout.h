@@ -58,21 +58,25 @@ int qc_qout_linear(qc_qout *q, const char *module, int64_t rows, int64_t cols,
 /* Copy a tensor unchanged. */
 int qc_qout_copy(qc_qout *q, const qc_tensor *t);
 /* Write a tensor of the input unchanged without copying it: the view must
- * come from the input checkpoint (qc_qout_open's in) and the caller hands
- * its release over: qc_qout_end_layer releases it once the shard is
- * written. Only for tensors nothing else will release (a model that loads
- * the layer releases its tensors itself: use qc_qout_copy then). */
+ * come from the input checkpoint (qc_qout_open's in). It is held
+ * (qc_ckpt_hold) until qc_qout_end_layer has written the shard, so that a
+ * model releasing the same tensor meanwhile cannot free it. qc_qout_pass
+ * hands the release over: the tensor is released once written.
+ * qc_qout_share leaves the release to its other user (a model that loads
+ * the layer): a release it makes while the shard is pending takes effect
+ * then. */
 int qc_qout_pass(qc_qout *q, const qc_tensor *t);
+int qc_qout_share(qc_qout *q, const qc_tensor *t);
 /*
  * Write every tensor of an input group (qc_ckpt_group_of) that skip (may be
- * NULL) does not claim, e.g. the weights a method writes itself. With pass,
- * tensors go straight from the input (qc_qout_pass; nothing else may
- * release them); otherwise they are copied and left to whoever loads them
- * next (a model loading the layer), except the post-layer group, which a
- * calibration walk never reads and is released here.
+ * NULL) does not claim, e.g. the weights a method writes itself: copied
+ * (QC_QOUT_COPY; the post-layer group, which a calibration walk never
+ * reads, is released then), or in place by qc_qout_pass (QC_QOUT_PASS) or
+ * qc_qout_share (QC_QOUT_SHARE).
  */
 typedef int (*qc_qout_skip_fn)(void *ctx, const char *tensor_name);
-int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, int pass);
+typedef enum { QC_QOUT_COPY, QC_QOUT_PASS, QC_QOUT_SHARE } qc_qout_how;
+int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, qc_qout_how how);
 /* Any other tensor (e.g. self_attn.k_scale), data copied. */
 int qc_qout_tensor(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
                    const void *data);

@@ -202,13 +202,17 @@ static void forget_copied(qc_qrun *r)
 	r->n_copied = 0;
 }
 
-/* Without tokens nothing loads the layer: its other tensors go straight
- * from the input (qc_qout_pass). With tokens the model loads the layer (and
- * the embedding) afterwards and releases them itself, so they are copied. */
+/* The group's other tensors go straight from the input, never copied:
+ * without tokens nothing else reads them, so the writer releases them once
+ * written (QC_QOUT_PASS); with tokens the model loads the layer and the
+ * embedding and releases them itself, so the writer only holds them until
+ * the shard is written (QC_QOUT_SHARE). The post-layer group is never
+ * loaded by a calibration walk: handed over either way. */
 static int copy_group(qc_qrun *r, int group)
 {
 	forget_copied(r);
-	return qc_qout_copy_group(r->out, group, skip_written, r, r->ts == NULL);
+	return qc_qout_copy_group(r->out, group, skip_written, r,
+	                          !r->ts || group == QC_GROUP_POST ? QC_QOUT_PASS : QC_QOUT_SHARE);
 }
 
 /* ------------------------------------------------------------ resume */
