@@ -234,6 +234,9 @@ typedef struct qc_ckw_opts {
  * "<path>.partial/" is removed first, unless keep_partial, which reuses it. */
 int qc_ckw_open(qc_ckpt_writer **w, const char *path, const qc_ckw_opts *opts);
 
+/* 1 when w writes a tar stream, 0 for a directory. */
+int qc_ckw_is_stream(const qc_ckpt_writer *w);
+
 /* A small file (copied). Add config.json and tokenizer files before the
  * first shard (see the member order above). The names must be plain file
  * names (qc_safe_filename), each used once. The writer makes the shards, the
@@ -254,6 +257,20 @@ int qc_ckw_add_member(qc_ckpt_writer *w, const char *name, uint64_t size,
 int qc_ckw_add_tensor(qc_ckpt_writer *w, const char *name, qc_dtype dt, int ndim,
                       const int64_t *shape, const void *data, int own);
 
+/* Optional, before the first qc_ckw_add_tensor of a shard: declare its
+ * tensors (name, dtype, ndim, shape of each; data ignored) and the
+ * groups_complete its qc_ckw_end_shard will give. A directory writer then
+ * lays the shard out and creates its file at once, and each declared
+ * tensor is written at its offset by a background thread as soon as it is
+ * added, while the caller goes on (the data contract of qc_ckw_add_tensor
+ * is unchanged: valid until qc_ckw_end_shard returns). The plan only ever
+ * saves time: if the tensors added differ from it (one not declared, one
+ * missing, another dtype or shape, other metadata) end_shard writes the
+ * shard again from what was added, the same file as without a plan. A
+ * no-op for a stream, whose members go out whole and in order. QC_EINVAL
+ * once the shard has tensors, or on a bad declaration. */
+int qc_ckw_plan_shard(qc_ckpt_writer *w, const qc_tensor *decl, size_t n, int groups_complete);
+
 /* Write the current shard (metadata "format": "pt" and, when recorded,
  * "qc.groups_complete"). groups_complete: the highest group whose tensors
  * are all written now (recorded in the shard's metadata for stream readers),
@@ -261,6 +278,12 @@ int qc_ckw_add_tensor(qc_ckpt_writer *w, const char *name, qc_dtype dt, int ndim
  * tensor of a group that an earlier shard completed (by its metadata, or by
  * holding a later group) is QC_EINVAL, as is a shard beyond n_shards. */
 int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete);
+
+/* Size and XXH3-128 of a member already written (a shard after its
+ * qc_ckw_end_shard), as the manifest will record them: what a caller
+ * would otherwise read the file back for. QC_ENOTFOUND when not written
+ * (or in verbatim mode, which hashes nothing). */
+int qc_ckw_member_hash(const qc_ckpt_writer *w, const char *name, uint64_t *size, qc_h128 *h);
 
 /* Carry the provenance of an input whose manifest became known only after
  * open (a stream's manifest comes last): its history, base and token sets

@@ -61,6 +61,25 @@ void qc_hwalk_feed(qc_hwalk *w, const void *data, size_t len);
 void qc_hwalk_finish(qc_hwalk *w, qc_h128 *fh);
 void qc_hwalk_release(qc_hwalk *w);
 
+/* A directory shard written while it is filled (qc_ckpt_plan.c; see
+ * qc_ckw_plan_shard). plan_new takes decl (declarations and metadata, laid
+ * out as the shard will be), creates path exclusively with the header and
+ * starts the writer thread. plan_add queues a tensor that matches an
+ * unwritten declaration (1) or marks the plan broken (0: the caller writes
+ * the shard again at its end); data must stay valid until finish or free.
+ * finish waits for the writes and closes the file: *ok 1 when every
+ * declared tensor was added and written (then *size and *fh, the file's
+ * XXH3-128, are set and plan_hash gives each tensor's XXH3-64), 0 when the
+ * plan broke, or a negative code for a write error. free stops the thread
+ * (discarding queued writes) and leaves the file to the caller. */
+typedef struct qc_ckw_plan qc_ckw_plan;
+int qc_ckw__plan_new(qc_ckw_plan **p, const char *path, qc_st_writer *decl);
+int qc_ckw__plan_add(qc_ckw_plan *p, const char *name, qc_dtype dt, int ndim,
+                     const int64_t *shape, const void *data);
+int qc_ckw__plan_finish(qc_ckw_plan *p, int *ok, uint64_t *size, qc_h128 *fh);
+int qc_ckw__plan_hash(const qc_ckw_plan *p, const char *name, uint64_t *h);
+void qc_ckw__plan_free(qc_ckw_plan *p);
+
 /* Where qc_ckpt__copy_members hands the members of a checkpoint, in stream
  * order: small files whole, shards through a fill function (qc_ckpt_copy
  * points these at a verbatim writer). */

@@ -45,6 +45,8 @@ struct qc_ckpt_writer {
 	int n_shards, force, keep_partial, verbatim;
 	qc_sink out;            /* the stream (fd 1) */
 	qc_st_writer *cur;      /* the shard being filled */
+	qc_ckw_plan *plan;      /* its file being written meanwhile (qc_ckw_plan_shard) */
+	int plan_gc;            /* the groups_complete it was planned with */
 	int shards_done;
 	int complete;           /* layer-order rule, as readers apply it */
 	struct pfile *pre, *post;   /* small files waiting for their place */
@@ -220,6 +222,7 @@ static void writer_free(qc_ckpt_writer *w)
 	free(w->pre);
 	free(w->post);
 	free(w->names);
+	qc_ckw__plan_free(w->plan);
 	qc_st_writer_free(w->cur);
 	json_decref(w->wmap);
 	qc_manifest_free(w->man);
@@ -353,6 +356,11 @@ fail:
 
 // ---------------------------------------------------------------- adding
 
+int qc_ckw_is_stream(const qc_ckpt_writer *w)
+{
+	return w->stream;
+}
+
 static int check_usable(const qc_ckpt_writer *w)
 {
 	if (w->broken)
@@ -415,15 +423,28 @@ int qc_ckw_add_tensor(qc_ckpt_writer *w, const char *name, qc_dtype dt, int ndim
 			free((void *)data);
 		return rc;
 	}
-	return qc_st_writer_add(w->cur, name, dt, ndim, shape, data, own);
+	QC_TRY(qc_st_writer_add(w->cur, name, dt, ndim, shape, data, own));
+	if (w->plan)
+		(void)qc_ckw__plan_add(w->plan, name, dt, ndim, shape, data);
+	return 0;
 }
 
-int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
+/* The metadata of every shard: transformers requires "format": "pt";
+ * stream readers use the other. */
+static int shard_meta(qc_st_writer *st, int groups_complete)
 {
-	QC_TRY(check_usable(w));
-	if (w->verbatim)
-		return qc_seterr(QC_EINVAL, "cannot end a shard: the writer is in verbatim mode");
-	char sname[64], gc[24];
+	char gc[24];
+	QC_TRY(qc_st_writer_meta(st, "format", "pt"));
+	if (groups_complete >= QC_GROUP_PRE) {
+		snprintf(gc, sizeof gc, "%d", groups_complete);
+		QC_TRY(qc_st_writer_meta(st, QC_CKPT_META_GROUPS, gc));
+	}
+	return 0;
+}
+
+/* Shard name and checks for the next shard. */
+static int next_shard(const qc_ckpt_writer *w, char sname[64], int groups_complete)
+{
 	qc_ckpt_shard_name(sname, w->shards_done + 1, w->n_shards);
 	if (w->shards_done >= w->n_shards)
 		return qc_seterr(QC_EINVAL, "cannot write shard %d of '%s': it was opened for %d",
@@ -431,14 +452,69 @@ int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
 	if (groups_complete < QC_GROUP_PRE - 1 || groups_complete > QC_GROUP_POST)
 		return qc_seterr(QC_EINVAL, "cannot write '%s': groups_complete %d is out of range", sname,
 		                 groups_complete);
+	return 0;
+}
+
+int qc_ckw_plan_shard(qc_ckpt_writer *w, const qc_tensor *decl, size_t n, int groups_complete)
+{
+	QC_TRY(check_usable(w));
+	if (w->verbatim)
+		return qc_seterr(QC_EINVAL, "cannot plan a shard: the writer is in verbatim mode");
+	if (w->plan || (w->cur && qc_st_writer_count(w->cur) > 0))
+		return qc_seterr(QC_EINVAL, "cannot plan shard %d of '%s': it has begun",
+		                 w->shards_done + 1, w->path);
+	char sname[64];
+	QC_TRY(next_shard(w, sname, groups_complete));
+	if (w->stream) /* a stream's members go out whole, in order */
+		return 0;
+	qc_st_writer *st = qc_st_writer_new();
+	if (!st)
+		return nomem();
+	int rc = shard_meta(st, groups_complete);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = qc_st_writer_declare(st, decl[i].name, decl[i].dtype, decl[i].ndim, decl[i].shape);
+	if (rc) {
+		qc_st_writer_free(st);
+		return rc;
+	}
+	char *path = qc_path_join(w->partial, sname);
+	if (!path) {
+		qc_st_writer_free(st);
+		return nomem();
+	}
+	rc = qc_ckw__plan_new(&w->plan, path, st);
+	free(path);
+	w->plan_gc = groups_complete;
+	return rc;
+}
+
+/* End a planned shard whose tensors are all written: record them. */
+static int end_planned(qc_ckpt_writer *w, const char *sname, const qc_tensor *views, size_t n,
+                       uint64_t size, qc_h128 fh)
+{
+	for (size_t i = 0; i < n; i++) {
+		const qc_tensor *t = &views[i];
+		uint64_t h;
+		QC_TRY(qc_ckw__plan_hash(w->plan, t->name, &h));
+		QC_TRY(qc_manifest_set_tensor(w->man, t->name, t->dtype, t->ndim, t->shape, h));
+		if (json_object_set_new(w->wmap, t->name, json_string(sname)) != 0)
+			return nomem();
+		w->total_size += t->nbytes;
+	}
+	QC_TRY(take_name(w, sname));
+	return qc_manifest_set_file(w->man, sname, size, fh);
+}
+
+int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
+{
+	QC_TRY(check_usable(w));
+	if (w->verbatim)
+		return qc_seterr(QC_EINVAL, "cannot end a shard: the writer is in verbatim mode");
+	char sname[64];
+	QC_TRY(next_shard(w, sname, groups_complete));
 	if (!w->cur && !(w->cur = qc_st_writer_new()))
 		return nomem();
-	/* transformers requires "format": "pt"; stream readers use the other */
-	int rc = qc_st_writer_meta(w->cur, "format", "pt");
-	if (rc == 0 && groups_complete >= QC_GROUP_PRE) {
-		snprintf(gc, sizeof gc, "%d", groups_complete);
-		rc = qc_st_writer_meta(w->cur, QC_CKPT_META_GROUPS, gc);
-	}
+	int rc = shard_meta(w->cur, groups_complete);
 	uint64_t size;
 	if (rc == 0)
 		rc = qc_st_writer_layout(w->cur, &size);
@@ -456,6 +532,23 @@ int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
 	/* the small files that precede the first shard go out now */
 	if (w->shards_done == 0 && (rc = flush_files(w, w->pre, &w->npre)) != 0)
 		goto out;
+	if (w->plan) {
+		/* written meanwhile; a plan that did not hold (another tensor
+		 * set, other metadata) is only slower: the shard is written
+		 * again below, replacing the file */
+		int ok;
+		qc_h128 fh;
+		uint64_t psize;
+		rc = qc_ckw__plan_finish(w->plan, &ok, &psize, &fh);
+		if (rc == 0 && ok && (w->plan_gc != groups_complete || psize != size))
+			ok = 0;
+		if (rc == 0 && ok)
+			rc = end_planned(w, sname, views, n, size, fh);
+		qc_ckw__plan_free(w->plan);
+		w->plan = NULL;
+		if (rc || ok)
+			goto out;
+	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const qc_tensor *t = &views[i];
 		rc = qc_manifest_set_tensor(w->man, t->name, t->dtype, t->ndim, t->shape,
@@ -471,11 +564,20 @@ int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
 out:
 	if (rc)
 		w->broken = 1;
+	qc_ckw__plan_free(w->plan);
+	w->plan = NULL;
 	qc_st_writer_free(w->cur);
 	w->cur = NULL;
 	if (rc == 0)
 		w->shards_done++;
 	return rc;
+}
+
+int qc_ckw_member_hash(const qc_ckpt_writer *w, const char *name, uint64_t *size, qc_h128 *h)
+{
+	if (!w->man)
+		return qc_seterr(QC_ENOTFOUND, "'%s': no hashes in verbatim mode", w->path);
+	return qc_manifest_file(w->man, name, size, h);
 }
 
 int qc_ckw_set_base(qc_ckpt_writer *w, const char *fingerprint_hex, const char *source)

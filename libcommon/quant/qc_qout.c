@@ -255,11 +255,106 @@ int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, q
 	return rc;
 }
 
+/* Append a declaration (name copied into names[]). */
+static int declare(qc_tensor **d, size_t *n, size_t *cap, const char *name, qc_dtype dt, int ndim,
+                   const int64_t *shape)
+{
+	QC_TRY(qc_grow((void **)d, cap, *n + 1, sizeof **d));
+	qc_tensor *t = &(*d)[*n];
+	memset(t, 0, sizeof *t);
+	if (!(t->name = strdup(name)))
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	t->dtype = dt;
+	t->ndim = ndim;
+	memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+	(*n)++;
+	return 0;
+}
+
+/* The tensors qc_qout_linear writes for a weight of shape [rows, cols]. */
+static int declare_linear(qc_qout *q, qc_tensor **d, size_t *n, size_t *cap, const char *weight,
+                          int64_t rows, int64_t cols)
+{
+	const qc_qargs *a = &q->s->weights;
+	size_t ml = strlen(weight) - strlen(".weight");
+	char name[512];
+	int64_t wshape[2] = { rows, cols }, ng = qc_qgroups(a, cols), one = 1;
+	int64_t sshape[2] = { rows, ng };
+	int sdims = 2;
+	if (a->strategy == QC_QS_TENSOR) {
+		sshape[0] = 1;
+		sdims = 1;
+	}
+	QC_TRY(declare(d, n, cap, weight, a->is_float ? QC_DT_F8_E4M3 : QC_DT_I8, 2, wshape));
+	snprintf(name, sizeof name, "%.*s.weight_scale", (int)ml, weight);
+	QC_TRY(declare(d, n, cap, name, a->scale_dtype, sdims, sshape));
+	if (!a->symmetric) {
+		snprintf(name, sizeof name, "%.*s.weight_zero_point", (int)ml, weight);
+		QC_TRY(declare(d, n, cap, name, QC_DT_I8, sdims, sshape));
+	}
+	if (q->s->act == QC_ACT_STATIC_TENSOR) {
+		snprintf(name, sizeof name, "%.*s.input_scale", (int)ml, weight);
+		QC_TRY(declare(d, n, cap, name, a->scale_dtype, 1, &one));
+	}
+	return 0;
+}
+
+static int declare_group(qc_qout *q, int group, qc_qout_skip_fn quantized, void *ctx,
+                         qc_tensor **d, size_t *n, size_t *cap)
+{
+	const char *const *names;
+	size_t k;
+	QC_TRY(qc_ckpt_group_names(q->in, group, &names, &k));
+	/* the names belong to the reader until its next group_names call, which
+	 * qc_ckpt_get does not make; getting a directory's view reads no data */
+	for (size_t i = 0; i < k; i++) {
+		const qc_tensor *t;
+		QC_TRY(qc_ckpt_get(q->in, names[i], &t));
+		int lin = quantized && q->s && t->ndim == 2 && quantized(ctx, t->name);
+		if (lin < 0)
+			return lin;
+		if (lin)
+			QC_TRY(declare_linear(q, d, n, cap, t->name, t->shape[0], t->shape[1]));
+		else
+			QC_TRY(declare(d, n, cap, t->name, t->dtype, t->ndim, t->shape));
+	}
+	return 0;
+}
+
+int qc_qout_plan_layer(qc_qout *q, int layer, qc_qout_skip_fn quantized, void *ctx)
+{
+	if (qc_ckw_is_stream(q->w) || qc_ckpt_is_stream(q->in))
+		return 0;
+	qc_tensor *d = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	if (layer == 0)
+		rc = declare_group(q, QC_GROUP_PRE, NULL, NULL, &d, &n, &cap);
+	if (rc == 0)
+		rc = declare_group(q, layer, quantized, ctx, &d, &n, &cap);
+	if (rc == 0 && layer == q->n_layers - 1)
+		rc = declare_group(q, QC_GROUP_POST, NULL, NULL, &d, &n, &cap);
+	if (rc == 0)
+		rc = qc_ckw_plan_shard(q->w, d, n, layer == q->n_layers - 1 ? QC_GROUP_POST : layer);
+	for (size_t i = 0; i < n; i++)
+		free((char *)d[i].name);
+	free(d);
+	return rc;
+}
+
 int qc_qout_end_layer(qc_qout *q, int layer)
 {
 	int rc = qc_ckw_end_shard(q->w, layer == q->n_layers - 1 ? QC_GROUP_POST : layer);
 	release_passed(q);
 	return rc;
+}
+
+int qc_qout_shard_hash(const qc_qout *q, int layer, qc_h128 *h)
+{
+	char sname[64];
+	uint64_t size;
+	qc_ckpt_shard_name(sname, layer + 1, q->n_layers);
+	return qc_ckw_member_hash(q->w, sname, &size, h);
 }
 
 int qc_qout_token_set(qc_qout *q, const char *role, qc_h128 hash)

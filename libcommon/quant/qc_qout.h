@@ -80,6 +80,19 @@ int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, q
 /* Any other tensor (e.g. self_attn.k_scale), data copied. */
 int qc_qout_tensor(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
                    const void *data);
+/* Plan the shard of decoder layer `layer` before any of its tensors is
+ * added (qc_ckw_plan_shard): every tensor of the input groups it holds (the
+ * embeddings with layer 0, the final norm and lm_head with the last) as it
+ * is, except the weights quantized(ctx, name) says qc_qout_linear will
+ * replace, declared as it writes them. Tensors are then written as they
+ * are added, overlapping the caller's work; a plan the adds do not follow
+ * costs only time. A no-op when the input or the output is a stream (a
+ * stream input is read in order, and a stream output cannot be written out
+ * of order). */
+int qc_qout_plan_layer(qc_qout *q, int layer, qc_qout_skip_fn quantized, void *ctx);
+/* XXH3-128 of the shard of `layer`, once ended (the writer hashed it on
+ * the way out). */
+int qc_qout_shard_hash(const qc_qout *q, int layer, qc_h128 *h);
 /* End the shard of decoder layer `layer` (the last one also completes the
  * post-layer group). */
 int qc_qout_end_layer(qc_qout *q, int layer);

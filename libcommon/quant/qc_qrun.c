@@ -45,6 +45,7 @@ struct qc_qrun {
 	unsigned quant;             /* bit l: Linear l is quantized */
 	unsigned restart;           /* the walker's restart bits (the method's, or set by begin) */
 	char **copied;              /* tensors of the layer the driver copied */
+	unsigned plan_mask;         /* quantized Linears of the layer being planned */
 	size_t n_copied, cap_copied;
 	size_t line0;               /* the layer's first report line */
 	double ratio_sum;           /* sum of err_out / err_rtn, for progress */
@@ -210,9 +211,37 @@ static void forget_copied(qc_qrun *r)
  * loaded by a calibration walk: handed over either way. */
 static int copy_group(qc_qrun *r, int group)
 {
-	forget_copied(r);
+	if (group != QC_GROUP_POST) /* the list is the layer's (replay) */
+		forget_copied(r);
 	return qc_qout_copy_group(r->out, group, skip_written, r,
 	                          !r->ts || group == QC_GROUP_POST ? QC_QOUT_PASS : QC_QOUT_SHARE);
+}
+
+/* For qc_qout_plan_layer: the weights the driver writes as quantized
+ * Linears (r->plan_mask is the layer's). */
+static int plan_quantized(void *ctx, const char *name)
+{
+	qc_qrun *r = ctx;
+	int layer = qc_ckpt_group_of(name);
+	for (int l = 0; layer >= 0 && layer != QC_GROUP_POST && l < QC_LIN_COUNT; l++) {
+		char w[256];
+		qc_linear_name(w, sizeof w, layer, (qc_linear)l, "weight");
+		if (strcmp(w, name) == 0)
+			return (r->plan_mask >> l) & 1;
+	}
+	return 0;
+}
+
+/* Declare the layer's shard to the writer before its first tensor, so that
+ * each tensor is written while the layer computes (the embedding during
+ * layer 0, the lm_head during the last). Not for a layer replayed from its
+ * old shard, nor for a method writing a format of its own. */
+static int plan_layer(qc_qrun *r, int layer)
+{
+	if (layer < r->n_done || r->m->own_format)
+		return 0;
+	QC_TRY(layer_mask(r, layer, &r->plan_mask));
+	return qc_qout_plan_layer(r->out, layer, plan_quantized, r);
 }
 
 /* ------------------------------------------------------------ resume */
@@ -255,14 +284,8 @@ static int record_layer(qc_qrun *r, int layer)
 {
 	char sname[64], hx[33], ih[17];
 	qc_ckpt_shard_name(sname, layer + 1, r->L);
-	char *path = partial_file(r, sname);
-	if (!path)
-		return nomem();
-	qc_h128 h;
-	int rc = qc_hash_file(path, &h, NULL);
-	free(path);
-	if (rc)
-		return rc;
+	qc_h128 h; /* as the writer hashed it: no reading the shard back */
+	QC_TRY(qc_qout_shard_hash(r->out, layer, &h));
 	json_t *lines = json_array();
 	for (size_t i = r->line0; lines && i < qc_report_count(r->report); i++)
 		if (json_array_append_new(lines, json_deep_copy(qc_report_line_at(r->report, i))) != 0) {
@@ -814,7 +837,13 @@ static int run_layer(qc_qrun *r, int layer)
 		free(sp);
 		QC_TRY(rc);
 	}
-	int rc = copy_group(r, layer);
+	int rc = layer > 0 ? plan_layer(r, layer) : 0;
+	if (rc == 0)
+		rc = copy_group(r, layer);
+	/* the final norm and lm_head now, so that a planned shard writes them
+	 * while the last layer computes */
+	if (rc == 0 && layer == r->L - 1)
+		rc = copy_group(r, QC_GROUP_POST);
 	if (rc == 0 && r->walk) {
 		unsigned observe, update;
 		layer_points(r, layer, &observe, &update);
@@ -831,8 +860,6 @@ static int run_layer(qc_qrun *r, int layer)
 	int replayed = r->old_shard != NULL;
 	qc_st_close(r->old_shard); /* before the writer replaces that file */
 	r->old_shard = NULL;
-	if (rc == 0 && layer == r->L - 1)
-		rc = copy_group(r, QC_GROUP_POST);
 	if (rc == 0)
 		rc = qc_qout_end_layer(r->out, layer);
 	if (rc == 0 && r->resumable)
@@ -868,6 +895,7 @@ static int run(qc_qrun *r)
 	/* the embedding is copied before the walk embeds the tokens: an untied
 	 * model releases it then */
 	r->quant = 0;
+	QC_TRY(plan_layer(r, 0));
 	QC_TRY(copy_group(r, QC_GROUP_PRE));
 	if (r->ts) {
 		qc_walk_opts wo = { .act_dtype = mp.act, .mem_budget = mp.act_budget,
