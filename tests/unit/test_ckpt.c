@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -614,6 +616,200 @@ static void test_writer_rules(void **state)
 	free(out), free(file), free(empty), free(slash);
 }
 
+// ---------------------------------------------------------------- planned shards
+
+/* How a test plans each shard: not at all, exactly, or wrongly in one way
+ * (the writer must then write the same files as without a plan). */
+enum plan_how { PLAN_NONE, PLAN_EXACT, PLAN_MISSING, PLAN_EXTRA, PLAN_SHAPE, PLAN_GROUPS };
+
+struct pdecl {
+	qc_tensor t[16];
+	char names[16][96];
+	size_t n;
+};
+
+static void pdecl_add(struct pdecl *d, const char *name, int64_t r, int64_t c)
+{
+	qc_tensor *t = &d->t[d->n];
+	memset(t, 0, sizeof *t);
+	snprintf(d->names[d->n], sizeof d->names[0], "%s", name);
+	t->name = d->names[d->n];
+	t->dtype = QC_DT_BF16;
+	t->ndim = c ? 2 : 1;
+	t->shape[0] = r;
+	t->shape[1] = c;
+	d->n++;
+}
+
+/* Layer l's shard of a `layers`-layer checkpoint with one shard per layer,
+ * the embedding `big` rows tall (several of the writer's 1 MiB pieces). */
+static void plan_layer_shard(qc_ckpt_writer *w, int l, int layers, int64_t big, enum plan_how how)
+{
+	struct pdecl d = { .n = 0 };
+	char n[96];
+	if (l == 0)
+		pdecl_add(&d, "model.embed_tokens.weight", big, H);
+	snprintf(n, sizeof n, "model.layers.%d.self_attn.q_proj.weight", l);
+	pdecl_add(&d, n, H, H);
+	snprintf(n, sizeof n, "model.layers.%d.mlp.down_proj.weight", l);
+	pdecl_add(&d, n, H, I);
+	snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
+	pdecl_add(&d, n, H, 0);
+	if (l == layers - 1) {
+		pdecl_add(&d, "model.norm.weight", H, 0);
+		pdecl_add(&d, "lm_head.weight", big, H);
+	}
+	int gc = l == layers - 1 ? QC_GROUP_POST : l;
+	if (how == PLAN_MISSING)
+		d.n--;
+	if (how == PLAN_EXTRA)
+		pdecl_add(&d, "model.layers.0.never.added", 3, 0);
+	if (how == PLAN_SHAPE)
+		d.t[0].shape[0]++;
+	if (how == PLAN_GROUPS)
+		gc = l;
+	assert_int_equal(qc_ckw_plan_shard(w, d.t, d.n, gc), 0);
+}
+
+/* write_ckpt's layout (one shard per layer) with every shard planned as
+ * `how` says and the tensors added in an order other than the file's: the
+ * lm_head, first in the file, comes last. */
+static int write_planned(const char *out, int layers, int64_t big, enum plan_how how)
+{
+	qc_ckw_opts o = { .n_shards = layers, .tool = "test_ckpt", .version = "1" };
+	qc_ckpt_writer *w;
+	QC_TRY(qc_ckw_open(&w, out, &o));
+	assert_int_equal(qc_ckw_add_file(w, "config.json", config, strlen(config)), 0);
+	for (int l = 0; l < layers; l++) {
+		if (how != PLAN_NONE)
+			plan_layer_shard(w, l, layers, big, how);
+		if (l == 0)
+			add_t(w, "model.embed_tokens.weight", big, H, 3);
+		add_layer(w, l, 3);
+		if (l == layers - 1) {
+			add_t(w, "model.norm.weight", H, 0, 3);
+			add_t(w, "lm_head.weight", big, H, 3);
+		}
+		int rc = qc_ckw_end_shard(w, l == layers - 1 ? QC_GROUP_POST : l);
+		if (rc) {
+			qc_ckw_abort(w);
+			return rc;
+		}
+	}
+	return qc_ckw_close(w);
+}
+
+static int write_planned_stream(void *p)
+{
+	return write_planned("-", 2, 300000, *(enum plan_how *)p);
+}
+
+static void test_planned_shards(void **state)
+{
+	(void)state;
+	/* 300000 x 8 BF16 = 4.8 MB: five pieces for the thread */
+	const int64_t big = 300000;
+	char *ref = tu_path("plan-none");
+	assert_int_equal(write_planned(ref, 2, big, PLAN_NONE), 0);
+	static const enum plan_how hows[] = { PLAN_EXACT, PLAN_MISSING, PLAN_EXTRA, PLAN_SHAPE,
+		                              PLAN_GROUPS };
+	for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "plan-%zu", i);
+		char *out = tu_path(name);
+		assert_int_equal(write_planned(out, 2, big, hows[i]), 0);
+		/* the same bytes, the manifest (file and tensor hashes) included */
+		assert_int_equal(sh("diff -r '%s' '%s'", ref, out), 0);
+		qc_ckpt *ck;
+		assert_int_equal(qc_ckpt_open(&ck, out, NULL), 0);
+		assert_int_equal(qc_ckpt_verify(ck), 0);
+		qc_ckpt_close(ck);
+		free(out);
+	}
+	/* one layer: a single shard holding everything */
+	char *one = tu_path("plan-one"), *one_ref = tu_path("plan-one-ref");
+	assert_int_equal(write_planned(one_ref, 1, big, PLAN_NONE), 0);
+	assert_int_equal(write_planned(one, 1, big, PLAN_EXACT), 0);
+	assert_int_equal(sh("diff -r '%s' '%s'", one_ref, one), 0);
+
+	/* a stream ignores the plan */
+	char *t0 = tu_path("plan-none.tar"), *t1 = tu_path("plan-exact.tar");
+	enum plan_how none = PLAN_NONE, exact = PLAN_EXACT;
+	assert_int_equal(to_file(t0, write_planned_stream, &none), 0);
+	assert_int_equal(to_file(t1, write_planned_stream, &exact), 0);
+	expect_same_file(t0, t1);
+
+	/* planning a shard that has begun, twice, or past the last shard */
+	qc_ckw_opts o = { .n_shards = 1 };
+	qc_ckpt_writer *w;
+	char *bad = tu_path("plan-bad");
+	assert_int_equal(qc_ckw_open(&w, bad, &o), 0);
+	add_t(w, "model.norm.weight", H, 0, 1);
+	tu_assert_rc(qc_ckw_plan_shard(w, NULL, 0, QC_GROUP_POST), QC_EINVAL);
+	qc_ckw_abort(w);
+	assert_int_equal(qc_ckw_open(&w, bad, &o), 0);
+	assert_int_equal(qc_ckw_plan_shard(w, NULL, 0, QC_GROUP_POST), 0);
+	tu_assert_rc(qc_ckw_plan_shard(w, NULL, 0, QC_GROUP_POST), QC_EINVAL);
+	assert_int_equal(qc_ckw_end_shard(w, QC_GROUP_POST), 0);
+	tu_assert_rc(qc_ckw_plan_shard(w, NULL, 0, QC_GROUP_POST), QC_EINVAL);
+	qc_ckw_abort(w);
+	assert_int_equal(sh("test ! -e '%s.partial'", bad), 0);
+
+	/* a write error on the thread (the file size limit) fails the shard,
+	 * with its message, and leaves nothing behind */
+	struct rlimit old, lim;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1 << 20;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	char *full = tu_path("plan-full");
+	int rc = write_planned(full, 2, big, PLAN_EXACT);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	tu_assert_rc(rc, QC_EIO);
+	assert_non_null(strstr(qc_errmsg(), "write error on"));
+	assert_non_null(strstr(qc_errmsg(), "model-00001-of-00002.safetensors"));
+	assert_int_equal(sh("test ! -e '%s' && test ! -e '%s.partial'", full, full), 0);
+	free(ref), free(one), free(one_ref), free(t0), free(t1), free(bad), free(full);
+}
+
+/* A held tensor outlives releases by others until its last unhold. */
+static void test_hold(void **state)
+{
+	(void)state;
+	char *tar = tu_path("hold.tar");
+	struct wargs a = { 2, 2, 4 };
+	assert_int_equal(to_file(tar, write_stream, &a), 0);
+	qc_ckpt *ck;
+	assert_int_equal(qc_ckpt_open(&ck, tar, NULL), 0);
+	const qc_tensor *t, *u;
+	const char *name = "model.embed_tokens.weight";
+	assert_int_equal(qc_ckpt_get(ck, name, &t), 0);
+	void *copy = malloc(t->nbytes);
+	memcpy(copy, t->data, t->nbytes);
+	assert_int_equal(qc_ckpt_hold(ck, name), 0);
+	assert_int_equal(qc_ckpt_hold(ck, name), 0);
+	qc_ckpt_release(ck, name);      /* deferred: held twice */
+	qc_ckpt_unhold(ck, name);
+	assert_int_equal(qc_ckpt_get(ck, name, &u), 0);
+	assert_memory_equal(u->data, copy, t->nbytes);
+	qc_ckpt_unhold(ck, name);       /* the last hold: released now */
+	tu_assert_rc(qc_ckpt_get(ck, name, &u), QC_EINVAL);
+	qc_ckpt_unhold(ck, name);       /* not held: nothing */
+	tu_assert_rc(qc_ckpt_hold(ck, name), QC_EINVAL);
+	tu_assert_rc(qc_ckpt_hold(ck, "no.such.tensor"), QC_ENOTFOUND);
+	/* held and never released by anyone: unhold leaves it readable */
+	const char *q = "model.layers.0.self_attn.q_proj.weight";
+	assert_int_equal(qc_ckpt_get(ck, q, &u), 0);
+	assert_int_equal(qc_ckpt_hold(ck, q), 0);
+	qc_ckpt_unhold(ck, q);
+	assert_int_equal(qc_ckpt_get(ck, q, &u), 0);
+	qc_ckpt_close(ck);
+	free(copy);
+	free(tar);
+}
+
 /* A terminal on stdout is refused for streams. */
 static void test_refuse_terminal(void **state)
 {
@@ -980,6 +1176,8 @@ int main(void)
 		cmocka_unit_test(test_stream_spill),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_writer_rules),
+		cmocka_unit_test(test_planned_shards),
+		cmocka_unit_test(test_hold),
 		cmocka_unit_test(test_refuse_terminal),
 		cmocka_unit_test(test_inherit),
 		cmocka_unit_test(test_verify_mismatch),
