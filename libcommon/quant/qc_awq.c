@@ -101,8 +101,6 @@ struct qc_awq {
 	size_t cb_n, db_n, yb_n, Y_n, Yfp_n, att_n, mg_n, mu_n, xcs_n;
 	int64_t staged;
 	/* host scratch */
-	void *hb;
-	size_t hb_n;
 	float *hf;
 	size_t hf_n;
 };
@@ -201,13 +199,16 @@ static int write_tensor_off(qc_awq *A, const char *name, const float *x, int ndi
 {
 	size_t n = (size_t)qc_numel(ndim, shape), es = qc_dtype_size(A->dt);
 	QC_TRY(hgrow((void **)&A->hf, &A->hf_n, n * sizeof(float)));
-	QC_TRY(hgrow(&A->hb, &A->hb_n, n * es));
 	QC_TRY(qk_download(A->kc, A->hf, x, n * sizeof(float)));
 	if (off != 0.0f)
 		for (size_t i = 0; i < n; i++)
 			A->hf[i] -= off;
-	qc_from_f32(A->hb, A->dt, A->hf, n);
-	return qc_qrun_write_tensor(A->run, name, A->dt, ndim, shape, A->hb);
+	/* converted into a buffer the writer takes: no second copy */
+	void *b = malloc(n * es + 1);
+	if (!b)
+		return qc_seterr(QC_ENOMEM, "out of memory for '%s'", name);
+	qc_from_f32(b, A->dt, A->hf, n);
+	return qc_qrun_give_tensor(A->run, name, A->dt, ndim, shape, b);
 }
 
 static int write_tensor(qc_awq *A, const char *name, const float *x, int ndim,
@@ -1254,7 +1255,6 @@ void qc_awq_free(qc_awq *A)
 {
 	if (!A)
 		return;
-	free(A->hb);
 	free(A->hf);
 	free(A);
 }

@@ -188,6 +188,12 @@ int qc_qout_tensor(qc_qout *q, const char *name, qc_dtype dt, int ndim, const in
 	return qc_ckw_add_tensor(q->w, name, dt, ndim, shape, c, 1);
 }
 
+int qc_qout_give(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
+                 void *data)
+{
+	return qc_ckw_add_tensor(q->w, name, dt, ndim, shape, data, 1);
+}
+
 int qc_qout_copy(qc_qout *q, const qc_tensor *t)
 {
 	return qc_qout_tensor(q, t->name, t->dtype, t->ndim, t->shape, t->data);

@@ -80,6 +80,10 @@ int qc_qout_copy_group(qc_qout *q, int group, qc_qout_skip_fn skip, void *ctx, q
 /* Any other tensor (e.g. self_attn.k_scale), data copied. */
 int qc_qout_tensor(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
                    const void *data);
+/* The same, taking data (malloc'd) instead of copying it: freed by the
+ * writer once written, or now if the call fails. */
+int qc_qout_give(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int64_t *shape,
+                 void *data);
 /* Plan the shard of decoder layer `layer` before any of its tensors is
  * added (qc_ckw_plan_shard): every tensor of the input groups it holds (the
  * embeddings with layer 0, the final norm and lm_head with the last) as it

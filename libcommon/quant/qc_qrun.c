@@ -102,6 +102,12 @@ int qc_qrun_write_tensor(qc_qrun *r, const char *name, qc_dtype dt, int ndim,
 	return qc_qout_tensor(r->out, name, dt, ndim, shape, data);
 }
 
+int qc_qrun_give_tensor(qc_qrun *r, const char *name, qc_dtype dt, int ndim,
+                        const int64_t *shape, void *data)
+{
+	return qc_qout_give(r->out, name, dt, ndim, shape, data);
+}
+
 static void count_ratio(qc_qrun *r, const json_t *line)
 {
 	double eo = json_number_value(json_object_get(line, "err_out"));

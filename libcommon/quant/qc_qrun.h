@@ -172,6 +172,10 @@ int qc_qrun_write_linear(qc_qrun *r, int layer, qc_linear l, const void *codes,
 /* Write any other tensor (a claimed one, or one the input lacks). */
 int qc_qrun_write_tensor(qc_qrun *r, const char *name, qc_dtype dt, int ndim,
                          const int64_t *shape, const void *data);
+/* The same without a copy: data (malloc'd, the shape's byte size) is the
+ * writer's from now on, also when the call fails. */
+int qc_qrun_give_tensor(qc_qrun *r, const char *name, qc_dtype dt, int ndim,
+                        const int64_t *shape, void *data);
 /* Add a report line: tool, scheme, group_size, symmetric and n_tokens are
  * the run's (the method's values for them are ignored, except for a dense
  * method, whose lines keep their own scheme, group_size and symmetric);

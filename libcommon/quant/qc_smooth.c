@@ -169,19 +169,27 @@ static int write_tensor(qc_smooth *S, const char *name, const float *x, int ndim
                         const int64_t *shape)
 {
 	size_t n = (size_t)qc_numel(ndim, shape), es = qc_dtype_size(S->dt);
-	QC_TRY(hgrow(&S->hb, &S->hb_n, n * es));
+	/* downloaded into a buffer the writer takes: no second copy */
+	void *b = malloc(n * es + 1);
+	if (!b)
+		return qc_seterr(QC_ENOMEM, "out of memory for '%s'", name);
+	int rc;
 	if (S->dt == QC_DT_BF16) {
-		QC_TRY(kgrow(S, &S->kw, &S->kw_n, n / 2 + 1));
-		QC_TRY(qk_bf16_store(S->kc, S->kw, x, n));
-		QC_TRY(qk_download(S->kc, S->hb, S->kw, n * es));
+		if ((rc = kgrow(S, &S->kw, &S->kw_n, n / 2 + 1)) == 0 &&
+		    (rc = qk_bf16_store(S->kc, S->kw, x, n)) == 0)
+			rc = qk_download(S->kc, b, S->kw, n * es);
 	} else if (S->dt == QC_DT_F32) {
-		QC_TRY(qk_download(S->kc, S->hb, x, n * es));
+		rc = qk_download(S->kc, b, x, n * es);
 	} else {
-		QC_TRY(hgrow((void **)&S->hw, &S->hw_n, n * sizeof(float)));
-		QC_TRY(qk_download(S->kc, S->hw, x, n * sizeof(float)));
-		qc_from_f32(S->hb, S->dt, S->hw, n);
+		if ((rc = hgrow((void **)&S->hw, &S->hw_n, n * sizeof(float))) == 0 &&
+		    (rc = qk_download(S->kc, S->hw, x, n * sizeof(float))) == 0)
+			qc_from_f32(b, S->dt, S->hw, n);
 	}
-	return qc_qrun_write_tensor(S->run, name, S->dt, ndim, shape, S->hb);
+	if (rc) {
+		free(b);
+		return rc;
+	}
+	return qc_qrun_give_tensor(S->run, name, S->dt, ndim, shape, b);
 }
 
 /* ------------------------------------------------------------ the W8A8 error */
