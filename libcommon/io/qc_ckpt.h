@@ -270,6 +270,9 @@ int qc_ckw_add_tensor(qc_ckpt_writer *w, const char *name, qc_dtype dt, int ndim
  * no-op for a stream, whose members go out whole and in order. QC_EINVAL
  * once the shard has tensors, or on a bad declaration. */
 int qc_ckw_plan_shard(qc_ckpt_writer *w, const qc_tensor *decl, size_t n, int groups_complete);
+/* Planned shards so far that were written while filled (held) and that
+ * were written again at their end (broken: the adds differed). */
+void qc_ckw_plan_stats(const qc_ckpt_writer *w, int *held, int *broken);
 
 /* Write the current shard (metadata "format": "pt" and, when recorded,
  * "qc.groups_complete"). groups_complete: the highest group whose tensors

@@ -47,6 +47,7 @@ struct qc_ckpt_writer {
 	qc_st_writer *cur;      /* the shard being filled */
 	qc_ckw_plan *plan;      /* its file being written meanwhile (qc_ckw_plan_shard) */
 	int plan_gc;            /* the groups_complete it was planned with */
+	int plans_held, plans_broken;  /* planned shards written meanwhile, or again at their end */
 	int shards_done;
 	int complete;           /* layer-order rule, as readers apply it */
 	struct pfile *pre, *post;   /* small files waiting for their place */
@@ -361,6 +362,12 @@ int qc_ckw_is_stream(const qc_ckpt_writer *w)
 	return w->stream;
 }
 
+void qc_ckw_plan_stats(const qc_ckpt_writer *w, int *held, int *broken)
+{
+	*held = w->plans_held;
+	*broken = w->plans_broken;
+}
+
 static int check_usable(const qc_ckpt_writer *w)
 {
 	if (w->broken)
@@ -544,6 +551,8 @@ int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
 			ok = 0;
 		if (rc == 0 && ok)
 			rc = end_planned(w, sname, views, n, size, fh);
+		if (rc == 0)
+			*(ok ? &w->plans_held : &w->plans_broken) += 1;
 		qc_ckw__plan_free(w->plan);
 		w->plan = NULL;
 		if (rc || ok)

@@ -355,6 +355,11 @@ int qc_qout_end_layer(qc_qout *q, int layer)
 	return rc;
 }
 
+void qc_qout_plan_stats(const qc_qout *q, int *held, int *broken)
+{
+	qc_ckw_plan_stats(q->w, held, broken);
+}
+
 int qc_qout_shard_hash(const qc_qout *q, int layer, qc_h128 *h)
 {
 	char sname[64];

@@ -94,6 +94,8 @@ int qc_qout_give(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int6
  * stream input is read in order, and a stream output cannot be written out
  * of order). */
 int qc_qout_plan_layer(qc_qout *q, int layer, qc_qout_skip_fn quantized, void *ctx);
+/* qc_ckw_plan_stats of the output. */
+void qc_qout_plan_stats(const qc_qout *q, int *held, int *broken);
 /* XXH3-128 of the shard of `layer`, once ended (the writer hashed it on
  * the way out). */
 int qc_qout_shard_hash(const qc_qout *q, int layer, qc_h128 *h);

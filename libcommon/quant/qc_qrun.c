@@ -933,6 +933,11 @@ static int run(qc_qrun *r)
 		QC_TRY(qc_report_save(r->report, o->report));
 	if (r->resumable && unlink(r->rec_path) != 0 && errno != ENOENT)
 		return qc_seterr(QC_EIO, "cannot remove '%s':", r->rec_path);
+	int held, broken;
+	qc_qout_plan_stats(r->out, &held, &broken);
+	if (held + broken > 0) /* a broken plan costs a second write: worth seeing */
+		qc_log(QC_LOG_DETAIL, "%d of %d shards written while their layer computed", held,
+		       held + broken);
 	rc = qc_qout_close(r->out, r->report);
 	r->out = NULL;
 	if (rc == 0 && r->n_ratio)
