@@ -338,6 +338,13 @@ int qc_qout_plan_layer(qc_qout *q, int layer, qc_qout_skip_fn quantized, void *c
 		rc = declare_group(q, QC_GROUP_PRE, NULL, NULL, &d, &n, &cap);
 	if (rc == 0)
 		rc = declare_group(q, layer, quantized, ctx, &d, &n, &cap);
+	/* an fp8 kv_cache_scheme: the static k/v scales qfp8 adds per layer */
+	for (int i = 0; rc == 0 && q->s && q->s->kv_cache_fp8 && i < 2; i++) {
+		char name[128];
+		int64_t one = 1;
+		snprintf(name, sizeof name, "model.layers.%d.self_attn.%s", layer, i ? "v_scale" : "k_scale");
+		rc = declare(&d, &n, &cap, name, q->s->weights.scale_dtype, 1, &one);
+	}
 	if (rc == 0 && layer == q->n_layers - 1)
 		rc = declare_group(q, QC_GROUP_POST, NULL, NULL, &d, &n, &cap);
 	if (rc == 0)

@@ -88,7 +88,8 @@ int qc_qout_give(qc_qout *q, const char *name, qc_dtype dt, int ndim, const int6
  * added (qc_ckw_plan_shard): every tensor of the input groups it holds (the
  * embeddings with layer 0, the final norm and lm_head with the last) as it
  * is, except the weights quantized(ctx, name) says qc_qout_linear will
- * replace, declared as it writes them. Tensors are then written as they
+ * replace, declared as it writes them, and the k/v scales of an fp8
+ * kv_cache_scheme. Tensors are then written as they
  * are added, overlapping the caller's work; a plan the adds do not follow
  * costs only time. A no-op when the input or the output is a stream (a
  * stream input is read in order, and a stream output cannot be written out
