@@ -29,6 +29,7 @@
 #include "qc_err.h"
 #include "qc_num.h"
 #include "qc_pool.h"
+#include "qc_qarith.h"
 
 /* Set by the tests (which compile this file in): the sweep takes its plain
  * paths only (rows in their original order, one row at a time), which the
@@ -84,70 +85,21 @@ static void *work_alloc(size_t bytes)
 
 // ---------------------------------------------------------------- quantization arithmetic
 
-/* qc_quant.c's rules (calculate_qparams, _quantize), on a qk_qspec. */
+/* compressed-tensors' rules (calculate_qparams, _quantize; qc_qarith.h) on a qk_qspec. */
 
 static void qrange(const qk_qspec *q, float *qmin, float *qmax)
 {
-	if (q->is_float) {
-		*qmin = -QC_FP8_E4M3_MAX;
-		*qmax = QC_FP8_E4M3_MAX;
-	} else {
-		*qmin = -(float)(1 << (q->bits - 1));
-		*qmax = (float)((1 << (q->bits - 1)) - 1);
-	}
-}
-
-/* One elementwise operation of torch in dtype dt: computed in float, rounded. */
-static inline float rt(qc_dtype dt, float x)
-{
-	return dt == QC_DT_F32 ? x : qc_round_to(x, dt);
+	qc_qa_range(q->is_float, q->bits, qmin, qmax);
 }
 
 static void qparams(const qk_qspec *q, float xmin, float xmax, float *scale, float *zp)
 {
-	const qc_dtype sd = q->scale_dtype;
-	float qmin, qmax;
-	qrange(q, &qmin, &qmax);
-	xmin = xmin < 0 ? xmin : 0;
-	xmax = xmax > 0 ? xmax : 0;
-	float s, z = 0;
-	if (q->symmetric) {
-		float amax = fabsf(xmin) > fabsf(xmax) ? fabsf(xmin) : fabsf(xmax);
-		s = rt(sd, amax / ((qmax - qmin) / 2));
-		if (s < FLT_EPSILON)
-			s = rt(sd, FLT_EPSILON);
-	} else {
-		float range = rt(sd, xmax - xmin);
-		s = rt(sd, range / (qmax - qmin));
-		if (s < FLT_EPSILON)
-			s = rt(sd, FLT_EPSILON);
-		z = rt(sd, qmin - rt(sd, xmin / s));
-		if (z < qmin)
-			z = qmin;
-		if (z > qmax)
-			z = qmax;
-		z = nearbyintf(z);
-	}
-	*scale = s;
-	*zp = z;
+	qc_qa_params(q->is_float, q->bits, q->symmetric, q->scale_dtype, xmin, xmax, scale, zp);
 }
 
 static float quantize(const qk_qspec *q, float x, float scale, float zp)
 {
-	float qmin, qmax;
-	qrange(q, &qmin, &qmax);
-	float v = rt(q->arith, x / scale);
-	if (zp != 0)
-		v = rt(q->arith, v + zp);
-	if (v < qmin)
-		v = qmin;
-	if (v > qmax)
-		v = qmax;
-	if (v != v)
-		v = 0;
-	if (q->is_float)
-		return qc_fp8e4m3_to_f32(qc_f32_to_fp8e4m3(v));
-	return nearbyintf(v);
+	return qc_qa_quantize(q->is_float, q->bits, q->arith, x, scale, zp);
 }
 
 static inline float dequantize(float q, float s, float z) { return (q - z) * s; }

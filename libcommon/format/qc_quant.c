@@ -7,6 +7,7 @@
 
 #include "qc_err.h"
 #include "qc_num.h"
+#include "qc_qarith.h"
 
 int qc_qargs_check(const qc_qargs *a)
 {
@@ -30,13 +31,7 @@ int qc_qargs_check(const qc_qargs *a)
 
 void qc_qrange(const qc_qargs *a, float *qmin, float *qmax)
 {
-	if (a->is_float) {
-		*qmin = -QC_FP8_E4M3_MAX;
-		*qmax = QC_FP8_E4M3_MAX;
-	} else {
-		*qmin = -(float)(1 << (a->bits - 1));
-		*qmax = (float)((1 << (a->bits - 1)) - 1);
-	}
+	qc_qa_range(a->is_float, a->bits, qmin, qmax);
 }
 
 int64_t qc_qgroups(const qc_qargs *a, int64_t cols)
@@ -46,59 +41,14 @@ int64_t qc_qgroups(const qc_qargs *a, int64_t cols)
 	return 1;
 }
 
-/* One elementwise operation of torch in dtype dt: computed in float, rounded. */
-static inline float rt(qc_dtype dt, float x)
-{
-	return dt == QC_DT_F32 ? x : qc_round_to(x, dt);
-}
-
 void qc_qparams(const qc_qargs *a, float xmin, float xmax, float *scale, float *zp)
 {
-	const qc_dtype sd = a->scale_dtype;
-	float qmin, qmax;
-	qc_qrange(a, &qmin, &qmax);
-	/* min/max are values of the observed tensor, already representable in
-	 * its dtype; widening to include 0 is exact */
-	xmin = xmin < 0 ? xmin : 0;
-	xmax = xmax > 0 ? xmax : 0;
-	float s, z = 0;
-	if (a->symmetric) {
-		float amax = fabsf(xmin) > fabsf(xmax) ? fabsf(xmin) : fabsf(xmax);
-		s = rt(sd, amax / ((qmax - qmin) / 2));
-		if (s < FLT_EPSILON)
-			s = rt(sd, FLT_EPSILON);
-	} else {
-		float range = rt(sd, xmax - xmin);
-		s = rt(sd, range / (qmax - qmin));
-		if (s < FLT_EPSILON)
-			s = rt(sd, FLT_EPSILON);
-		z = rt(sd, qmin - rt(sd, xmin / s));
-		if (z < qmin)
-			z = qmin;
-		if (z > qmax)
-			z = qmax;
-		z = nearbyintf(z); /* round half to even under the default rounding mode */
-	}
-	*scale = s;
-	*zp = z;
+	qc_qa_params(a->is_float, a->bits, a->symmetric, a->scale_dtype, xmin, xmax, scale, zp);
 }
 
 float qc_quantize_value(const qc_qargs *a, float x, float scale, float zp)
 {
-	float qmin, qmax;
-	qc_qrange(a, &qmin, &qmax);
-	float v = rt(a->arith, x / scale);
-	if (zp != 0)
-		v = rt(a->arith, v + zp);
-	if (v < qmin)
-		v = qmin;
-	if (v > qmax)
-		v = qmax;
-	if (v != v) /* NaN input: callers reject non-finite weights first */
-		v = 0;
-	if (a->is_float)
-		return qc_fp8e4m3_to_f32(qc_f32_to_fp8e4m3(v));
-	return nearbyintf(v);
+	return qc_qa_quantize(a->is_float, a->bits, a->arith, x, scale, zp);
 }
 
 float qc_qdq(const qc_qargs *a, float x, float scale, float zp)
