@@ -107,8 +107,10 @@ UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNITS     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_UTIL := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
 UNIT_UOBJ := $(UNIT_UTIL:%.c=$(BUILD)/%.o)
-BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
+BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
 BENCHES   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+BENCH_UTIL := $(filter-out $(BENCH_SRC),$(wildcard tests/bench/*.c))
+BENCH_UOBJ := $(BENCH_UTIL:%.c=$(BUILD)/%.o)
 DEPS_OK   := $(BUILD)/.deps-ok
 
 .PHONY: all check check-headers check-layers check-lint check-unit check-cli demo deps bench check-docs install clean
@@ -157,11 +159,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(UNIT_UOBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_UOBJ) $(LIB) $(LIBS) -lcmocka
 
-$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BENCH_UOBJ) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(BENCH_UOBJ) $(LIB) $(LIBS)
 
-check: check-headers check-layers check-lint check-unit check-cli check-docs $(CHECK_CUDA_EMU) check-fuzz
+check: check-headers check-layers check-lint check-unit check-cli check-docs $(CHECK_CUDA_EMU) check-fuzz $(BENCHES)
 
 # every header compiles on its own (git's hdr-check)
 HEADERS := $(sort $(foreach l,$(LAYERS),$(wildcard libcommon/$(l)/*.h)) $(wildcard kernels/*.h tools/*.h))

@@ -24,6 +24,7 @@
 
 #include <jansson.h>
 
+#include "btable.h"
 #include "kernels.h"
 #include "qc_ctq.h"
 #include "qc_decode.h"
@@ -31,72 +32,9 @@
 #include "qc_log.h"
 #include "qc_model.h"
 
-typedef struct {
-	qc_tensor *t;
-	size_t n, cap;
-} table;
-
-static uint64_t rs = 0x9E3779B97F4A7C15ull;
-
-static uint64_t next(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
-
-static qc_tensor *put(table *tb, const char *name, qc_dtype dt, int ndim, const int64_t *shape)
-{
-	if (tb->n == tb->cap) {
-		tb->cap = tb->cap ? 2 * tb->cap : 256;
-		tb->t = realloc(tb->t, tb->cap * sizeof *tb->t);
-		if (!tb->t)
-			abort();
-	}
-	qc_tensor *t = &tb->t[tb->n++];
-	memset(t, 0, sizeof *t);
-	t->name = strdup(name);
-	t->dtype = dt;
-	t->ndim = ndim;
-	memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-	t->nbytes = (size_t)qc_numel(ndim, shape) * qc_dtype_size(dt);
-	if (!(t->data = malloc(t->nbytes)))
-		abort();
-	return t;
-}
-
-static uint16_t bf16(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	return (uint16_t)(u >> 16);
-}
-
-/* BF16 values uniform in about [-a, a] */
-static void put_bf16(table *tb, const char *name, int ndim, const int64_t *shape, float a, float c)
-{
-	qc_tensor *t = put(tb, name, QC_DT_BF16, ndim, shape);
-	uint16_t *d = (uint16_t *)t->data;
-	for (size_t i = 0; i < t->nbytes / 2; i++)
-		d[i] = bf16(c + a * ((float)(next() >> 40) / (float)(1 << 24) * 2.0f - 1.0f));
-}
-
-static int tb_get(void *ctx, const char *name, const qc_tensor **t)
-{
-	table *tb = ctx;
-	for (size_t i = 0; i < tb->n; i++)
-		if (strcmp(tb->t[i].name, name) == 0) {
-			*t = &tb->t[i];
-			return 0;
-		}
-	return qc_seterr(QC_ENOTFOUND, "no tensor '%s'", name);
-}
-
 static void die(int rc)
 {
-	fprintf(stderr, "bench_decode: %s\n", *qc_errmsg() ? qc_errmsg() : qc_strerror(rc));
-	exit(1);
+	bt_die("bench_decode", rc);
 }
 
 /* ---- the bound: a plain read of a buffer larger than any cache ---- */
@@ -174,49 +112,31 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_decode: invalid arguments\n");
 		return 2;
 	}
-	const int64_t H = 2048, IM = 8192, nh = 32, nkv = 8, hd = 64, G = 128;
+	const int64_t G = 128;   /* inputs per scale */
 	qc_config cfg;
-	memset(&cfg, 0, sizeof cfg);
-	snprintf(cfg.hidden_act, sizeof cfg.hidden_act, "silu");
-	cfg.hidden_size = H;
-	cfg.intermediate_size = IM;
-	cfg.num_hidden_layers = layers;
-	cfg.num_attention_heads = nh;
-	cfg.num_key_value_heads = nkv;
-	cfg.head_dim = hd;
-	cfg.vocab_size = vocab;
-	cfg.rms_norm_eps = 1e-5;
-	cfg.rope_theta = 500000.0;
-	cfg.tie_word_embeddings = 1;
-	cfg.bos_token_id = -1;
-
-	table tb = { 0 };
-	static const char *const paths[7] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-	                                      "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
-	                                      "mlp.down_proj" };
-	const int64_t shapes[7][2] = { { nh * hd, H }, { nkv * hd, H }, { nkv * hd, H }, { H, nh * hd },
-	                               { IM, H },      { IM, H },       { H, IM } };
+	int64_t shapes[7][2];
+	bt_llama_1b(&cfg, layers, vocab, shapes);
+	const int64_t H = cfg.hidden_size, IM = cfg.intermediate_size;
+	const int64_t nh = cfg.num_attention_heads, nkv = cfg.num_key_value_heads, hd = cfg.head_dim;
+	btable tb = { 0 };
 	char name[256];
 	for (int l = 0; l < layers; l++) {
-		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-		put_bf16(&tb, name, 1, &H, 0.1f, 1.0f);
-		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-		put_bf16(&tb, name, 1, &H, 0.1f, 1.0f);
+		bt_put_norms(&tb, &cfg, l, 0.1f, 1.0f);
 		for (int k = 0; k < 7; k++) {
 			/* codes in [-8, 7], one scale per 128 inputs */
-			snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, paths[k]);
-			qc_tensor *t = put(&tb, name, QC_DT_I8, 2, shapes[k]);
+			qc_linear_name(name, sizeof name, l, (qc_linear)k, "weight");
+			qc_tensor *t = bt_put(&tb, name, QC_DT_I8, 2, shapes[k]);
 			for (size_t i = 0; i < t->nbytes; i++)
-				((int8_t *)t->data)[i] = (int8_t)((int)(next() >> 60) - 8);
+				((int8_t *)t->data)[i] = (int8_t)((int)(bt_rand() >> 60) - 8);
 			int64_t ss[2] = { shapes[k][0], shapes[k][1] / G };
-			snprintf(name, sizeof name, "model.layers.%d.%s.weight_scale", l, paths[k]);
-			put_bf16(&tb, name, 2, ss, 0.002f, 0.004f);
+			qc_linear_name(name, sizeof name, l, (qc_linear)k, "weight_scale");
+			bt_put_bf16(&tb, name, 2, ss, 0.002f, 0.004f);
 		}
 	}
-	put_bf16(&tb, "model.norm.weight", 1, &H, 0.1f, 1.0f);
+	bt_put_bf16(&tb, "model.norm.weight", 1, &H, 0.1f, 1.0f);
 	int64_t es[2] = { vocab, H };
-	put_bf16(&tb, "model.embed_tokens.weight", 2, es, 0.05f, 0.0f);
-	qc_wsrc src = { &tb, tb_get, NULL };
+	bt_put_bf16(&tb, "model.embed_tokens.weight", 2, es, 0.05f, 0.0f);
+	qc_wsrc src = { &tb, bt_get, NULL };
 	json_t *qj = json_loads(
 		"{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
 		"\"naive-quantized\", \"ignore\": [\"lm_head\"], \"config_groups\": {\"group_0\": "
@@ -270,7 +190,7 @@ int main(int argc, char **argv)
 	int64_t nid = prompt > prefill ? prompt : prefill;
 	int32_t *ids = malloc(sizeof(int32_t) * (size_t)nid);
 	for (int64_t i = 0; i < nid; i++)
-		ids[i] = (int32_t)(next() % (uint64_t)vocab);
+		ids[i] = (int32_t)(bt_rand() % (uint64_t)vocab);
 	float *logits = malloc(sizeof(float) * (size_t)vocab);
 	/* bytes a step reads beside the layer weights: the lm_head (BF16) and
 	 * the KV cache up to the last position (FP32 keys and values) */
@@ -283,9 +203,9 @@ int main(int argc, char **argv)
 	if (!gx || !gw || !gy)
 		die(qc_seterr(QC_ENOMEM, "out of memory"));
 	for (int64_t i = 0; i < prefill * H; i++)
-		gx[i] = (float)(next() >> 40) / (float)(1 << 24) - 0.5f;
+		gx[i] = (float)(bt_rand() >> 40) / (float)(1 << 24) - 0.5f;
 	for (int64_t i = 0; i < IM * H; i++)
-		gw[i] = (float)(next() >> 40) / (float)(1 << 24) - 0.5f;
+		gw[i] = (float)(bt_rand() >> 40) / (float)(1 << 24) - 0.5f;
 	int64_t lin_w = 0;   /* Linear weights a token multiplies */
 	for (int k = 0; k < 7; k++)
 		lin_w += shapes[k][0] * shapes[k][1];

@@ -20,72 +20,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "btable.h"
 #include "kernels.h"
 #include "qc_err.h"
 #include "qc_log.h"
 #include "qc_model.h"
 
-/* ---- random BF16 tensors in memory, served by name ---- */
-
-typedef struct {
-	qc_tensor *t;
-	size_t n, cap;
-} table;
-
-static uint64_t rs = 0x9E3779B97F4A7C15ull;
-
-static uint64_t next(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
-
-/* uniform BF16 values in about [-a, a] (a = 2^e), from random bits */
-static void add(table *tb, const char *name, int ndim, const int64_t *shape, float a)
-{
-	if (tb->n == tb->cap) {
-		tb->cap = tb->cap ? 2 * tb->cap : 64;
-		tb->t = realloc(tb->t, tb->cap * sizeof *tb->t);
-		if (!tb->t)
-			abort();
-	}
-	qc_tensor *t = &tb->t[tb->n++];
-	memset(t, 0, sizeof *t);
-	t->name = strdup(name);
-	t->dtype = QC_DT_BF16;
-	t->ndim = ndim;
-	memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-	int64_t n = qc_numel(ndim, shape);
-	uint16_t *d = malloc((size_t)n * 2);
-	if (!d)
-		abort();
-	for (int64_t i = 0; i < n; i++) {
-		float f = a * ((float)(next() >> 40) / (float)(1 << 24) * 2.0f - 1.0f);
-		uint32_t u;
-		memcpy(&u, &f, 4);
-		d[i] = (uint16_t)(u >> 16);
-	}
-	t->data = d;
-	t->nbytes = (size_t)n * 2;
-}
-
-static int tb_get(void *ctx, const char *name, const qc_tensor **t)
-{
-	table *tb = ctx;
-	for (size_t i = 0; i < tb->n; i++)
-		if (strcmp(tb->t[i].name, name) == 0) {
-			*t = &tb->t[i];
-			return 0;
-		}
-	return qc_seterr(QC_ENOTFOUND, "no tensor '%s'", name);
-}
-
 static void die(int rc)
 {
-	fprintf(stderr, "bench_forward: %s\n", *qc_errmsg() ? qc_errmsg() : qc_strerror(rc));
-	exit(1);
+	bt_die("bench_forward", rc);
 }
 
 /* seconds for the Linear GEMMs of one layer over T tokens (y = x W^T) */
@@ -122,48 +65,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_forward: invalid arguments\n");
 		return 2;
 	}
-	const int64_t H = 2048, IM = 8192, nh = 32, nkv = 8, hd = 64, T = seq * nseq;
+	const int64_t T = seq * nseq;
 	qc_config cfg;
-	memset(&cfg, 0, sizeof cfg);
-	snprintf(cfg.hidden_act, sizeof cfg.hidden_act, "silu");
-	cfg.hidden_size = H;
-	cfg.intermediate_size = IM;
-	cfg.num_hidden_layers = layers;
-	cfg.num_attention_heads = nh;
-	cfg.num_key_value_heads = nkv;
-	cfg.head_dim = hd;
-	cfg.vocab_size = vocab ? vocab : 1;
-	cfg.rms_norm_eps = 1e-5;
-	cfg.rope_theta = 500000.0;
-	cfg.rope_type = QC_ROPE_LLAMA3;
-	cfg.rope_factor = 32;
-	cfg.rope_low_freq_factor = 1;
-	cfg.rope_high_freq_factor = 4;
-	cfg.rope_original_max_position_embeddings = 8192;
-
-	table tb = { 0 };
-	static const char *const paths[7] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-	                                      "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
-	                                      "mlp.down_proj" };
-	const int64_t shapes[7][2] = { { nh * hd, H }, { nkv * hd, H }, { nkv * hd, H }, { H, nh * hd },
-	                               { IM, H },      { IM, H },       { H, IM } };
+	int64_t shapes[7][2];
+	bt_llama_1b(&cfg, layers, vocab ? vocab : 1, shapes);
+	const int64_t H = cfg.hidden_size, IM = cfg.intermediate_size;
+	const int64_t nh = cfg.num_attention_heads, nkv = cfg.num_key_value_heads, hd = cfg.head_dim;
+	btable tb = { 0 };
 	char name[256];
 	for (int l = 0; l < layers; l++) {
-		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-		add(&tb, name, 1, &H, 1.0f);
-		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-		add(&tb, name, 1, &H, 1.0f);
+		bt_put_norms(&tb, &cfg, l, 1.0f, 0.0f);
 		for (int k = 0; k < 7; k++) {
-			snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, paths[k]);
-			add(&tb, name, 2, shapes[k], 0.03f);
+			qc_linear_name(name, sizeof name, l, (qc_linear)k, "weight");
+			bt_put_bf16(&tb, name, 2, shapes[k], 0.03f, 0.0f);
 		}
 	}
-	add(&tb, "model.norm.weight", 1, &H, 1.0f);
+	bt_put_bf16(&tb, "model.norm.weight", 1, &H, 1.0f, 0.0f);
 	int64_t es[2] = { cfg.vocab_size, H };
 	if (vocab)
-		add(&tb, "model.embed_tokens.weight", 2, es, 0.03f);
-	cfg.tie_word_embeddings = 1;
-	qc_wsrc src = { &tb, tb_get, NULL };
+		bt_put_bf16(&tb, "model.embed_tokens.weight", 2, es, 0.03f, 0.0f);
+	qc_wsrc src = { &tb, bt_get, NULL };
 
 	qk_ctx *kc;
 	int rc;
@@ -178,7 +99,7 @@ int main(int argc, char **argv)
 	if (!x)
 		die(QC_ENOMEM);
 	for (int64_t i = 0; i < T * H; i++)
-		x[i] = (float)((int64_t)(next() >> 40) - (1 << 23)) / (float)(1 << 23);
+		x[i] = (float)((int64_t)(bt_rand() >> 40) - (1 << 23)) / (float)(1 << 23);
 	int64_t *lens = malloc(sizeof(int64_t) * (size_t)nseq);
 	for (int64_t i = 0; i < nseq; i++)
 		lens[i] = seq;
@@ -205,10 +126,10 @@ int main(int argc, char **argv)
 		if (!w[k])
 			die(QC_ENOMEM);
 		for (int64_t i = 0; i < shapes[k][0] * shapes[k][1]; i++)
-			w[k][i] = (float)((int64_t)(next() >> 40) - (1 << 23)) / (float)(1 << 28);
+			w[k][i] = (float)((int64_t)(bt_rand() >> 40) - (1 << 23)) / (float)(1 << 28);
 	}
 	for (int64_t i = 0; i < T * IM; i++)
-		xb[i] = (float)((int64_t)(next() >> 40) - (1 << 23)) / (float)(1 << 23);
+		xb[i] = (float)((int64_t)(bt_rand() >> 40) - (1 << 23)) / (float)(1 << 23);
 
 	/* load every layer once (timed: BF16 -> FP32 conversion and checks) */
 	qc_layer *lw = calloc((size_t)layers, sizeof *lw);

@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bfiles.h"
 #include "qc_ckpt.h"
 #include "qc_config.h"
 #include "qc_err.h"
@@ -40,6 +41,9 @@
 #include "qc_qout.h"
 #include "qc_quant.h"
 #include "qc_synth.h"
+
+/* -c: evict the files before every run */
+static int cold;
 
 static void die(const char *what)
 {
@@ -137,76 +141,14 @@ static void make_naive(const char *dense, const char *dir)
 
 // ---------------------------------------------------------------- timing
 
-struct files {
-	char **path;
-	size_t n, cap;
-	uint64_t bytes;
-	const char *dir;
-};
-
-static int add_member(void *ctx, const char *member, uint64_t size, const qc_tensor *t)
-{
-	struct files *f = ctx;
-	if (t)
-		return 0;
-	if (f->n == f->cap) {
-		f->cap = f->cap ? 2 * f->cap : 64;
-		if (!(f->path = realloc(f->path, f->cap * sizeof *f->path)))
-			return qc_seterr(QC_ENOMEM, "out of memory");
-	}
-	if (!(f->path[f->n++] = qc_path_join(f->dir, member)))
-		return qc_seterr(QC_ENOMEM, "out of memory");
-	f->bytes += size;
-	return 0;
-}
-
-static int cold;
-
-static void evict(const struct files *f)
-{
-	for (size_t i = 0; i < f->n; i++) {
-		int fd = open(f->path[i], O_RDONLY);
-		if (fd >= 0) {
-			(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-			close(fd);
-		}
-	}
-}
-
-/* cat FILES > /dev/null; seconds, or -1 */
-static double run_cat(const struct files *f)
-{
-	if (cold)
-		evict(f);
-	char **argv = calloc(f->n + 2, sizeof *argv);
-	if (!argv)
-		return -1;
-	argv[0] = "cat";
-	for (size_t i = 0; i < f->n; i++)
-		argv[i + 1] = f->path[i];
-	double t0 = qc_now();
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		if (fd < 0 || dup2(fd, 1) < 0)
-			_exit(127);
-		execvp("cat", argv);
-		_exit(127);
-	}
-	int st = 0;
-	int ok = pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-	free(argv);
-	return ok ? qc_now() - t0 : -1;
-}
-
 /* cp -r INPUT COPY: reading and writing the same bytes; seconds, or -1 */
-static double run_cp(const struct files *f, const char *copy)
+static double run_cp(const bfiles *f, const char *copy)
 {
 	if (qc_rmtree(copy))
 		die("removing the last copy");
 	sync();
 	if (cold)
-		evict(f);
+		bf_evict(f);
 	double t0 = qc_now();
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -220,13 +162,13 @@ static double run_cp(const struct files *f, const char *copy)
 	return ok ? t : -1;
 }
 
-static double run_pack(const struct files *f, const qc_pack_opts *o, qc_pack_result *res)
+static double run_pack(const bfiles *f, const qc_pack_opts *o, qc_pack_result *res)
 {
 	if (qc_rmtree(o->output))
 		die("removing the last output");
 	sync();
 	if (cold)
-		evict(f);
+		bf_evict(f);
 	double t0 = qc_now();
 	if (qc_pack_checkpoint(o, res))
 		die("packing");
@@ -281,9 +223,9 @@ int main(int argc, char **argv)
 	}
 	free(have);
 
-	struct files f = { .dir = naive };
+	bfiles f = { .dir = naive, .cold = cold };
 	qc_ckpt *ck;
-	if (qc_ckpt_open(&ck, naive, NULL) || qc_ckpt_list(ck, add_member, &f))
+	if (qc_ckpt_open(&ck, naive, NULL) || qc_ckpt_list(ck, bf_add_member, &f))
 		die(naive);
 	qc_ckpt_close(ck);
 	double gb = (double)f.bytes / 1e9;
@@ -298,7 +240,7 @@ int main(int argc, char **argv)
 	o.version = "bench";
 	o.argc = 6;
 	o.argv = pargv;
-	double cat1 = run_cat(&f), best = 1e30;
+	double cat1 = bf_cat(&f), best = 1e30;
 	qc_pack_result res;
 	for (int i = 0; i < reps; i++) {
 		double t = run_pack(&f, &o, &res);
@@ -307,7 +249,7 @@ int main(int argc, char **argv)
 		       (double)res.tensor_bytes / 1e9);
 		best = t < best ? t : best;
 	}
-	double cat2 = run_cat(&f);
+	double cat2 = bf_cat(&f);
 	char *copy = qc_path_join(dir, "copy");
 	double cp = run_cp(&f, copy);
 	free(copy);

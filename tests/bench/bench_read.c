@@ -24,85 +24,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bfiles.h"
 #include "qc_ckpt.h"
 #include "qc_err.h"
 #include "qc_io.h"
 #include "qc_log.h"
 #include "qc_manifest.h"
 
-struct files {
-	char **path;
-	size_t n, cap;
-	uint64_t bytes;
-	const char *dir;
-};
-
-static int add_member(void *ctx, const char *member, uint64_t size, const qc_tensor *t)
-{
-	struct files *f = ctx;
-	if (t)
-		return 0;
-	if (f->n == f->cap) {
-		f->cap = f->cap ? 2 * f->cap : 64;
-		f->path = realloc(f->path, f->cap * sizeof *f->path);
-		if (!f->path)
-			return qc_seterr(QC_ENOMEM, "out of memory");
-	}
-	if (!(f->path[f->n++] = qc_path_join(f->dir, member)))
-		return qc_seterr(QC_ENOMEM, "out of memory");
-	f->bytes += size;
-	return 0;
-}
-
+/* Open, hash everything, close: what `qcat --verify DIR` does. */
+/* -c: evict the files before every run */
 static int cold;
 
-/* Drop the files' pages from the page cache (a hint the kernel follows for
- * clean pages), so the next run reads from the device. */
-static void evict(const struct files *f)
-{
-	for (size_t i = 0; i < f->n; i++) {
-		int fd = open(f->path[i], O_RDONLY);
-		if (fd >= 0) {
-			(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-			close(fd);
-		}
-	}
-}
-
-/* cat FILES > /dev/null; seconds, or -1. */
-static double run_cat(const struct files *f)
+static double run_ours(const bfiles *f, const char *dir, int *verified)
 {
 	if (cold)
-		evict(f);
-	char **argv = calloc(f->n + 2, sizeof *argv);
-	if (!argv)
-		return -1;
-	argv[0] = "cat";
-	for (size_t i = 0; i < f->n; i++)
-		argv[i + 1] = f->path[i];
-	double t0 = qc_now();
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		if (fd < 0 || dup2(fd, 1) < 0)
-			_exit(127);
-		execvp("cat", argv);
-		_exit(127);
-	}
-	int st = 0;
-	if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		free(argv);
-		return -1;
-	}
-	free(argv);
-	return qc_now() - t0;
-}
-
-/* Open, hash everything, close: what `qcat --verify DIR` does. */
-static double run_ours(const struct files *f, const char *dir, int *verified)
-{
-	if (cold)
-		evict(f);
+		bf_evict(f);
 	double t0 = qc_now();
 	qc_ckpt *ck;
 	int rc = qc_ckpt_open(&ck, dir, NULL);
@@ -145,11 +81,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_read: '%s' is not a checkpoint directory\n", dir);
 		return 2;
 	}
-	struct files f = { .dir = dir };
+	bfiles f = { .dir = dir, .cold = cold };
 	qc_ckpt *ck;
 	int rc = qc_ckpt_open(&ck, dir, NULL);
 	if (rc == 0) {
-		rc = qc_ckpt_list(ck, add_member, &f);
+		rc = qc_ckpt_list(ck, bf_add_member, &f);
 		qc_ckpt_close(ck);
 	}
 	if (rc) {
@@ -160,7 +96,7 @@ int main(int argc, char **argv)
 	printf("checkpoint %s: %zu files, %.3f GB, %s page cache\n", dir, f.n, gb,
 	       cold ? "cold (evicted before each run)" : "warm after the first run");
 
-	double cat1 = run_cat(&f);
+	double cat1 = bf_cat(&f);
 	double best = 1e30;
 	int verified = 0;
 	for (int i = 0; i < reps; i++) {
@@ -172,7 +108,7 @@ int main(int argc, char **argv)
 		printf("  ours  run %d: %7.3f s  %6.2f GB/s\n", i + 1, t, gb / t);
 		best = t < best ? t : best;
 	}
-	double cat2 = run_cat(&f);
+	double cat2 = bf_cat(&f);
 	if (cat1 < 0 || cat2 < 0) {
 		fprintf(stderr, "bench_read: cat failed\n");
 		return 2;
