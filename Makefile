@@ -224,9 +224,10 @@ SECONDS   ?= 60
 .PHONY: fuzz fuzz-targets fuzz-run check-fuzz
 
 # the targets and the library are built by a make of their own with FUZZ=1
-# (clang objects in build-fuzz/), when clang's libFuzzer runtime exists
+# (clang objects in build-fuzz/, whatever BUILD the caller gave), when
+# clang's libFuzzer runtime exists
 fuzz:
-	@if sh tests/fuzz/run.sh probe; then $(MAKE) --no-print-directory FUZZ=1 fuzz-targets; \
+	@if sh tests/fuzz/run.sh probe; then $(MAKE) --no-print-directory FUZZ=1 BUILD=build-fuzz fuzz-targets; \
 	else echo "fuzz: skipped: $(FUZZ_CC) with libFuzzer (clang, libclang-rt-dev) not found"; fi
 
 fuzz-targets: $(FUZZERS)

@@ -64,7 +64,8 @@ void qc_hwalk_release(qc_hwalk *w);
 /* A directory shard written while it is filled (qc_ckpt_plan.c; see
  * qc_ckw_plan_shard). plan_new takes decl (declarations and metadata, laid
  * out as the shard will be), creates path exclusively with the header and
- * starts the writer thread. plan_add queues a tensor that matches an
+ * starts the writer thread (*p is NULL, and 0 returned, when no thread can
+ * be started: the shard is then written unplanned). plan_add queues a tensor that matches an
  * unwritten declaration (1) or marks the plan broken (0: the caller writes
  * the shard again at its end); data must stay valid until finish or free.
  * finish waits for the writes and closes the file: *ok 1 when every

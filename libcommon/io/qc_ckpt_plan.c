@@ -221,8 +221,10 @@ int qc_ckw__plan_new(qc_ckw_plan **out, const char *path, qc_st_writer *decl)
 	    (rc = pwrite_all(p, (const unsigned char *)header, hlen, 8)) != 0)
 		goto fail;
 	if (pthread_create(&p->thread, NULL, writer_main, p) != 0) {
-		rc = qc_seterr(QC_EIO, "cannot start the writer thread for '%s'", path);
-		goto fail;
+		/* no thread, no plan: the shard is written whole at its end, as
+		 * without one (that path replaces the file) */
+		qc_ckw__plan_free(p);
+		return 0;
 	}
 	p->started = 1;
 	*out = p;

@@ -623,8 +623,8 @@ static void test_writer_rules(void **state)
 enum plan_how { PLAN_NONE, PLAN_EXACT, PLAN_MISSING, PLAN_EXTRA, PLAN_SHAPE, PLAN_GROUPS };
 
 struct pdecl {
-	qc_tensor t[16];
-	char names[16][96];
+	qc_tensor t[24];
+	char names[24][96];
 	size_t n;
 };
 
@@ -655,6 +655,8 @@ static void plan_layer_shard(qc_ckpt_writer *w, int l, int layers, int64_t big, 
 	pdecl_add(&d, n, H, I);
 	snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
 	pdecl_add(&d, n, H, 0);
+	snprintf(n, sizeof n, "model.layers.%d.empty", l);   /* zero bytes */
+	pdecl_add(&d, n, 0, 0);
 	if (l == layers - 1) {
 		pdecl_add(&d, "model.norm.weight", H, 0);
 		pdecl_add(&d, "lm_head.weight", big, H);
@@ -686,6 +688,9 @@ static int write_planned(const char *out, int layers, int64_t big, enum plan_how
 		if (l == 0)
 			add_t(w, "model.embed_tokens.weight", big, H, 3);
 		add_layer(w, l, 3);
+		char empty[64];
+		snprintf(empty, sizeof empty, "model.layers.%d.empty", l);
+		add_t(w, empty, 0, 0, 3);
 		if (l == layers - 1) {
 			add_t(w, "model.norm.weight", H, 0, 3);
 			add_t(w, "lm_head.weight", big, H, 3);
