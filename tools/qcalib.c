@@ -111,91 +111,6 @@ static qc_tok *load_tokenizer(const char *dir, qc_h128 *hash)
 }
 
 /* ------------------------------------------------------------------------ */
-/* the three ways of filling rows                                            */
-
-typedef struct rows {
-	int32_t *ids;      /* [n, len] */
-	int32_t *lens;     /* [n] */
-	int64_t n;         /* rows filled */
-} rows;
-
-static void fill_random(const opts *o, qc_tok *t, int64_t vocab, rows *r)
-{
-	/* the ids a model can meet in text: its ordinary vocabulary */
-	int32_t *ok = malloc((size_t)vocab * sizeof *ok);
-	if (!ok) {
-		tool_err("out of memory");
-		exit(2);
-	}
-	int64_t k = 0;
-	for (int64_t id = 0; id < vocab; id++)
-		if (qc_tok_id_type(t, id) == QC_TOK_ID_NORMAL)
-			ok[k++] = (int32_t)id;
-	if (k == 0) {
-		tool_err("no ordinary token ids below %" PRId64 " to sample from", vocab);
-		exit(2);
-	}
-	qc_rng g;
-	qc_rng_derive(&g, o->seed, "qcalib random");
-	for (int64_t i = 0; i < o->n * o->len; i++)
-		r->ids[i] = ok[qc_rng_below(&g, (uint64_t)k)];
-	for (int64_t i = 0; i < o->n; i++)
-		r->lens[i] = (int32_t)o->len;
-	r->n = o->n;
-	free(ok);
-}
-
-static void encode_or_die(qc_tok *t, const qc_doc *d, unsigned flags, qc_ids *ids)
-{
-	int rc = qc_tok_encode(t, d->p, d->n, flags, ids);
-	if (rc < 0)
-		exit(tool_fail(rc));
-}
-
-/* pack: documents, each followed by EOS, cut into rows of len. */
-static int64_t fill_pack(const opts *o, qc_tok *t, const qc_docs *d, int32_t eos, rows *r, int64_t *used)
-{
-	qc_ids ids = { 0 };
-	int64_t need = o->n * o->len, have = 0;
-	*used = 0;
-	for (size_t i = 0; i < d->n && have < need; i++) {
-		ids.n = 0;
-		encode_or_die(t, &d->v[i], 0, &ids);
-		if (qc_ids_push(&ids, eos) < 0)
-			exit(tool_fail(QC_ENOMEM));
-		int64_t take = (int64_t)ids.n < need - have ? (int64_t)ids.n : need - have;
-		memcpy(r->ids + have, ids.v, (size_t)take * sizeof *ids.v);
-		have += take;
-		(*used)++;
-	}
-	qc_ids_release(&ids);
-	r->n = have / o->len;   /* an incomplete last row is dropped */
-	for (int64_t i = 0; i < r->n; i++)
-		r->lens[i] = (int32_t)o->len;
-	return have;
-}
-
-/* pad: one document per row, the tokenizer's own BOS/EOS, truncated. */
-static void fill_pad(const opts *o, qc_tok *t, const qc_docs *d, int32_t pad, rows *r, int64_t *used)
-{
-	qc_ids ids = { 0 };
-	*used = 0;
-	r->n = 0;
-	for (size_t i = 0; i < d->n && r->n < o->n; i++) {
-		ids.n = 0;
-		encode_or_die(t, &d->v[i], QC_TOK_ADD_SPECIAL, &ids);
-		int64_t k = (int64_t)ids.n < o->len ? (int64_t)ids.n : o->len;
-		int32_t *row = r->ids + r->n * o->len;
-		memcpy(row, ids.v, (size_t)k * sizeof *row);
-		for (int64_t j = k; j < o->len; j++)
-			row[j] = pad;
-		r->lens[r->n++] = (int32_t)k;
-		(*used)++;
-	}
-	qc_ids_release(&ids);
-}
-
-/* ------------------------------------------------------------------------ */
 /* --show, --encode                                                          */
 
 static int do_show(const opts *o)
@@ -429,7 +344,7 @@ int main(int argc, char **argv)
 
 	qc_h128 tok_hash;
 	qc_tok *t = load_tokenizer(o.tokdir, &tok_hash);
-	rows r = { 0 };
+	qc_rows r = { 0 };
 	json_t *sources = json_array();
 	qc_docs d = { 0 };
 	char *src = NULL, *optj = NULL;
@@ -452,15 +367,17 @@ int main(int argc, char **argv)
 		eos = (int32_t)cfg_eos;
 	int32_t pad = eos >= 0 ? eos : 0;
 
-	r.ids = calloc((size_t)(o.n * o.len), sizeof *r.ids);
-	r.lens = calloc((size_t)o.n, sizeof *r.lens);
-	if (!r.ids || !r.lens || !sources) {
-		tool_err("out of memory for %" PRId64 " x %" PRId64 " tokens", o.n, o.len);
+	if (!sources) {
+		rc = qc_seterr(QC_ENOMEM, "out of memory");
 		goto out;
 	}
-	int64_t used = 0, produced;
+	if ((rc = qc_rows_alloc(&r, o.n, o.len)) < 0)
+		goto out;
+	int64_t used = 0, produced = 0;
 	if (o.random) {
-		fill_random(&o, t, qc_tok_vocab_size(t) < vocab ? qc_tok_vocab_size(t) : vocab, &r);
+		int64_t below = qc_tok_vocab_size(t) < vocab ? qc_tok_vocab_size(t) : vocab;
+		if ((rc = qc_rows_random(&r, t, below, o.seed)) < 0)
+			goto out;
 		produced = o.n * o.len;
 	} else {
 		for (int i = 0; i < nfiles; i++) {
@@ -497,13 +414,15 @@ int main(int argc, char **argv)
 				tool_err("the tokenizer has no EOS token to separate documents; use --mode pad");
 				goto out;
 			}
-			produced = fill_pack(&o, t, &d, eos, &r, &used);
+			if ((rc = qc_rows_pack(&r, t, &d, eos, &used, &produced)) < 0)
+				goto out;
 			if (r.n == 0) {
 				tool_err("not enough text for one row: %" PRId64 " tokens, -L is %" PRId64, produced, o.len);
 				goto out;
 			}
 		} else {
-			fill_pad(&o, t, &d, pad, &r, &used);
+			if ((rc = qc_rows_pad(&r, t, &d, pad, &used)) < 0)
+				goto out;
 			produced = 0;
 			for (int64_t i = 0; i < r.n; i++)
 				produced += r.lens[i];
@@ -542,8 +461,7 @@ out:
 	free(src);
 	free(optj);
 	json_decref(sources);
-	free(r.ids);
-	free(r.lens);
+	qc_rows_free(&r);
 	qc_tok_free(t);
 	return st;
 }

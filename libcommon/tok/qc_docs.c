@@ -268,3 +268,99 @@ int qc_docs_read_input(const char *path, char **data, size_t *len, qc_h128 *hash
 	*hash = qc_xxh3_128(b, n);
 	return 0;
 }
+
+// ---------------------------------------------------------------- rows
+
+int qc_rows_alloc(qc_rows *r, int64_t cap, int64_t len)
+{
+	memset(r, 0, sizeof *r);
+	r->ids = calloc((size_t)(cap * len) + 1, sizeof *r->ids);
+	r->lens = calloc((size_t)cap + 1, sizeof *r->lens);
+	if (!r->ids || !r->lens) {
+		qc_rows_free(r);
+		return qc_seterr(QC_ENOMEM, "out of memory for %" PRId64 " x %" PRId64 " tokens", cap, len);
+	}
+	r->cap = cap;
+	r->len = len;
+	return 0;
+}
+
+void qc_rows_free(qc_rows *r)
+{
+	free(r->ids);
+	free(r->lens);
+	memset(r, 0, sizeof *r);
+}
+
+int qc_rows_random(qc_rows *r, const qc_tok *t, int64_t vocab, uint64_t seed)
+{
+	int32_t *ok = malloc((size_t)(vocab > 0 ? vocab : 1) * sizeof *ok);
+	if (!ok)
+		return qc_seterr(QC_ENOMEM, "out of memory");
+	int64_t k = 0;
+	for (int64_t id = 0; id < vocab; id++)
+		if (qc_tok_id_type(t, id) == QC_TOK_ID_NORMAL)
+			ok[k++] = (int32_t)id;
+	if (k == 0) {
+		free(ok);
+		return qc_seterr(QC_EINVAL, "no ordinary token ids below %" PRId64 " to sample from", vocab);
+	}
+	qc_rng g;
+	qc_rng_derive(&g, seed, "qcalib random");
+	for (int64_t i = 0; i < r->cap * r->len; i++)
+		r->ids[i] = ok[qc_rng_below(&g, (uint64_t)k)];
+	for (int64_t i = 0; i < r->cap; i++)
+		r->lens[i] = (int32_t)r->len;
+	r->n = r->cap;
+	free(ok);
+	return 0;
+}
+
+int qc_rows_pack(qc_rows *r, qc_tok *t, const qc_docs *d, int32_t eos, int64_t *used,
+                 int64_t *produced)
+{
+	qc_ids ids = { 0 };
+	int64_t need = r->cap * r->len, have = 0;
+	int rc = 0;
+	*used = 0;
+	for (size_t i = 0; i < d->n && have < need; i++) {
+		ids.n = 0;
+		if ((rc = qc_tok_encode(t, d->v[i].p, d->v[i].n, 0, &ids)) < 0 ||
+		    (rc = qc_ids_push(&ids, eos)) < 0)
+			break;
+		int64_t take = (int64_t)ids.n < need - have ? (int64_t)ids.n : need - have;
+		memcpy(r->ids + have, ids.v, (size_t)take * sizeof *ids.v);
+		have += take;
+		(*used)++;
+	}
+	qc_ids_release(&ids);
+	if (rc < 0)
+		return rc;
+	r->n = have / r->len;   /* an incomplete last row is dropped */
+	for (int64_t i = 0; i < r->n; i++)
+		r->lens[i] = (int32_t)r->len;
+	*produced = have;
+	return 0;
+}
+
+int qc_rows_pad(qc_rows *r, qc_tok *t, const qc_docs *d, int32_t pad, int64_t *used)
+{
+	qc_ids ids = { 0 };
+	int rc = 0;
+	*used = 0;
+	r->n = 0;
+	for (size_t i = 0; i < d->n && r->n < r->cap; i++) {
+		ids.n = 0;
+		if ((rc = qc_tok_encode(t, d->v[i].p, d->v[i].n, QC_TOK_ADD_SPECIAL, &ids)) < 0)
+			break;
+		int64_t k = (int64_t)ids.n < r->len ? (int64_t)ids.n : r->len;
+		int32_t *row = r->ids + r->n * r->len;
+		memcpy(row, ids.v, (size_t)k * sizeof *row);
+		for (int64_t j = k; j < r->len; j++)
+			row[j] = pad;
+		r->lens[r->n++] = (int32_t)k;
+		(*used)++;
+	}
+	qc_ids_release(&ids);
+	return rc < 0 ? rc : 0;
+}

@@ -12,6 +12,9 @@
  * not objects, or lack a field, are counted and skipped, or refused with
  * "name line N: ..." when strict.
  *
+ * Rows: a token set's [n, len] ids and each row's length, filled from
+ * documents (pack or pad, man/qcalib.1 "--mode") or at random.
+ *
  * Ownership: a qc_docs owns its documents' bytes (each NUL-terminated);
  * qc_docs_free releases them. Documents keep the order of the input until
  * qc_docs_shuffle.
@@ -23,6 +26,7 @@
 #include <stdint.h>
 
 #include "qc_hash.h"
+#include "qc_tok.h"
 
 typedef struct qc_doc {
 	char *p;           /* n bytes and a NUL */
@@ -66,5 +70,33 @@ void qc_docs_free(qc_docs *d);   /* and zero it; an empty qc_docs is fine */
  * qc_io.h) into new memory *data (free it) of *len bytes, and its XXH3-128.
  * QC_EIO, QC_ENOMEM. */
 int qc_docs_read_input(const char *path, char **data, size_t *len, qc_h128 *hash);
+
+/* Token rows for a token set (qc_tokset_spec): ids [cap, len] row-major,
+ * lens [cap]; the first n rows are filled. */
+typedef struct qc_rows {
+	int32_t *ids;
+	int32_t *lens;
+	int64_t n, cap, len;
+} qc_rows;
+
+/* cap rows of len tokens, zeroed, none filled. QC_ENOMEM. */
+int qc_rows_alloc(qc_rows *r, int64_t cap, int64_t len);
+void qc_rows_free(qc_rows *r);   /* and zero it */
+
+/* Fill every row with ids drawn uniformly (qc_rng stream "qcalib random" of
+ * seed) from the ordinary ids below vocab (QC_TOK_ID_NORMAL: what a model
+ * meets in text). QC_EINVAL when there are none, QC_ENOMEM. */
+int qc_rows_random(qc_rows *r, const qc_tok *t, int64_t vocab, uint64_t seed);
+
+/* pack: the documents in order, each encoded without specials and followed
+ * by eos, concatenated and cut into full rows (an incomplete last row is
+ * dropped). *used: documents read; *produced: tokens taken. Errors of the
+ * tokenizer, QC_ENOMEM. */
+int qc_rows_pack(qc_rows *r, qc_tok *t, const qc_docs *d, int32_t eos, int64_t *used,
+                 int64_t *produced);
+
+/* pad: one document per row, encoded with the tokenizer's own BOS/EOS,
+ * truncated to len, the rest of the row pad (its length says where). */
+int qc_rows_pad(qc_rows *r, qc_tok *t, const qc_docs *d, int32_t pad, int64_t *used);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "qc_docs.h"
 #include "qc_err.h"
+#include "qc_tok.h"
 
 /* the documents joined by '|' */
 static char *joined(const qc_docs *d)
@@ -123,12 +124,101 @@ static void test_shuffle(void **state)
 	qc_docs_free(&b);
 }
 
+/* Token rows: pack, pad and random, checked against the tokenizer's own
+ * encodings of the same documents. */
+static void test_rows(void **state)
+{
+	(void)state;
+	static const char text[] = "one two three four five six seven eight nine ten";
+	qc_tok_built b;
+	tu_assert_rc(qc_tok_build_bytelevel(300, text, strlen(text), &b), 0);
+	qc_tok *t;
+	tu_assert_rc(qc_tok_load_mem(&t, b.tokenizer_json, b.tokenizer_len, b.config_json, b.config_len,
+	                             "test"), 0);
+	qc_tok_built_release(&b);
+	qc_docs d = { 0 };
+	static const char docs[] = "one two three\nfour five six seven eight\nnine\n";
+	tu_assert_rc(qc_docs_add_text(&d, docs, strlen(docs), QC_DOCS_LINES), 0);
+	assert_int_equal(d.n, 3);
+	const int32_t eos = qc_tok_eos(t), pad = 7;
+	/* every document's ids, without and with the specials */
+	qc_ids plain[3] = { { 0 } }, special[3] = { { 0 } };
+	int64_t total = 0;
+	for (int i = 0; i < 3; i++) {
+		tu_assert_rc(qc_tok_encode(t, d.v[i].p, d.v[i].n, 0, &plain[i]), 0);
+		tu_assert_rc(qc_tok_encode(t, d.v[i].p, d.v[i].n, QC_TOK_ADD_SPECIAL, &special[i]), 0);
+		total += (int64_t)plain[i].n + 1;
+	}
+
+	/* pack, rows of 3: the documents and their EOS end to end, the last
+	 * incomplete row dropped */
+	qc_rows r;
+	int64_t used, produced;
+	tu_assert_rc(qc_rows_alloc(&r, 100, 3), 0);
+	tu_assert_rc(qc_rows_pack(&r, t, &d, eos, &used, &produced), 0);
+	assert_int_equal(used, 3);
+	assert_int_equal(produced, total);
+	assert_int_equal(r.n, total / 3);
+	int64_t k = 0;
+	for (int i = 0; i < 3; i++) {
+		for (size_t j = 0; j <= plain[i].n && k < r.n * 3; j++, k++)
+			assert_int_equal(r.ids[k], j < plain[i].n ? plain[i].v[j] : eos);
+	}
+	for (int64_t i = 0; i < r.n; i++)
+		assert_int_equal(r.lens[i], 3);
+	qc_rows_free(&r);
+	/* fewer rows than the text fills: the documents read stop early */
+	tu_assert_rc(qc_rows_alloc(&r, 1, 2), 0);
+	tu_assert_rc(qc_rows_pack(&r, t, &d, eos, &used, &produced), 0);
+	assert_int_equal(used, 1);
+	assert_int_equal(produced, 2);
+	assert_int_equal(r.n, 1);
+	qc_rows_free(&r);
+
+	/* pad, rows of 4: one document each with BOS, truncated, then pad */
+	tu_assert_rc(qc_rows_alloc(&r, 2, 4), 0);
+	tu_assert_rc(qc_rows_pad(&r, t, &d, pad, &used), 0);
+	assert_int_equal(used, 2);
+	assert_int_equal(r.n, 2);
+	for (int i = 0; i < 2; i++) {
+		int64_t len = (int64_t)special[i].n < 4 ? (int64_t)special[i].n : 4;
+		assert_int_equal(r.lens[i], len);
+		for (int64_t j = 0; j < 4; j++)
+			assert_int_equal(r.ids[i * 4 + j], j < len ? special[i].v[j] : pad);
+	}
+	qc_rows_free(&r);
+
+	/* random: ordinary ids only, the same for the same seed */
+	qc_rows a, c;
+	tu_assert_rc(qc_rows_alloc(&a, 4, 64), 0);
+	tu_assert_rc(qc_rows_alloc(&c, 4, 64), 0);
+	tu_assert_rc(qc_rows_random(&a, t, 300, 9), 0);
+	tu_assert_rc(qc_rows_random(&c, t, 300, 9), 0);
+	assert_int_equal(a.n, 4);
+	assert_memory_equal(a.ids, c.ids, 4 * 64 * sizeof *a.ids);
+	for (int64_t i = 0; i < 4 * 64; i++)
+		assert_int_equal(qc_tok_id_type(t, a.ids[i]), QC_TOK_ID_NORMAL);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(a.lens[i], 64);
+	/* below the first special: none to draw from when vocab is 0 */
+	tu_assert_rc(qc_rows_random(&c, t, 0, 9), QC_EINVAL);
+	qc_rows_free(&a);
+	qc_rows_free(&c);
+	for (int i = 0; i < 3; i++) {
+		qc_ids_release(&plain[i]);
+		qc_ids_release(&special[i]);
+	}
+	qc_docs_free(&d);
+	qc_tok_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_text),
 		cmocka_unit_test(test_jsonl),
 		cmocka_unit_test(test_shuffle),
+		cmocka_unit_test(test_rows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
