@@ -34,6 +34,7 @@
 
 #include "qc_err.h"
 #include "qc_io.h"
+#include "qc_strmap.h"
 
 struct slot {
 	const qc_tensor *decl;  /* name, dtype, shape, nbytes (in the declaration writer) */
@@ -46,7 +47,7 @@ struct slot {
 struct qc_ckw_plan {
 	qc_st_writer *decl;     /* owned: the declarations and the header */
 	struct slot *s;         /* layout order */
-	size_t *by_name;        /* slot indices sorted by name */
+	qc_strmap by_name;      /* name -> slot index */
 	size_t n, n_added;
 	uint64_t size;
 	int broken;             /* an add that the plan did not declare */
@@ -157,13 +158,6 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static _Thread_local const struct slot *sort_slots;
-static int cmp_slot_name(const void *a, const void *b)
-{
-	return strcmp(sort_slots[*(const size_t *)a].decl->name,
-	              sort_slots[*(const size_t *)b].decl->name);
-}
-
 int qc_ckw__plan_new(qc_ckw_plan **out, const char *path, qc_st_writer *decl)
 {
 	*out = NULL;
@@ -186,12 +180,11 @@ int qc_ckw__plan_new(qc_ckw_plan **out, const char *path, qc_st_writer *decl)
 		goto fail;
 	p->n = qc_st_writer_count(decl);
 	p->s = calloc(p->n ? p->n : 1, sizeof *p->s);
-	p->by_name = malloc((p->n ? p->n : 1) * sizeof *p->by_name);
 	p->queue = malloc((p->n ? p->n : 1) * sizeof *p->queue);
 	p->path = strdup(path);
 	p->fh = qc_hasher_new();
 	p->th = qc_hasher64_new();
-	if (!p->s || !p->by_name || !p->queue || !p->path || !p->fh || !p->th) {
+	if (!p->s || !p->queue || !p->path || !p->fh || !p->th) {
 		rc = nomem();
 		goto fail;
 	}
@@ -200,10 +193,10 @@ int qc_ckw__plan_new(qc_ckw_plan **out, const char *path, qc_st_writer *decl)
 		p->s[i].decl = qc_st_writer_at(decl, i);
 		p->s[i].off = off;
 		off += p->s[i].decl->nbytes;
-		p->by_name[i] = i;
+		const char *nm = p->s[i].decl->name;
+		if ((rc = qc_strmap_put(&p->by_name, nm, strlen(nm), (int32_t)i)) != 0)
+			goto fail;
 	}
-	sort_slots = p->s;
-	qsort(p->by_name, p->n, sizeof *p->by_name, cmp_slot_name);
 	/* whatever is there (a file kept for --resume, a planted link) is
 	 * replaced, never written through */
 	if (unlink(path) != 0 && errno != ENOENT) {
@@ -236,19 +229,8 @@ fail:
 
 static struct slot *find_slot(const qc_ckw_plan *p, const char *name)
 {
-	size_t lo = 0, hi = p->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		struct slot *s = &p->s[p->by_name[mid]];
-		int c = strcmp(name, s->decl->name);
-		if (c == 0)
-			return s;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	int32_t i = qc_strmap_get(&p->by_name, name, strlen(name));
+	return i < 0 ? NULL : &p->s[i];
 }
 
 int qc_ckw__plan_add(qc_ckw_plan *p, const char *name, qc_dtype dt, int ndim,
@@ -331,7 +313,7 @@ void qc_ckw__plan_free(qc_ckw_plan *p)
 	qc_hasher_free(p->fh);
 	qc_hasher64_free(p->th);
 	free(p->s);
-	free(p->by_name);
+	qc_strmap_free(&p->by_name);
 	free(p->queue);
 	free(p->path);
 	free(p);

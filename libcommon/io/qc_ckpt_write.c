@@ -495,21 +495,24 @@ int qc_ckw_plan_shard(qc_ckpt_writer *w, const qc_tensor *decl, size_t n, int gr
 	return rc;
 }
 
-/* End a planned shard whose tensors are all written: record them. */
-static int end_planned(qc_ckpt_writer *w, const char *sname, const qc_tensor *views, size_t n,
-                       uint64_t size, qc_h128 fh)
+/* Record a shard's tensors for the index and the manifest: each one's
+ * XXH3-64 from the plan that wrote it, or from its data. */
+static int record_tensors(qc_ckpt_writer *w, const char *sname, const qc_tensor *views, size_t n,
+                          const qc_ckw_plan *written)
 {
 	for (size_t i = 0; i < n; i++) {
 		const qc_tensor *t = &views[i];
 		uint64_t h;
-		QC_TRY(qc_ckw__plan_hash(w->plan, t->name, &h));
+		if (written)
+			QC_TRY(qc_ckw__plan_hash(written, t->name, &h));
+		else
+			h = qc_xxh3_64(t->data, t->nbytes);
 		QC_TRY(qc_manifest_set_tensor(w->man, t->name, t->dtype, t->ndim, t->shape, h));
 		if (json_object_set_new(w->wmap, t->name, json_string(sname)) != 0)
 			return nomem();
 		w->total_size += t->nbytes;
 	}
-	QC_TRY(take_name(w, sname));
-	return qc_manifest_set_file(w->man, sname, size, fh);
+	return take_name(w, sname);
 }
 
 int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
@@ -549,8 +552,8 @@ int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
 		rc = qc_ckw__plan_finish(w->plan, &ok, &psize, &fh);
 		if (rc == 0 && ok && (w->plan_gc != groups_complete || psize != size))
 			ok = 0;
-		if (rc == 0 && ok)
-			rc = end_planned(w, sname, views, n, size, fh);
+		if (rc == 0 && ok && (rc = record_tensors(w, sname, views, n, w->plan)) == 0)
+			rc = qc_manifest_set_file(w->man, sname, size, fh);
 		if (rc == 0)
 			*(ok ? &w->plans_held : &w->plans_broken) += 1;
 		qc_ckw__plan_free(w->plan);
@@ -558,16 +561,7 @@ int qc_ckw_end_shard(qc_ckpt_writer *w, int groups_complete)
 		if (rc || ok)
 			goto out;
 	}
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		const qc_tensor *t = &views[i];
-		rc = qc_manifest_set_tensor(w->man, t->name, t->dtype, t->ndim, t->shape,
-		                            qc_xxh3_64(t->data, t->nbytes));
-		if (rc == 0 && json_object_set_new(w->wmap, t->name, json_string(sname)) != 0)
-			rc = nomem();
-		w->total_size += t->nbytes;
-	}
-	if (rc == 0)
-		rc = take_name(w, sname);
+	rc = record_tensors(w, sname, views, n, NULL);
 	if (rc == 0)
 		rc = put_member(w, sname, size, st_fill, w->cur, 1);
 out:

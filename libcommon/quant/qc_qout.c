@@ -121,6 +121,19 @@ static void *to_dtype(qc_dtype dt, const float *v, size_t n)
 	return b;
 }
 
+/* Shape of a Linear's weight_scale (and zero point) for a weight [rows,
+ * cols]: [rows, groups] per group or channel, [1] per tensor; returns ndim. */
+static int scale_shape(const qc_qargs *a, int64_t rows, int64_t cols, int64_t shape[2])
+{
+	if (a->strategy == QC_QS_TENSOR) {
+		shape[0] = 1;
+		return 1;
+	}
+	shape[0] = rows;
+	shape[1] = qc_qgroups(a, cols);
+	return 2;
+}
+
 int qc_qout_linear(qc_qout *q, const char *module, int64_t rows, int64_t cols,
                    const void *codes, const float *scales, const float *zps,
                    const float *input_scale)
@@ -129,16 +142,9 @@ int qc_qout_linear(qc_qout *q, const char *module, int64_t rows, int64_t cols,
 		return qc_seterr(QC_EINVAL, "'%s': a dense output holds no quantized Linears", module);
 	const qc_qargs *a = &q->s->weights;
 	char name[512];
-	int64_t wshape[2] = { rows, cols };
-	int64_t ng = qc_qgroups(a, cols);
-	int64_t sshape[2] = { rows, ng };
-	int sdims = 2;
-	size_t nscale = (size_t)(rows * ng);
-	if (a->strategy == QC_QS_TENSOR) {
-		sshape[0] = 1;
-		sdims = 1;
-		nscale = 1;
-	}
+	int64_t wshape[2] = { rows, cols }, sshape[2];
+	int sdims = scale_shape(a, rows, cols, sshape);
+	size_t nscale = (size_t)qc_numel(sdims, sshape);
 	size_t ncodes = (size_t)(rows * cols);
 	void *c = malloc(ncodes ? ncodes : 1);
 	void *sc = to_dtype(a->scale_dtype, scales, nscale);
@@ -284,13 +290,8 @@ static int declare_linear(qc_qout *q, qc_tensor **d, size_t *n, size_t *cap, con
 	const qc_qargs *a = &q->s->weights;
 	size_t ml = strlen(weight) - strlen(".weight");
 	char name[512];
-	int64_t wshape[2] = { rows, cols }, ng = qc_qgroups(a, cols), one = 1;
-	int64_t sshape[2] = { rows, ng };
-	int sdims = 2;
-	if (a->strategy == QC_QS_TENSOR) {
-		sshape[0] = 1;
-		sdims = 1;
-	}
+	int64_t wshape[2] = { rows, cols }, sshape[2], one = 1;
+	int sdims = scale_shape(a, rows, cols, sshape);
 	QC_TRY(declare(d, n, cap, weight, a->is_float ? QC_DT_F8_E4M3 : QC_DT_I8, 2, wshape));
 	snprintf(name, sizeof name, "%.*s.weight_scale", (int)ml, weight);
 	QC_TRY(declare(d, n, cap, name, a->scale_dtype, sdims, sshape));

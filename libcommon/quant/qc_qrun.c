@@ -174,17 +174,27 @@ static unsigned point_mask(unsigned quant)
 /* The group's tensors the driver does not write: quantized weights and
  * what the method claims. Every other one is copied and remembered (a
  * replayed layer takes the rest from its old shard). */
+/* 1 when name is the weight of a Linear in mask (bits by qc_linear) of its
+ * layer. */
+static int quantized_weight(unsigned mask, const char *name)
+{
+	int layer = qc_ckpt_group_of(name);
+	for (int l = 0; layer >= 0 && layer != QC_GROUP_POST && l < QC_LIN_COUNT; l++) {
+		char w[256];
+		qc_linear_name(w, sizeof w, layer, (qc_linear)l, "weight");
+		if (strcmp(w, name) == 0)
+			return (mask >> l) & 1;
+	}
+	return 0;
+}
+
 static int skip_written(void *ctx, const char *name)
 {
 	qc_qrun *r = ctx;
 	int layer = qc_ckpt_group_of(name);
 	if (layer >= 0 && layer != QC_GROUP_POST) {
-		for (int l = 0; l < QC_LIN_COUNT; l++) {
-			char w[256];
-			qc_linear_name(w, sizeof w, layer, (qc_linear)l, "weight");
-			if (strcmp(w, name) == 0 && ((r->quant >> l) & 1))
-				return 1;
-		}
+		if (quantized_weight(r->quant, name))
+			return 1;
 		if (r->m->claims && r->m->claims(r->m->ctx, layer, name))
 			return 1;
 	}
@@ -227,15 +237,8 @@ static int copy_group(qc_qrun *r, int group)
  * Linears (r->plan_mask is the layer's). */
 static int plan_quantized(void *ctx, const char *name)
 {
-	qc_qrun *r = ctx;
-	int layer = qc_ckpt_group_of(name);
-	for (int l = 0; layer >= 0 && layer != QC_GROUP_POST && l < QC_LIN_COUNT; l++) {
-		char w[256];
-		qc_linear_name(w, sizeof w, layer, (qc_linear)l, "weight");
-		if (strcmp(w, name) == 0)
-			return (r->plan_mask >> l) & 1;
-	}
-	return 0;
+	const qc_qrun *r = ctx;
+	return quantized_weight(r->plan_mask, name);
 }
 
 /* Declare the layer's shard to the writer before its first tensor, so that
