@@ -78,26 +78,6 @@ typedef struct opts {
 /* ------------------------------------------------------------------------ */
 /* model directory                                                           */
 
-/* vocab_size and the first eos_token_id of DIR/config.json, when present. */
-static void read_model_config(const char *dir, int64_t *vocab, int64_t *eos)
-{
-	*vocab = -1;
-	*eos = -1;
-	char *p = qc_path_join(dir, "config.json");
-	json_t *j = p ? json_load_file(p, 0, NULL) : NULL;
-	free(p);
-	if (!j)
-		return;
-	json_t *v = json_object_get(j, "vocab_size"), *e = json_object_get(j, "eos_token_id");
-	if (json_is_integer(v) && json_integer_value(v) > 0)
-		*vocab = json_integer_value(v);
-	if (json_is_array(e))
-		e = json_array_get(e, 0);
-	if (json_is_integer(e))
-		*eos = json_integer_value(e);
-	json_decref(j);
-}
-
 static qc_tok *load_tokenizer(const char *dir, qc_h128 *hash)
 {
 	qc_tok *t;
@@ -119,7 +99,7 @@ static int do_show(const opts *o)
 	int rc = qc_tokset_open(&ts, o->show);
 	if (rc < 0)
 		return tool_fail(rc);
-	int64_t n = qc_tokset_rows(ts), l = qc_tokset_len(ts);
+	int64_t n = qc_tokset_rows(ts);
 	if (o->decode >= 0) {
 		if (o->decode >= n) {
 			qc_tokset_close(ts);
@@ -146,37 +126,12 @@ static int do_show(const opts *o)
 		free(text);
 		return tool_close_stdout();
 	}
-	const int32_t *lens = qc_tokset_lengths(ts);
-	int64_t mn = INT64_MAX, mx = 0;
-	for (int64_t i = 0; i < n; i++) {
-		mn = lens[i] < mn ? lens[i] : mn;
-		mx = lens[i] > mx ? lens[i] : mx;
-	}
-	char hex[33];
-	printf("file:       %s\n", qc_tokset_name(ts));
-	printf("xxh3_128:   %s\n", qc_h128_hex(qc_tokset_hash(ts), hex));
-	printf("rows:       %" PRId64 "\n", n);
-	printf("length:     %" PRId64 "\n", l);
-	printf("tokens:     %" PRId64 " of %" PRId64 " (%.1f%%)\n", qc_tokset_n_tokens(ts), n * l,
-	       100.0 * (double)qc_tokset_n_tokens(ts) / (double)(n * l));
-	printf("row tokens: min %" PRId64 ", mean %.1f, max %" PRId64 "\n", mn,
-	       (double)qc_tokset_n_tokens(ts) / (double)n, mx);
-	printf("vocab_size: %" PRId64 "\n", qc_tokset_vocab_size(ts));
-	printf("special:    bos %s, eos %s, pad %s\n", qc_tokset_meta(ts, "bos_id"),
-	       qc_tokset_meta(ts, "eos_id"), qc_tokset_meta(ts, "pad_id"));
-	printf("tokenizer:  %s\n", qc_tokset_meta(ts, "tokenizer_xxh3_128"));
-	printf("seed:       %s\n", qc_tokset_meta(ts, "seed"));
-	printf("options:    %s\n", qc_tokset_meta(ts, "options"));
-	json_t *src = json_loads(qc_tokset_meta(ts, "sources"), 0, NULL);
-	size_t i;
-	json_t *e;
-	if (json_array_size(src) == 0)
-		printf("sources:    none\n");
-	json_array_foreach(src, i, e)
-		printf("%s %s  %s\n", i == 0 ? "sources:   " : "           ", json_string_value(json_object_get(e, "xxh3_128")),
-		       json_string_value(json_object_get(e, "name")));
-	json_decref(src);
+	char *text = qc_tokset_describe(ts);
 	qc_tokset_close(ts);
+	if (!text)
+		return tool_fail(qc_seterr(QC_ENOMEM, "out of memory"));
+	fputs(text, stdout);
+	free(text);
 	return tool_close_stdout();
 }
 
@@ -349,23 +304,10 @@ int main(int argc, char **argv)
 	qc_docs d = { 0 };
 	char *src = NULL, *optj = NULL;
 	int st = 2, rc = 0;
-	int64_t cfg_vocab, cfg_eos;
-	read_model_config(o.model ? o.model : o.tokdir, &cfg_vocab, &cfg_eos);
-	int64_t vocab = qc_tok_vocab_size(t);
-	if (cfg_vocab > 0) {
-		/* the embedding may have more rows than the tokenizer has ids
-		 * (padding for speed), never fewer */
-		if (cfg_vocab < vocab) {
-			tool_err("config.json says vocab_size %" PRId64 " but the tokenizer has ids up to %" PRId64,
-			         cfg_vocab, vocab - 1);
-			goto out;
-		}
-		vocab = cfg_vocab;
-	}
-	int32_t eos = qc_tok_eos(t);
-	if (eos < 0 && cfg_eos >= 0 && cfg_eos < vocab)
-		eos = (int32_t)cfg_eos;
-	int32_t pad = eos >= 0 ? eos : 0;
+	int64_t vocab;
+	int32_t eos, pad;
+	if ((rc = qc_docs_model_ids(o.model ? o.model : o.tokdir, t, &vocab, &eos, &pad)) < 0)
+		goto out;
 
 	if (!sources) {
 		rc = qc_seterr(QC_ENOMEM, "out of memory");
@@ -381,23 +323,15 @@ int main(int argc, char **argv)
 		produced = o.n * o.len;
 	} else {
 		for (int i = 0; i < nfiles; i++) {
-			char *data;
-			size_t len;
 			qc_h128 h;
-			if ((rc = qc_docs_read_input(files[i], &data, &len, &h)) < 0)
-				goto out;
 			char hex[33];
 			const char *name = strcmp(files[i], "-") == 0 ? "<stdin>" : files[i];
-			json_array_append_new(sources, json_pack("{s:s, s:s}", "name", name, "xxh3_128", qc_h128_hex(h, hex)));
-			if (o.field || o.tmpl)
-				rc = qc_docs_add_jsonl(&d, name, data, len, o.field, o.field ? NULL : o.tmpl,
-				                       o.strict);
-			else
-				rc = qc_docs_add_text(&d, data, len, (qc_docs_split)o.split);
-			free(data);
-			if (rc < 0)
+			if ((rc = qc_docs_add_input(&d, files[i], o.field, o.field ? NULL : o.tmpl, o.strict,
+			                            (qc_docs_split)o.split, &h)) < 0)
 				goto out;
+			json_array_append_new(sources, json_pack("{s:s, s:s}", "name", name, "xxh3_128", qc_h128_hex(h, hex)));
 		}
+
 		if (d.records > 0)
 			qc_log(QC_LOG_INFO, "%" PRId64 " records, %" PRId64 " skipped (%" PRId64
 			       " not JSON objects, %" PRId64 " without the field)",

@@ -132,114 +132,20 @@ static void on_quality(void *ctx, const char *stage, const char *model, int64_t 
 	qc_progress_update(&g->p, done, note);
 }
 
-static double jnum(const json_t *o, const char *k)
-{
-	return json_number_value(json_object_get(o, k));
-}
-
-static void opt_num(char *buf, size_t n, const json_t *o, const char *k, const char *fmt)
-{
-	const json_t *v = json_object_get(o, k);
-	if (json_is_number(v))
-		snprintf(buf, n, fmt, json_number_value(v));
-	else
-		snprintf(buf, n, "-");
-}
-
-/* one table row per right/wrong task */
-static void task_row(const char *kind, const json_t *t)
-{
-	const json_t *b = json_object_get(t, "base");
-	const json_t *f = json_object_get(json_object_get(t, "flips"), "acc");
-	char acc[32], norm[32], bacc[32], diff[32], rec[32], flips[48];
-	opt_num(acc, sizeof acc, t, "acc", "%.4f");
-	opt_num(norm, sizeof norm, t, "acc_norm", "%.4f");
-	opt_num(bacc, sizeof bacc, b, "acc", "%.4f");
-	opt_num(diff, sizeof diff, t, "acc_diff", "%+.4f");
-	opt_num(rec, sizeof rec, t, "acc_recovery", "%.4f");
-	if (f)
-		snprintf(flips, sizeof flips, "-%lld/+%lld",
-		         (long long)json_integer_value(json_object_get(f, "right_to_wrong")),
-		         (long long)json_integer_value(json_object_get(f, "wrong_to_right")));
-	else
-		snprintf(flips, sizeof flips, "-");
-	qc_log(QC_LOG_INFO, "  %-8s %-24.24s %6lld %8s %8s %8s %8s %8s %10s", kind,
-	       json_string_value(json_object_get(t, "task")),
-	       (long long)json_integer_value(json_object_get(t, "n")), acc, norm, bacc, diff, rec, flips);
-}
-
-/* the quality results as a table on stderr */
-static void quality_table(const json_t *q)
-{
-	const json_t *tasks = json_object_get(q, "tasks"), *ans = json_object_get(q, "answers");
-	const json_t *gen = json_object_get(q, "generation");
-	if (json_array_size(tasks) || json_is_object(ans))
-		qc_log(QC_LOG_INFO, "  %-8s %-24s %6s %8s %8s %8s %8s %8s %10s", "kind", "task", "n",
-		       "acc", "acc_norm", "base", "diff", "recovery", "flips -/+");
-	size_t i;
-	const json_t *t;
-	json_array_foreach(tasks, i, t)
-		task_row("choice", t);
-	if (json_is_object(ans))
-		task_row("answer", ans);
-	if (json_is_object(gen)) {
-		char r1[32], rl[32], em[32], fd[32], ts[32];
-		opt_num(r1, sizeof r1, gen, "rouge1", "%.4f");
-		opt_num(rl, sizeof rl, gen, "rougeL", "%.4f");
-		opt_num(em, sizeof em, gen, "exact_match", "%.4f");
-		opt_num(fd, sizeof fd, gen, "first_diff_mean", "%.1f");
-		opt_num(ts, sizeof ts, gen, "tokens_per_s", "%.1f");
-		qc_log(QC_LOG_INFO, "  generation (%lld prompts, chat %s): rouge1 %s, rougeL %s, exact "
-		       "match %s, first difference at token %s; %s tok/s",
-		       (long long)json_integer_value(json_object_get(gen, "n")),
-		       json_string_value(json_object_get(gen, "chat")), r1, rl, em, fd, ts);
-	}
-}
-
-/* the human summary on stderr */
+/* the human summary on stderr: failures as errors, the rest as information */
 static void summary(const json_t *rep)
 {
-	const json_t *in = json_object_get(rep, "integrity");
-	const json_t *nu = json_object_get(rep, "numerics");
-	const json_t *fu = json_object_get(rep, "function");
-	if (json_is_true(json_object_get(in, "ok")))
-		qc_log(QC_LOG_INFO, "integrity: ok (manifest %s; %lld Linears, %lld quantized; %lld tensors checked)",
-		       json_string_value(json_object_get(in, "manifest")),
-		       (long long)json_integer_value(json_object_get(in, "linears")),
-		       (long long)json_integer_value(json_object_get(in, "quantized_linears")),
-		       (long long)json_integer_value(json_object_get(in, "tensors_checked")));
-	else
-	{
-		long long n = (long long)json_integer_value(json_object_get(in, "findings_total"));
-		qc_log(QC_LOG_INFO, "integrity: FAILED (%lld finding%s)", n, n == 1 ? "" : "s");
+	char *text = qc_verify_summary(rep);
+	if (!text) {
+		tool_err("out of memory for the summary");
+		return;
 	}
-	if (json_is_object(nu))
-		qc_log(QC_LOG_INFO, "numerics: relative weight error mean %.3g, max %.3g (%s); base %s",
-		       jnum(nu, "err_w_mean"), jnum(nu, "err_w_max"),
-		       json_string_value(json_object_get(nu, "worst")),
-		       json_string_value(json_object_get(nu, "base_fingerprint")));
-	if (json_is_object(fu)) {
-		if (json_object_get(fu, "ppl_base"))
-			qc_log(QC_LOG_INFO, "function: ppl %.6g (base %.6g, ratio %.6g), kl %.4g, top-1 %.4f "
-			       "over %lld sequences, %lld positions",
-			       jnum(fu, "ppl"), jnum(fu, "ppl_base"), jnum(fu, "ppl_ratio"), jnum(fu, "kl_mean"),
-			       jnum(fu, "top1"), (long long)json_integer_value(json_object_get(fu, "n_sequences")),
-			       (long long)json_integer_value(json_object_get(fu, "n_positions")));
-		else
-			qc_log(QC_LOG_INFO, "function: ppl %.6g over %lld sequences, %lld positions",
-			       jnum(fu, "ppl"), (long long)json_integer_value(json_object_get(fu, "n_sequences")),
-			       (long long)json_integer_value(json_object_get(fu, "n_positions")));
+	for (char *l = text, *e; *l; l = e + 1) {
+		e = strchr(l, '\n');
+		*e = 0;
+		qc_log(strncmp(l, "FAIL: ", 6) == 0 ? QC_LOG_ERROR : QC_LOG_INFO, "%s", l);
 	}
-	const json_t *q = json_object_get(rep, "quality");
-	if (json_is_object(q))
-		quality_table(q);
-	const json_t *f = json_object_get(rep, "failures");
-	size_t i;
-	const json_t *s;
-	json_array_foreach(f, i, s)
-		qc_log(QC_LOG_ERROR, "FAIL: %s", json_string_value(s));
-	if (json_array_size(f) == 0)
-		qc_log(QC_LOG_INFO, "pass");
+	free(text);
 }
 
 int main(int argc, char **argv)

@@ -108,4 +108,9 @@ void qc_verify_opts_default(qc_verify_opts *o);
  */
 int qc_verify(const char *artifact, const qc_verify_opts *o, json_t **report);
 
+/* The report as lines for people (newline-terminated, malloc'd; NULL when
+ * out of memory): integrity, numerics, function, a table of the quality
+ * results, then one "FAIL: reason" line per failure, or "pass". */
+char *qc_verify_summary(const json_t *rep);
+
 #endif

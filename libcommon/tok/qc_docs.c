@@ -269,6 +269,51 @@ int qc_docs_read_input(const char *path, char **data, size_t *len, qc_h128 *hash
 	return 0;
 }
 
+int qc_docs_add_input(qc_docs *d, const char *path, const char *field, const char *tmpl, int strict,
+                      qc_docs_split split, qc_h128 *hash)
+{
+	char *data;
+	size_t len;
+	QC_TRY(qc_docs_read_input(path, &data, &len, hash));
+	const char *name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+	int rc = field || tmpl ? qc_docs_add_jsonl(d, name, data, len, field, tmpl, strict)
+	                       : qc_docs_add_text(d, data, len, split);
+	free(data);
+	return rc;
+}
+
+int qc_docs_model_ids(const char *dir, const qc_tok *t, int64_t *vocab, int32_t *eos, int32_t *pad)
+{
+	int64_t cfg_vocab = -1, cfg_eos = -1;
+	char *p = qc_path_join(dir, "config.json");
+	json_t *j = p ? json_load_file(p, 0, NULL) : NULL;
+	free(p);
+	if (j) {
+		json_t *v = json_object_get(j, "vocab_size"), *e = json_object_get(j, "eos_token_id");
+		if (json_is_integer(v) && json_integer_value(v) > 0)
+			cfg_vocab = json_integer_value(v);
+		if (json_is_array(e))
+			e = json_array_get(e, 0);
+		if (json_is_integer(e))
+			cfg_eos = json_integer_value(e);
+		json_decref(j);
+	}
+	*vocab = qc_tok_vocab_size(t);
+	if (cfg_vocab > 0) {
+		/* the embedding may have more rows than the tokenizer has ids
+		 * (padding for speed), never fewer */
+		if (cfg_vocab < *vocab)
+			return qc_seterr(QC_EINVAL, "config.json says vocab_size %" PRId64 " but the tokenizer "
+			                 "has ids up to %" PRId64, cfg_vocab, *vocab - 1);
+		*vocab = cfg_vocab;
+	}
+	*eos = qc_tok_eos(t);
+	if (*eos < 0 && cfg_eos >= 0 && cfg_eos < *vocab)
+		*eos = (int32_t)cfg_eos;
+	*pad = *eos >= 0 ? *eos : 0;
+	return 0;
+}
+
 // ---------------------------------------------------------------- rows
 
 int qc_rows_alloc(qc_rows *r, int64_t cap, int64_t len)

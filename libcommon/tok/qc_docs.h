@@ -71,6 +71,20 @@ void qc_docs_free(qc_docs *d);   /* and zero it; an empty qc_docs is fine */
  * QC_EIO, QC_ENOMEM. */
 int qc_docs_read_input(const char *path, char **data, size_t *len, qc_h128 *hash);
 
+/* Read path (as qc_docs_read_input; *hash set) and append its documents:
+ * JSON Lines when field or tmpl is given (named "<stdin>" for "-" in
+ * messages), else plain text cut by split. */
+int qc_docs_add_input(qc_docs *d, const char *path, const char *field, const char *tmpl, int strict,
+                      qc_docs_split split, qc_h128 *hash);
+
+/* The ids a token set for the model in dir records: the vocabulary size
+ * (config.json's vocab_size when present, which may exceed the
+ * tokenizer's ids but never fall short of them: QC_EINVAL), EOS (the
+ * tokenizer's, else config.json's first eos_token_id, else -1) and the pad
+ * id (EOS, else 0). A directory without a readable config.json gives the
+ * tokenizer's own. */
+int qc_docs_model_ids(const char *dir, const qc_tok *t, int64_t *vocab, int32_t *eos, int32_t *pad);
+
 /* Token rows for a token set (qc_tokset_spec): ids [cap, len] row-major,
  * lens [cap]; the first n rows are filled. */
 typedef struct qc_rows {

@@ -305,3 +305,48 @@ int qc_tokset_save(const qc_tokset_spec *spec, const char *path)
 	qc_st_writer_free(w);
 	return rc;
 }
+
+char *qc_tokset_describe(const qc_tokset *ts)
+{
+	char *text = NULL;
+	size_t size = 0;
+	FILE *out = open_memstream(&text, &size);
+	if (!out)
+		return NULL;
+	int64_t n = qc_tokset_rows(ts), l = qc_tokset_len(ts);
+	const int32_t *lens = qc_tokset_lengths(ts);
+	int64_t mn = INT64_MAX, mx = 0;
+	for (int64_t i = 0; i < n; i++) {
+		mn = lens[i] < mn ? lens[i] : mn;
+		mx = lens[i] > mx ? lens[i] : mx;
+	}
+	char hex[33];
+	fprintf(out, "file:       %s\n", qc_tokset_name(ts));
+	fprintf(out, "xxh3_128:   %s\n", qc_h128_hex(qc_tokset_hash(ts), hex));
+	fprintf(out, "rows:       %" PRId64 "\n", n);
+	fprintf(out, "length:     %" PRId64 "\n", l);
+	fprintf(out, "tokens:     %" PRId64 " of %" PRId64 " (%.1f%%)\n", qc_tokset_n_tokens(ts), n * l,
+	       100.0 * (double)qc_tokset_n_tokens(ts) / (double)(n * l));
+	fprintf(out, "row tokens: min %" PRId64 ", mean %.1f, max %" PRId64 "\n", mn,
+	       (double)qc_tokset_n_tokens(ts) / (double)n, mx);
+	fprintf(out, "vocab_size: %" PRId64 "\n", qc_tokset_vocab_size(ts));
+	fprintf(out, "special:    bos %s, eos %s, pad %s\n", qc_tokset_meta(ts, "bos_id"),
+	       qc_tokset_meta(ts, "eos_id"), qc_tokset_meta(ts, "pad_id"));
+	fprintf(out, "tokenizer:  %s\n", qc_tokset_meta(ts, "tokenizer_xxh3_128"));
+	fprintf(out, "seed:       %s\n", qc_tokset_meta(ts, "seed"));
+	fprintf(out, "options:    %s\n", qc_tokset_meta(ts, "options"));
+	json_t *src = json_loads(qc_tokset_meta(ts, "sources"), 0, NULL);
+	size_t i;
+	json_t *e;
+	if (json_array_size(src) == 0)
+		fprintf(out, "sources:    none\n");
+	json_array_foreach(src, i, e)
+		fprintf(out, "%s %s  %s\n", i == 0 ? "sources:   " : "           ", json_string_value(json_object_get(e, "xxh3_128")),
+		       json_string_value(json_object_get(e, "name")));
+	json_decref(src);
+	if (fclose(out) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}

@@ -61,6 +61,10 @@ const char *qc_tokset_meta(const qc_tokset *ts, const char *key);
 /* XXH3-128 of the whole file: the hash manifests record for a token set. */
 qc_h128 qc_tokset_hash(const qc_tokset *ts);
 const char *qc_tokset_name(const qc_tokset *ts);
+/* What `qcalib --show` prints: file, hash, rows, length, token counts,
+ * vocabulary, special ids, tokenizer, seed, options and sources, a line
+ * each (malloc'd text; NULL when out of memory). */
+char *qc_tokset_describe(const qc_tokset *ts);
 
 /* ---- writing ---- */
 
