@@ -489,6 +489,7 @@ typedef struct qk_gptq_sums {
 	double n_w, xv_w;       /* ||wp||^2, ||wp V||^2 (errors) */
 	double n_r, xv_r;       /* ||(w - q_rtn)p||^2, ||(w - q_rtn)p V||^2 (errors) */
 	double n_g, xv_g;       /* ||wp - q||^2, ||(wp - q) V||^2 (sweep) */
+	double hw2, herr;       /* sum colw w^2, sum colw (w - q)^2 (rtn with colw) */
 } qk_gptq_sums;
 
 /* One matrix of a solve, [rows, cols] (cols is an argument of the op).
@@ -535,8 +536,10 @@ int qk_gptq_params(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nma
                    int64_t cols, const float *colw);
 
 /* Round to nearest with the matrices' scales and zps: codes, deq, and the
- * sums w2 and werr. */
-int qk_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols);
+ * sums w2 and werr; with column weights colw[cols] (host, >= 0; or NULL)
+ * also hw2 and herr, the same sums weighted per column. */
+int qk_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+                const float *colw);
 
 /* The error products: for each row, with wp its weights in the sweep order
  * perm[cols] (host: sweep position -> column) and dead[cols] (host,

@@ -140,7 +140,8 @@ typedef struct qk_backend {
 	int (*gptq_minmax)(qk_ctx *ctx, const float *W, size_t n, float *mn, float *mx);
 	int (*gptq_params)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
 	                   int64_t cols, const float *colw);
-	int (*gptq_rtn)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols);
+	int (*gptq_rtn)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+	                const float *colw);
 	int (*gptq_errors)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
 	                   int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead);
 	int (*gptq_sweep)(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,

@@ -404,9 +404,10 @@ int qk_gptq_params(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nma
 	QK_CALL(ctx, gptq_params, "gptq params", q, m, nmat, cols, colw);
 }
 
-int qk_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols)
+int qk_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+                const float *colw)
 {
-	QK_CALL(ctx, gptq_rtn, "gptq rtn", q, m, nmat, cols);
+	QK_CALL(ctx, gptq_rtn, "gptq rtn", q, m, nmat, cols, colw);
 }
 
 int qk_gptq_errors(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,

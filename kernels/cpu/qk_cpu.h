@@ -59,7 +59,8 @@ int qk_cpu_gptq_factor(qk_ctx *ctx, float *H, int64_t n, const float *diag, doub
 int qk_cpu_gptq_minmax(qk_ctx *ctx, const float *W, size_t n, float *mn, float *mx);
 int qk_cpu_gptq_params(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
                        int64_t cols, const float *colw);
-int qk_cpu_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols);
+int qk_cpu_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+                    const float *colw);
 int qk_cpu_gptq_errors(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
                        int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead);
 int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,

@@ -365,9 +365,84 @@ static double err24_avx2(const float *x, int64_t n, const float *colw, float s, 
 	return e;
 }
 
+/*
+ * err24 sixteen lanes at a time (AVX-512, where the CPU has it): the AVX2
+ * version's operations lane for lane, the out-of-range test in mask
+ * registers; only the order of the sum differs again, which the search
+ * tolerates as above.
+ */
+__attribute__((target("avx512f")))
+static double err24_avx512(const float *x, int64_t n, const float *colw, float s, float z,
+                           float qmin, float qmax, double stop, int *bad)
+{
+	const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z), vlo = _mm512_set1_ps(qmin),
+	             vhi = _mm512_set1_ps(qmax), magic = _mm512_set1_ps(12582912.0f);
+	const __m512 t5tab = _mm512_setr_ps(pow24_t5[0], pow24_t5[1], pow24_t5[2], pow24_t5[3],
+	                                    pow24_t5[4], 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,
+	                                    1.0f, 1.0f, 1.0f, 1.0f);
+	__m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+	__mmask16 out = 0;
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 xv = _mm512_loadu_ps(x + i);
+		__m512 v = _mm512_add_ps(_mm512_div_ps(xv, vs), vz);
+		v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
+		v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
+		__m512 d = _mm512_abs_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(v, vz), vs), xv));
+		__m512i u = _mm512_castps_si512(d);
+		__m512i eb = _mm512_srli_epi32(u, 23);
+		__m512 m = _mm512_castsi512_ps(_mm512_or_si512(
+		    _mm512_and_si512(u, _mm512_set1_epi32(0x7fffff)), _mm512_set1_epi32(0x3f800000)));
+		__mmask16 nz = _mm512_test_epi32_mask(u, u);
+		out |= _mm512_cmpgt_epi32_mask(eb, _mm512_set1_epi32(127 + 39));
+		out |= _mm512_mask_cmplt_epi32_mask(nz, eb, _mm512_set1_epi32(127 - 40));
+		/* e + 500 = eb + 373 = 5 q5 + r: q5 = w / 5 for w < 2^16 */
+		__m512i w = _mm512_add_epi32(eb, _mm512_set1_epi32(373));
+		__m512i q5 = _mm512_srli_epi32(_mm512_mullo_epi32(w, _mm512_set1_epi32(52429)), 18);
+		__m512i r = _mm512_sub_epi32(w, _mm512_add_epi32(_mm512_slli_epi32(q5, 2), q5));
+		__m512 t5 = _mm512_permutexvar_ps(r, t5tab);
+		__m512 p4 = _mm512_castsi512_ps(_mm512_slli_epi32(
+		    _mm512_sub_epi32(_mm512_add_epi32(q5, q5), _mm512_set1_epi32(73)), 23));
+		__m512 y = _mm512_add_ps(_mm512_set1_ps(0.6889f), _mm512_mul_ps(_mm512_set1_ps(0.3195f), m));
+		__m512 m2 = _mm512_mul_ps(m, m);
+		for (int it = 0; it < 2; it++) {
+			__m512 y2 = _mm512_mul_ps(y, y);
+			y = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(0.8f), y),
+			                  _mm512_mul_ps(_mm512_set1_ps(0.2f),
+			                                _mm512_div_ps(m2, _mm512_mul_ps(y2, y2))));
+		}
+		__m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, d), _mm512_mul_ps(y, t5)), p4);
+		__m512d tl = _mm512_cvtps_pd(_mm512_castps512_ps256(t));
+		__m512d th = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+		if (colw) {
+			__m512 cw = _mm512_loadu_ps(colw + i);
+			tl = _mm512_mul_pd(tl, _mm512_cvtps_pd(_mm512_castps512_ps256(cw)));
+			th = _mm512_mul_pd(th, _mm512_cvtps_pd(_mm256_castpd_ps(
+			                           _mm512_extractf64x4_pd(_mm512_castps_pd(cw), 1))));
+		}
+		acc0 = _mm512_add_pd(acc0, tl);
+		acc1 = _mm512_add_pd(acc1, th);
+		if ((i & 63) == 48 && _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1)) >= stop)
+			break;
+	}
+	double e = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+	if (out)
+		*bad = 1;
+	if (e >= stop)
+		return e;
+	for (; i < n; i++) { /* the tail, with the exact term */
+		float d = fabsf(qdq_int_f32(x[i], s, z, qmin, qmax) - x[i]);
+		double t = pow((double)d, 2.4);
+		e += colw ? colw[i] * t : t;
+	}
+	return e;
+}
+
 static double err24_best(const float *x, int64_t n, const float *colw, float s, float z,
                          float qmin, float qmax, double stop, int *bad)
 {
+	if (__builtin_cpu_supports("avx512f"))
+		return err24_avx512(x, n, colw, s, z, qmin, qmax, stop, bad);
 	if (__builtin_cpu_supports("avx2"))
 		return err24_avx2(x, n, colw, s, z, qmin, qmax, stop, bad);
 	return err24(x, n, colw, s, z, qmin, qmax, stop, bad);
@@ -697,43 +772,13 @@ int qk_cpu_gptq_permute(qk_ctx *ctx, float *H, int64_t n, const int64_t *sigma)
 	return rc;
 }
 
-/* y[0..n) -= x[0..n), four lanes at a time. */
-static inline void sub_vec(float *restrict y, const float *restrict x, int64_t n)
-{
-	int64_t i = 0;
-	for (; i + 4 <= n; i += 4) {
-		qv4 xv, yv;
-		memcpy(&xv, x + i, sizeof xv);
-		memcpy(&yv, y + i, sizeof yv);
-		yv -= xv;
-		memcpy(y + i, &yv, sizeof yv);
-	}
-	for (; i < n; i++)
-		y[i] -= x[i];
-}
-
 /*
- * The small factorizations of the blocked Cholesky and the sweep's block
- * inverses, through LAPACKE's row-major interface (a transposed copy of a
- * block of at most 256 x 256, nothing beside the O(nb^3) work). qk_cholesky
- * and qk_tri_inverse skip that copy by factoring the other triangle
- * column-major, which rounds differently; these keep the factor, and so
- * the codes, as they have been.
+ * The sweep's block inverses through LAPACKE's row-major interface (a
+ * transposed copy of a block of at most 256 x 256, nothing beside the
+ * O(nb^3) work). qk_tri_inverse skips that copy by inverting the other
+ * triangle column-major, which rounds differently; this keeps the
+ * inverses, and so the codes, as they have been.
  */
-static int small_chol_lower(qk_ctx *ctx, float *A, int64_t n)
-{
-	qk_cpu_blas_threads(ctx->threads);
-	lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
-	if (info > 0)
-		return qc_seterr(QC_ENUMERIC,
-		                 "cholesky failed: matrix is not positive definite (leading minor %d of %lld)",
-		                 (int)info, (long long)n);
-	if (info < 0)
-		return qc_seterr(info == -4 ? QC_ENUMERIC : QC_EINTERNAL,
-		                 "cholesky failed: LAPACKE_spotrf argument %d invalid or NaN", (int)-info);
-	return 0;
-}
-
 static int small_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper)
 {
 	qk_cpu_blas_threads(ctx->threads);
@@ -749,56 +794,27 @@ static int small_tri_inverse(qk_ctx *ctx, float *A, int64_t n, int upper)
 	return 0;
 }
 
-#define CHOL_NB 256
-
 /*
  * Cholesky factorization A = L L^T of A [n, n] in place, reading and
- * writing only the lower triangle (diagonal included): the strict upper
- * triangle is left exactly as it was, also when the factorization fails,
- * which is what lets the caller keep a copy of A there.
- *
- * Blocked, right-looking: for each diagonal block of CHOL_NB columns,
- * Cholesky of the block (a small copy), the panel below it
- * L21 = A21 L11^-T as one GEMM with the block's triangular inverse, then
- * the trailing lower triangle A22 -= L21 L21^T block column by block
- * column (GEMMs; each diagonal block through a small product so that the
- * part above the diagonal is not written). n^3/3 flops like LAPACK's
- * potrf, and beyond A only work [(n + 2 nb) nb] floats.
+ * writing only the lower triangle (diagonal included): LAPACK's potrf on
+ * the upper triangle of the column-major matrix, which is the row-major
+ * lower one, so no copy (OpenBLAS runs it blocked on GEMMs with the
+ * context's threads, at about the sgemm rate). LAPACK leaves the other
+ * triangle alone, also when the factorization fails, which is what lets
+ * the caller keep a copy of A there.
  * QC_ENUMERIC when A is not positive definite (to working precision).
  */
-static int chol_lower(qk_ctx *kc, float *A, int64_t n, float *work)
+static int chol_lower(qk_ctx *ctx, float *A, int64_t n)
 {
-	const int64_t nb = CHOL_NB;
-	float *D = work, *P = work + 2 * nb * nb;
-	for (int64_t k0 = 0; k0 < n; k0 += nb) {
-		int64_t kb = n - k0 < nb ? n - k0 : nb, r0 = k0 + kb, m = n - r0;
-		/* L11 = chol(A11): the block's lower triangle, factored as a copy */
-		for (int64_t i = 0; i < kb; i++) {
-			memcpy(D + i * kb, A + (k0 + i) * n + k0, (size_t)(i + 1) * sizeof *D);
-			memset(D + i * kb + i + 1, 0, (size_t)(kb - i - 1) * sizeof *D);
-		}
-		QC_TRY(small_chol_lower(kc, D, kb));
-		for (int64_t i = 0; i < kb; i++)
-			memcpy(A + (k0 + i) * n + k0, D + i * kb, (size_t)(i + 1) * sizeof *D);
-		if (m == 0)
-			break;
-		/* L21 = A21 L11^-T, into P [m, kb] and back into A */
-		QC_TRY(small_tri_inverse(kc, D, kb, 0)); /* its zero upper triangle stays */
-		QC_TRY(qk_cpu_gemm(kc, 0, 1, m, kb, kb, 1.0f, A + r0 * n + k0, n, D, kb, 0.0f, P, kb));
-		for (int64_t i = 0; i < m; i++)
-			memcpy(A + (r0 + i) * n + k0, P + i * kb, (size_t)kb * sizeof *P);
-		/* A22 -= L21 L21^T on and below the diagonal */
-		for (int64_t j0 = r0; j0 < n; j0 += nb) {
-			int64_t jb = n - j0 < nb ? n - j0 : nb, below = n - j0 - jb;
-			const float *Pj = P + (j0 - r0) * kb;
-			if (below > 0)
-				QC_TRY(qk_cpu_gemm(kc, 0, 1, below, jb, kb, -1.0f, Pj + jb * kb, kb, Pj, kb, 1.0f,
-				                   A + (j0 + jb) * n + j0, n));
-			QC_TRY(qk_cpu_gemm(kc, 0, 1, jb, jb, kb, 1.0f, Pj, kb, Pj, kb, 0.0f, D, jb));
-			for (int64_t i = 0; i < jb; i++)
-				sub_vec(A + (j0 + i) * n + j0, D + i * jb, i + 1);
-		}
-	}
+	qk_cpu_blas_threads(ctx->threads);
+	lapack_int info = LAPACKE_spotrf(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n);
+	if (info > 0)
+		return qc_seterr(QC_ENUMERIC,
+		                 "cholesky failed: matrix is not positive definite (leading minor %d of %lld)",
+		                 (int)info, (long long)n);
+	if (info < 0)
+		return qc_seterr(info == -4 ? QC_ENUMERIC : QC_EINTERNAL,
+		                 "cholesky failed: LAPACKE_spotrf argument %d invalid or NaN", (int)-info);
 	return 0;
 }
 
@@ -838,13 +854,9 @@ int qk_cpu_gptq_factor(qk_ctx *ctx, float *H, int64_t n, const float *diag, doub
 	QC_TRY(qk_cpu_check(ctx, "gptq factor"));
 	if (!H || !diag || n < 1 || !fits(n))
 		return qc_seterr(QC_EINVAL, "gptq factor: invalid arguments");
-	float *work = work_alloc((size_t)((n + 2 * CHOL_NB) * CHOL_NB) * sizeof *work);
-	if (!work)
-		return QC_ENOMEM;
 	for (int64_t i = 0; i < n; i++)
 		H[i * n + i] = (float)((double)diag[i] + lambda);
-	int rc = chol_lower(ctx, H, n, work);
-	free(work);
+	int rc = chol_lower(ctx, H, n);
 	if (rc == QC_ENUMERIC) {
 		/* the strict upper triangle is M's: restore the lower one */
 		char msg[256];
@@ -930,29 +942,46 @@ static int rtn_part(void *arg, int part, int np)
 	wjob *j = arg;
 	int64_t b, e;
 	qc_pool_range(j->R, part, np, &b, &e);
+	const int fast = !j->q->is_float && j->q->arith == QC_DT_F32;
+	float qmin, qmax;
+	qrange(j->q, &qmin, &qmax);
 	for (int64_t r = b; r < e; r++) {
 		const qrow *x = &j->rows[r];
-		double werr = 0, w2 = 0;
+		double werr = 0, w2 = 0, hw2 = 0, herr = 0;
 		for (int64_t c = 0; c < j->n; c++)
 			w2 += (double)x->w[c] * x->w[c];
-		for (int64_t c = 0; c < j->n; c++) {
+		if (j->colw)
+			for (int64_t c = 0; c < j->n; c++)
+				hw2 += (double)j->colw[c] * ((double)x->w[c] * x->w[c]);
+		/* group by group; integer codes in FP32 through the inlined
+		 * quantize (the same operations) */
+		for (int64_t c0 = 0; c0 < j->n; c0 += j->q->group) {
+			int64_t c1 = c0 + j->q->group < j->n ? c0 + j->q->group : j->n;
 			float s, z;
-			row_params(x, j->q->tensor ? 0 : c / j->q->group, &s, &z);
-			float qv = quantize(j->q, x->w[c], s, z);
-			code_store(j->q, x->code, c, qv);
-			float dq = dequantize(qv, s, z);
-			double d = (double)x->w[c] - dq;
-			werr += d * d;
-			if (x->deq)
-				x->deq[c] = dq;
+			row_params(x, j->q->tensor ? 0 : c0 / j->q->group, &s, &z);
+			for (int64_t c = c0; c < c1; c++) {
+				float qv = fast ? quant_int_f32(x->w[c], s, z, qmin, qmax)
+				                : quantize(j->q, x->w[c], s, z);
+				code_store(j->q, x->code, c, qv);
+				float dq = dequantize(qv, s, z);
+				double d = (double)x->w[c] - dq;
+				werr += d * d;
+				if (j->colw)
+					herr += (double)j->colw[c] * (d * d);
+				if (x->deq)
+					x->deq[c] = dq;
+			}
 		}
 		x->sum->w2 += w2;
 		x->sum->werr += werr;
+		x->sum->hw2 += hw2;
+		x->sum->herr += herr;
 	}
 	return 0;
 }
 
-int qk_cpu_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols)
+int qk_cpu_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat, int64_t cols,
+                    const float *colw)
 {
 	QC_TRY(qk_cpu_check(ctx, "gptq rtn"));
 	qrow *rows;
@@ -963,7 +992,7 @@ int qk_cpu_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nm
 			free(rows);
 			return qc_seterr(QC_EINVAL, "gptq rtn: no codes for matrix %d", k);
 		}
-	wjob j = { .ctx = ctx, .q = q, .rows = rows, .R = R, .n = cols };
+	wjob j = { .ctx = ctx, .q = q, .rows = rows, .R = R, .n = cols, .colw = colw };
 	int rc = qc_pool_run(nparts(ctx, R, 16), rtn_part, &j);
 	free(rows);
 	return rc;

@@ -340,7 +340,7 @@ int qk_cuda_gptq_minmax(qk_ctx *ctx, const float *W, size_t n, float *mn, float 
 int qk_cuda_gptq_params(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
                         int64_t cols, const float *colw);
 int qk_cuda_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
-                     int64_t cols);
+                     int64_t cols, const float *colw);
 int qk_cuda_gptq_errors(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
                         int64_t cols, const float *V, const int64_t *perm, const uint8_t *dead);
 int qk_cuda_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,

@@ -39,7 +39,7 @@
 	     i += (size_t)gridDim.x * blockDim.x)
 
 /* per-row sums kept on the device, in this order */
-enum { S_W2, S_WERR, S_NW, S_XVW, S_NR, S_XVR, S_NG, S_XVG, S_N };
+enum { S_W2, S_WERR, S_NW, S_XVW, S_NR, S_XVR, S_NG, S_XVG, S_HW2, S_HERR, S_N };
 
 /* ---------------------------------------------------------------- hdiag, minmax */
 
@@ -554,6 +554,8 @@ static int chunk_finish(qk_ctx *ctx, const char *op, const rows_t *rw, const qk_
 				case S_XVR: s->xv_r += v; break;
 				case S_NG: s->n_g += v; break;
 				case S_XVG: s->xv_g += v; break;
+				case S_HW2: s->hw2 += v; break;
+				case S_HERR: s->herr += v; break;
 				}
 			}
 		}
@@ -608,21 +610,27 @@ int qk_cuda_gptq_params(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, in
 
 /* ---------------------------------------------------------------- RTN */
 
-/* block per row: w2, then every column's code, deq and werr */
+/* block per row: w2, then every column's code, deq and werr; with colw
+ * (device) also their weighted sums hw2 and herr */
 static __global__ void k_rtn(qk_cuq q, const float *const *wrow, float *const *drow, int64_t R,
                              int64_t n, int64_t ng, const float *sc, const float *zp,
-                             uint8_t *codes, double *sums)
+                             const float *colw, uint8_t *codes, double *sums)
 {
 	for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
 		const float *w = wrow[r];
 		float *deq = drow[r];
-		double w2 = 0;
-		for (int64_t c = threadIdx.x; c < n; c += blockDim.x)
+		double w2 = 0, hw2 = 0;
+		for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
 			w2 += (double)w[c] * (double)w[c];
+			if (colw)
+				hw2 += (double)colw[c] * ((double)w[c] * (double)w[c]);
+		}
 		w2 = qk_block_reduce(w2, qk_op_add(), 0.0);
+		if (colw)
+			hw2 = qk_block_reduce(hw2, qk_op_add(), 0.0);
 		/* every w[c] was read by the reduction (whose barriers end it)
 		 * before deq, which may be W, is written */
-		double werr = 0;
+		double werr = 0, herr = 0;
 		for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
 			int64_t g = q.tensor ? 0 : c / q.group;
 			float s = sc[r * ng + g], z = zp ? zp[r * ng + g] : 0.0f;
@@ -632,19 +640,25 @@ static __global__ void k_rtn(qk_cuq q, const float *const *wrow, float *const *d
 			float dq = qk_dequantize(qv, s, z);
 			double d = (double)wc - (double)dq;
 			werr += d * d;
+			if (colw)
+				herr += (double)colw[c] * (d * d);
 			if (deq)
 				deq[c] = dq;
 		}
 		werr = qk_block_reduce(werr, qk_op_add(), 0.0);
+		if (colw)
+			herr = qk_block_reduce(herr, qk_op_add(), 0.0);
 		if (threadIdx.x == 0) {
 			sums[r * S_N + S_W2] += w2;
 			sums[r * S_N + S_WERR] += werr;
+			sums[r * S_N + S_HW2] += hw2;
+			sums[r * S_N + S_HERR] += herr;
 		}
 	}
 }
 
 int qk_cuda_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int nmat,
-                     int64_t cols)
+                     int64_t cols, const float *colw)
 {
 	const char *op = "gptq rtn";
 	QC_TRY(qk_cuda_enter(ctx, op));
@@ -652,10 +666,15 @@ int qk_cuda_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int n
 	QC_TRY(make_rows(q, m, nmat, cols, 1, 1, op, &rw));
 	const qk_cuq cq = qk_cuq_of(q);
 	int64_t cr = chunk_rows(rw.R, chunk_bytes(&rw, 1, 1, !q->symmetric), qk_cu_size(ctx, CHUNK_CAP, 16384));
-	char *p = (char *)qk_cuda_scratch(ctx, chunk_bytes(&rw, cr, 1, !q->symmetric), op);
+	size_t cwb = colw ? (size_t)cols * sizeof(float) : 0;
+	char *p = (char *)qk_cuda_scratch(ctx, chunk_bytes(&rw, cr, 1, !q->symmetric) + qk_align256(cwb),
+	                                  op);
 	if (!p)
 		return QC_ENOMEM;
-	static const int f[] = { S_W2, S_WERR };
+	float *dcw = colw ? (float *)qk_carve(&p, cwb) : NULL;
+	if (colw)
+		QC_TRY(qk_cuda_put(ctx, dcw, colw, cwb, op));
+	static const int f[] = { S_W2, S_WERR, S_HW2, S_HERR };
 	for (int64_t r0 = 0; r0 < rw.R; r0 += cr) {
 		int64_t r1 = r0 + cr < rw.R ? r0 + cr : rw.R;
 		char *pc = p;
@@ -663,9 +682,10 @@ int qk_cuda_gptq_rtn(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int n
 		QC_TRY(chunk_setup(ctx, op, &rw, q, r0, r1, 1, 1, &pc, &ch));
 		QK_LAUNCH(k_rtn, (unsigned)(r1 - r0 < 65535 ? r1 - r0 : 65535), RT, 0, qk_cu(ctx)->st, cq,
 		          (const float *const *)ch.wrow, (float *const *)ch.drow, r1 - r0, cols, rw.ng,
-		          (const float *)ch.sc, (const float *)ch.zp, ch.codes, ch.sums);
+		          (const float *)ch.sc, (const float *)ch.zp, (const float *)dcw, ch.codes,
+		          ch.sums);
 		LAUNCH_TRY(op);
-		QC_TRY(chunk_finish(ctx, op, &rw, q, r0, r1, &ch, 0, f, 2));
+		QC_TRY(chunk_finish(ctx, op, &rw, q, r0, r1, &ch, 0, f, colw ? 4 : 2));
 	}
 	return 0;
 }

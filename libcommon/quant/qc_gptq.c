@@ -1,6 +1,7 @@
 /* qc_gptq.c - the GPTQ solver (see qc_gptq.h for the algorithm and contracts). */
 #include "qc_gptq.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,12 @@ struct qc_gptq {
 	size_t mdiag_cap;
 	uint8_t *dead;       /* original order */
 	size_t dead_cap;
+	qk_gptq_mat *emats;  /* the rows the error products measure, as runs of rows */
+	size_t emats_cap;
+	uint8_t *esel;       /* [R] 1 for a row the error products measure */
+	size_t esel_cap;
+	qk_gptq_sums *rsums; /* [R] RTN's weight errors of sampled parts' rows */
+	size_t rsums_cap;
 };
 
 /* Grow *p to hold n elements of size sz (contents not kept). */
@@ -144,7 +151,112 @@ void qc_gptq_free(qc_gptq *g)
 	free(g->d0);
 	free(g->mdiag);
 	free(g->dead);
+	free(g->emats);
+	free(g->esel);
+	free(g->rsums);
 	free(g);
+}
+
+// ---------------------------------------------------------------- the rows the errors measure
+
+/*
+ * err_out's denominator tr(W H W^T) and RTN's tr(D H D^T) cost rows
+ * cols^2 flops each, as much as the sweep itself, and are the only work
+ * that no quantization needs. A part of more than QC_GPTQ_ERR_ALL_ROWS rows
+ * measures them on a sample: runs of ERR_RUN consecutive rows spread
+ * evenly over the part (so every head of q/k/v and every stretch of an
+ * MLP's rows is in it), at least QC_GPTQ_ERR_ALL_ROWS rows and one row in
+ * ERR_FRACTION. Each total is then carried from the sample to the part by
+ * a per-row quantity known for every row that is nearly proportional to
+ * it (a ratio estimator): the diagonal part of the same quadratic form,
+ * sum_j H[j][j] a_j^2 for a = w and a = w - q_rtn (an elementwise pass over
+ * the part). Rows differ most in their weights on the few input channels
+ * whose activations are far larger than the rest (real LLMs have them):
+ * those dominate tr(w H w^T), and the diagonal form sees them, so the
+ * estimate does not depend on which of those rows the sample holds (with
+ * plain ||w||^2 in its place, a test below is 18 % off; with the diagonal
+ * form, 1 %). err_out's numerator, the sweep's own, is every row's.
+ */
+#define ERR_FRACTION 8
+#define ERR_RUN 16
+
+/* Runs of a part of `rows` rows, 0 when every row is measured. */
+static int64_t err_runs(int64_t rows, int exact)
+{
+	if (exact || rows <= QC_GPTQ_ERR_ALL_ROWS)
+		return 0;
+	int64_t want = (rows + ERR_FRACTION - 1) / ERR_FRACTION;
+	if (want < QC_GPTQ_ERR_ALL_ROWS)
+		want = QC_GPTQ_ERR_ALL_ROWS;
+	int64_t runs = (want + ERR_RUN - 1) / ERR_RUN;
+	/* runs must not touch: rows / runs >= ERR_RUN */
+	if (runs * ERR_RUN * 2 > rows)
+		return 0;
+	return runs;
+}
+
+/* g->rsums[R]: for every row of the parts the error products sample (the
+ * others' stay 0), ||w||^2 and RTN's ||w - q_rtn||^2 weighted per column
+ * by diag(H) (hw2, herr): the diagonal part of tr(w H w^T) and of RTN's
+ * tr(d H d^T). The codes it writes are overwritten by the sweep or RTN
+ * that follows; deq is untouched. */
+static int err_aux(qc_gptq *g, const qk_qspec *q, int nparts, int64_t R, int64_t n)
+{
+	QC_TRY(GROW(g->rsums, g->rsums_cap, R));
+	memset(g->rsums, 0, (size_t)R * sizeof *g->rsums);
+	int k = 0;
+	for (int64_t p = 0, r = 0; p < nparts; r += g->rmats[p].rows, p++)
+		if (err_runs(g->rmats[p].rows, g->o.exact_errors)) {
+			g->emats[k] = g->rmats[p];
+			g->emats[k].deq = NULL;
+			g->emats[k].sums = g->rsums + r;
+			k++;
+		}
+	return k ? qk_gptq_rtn(g->kc, q, g->emats, k, n, g->d0) : 0;
+}
+
+int64_t qc_gptq_err_rows(int64_t rows, int exact)
+{
+	int64_t runs = err_runs(rows, exact);
+	return runs ? runs * ERR_RUN : rows;
+}
+
+/* g->emats[*ne] and g->esel[R]: the runs of rows of g->rmats[nparts] that
+ * the error products measure. */
+static int err_sample(qc_gptq *g, const qc_qargs *a, int nparts, int64_t R, int64_t n, int *ne)
+{
+	const int64_t ng = qc_qgroups(a, n);
+	const int tensor = a->strategy == QC_QS_TENSOR;
+	int64_t total = 0;
+	for (int p = 0; p < nparts; p++) {
+		int64_t runs = err_runs(g->rmats[p].rows, g->o.exact_errors);
+		total += runs ? runs : 1;
+	}
+	if (total > INT_MAX)
+		return qc_seterr(QC_EINVAL, "gptq: too many parts");
+	QC_TRY(GROW(g->emats, g->emats_cap, total));
+	QC_TRY(GROW(g->esel, g->esel_cap, R));
+	int k = 0;
+	for (int64_t p = 0, r = 0; p < nparts; r += g->rmats[p].rows, p++) {
+		const qk_gptq_mat *m = &g->rmats[p];
+		int64_t runs = err_runs(m->rows, g->o.exact_errors);
+		if (!runs) {
+			g->emats[k++] = *m;
+			memset(g->esel + r, 1, (size_t)m->rows);
+			continue;
+		}
+		memset(g->esel + r, 0, (size_t)m->rows);
+		for (int64_t i = 0; i < runs; i++) {
+			int64_t at = i * m->rows / runs, off = tensor ? 0 : at * ng;
+			g->emats[k++] = (qk_gptq_mat){ .W = m->W + at * n, .rows = ERR_RUN,
+			                               .scales = m->scales + off,
+			                               .zps = m->zps ? m->zps + off : NULL,
+			                               .sums = m->sums + at };
+			memset(g->esel + r + at, 1, ERR_RUN);
+		}
+	}
+	*ne = k;
+	return 0;
 }
 
 // ---------------------------------------------------------------- the Hessian
@@ -352,15 +464,19 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 	}
 	double t2 = qc_now(), c2 = cpu_now();
 
-	/* tr(W H W^T) and RTN's tr(D H D^T) through V */
-	if (H)
-		QC_TRY(qk_gptq_errors(g->kc, &q, g->rmats, nparts, n, H, g->perm, g->dead));
+	/* tr(W H W^T) and RTN's tr(D H D^T) through V, on the measured rows */
+	if (H) {
+		int ne = 0;
+		QC_TRY(err_sample(g, a, nparts, R, n, &ne));
+		QC_TRY(qk_gptq_errors(g->kc, &q, g->emats, ne, n, H, g->perm, g->dead));
+		QC_TRY(err_aux(g, &q, nparts, R, n));
+	}
 	double t3 = qc_now(), c3 = cpu_now();
 	info->t_errors = t3 - t2;
 	info->c_errors = c3 - c2;
 
 	if (o->method == QC_GPTQ_METHOD_RTN)
-		QC_TRY(qk_gptq_rtn(g->kc, &q, g->rmats, nparts, n));
+		QC_TRY(qk_gptq_rtn(g->kc, &q, g->rmats, nparts, n, NULL));
 	else
 		QC_TRY(qk_gptq_sweep(g->kc, &q, g->mats, nparts, n, H, g->perm, g->dead, colw, o->block,
 		                     dynamic));
@@ -369,20 +485,31 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 	info->t_sweep = qc_now() - t3;
 	info->c_sweep = cpu_now() - c3;
 
-	/* per part: the row sums in row order */
+	/* per part: the row sums in row order; the error products' over the
+	 * measured rows, carried to the part when sampled (err_aux) */
 	double total = qc_now() - t0;
 	for (int64_t p = 0, r = 0; p < nparts; p++) {
 		qk_gptq_sums s = { 0 };
+		double aw = 0, aw_s = 0, ar = 0, ar_s = 0; /* diagonal forms, all rows and sample */
+		int sampled = H && err_runs(parts[p].rows, o->exact_errors) > 0;
 		for (int64_t lr = 0; lr < parts[p].rows; lr++, r++) {
 			const qk_gptq_sums *x = &g->sums[r];
 			s.w2 += x->w2;
 			s.werr += x->werr;
-			s.xv_w += x->xv_w;
-			s.n_w += x->n_w;
-			s.xv_r += x->xv_r;
-			s.n_r += x->n_r;
 			s.xv_g += x->xv_g;
 			s.n_g += x->n_g;
+			if (H && g->esel[r]) {
+				s.xv_w += x->xv_w;
+				s.n_w += x->n_w;
+				s.xv_r += x->xv_r;
+				s.n_r += x->n_r;
+				aw_s += g->rsums[r].hw2;
+				ar_s += g->rsums[r].herr;
+			}
+			if (sampled) {
+				aw += g->rsums[r].hw2;
+				ar += g->rsums[r].herr;
+			}
 		}
 		qc_gptq_part *pt = &parts[p];
 		pt->err_w = s.w2 > 0 ? s.werr / s.w2 : NAN;
@@ -390,6 +517,10 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 			/* tr(A H A^T) = ||A V||^2 - lambda ||A||^2 (dead columns of A are 0) */
 			double den = s.xv_w - lambda * s.n_w;
 			double rtn = s.xv_r - lambda * s.n_r;
+			if (sampled) {
+				den = aw_s > 0 ? den * (aw / aw_s) : 0;
+				rtn = ar_s > 0 ? rtn * (ar / ar_s) : 0;
+			}
 			pt->err_rtn = den > 0 ? rtn / den : NAN;
 			pt->err_out = o->method == QC_GPTQ_METHOD_RTN ? pt->err_rtn
 			            : den > 0 ? (s.xv_g - lambda * s.n_g) / den : NAN;

@@ -62,7 +62,14 @@
  * for A = W, W - Q_rtn (a blocked triangular product, 2 rows cols^2 flops
  * in all) and A = W - Q (whose A V is the sweep's own S, so it costs
  * nothing extra). With method RTN the codes are RTN's and err_out equals
- * err_rtn.
+ * err_rtn. The first two cost as much as the sweep and no quantization
+ * needs them, so unless exact_errors is set, a part of more than
+ * QC_GPTQ_ERR_ALL_ROWS rows computes them on a sample of its rows and
+ * carries each sample total to the part by the same quadratic form on H's
+ * diagonal (sum_j H[j][j] a_j^2, computed for every row by an elementwise
+ * pass): a ratio estimator, within about 1 % of the exact errors where
+ * they were compared (qc_gptq.c, doc/design.md 3.5). err_w and err_out's
+ * numerator are always every row's, and the codes do not depend on it.
  *
  * Several matrices may share one Hessian (q/k/v read the same input, so do
  * gate/up): they are solved as one stacked matrix (rows are independent in
@@ -81,10 +88,10 @@
  * H, W or deq faults (test_gptq checks the solver under it).
  *
  * Memory. H is consumed: factored in place (its upper triangle is read;
- * the buffer holds V afterwards) by a blocked Cholesky built on GEMMs,
- * which needs only [(cols + 512) 256] floats besides H and leaves the
- * strict upper triangle (a copy of H) untouched, so that a failed attempt
- * is undone without a second [cols, cols] buffer. The sweep holds a working
+ * the buffer holds V afterwards) by LAPACK's Cholesky (OpenBLAS's, blocked
+ * on GEMMs) on the lower triangle, which leaves the strict upper triangle
+ * (a copy of H) untouched, so that a failed attempt is undone without a
+ * second [cols, cols] buffer. The sweep holds a working
  * matrix S [rows, cols] FP32 (rows summed over the parts) while it runs,
  * and the error products and the sweep small block buffers per thread; all
  * of it is the kernels' working memory, allocated per call (buffers of 4
@@ -136,7 +143,18 @@ typedef struct qc_gptq_opts {
 	qc_gptq_actorder actorder; /* STATIC */
 	qc_clip_opts clip;         /* MSE search (qc_clip_opts_default(MSE)) */
 	int clip_hweight;          /* 1: weight the MSE search by diag(H) */
+	int exact_errors;          /* 0: err_out and err_rtn of a part of more than
+	                              QC_GPTQ_ERR_ALL_ROWS rows measured on a sample
+	                              of its rows (see qc_gptq_err_rows); 1: every row */
 } qc_gptq_opts;
+
+/* Parts of at most this many rows are always measured on every row. */
+#define QC_GPTQ_ERR_ALL_ROWS 1024
+
+/* How many of a part's rows the error products measure: rows when exact or
+ * rows <= QC_GPTQ_ERR_ALL_ROWS, else at least QC_GPTQ_ERR_ALL_ROWS and
+ * rows / 8, in runs of 16 consecutive rows spread evenly over the part. */
+int64_t qc_gptq_err_rows(int64_t rows, int exact);
 
 /* The defaults above. */
 void qc_gptq_opts_default(qc_gptq_opts *o);

@@ -7,11 +7,13 @@
  * over 8192 calibration tokens (4 sequences of 2048).
  *
  *   bench_gptq [-p preset] [-n sequences] [-s seq_len] [-j threads] [-c mse|minmax]
- *              [-a static|none] [-g group] [-K]
+ *              [-a static|none] [-g group] [-K] [-E]
  *
  * -K: the walker keeps no down_proj inputs between the passes at DOWN (it
  * recomputes gate/up instead); by default it keeps as many as qgptq does
  * (at most the layer's FP32 weights in bytes).
+ * -E: the error products on every row (qgptq --exact-errors), not on the
+ * sample of rows qgptq measures by default.
  *
  * Prints the seconds of each phase (forward, Hessian accumulation,
  * factorization, errors of W and RTN, parameters and sweep), the layer's
@@ -105,6 +107,7 @@ typedef struct bench {
 	double c_hess, c_update;      /* CPU seconds (every thread) of the same */
 	double c_factor, c_params, c_errors, c_sweep;
 	double ratio_sum, flops_sweep, flops_err;
+	int exact_errors;           /* -E: every row's error products */
 	int n_ratio;
 	size_t codes_bytes;
 } bench;
@@ -216,7 +219,10 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 		int64_t i2 = i1 + 128 < n ? i1 + 128 : n;
 		B->flops_sweep += 2.0 * (double)R * (double)(i2 - i1) * (double)(n - i2);
 	}
-	B->flops_err += 2.0 * (double)R * (double)n * (double)n;   /* W V and (W - Q_rtn) V */
+	/* W V and (W - Q_rtn) V on the rows measured */
+	for (int k = 0; k < count; k++)
+		B->flops_err += 2.0 * (double)qc_gptq_err_rows(parts[k].rows, B->exact_errors) *
+		                (double)n * (double)n;
 	B->t_update += qc_now() - t0;
 	B->c_update += cpu_now() - c0;
 	return 0;
@@ -266,8 +272,8 @@ int main(int argc, char **argv)
 {
 	const char *preset = "llama-3.1-8b", *clip = "mse", *actorder = "static";
 	int64_t nseq = 4, seq = 2048, group = 128;
-	int threads = 0, c, no_keep = 0;
-	while ((c = getopt(argc, argv, "p:n:s:j:c:a:g:K")) != -1) {
+	int threads = 0, c, no_keep = 0, exact_errors = 0;
+	while ((c = getopt(argc, argv, "p:n:s:j:c:a:g:KE")) != -1) {
 		switch (c) {
 		case 'p': preset = optarg; break;
 		case 'n': nseq = atoll(optarg); break;
@@ -277,9 +283,10 @@ int main(int argc, char **argv)
 		case 'a': actorder = optarg; break;
 		case 'g': group = atoll(optarg); break;
 		case 'K': no_keep = 1; break;
+		case 'E': exact_errors = 1; break;
 		default:
 			fprintf(stderr, "usage: bench_gptq [-p preset] [-n sequences] [-s seq_len] "
-			                "[-j threads] [-c mse|minmax] [-a static|none] [-g group] [-K]\n");
+			                "[-j threads] [-c mse|minmax] [-a static|none] [-g group] [-K] [-E]\n");
 			return 2;
 		}
 	}
@@ -325,11 +332,13 @@ int main(int argc, char **argv)
 		die(rc);
 	bench B = { 0 };
 	B.kc = kc;
+	B.exact_errors = exact_errors;
 	B.T = T;
 	B.a = (qc_qargs){ 0, 4, 1, group > 0 ? QC_QS_GROUP : QC_QS_CHANNEL, group > 0 ? group : 0,
 	                  QC_DT_BF16, QC_DT_F32 };
 	qc_gptq_opts go;
 	qc_gptq_opts_default(&go);
+	go.exact_errors = exact_errors;
 	qc_clip_opts_default(&go.clip, strcmp(clip, "minmax") == 0 ? QC_CLIP_MINMAX : QC_CLIP_MSE);
 	if (qc_gptq_actorder_parse(actorder, &go.actorder))
 		die(QC_EINVAL);

@@ -1162,16 +1162,18 @@ static void t_gptq_case(const gcase *gc, int64_t rows, int64_t n)
 			m1[k].sums = s1 + k * rows;
 		}
 		if (!gc->dynamic) {
-			rc_c = qk_gptq_rtn(cpu, &q, m0, nm, n);
-			rc_g = qk_gptq_rtn(gpu, &q, m1, nm, n);
+			/* with the column weights of the search when it has them (and
+			 * then the weighted sums too) */
+			rc_c = qk_gptq_rtn(cpu, &q, m0, nm, n, colw);
+			rc_g = qk_gptq_rtn(gpu, &q, m1, nm, n, colw);
 			if (rcs("gptq rtn", cs, rc_c, rc_g, 0)) {
 				exact("gptq rtn", cs, rc1, rc0, (size_t)(R * n), 1);
-				double a[2] = { 0, 0 }, b[2] = { 0, 0 };
+				double a[4] = { 0, 0, 0, 0 }, b[4] = { 0, 0, 0, 0 };
 				for (int64_t r = 0; r < R; r++) {
-					a[0] += s1[r].w2, a[1] += s1[r].werr;
-					b[0] += s0[r].w2, b[1] += s0[r].werr;
+					a[0] += s1[r].w2, a[1] += s1[r].werr, a[2] += s1[r].hw2, a[3] += s1[r].herr;
+					b[0] += s0[r].w2, b[1] += s0[r].werr, b[2] += s0[r].hw2, b[3] += s0[r].herr;
 				}
-				reld("gptq rtn", "sums", a, b, 2, 1e-12);
+				reld("gptq rtn", "sums", a, b, 4, 1e-12);
 			}
 		}
 		free(rc0);

@@ -117,15 +117,20 @@ static qc_qargs qargs(int bits, int sym, qc_qstrategy st, int64_t gs)
 	return a;
 }
 
-/* tr(D H D^T) / tr(W H W^T) in double, D = W - Q, from the definition. */
-static double rel_out(const float *w, const float *q, int64_t rows, int64_t n, const double *h)
+/* Per row r of W [rows, n]: num[r] = d H d^T with d = W_r - Q_r and
+ * den[r] = W_r H W_r^T, in double from the definition (num or den NULL:
+ * not wanted). */
+static void row_forms(const float *w, const float *q, int64_t rows, int64_t n, const double *h,
+                      double *num, double *den)
 {
-	double num = 0, den = 0;
 	double *d = malloc((size_t)n * sizeof *d), *hv = malloc((size_t)n * sizeof *hv);
 	assert_non_null(d);
 	assert_non_null(hv);
 	for (int64_t r = 0; r < rows; r++) {
 		for (int pass = 0; pass < 2; pass++) {
+			double *out = pass ? den : num;
+			if (!out)
+				continue;
 			for (int64_t j = 0; j < n; j++)
 				d[j] = pass ? w[r * n + j] : (double)w[r * n + j] - q[r * n + j];
 			double s = 0;
@@ -136,15 +141,28 @@ static double rel_out(const float *w, const float *q, int64_t rows, int64_t n, c
 				hv[i] = acc;
 				s += d[i] * acc;
 			}
-			if (pass)
-				den += s;
-			else
-				num += s;
+			out[r] = s;
 		}
 	}
 	free(d);
 	free(hv);
-	return num / den;
+}
+
+/* tr(D H D^T) / tr(W H W^T) in double, D = W - Q, from the definition. */
+static double rel_out(const float *w, const float *q, int64_t rows, int64_t n, const double *h)
+{
+	double *num = malloc((size_t)rows * sizeof *num), *den = malloc((size_t)rows * sizeof *den);
+	assert_non_null(num);
+	assert_non_null(den);
+	row_forms(w, q, rows, n, h, num, den);
+	double a = 0, b = 0;
+	for (int64_t r = 0; r < rows; r++) {
+		a += num[r];
+		b += den[r];
+	}
+	free(num);
+	free(den);
+	return a / b;
 }
 
 /* Outputs of one run over a single matrix. */
@@ -762,6 +780,141 @@ static void test_parts_share_hessian(void **state)
 	free(x);
 }
 
+/* The error products on a sample of rows (qc_gptq_opts.exact_errors 0):
+ * how many rows; the codes, deq and err_w are the exact run's, bit for
+ * bit; a part of at most QC_GPTQ_ERR_ALL_ROWS rows gets the exact run's
+ * err_out and err_rtn (to rounding); a larger one gets the estimate of
+ * qc_gptq.c computed here from the definitions (every row's tr(D H D^T);
+ * the sample's tr(W H W^T) and RTN's, carried to the part by their
+ * diagonal forms sum_j H[j][j] a_j^2), which is within 2 % of the exact
+ * errors on inputs with outlier channels and rows of norms 3x apart with
+ * heavy tails. For group (zero points, scales per row) and tensor (one
+ * scale per part) parameters. */
+static void test_sampled_errors(void **state)
+{
+	(void)state;
+	assert_int_equal(qc_gptq_err_rows(3000, 0), 1024);
+	assert_int_equal(qc_gptq_err_rows(3000, 1), 3000);
+	assert_int_equal(qc_gptq_err_rows(1024, 0), 1024);
+	assert_int_equal(qc_gptq_err_rows(1025, 0), 1025);
+	assert_int_equal(qc_gptq_err_rows(28672, 0), 3584);
+	const int64_t cols = 64, T = 512, rbig = 3000, rsmall = 500, run = 16, runs = 1024 / run;
+	seed(11);
+	float *x = make_x(T, cols, 2);
+	double *hd;
+	float *h = make_h(x, T, cols, &hd);
+	float *h2 = malloc((size_t)(cols * cols) * sizeof *h2);
+	float *wb = malloc((size_t)(rbig * cols) * sizeof *wb), *ws = make_w(rsmall, cols);
+	assert_non_null(wb);
+	for (int64_t r = 0; r < rbig; r++) {
+		double sc = pow(10, 0.5 * unif() - 0.25);
+		for (int64_t j = 0; j < cols; j++)
+			wb[r * cols + j] = (float)(normal() * (unif() < 0.02 ? 4 : 1) * sc);
+	}
+	double *num = malloc((size_t)rbig * sizeof *num), *den = malloc((size_t)rbig * sizeof *den);
+	double *rnum = malloc((size_t)rbig * sizeof *rnum);
+	uint8_t *in = calloc((size_t)rbig, 1);
+	assert_non_null(num);
+	assert_non_null(den);
+	assert_non_null(rnum);
+	assert_non_null(in);
+	for (int64_t i = 0; i < runs; i++)
+		memset(in + i * rbig / runs, 1, run);
+	const qc_qargs as[2] = { qargs(4, 0, QC_QS_GROUP, 32), qargs(8, 1, QC_QS_TENSOR, 0) };
+	for (int k = 0; k < 2; k++) {
+		const qc_qargs *a = &as[k];
+		out e[2], m[2]; /* exact and sampled, big and small part */
+		qc_gptq_part pe[2], pm[2];
+		for (int ex = 0; ex < 2; ex++) {
+			out *o = ex ? e : m;
+			qc_gptq_part *pp = ex ? pe : pm;
+			out_init(&o[0], a, wb, rbig, cols);
+			out_init(&o[1], a, ws, rsmall, cols);
+			pp[0] = o[0].part;
+			pp[1] = o[1].part;
+			qc_gptq_opts opt;
+			qc_gptq_opts_default(&opt);
+			opt.exact_errors = ex;
+			qc_gptq *g;
+			assert_int_equal(qc_gptq_new(&g, kc, &opt), 0);
+			memcpy(h2, h, (size_t)(cols * cols) * sizeof *h2);
+			tu_assert_rc(qc_gptq_run(g, a, h2, cols, pp, 2, NULL), 0);
+			qc_gptq_free(g);
+		}
+		for (int p = 0; p < 2; p++) {
+			int64_t rows = p ? rsmall : rbig;
+			assert_memory_equal(m[p].codes, e[p].codes, (size_t)(rows * cols));
+			assert_memory_equal(m[p].deq, e[p].deq, (size_t)(rows * cols) * sizeof(float));
+			assert_true(pm[p].err_w == pe[p].err_w);
+		}
+		/* (the same rows, though the GEMMs' row counts differ: sgemm may
+		 * round a row's products differently) */
+		assert_true(fabs(pm[1].err_out - pe[1].err_out) <= 1e-5 * pe[1].err_out &&
+		            fabs(pm[1].err_rtn - pe[1].err_rtn) <= 1e-5 * pe[1].err_rtn);
+		/* the estimate from the definitions; RTN of the whole part (a
+		 * tensor scale is the part's) */
+		out r;
+		out_init(&r, a, wb, rbig, cols);
+		qc_clip_opts clip;
+		qc_clip_opts_default(&clip, QC_CLIP_MSE);
+		assert_int_equal(qc_quant_rtn(a, &clip, wb, rbig, cols, NULL, r.codes, r.scales, r.zps,
+		                              r.deq), 0);
+		row_forms(wb, e[0].deq, rbig, cols, hd, num, den);
+		row_forms(wb, r.deq, rbig, cols, hd, rnum, NULL);
+		double n_all = 0, d_s = 0, aw = 0, aw_s = 0, r_s = 0, ar = 0, ar_s = 0;
+		double d_all = 0, r_all = 0;
+		for (int64_t i = 0; i < rbig; i++) {
+			double a2 = 0, b2 = 0; /* the diagonal forms of w and w - q_rtn */
+			for (int64_t j = 0; j < cols; j++) {
+				double wv = wb[i * cols + j], dv = wv - r.deq[i * cols + j];
+				a2 += hd[j * cols + j] * wv * wv;
+				b2 += hd[j * cols + j] * dv * dv;
+			}
+			n_all += num[i];
+			d_all += den[i];
+			r_all += rnum[i];
+			aw += a2;
+			ar += b2;
+			if (in[i]) {
+				d_s += den[i];
+				aw_s += a2;
+				r_s += rnum[i];
+				ar_s += b2;
+			}
+		}
+		double dest = d_s * aw / aw_s, eo = n_all / dest, er = r_s * ar / ar_s / dest;
+		if (!(fabs(pm[0].err_out - eo) <= 2e-3 * eo && fabs(pm[0].err_rtn - er) <= 2e-3 * er))
+			fail_msg("scheme %d: sampled %g / %g, the estimate from the definitions %g / %g", k,
+			         pm[0].err_out, pm[0].err_rtn, eo, er);
+		/* the exact run gives the definitions' errors over every row, and
+		 * the sample is close to them */
+		if (!(fabs(pe[0].err_out - n_all / d_all) <= 2e-3 * pe[0].err_out &&
+		      fabs(pe[0].err_rtn - r_all / d_all) <= 2e-3 * pe[0].err_rtn))
+			fail_msg("scheme %d: exact %g / %g, definitions %g / %g", k, pe[0].err_out,
+			         pe[0].err_rtn, n_all / d_all, r_all / d_all);
+		if (!(fabs(pm[0].err_out - pe[0].err_out) <= 0.02 * pe[0].err_out &&
+		      fabs(pm[0].err_rtn - pe[0].err_rtn) <= 0.02 * pe[0].err_rtn))
+			fail_msg("scheme %d: sampled %g / %g, every row %g / %g", k, pm[0].err_out,
+			         pm[0].err_rtn, pe[0].err_out, pe[0].err_rtn);
+		assert_true(pm[0].err_out != pe[0].err_out);
+		out_free(&r);
+		for (int p = 0; p < 2; p++) {
+			out_free(&e[p]);
+			out_free(&m[p]);
+		}
+	}
+	free(num);
+	free(den);
+	free(rnum);
+	free(in);
+	free(wb);
+	free(ws);
+	free(h);
+	free(h2);
+	free(hd);
+	free(x);
+}
+
 /* Method RTN: qc_quant_rtn's codes; err_out is err_rtn; without a Hessian
  * the output errors are not measured. Same inputs, same bits. */
 static void test_rtn_and_determinism(void **state)
@@ -960,6 +1113,7 @@ int main(void)
 		cmocka_unit_test(test_nonfinite),
 		cmocka_unit_test(test_dead_inputs),
 		cmocka_unit_test(test_parts_share_hessian),
+		cmocka_unit_test(test_sampled_errors),
 		cmocka_unit_test(test_rtn_and_determinism),
 		cmocka_unit_test(test_kernel_memory),
 		cmocka_unit_test(test_options),

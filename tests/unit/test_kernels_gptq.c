@@ -130,9 +130,9 @@ static float *make_w(int64_t rows, int64_t cols)
 
 // ---------------------------------------------------------------- the Hessian
 
-/* The blocked Cholesky against the textbook one, sizes around the block
- * size: one block, a partial one, several; the strict upper triangle is
- * left exactly as it was. */
+/* The Cholesky (LAPACK's, on the column-major upper triangle) against the
+ * textbook one, sizes around LAPACK's blocking; the strict upper triangle
+ * is left exactly as it was. */
 static void test_chol_lower(void **state)
 {
 	(void)state;
@@ -141,10 +141,9 @@ static void test_chol_lower(void **state)
 		int64_t n = sizes[s];
 		float *a = spd(n, 3 * n), *a0 = malloc((size_t)(n * n) * sizeof *a0);
 		double *l = malloc((size_t)(n * n) * sizeof *l);
-		float *work = malloc((size_t)((n + 2 * CHOL_NB) * CHOL_NB) * sizeof *work);
 		memcpy(a0, a, (size_t)(n * n) * sizeof *a);
 		assert_int_equal(chol_ref(a0, n, l), 0);
-		assert_int_equal(chol_lower(kc, a, n, work), 0);
+		assert_int_equal(chol_lower(kc, a, n), 0);
 		double lmax = 0, dmax = 0;
 		for (int64_t i = 0; i < n; i++)
 			for (int64_t j = 0; j <= i; j++) {
@@ -160,7 +159,6 @@ static void test_chol_lower(void **state)
 		free(a);
 		free(a0);
 		free(l);
-		free(work);
 	}
 }
 
@@ -360,6 +358,41 @@ static void test_pow24_bound(void **state)
 		err24_avx2(h8, 8, NULL, 1e30f, 0, -8, 7, INFINITY, &bad);
 		assert_int_equal(bad, 1);
 	}
+	/* the sixteen-lane version: the same again, each of its lanes */
+	if (__builtin_cpu_supports("avx512f")) {
+		worst = 0;
+		for (int i = 0; i < 50000; i++) {
+			float x[16], w[16];
+			for (int k = 0; k < 16; k++) {
+				x[k] = (float)ldexp(1 + unif(), (int)(unif() * 80) - 40);
+				w[k] = (float)unif();
+			}
+			int b4 = 0, b16 = 0;
+			double ex = 0;
+			for (int k = 0; k < 16; k++)
+				ex += w[k] * pow((double)x[k], 2.4);
+			double a4 = err24(x, 16, w, 1e30f, 0, -8, 7, INFINITY, &b4);
+			double a16 = err24_avx512(x, 16, w, 1e30f, 0, -8, 7, INFINITY, &b16);
+			assert_int_equal(b4, 0);
+			assert_int_equal(b16, 0);
+			worst = fmax(worst, fabs(a16 - ex) / ex);
+			if (!(fabs(a16 - a4) <= 1e-12 * a4))
+				fail_msg("sixteen lanes %.17g, four lanes %.17g", a16, a4);
+		}
+		if (!(worst <= POW24_REL / 4))
+			fail_msg("a sixteen-lane sum is off by %g", worst);
+		for (int k = 0; k < 16; k++) {
+			float t16[16] = { 0 }, h16[16] = { 0 };
+			t16[k] = 1e-13f;
+			h16[k] = 3e12f;
+			bad = 0;
+			err24_avx512(t16, 16, NULL, 1e30f, 0, -8, 7, INFINITY, &bad);
+			assert_int_equal(bad, 1);
+			bad = 0;
+			err24_avx512(h16, 16, NULL, 1e30f, 0, -8, 7, INFINITY, &bad);
+			assert_int_equal(bad, 1);
+		}
+	}
 #endif
 #else
 	skip();
@@ -491,7 +524,8 @@ static int64_t sidx(const qc_qargs *a, int64_t cols, int64_t r, int64_t c)
 
 /* qk_gptq_params against qc_group_params group by group, and qk_gptq_rtn
  * against qc_quantize_value with those parameters: codes, deq, and the
- * sums w2 and werr (in double, in column order, exactly); two and three
+ * sums w2 and werr (in double, in column order, exactly), with the
+ * weights also hw2 and herr (and without them those stay 0); two and three
  * matrices, 1 and 2 threads, weighted and not. */
 static void test_params_rtn(void **state)
 {
@@ -524,7 +558,7 @@ static void test_params_rtn(void **state)
 			} else {
 				tu_assert_rc(qk_gptq_params(k, &q, o.m, o.nm, cols, cw), 0);
 			}
-			tu_assert_rc(qk_gptq_rtn(k, &q, o.m, o.nm, cols), 0);
+			tu_assert_rc(qk_gptq_rtn(k, &q, o.m, o.nm, cols, cw), 0);
 			for (int m = 0; m < o.nm; m++)
 				for (int64_t r = 0; r < o.m[m].rows; r++) {
 					const float *x = o.m[m].W + r * cols;
@@ -537,7 +571,7 @@ static void test_params_rtn(void **state)
 							if (o.m[m].scales[i] != s1 || (o.zps && o.m[m].zps[i] != z1))
 								fail_msg("%s v %d: group parameters differ", schemes[s].name, v);
 						}
-					double w2 = 0, werr = 0;
+					double w2 = 0, werr = 0, hw2 = 0, herr = 0;
 					for (int64_t j = 0; j < cols; j++) {
 						int64_t i = sidx(a, cols, r, j);
 						float sc = o.m[m].scales[i], z = o.zps ? o.m[m].zps[i] : 0;
@@ -549,9 +583,15 @@ static void test_params_rtn(void **state)
 							         (long long)r, (long long)j);
 						w2 += (double)x[j] * x[j];
 						werr += ((double)x[j] - dq) * ((double)x[j] - dq);
+						if (cw) {
+							hw2 += (double)cw[j] * ((double)x[j] * x[j]);
+							herr += (double)cw[j] * (((double)x[j] - dq) * ((double)x[j] - dq));
+						}
 					}
 					assert_true(o.m[m].sums[r].w2 == w2);
 					assert_true(o.m[m].sums[r].werr == werr);
+					assert_true(o.m[m].sums[r].hw2 == hw2);
+					assert_true(o.m[m].sums[r].herr == herr);
 				}
 			outs_free(&o);
 		}
@@ -888,14 +928,14 @@ static void test_bad_args(void **state)
 	tu_assert_rc(qk_gptq_params(kc, &q, &m, 1, 0, NULL), QC_EINVAL);
 	qk_qspec bad = q;
 	bad.bits = 3;
-	tu_assert_rc(qk_gptq_rtn(kc, &bad, &m, 1, 64), QC_EINVAL);
+	tu_assert_rc(qk_gptq_rtn(kc, &bad, &m, 1, 64, NULL), QC_EINVAL);
 	bad = q;
 	bad.symmetric = 0; /* no zero points given */
-	tu_assert_rc(qk_gptq_rtn(kc, &bad, &m, 1, 64), QC_EINVAL);
+	tu_assert_rc(qk_gptq_rtn(kc, &bad, &m, 1, 64, NULL), QC_EINVAL);
 	tu_assert_rc(qk_gptq_sweep(kc, &q, &m, 1, 64, v, perm, NULL, NULL, 0, 0), QC_EINVAL);
 	tu_assert_rc(qk_gptq_errors(kc, &q, &m, 1, 64, NULL, perm, NULL), QC_EINVAL);
 	m.sums = NULL;
-	tu_assert_rc(qk_gptq_rtn(kc, &q, &m, 1, 64), QC_EINVAL);
+	tu_assert_rc(qk_gptq_rtn(kc, &q, &m, 1, 64, NULL), QC_EINVAL);
 	tu_assert_rc(qk_gptq_factor(kc, v, 0, w, 0), QC_EINVAL);
 }
 
