@@ -64,10 +64,11 @@ static void help(void)
 	"                      minmax: the group's minimum and maximum\n"
 	"  --damp F            dampening, a fraction of the mean Hessian diagonal\n"
 	"                      (default 0.01; doubled while the factorization fails)\n"
-	"  --exact-errors      err_out and err_rtn of a Linear with more than 1024 output\n"
-	"                      rows from every row; by default from an even sample of at\n"
-	"                      least 1024 and an eighth of them (within about 1 %%, and\n"
-	"                      a fifth of the time the exact products take)\n");
+	"  --exact-errors      err_out and err_rtn of a Linear with more than 1024 rows\n"
+	"                      and at least 1024 inputs from every row; by default from\n"
+	"                      an even sample of at least 1024 and an eighth of them\n"
+	"                      (err_rows in the report; within about 1 %% where measured,\n"
+	"                      at a quarter of the time the exact products take)\n");
 	tool_qopts_help(1);
 	printf("\n"
 	"Exit status: 0 success, 2 usage or input error (including NaN or Inf weights,\n"

@@ -6,6 +6,8 @@
 #include "qk_cpu.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -14,8 +16,11 @@
 #include "qc_num.h"
 #include "qc_pool.h"
 
+static int cpu_ctx_init(qk_ctx *ctx);
+
 const qk_backend qk_cpu_backend = {
 	.name = "cpu",
+	.ctx_init = cpu_ctx_init,
 	.alloc = qk_cpu_alloc,
 	.free = qk_cpu_free,
 	.upload = qk_cpu_upload,
@@ -82,6 +87,42 @@ void qk_cpu_blas_threads(int n)
 {
 	if (openblas_get_num_threads() != n)
 		openblas_set_num_threads(n);
+}
+
+/*
+ * OpenBLAS's worker threads, once they have run a job, spin for 2^28 cycles
+ * (calling sched_yield) before they sleep. Between our threaded BLAS calls
+ * the cores run our own threads (the row pools, with single-threaded BLAS
+ * inside), and the spinning workers compete with them: in qgptq about 5 %
+ * of the CPU time went to sched_yield, and a 1B layer took 6 % longer.
+ * OPENBLAS_THREAD_TIMEOUT sets the spin (4: 2^4 cycles, OpenBLAS's least),
+ * but the library reads it when it loads, before main. So, unless the
+ * user has set it, set it for a moment, let OpenBLAS read its environment
+ * again, and stop its thread server, which the next threaded call starts
+ * afresh with the new timeout (waking a sleeping worker costs microseconds;
+ * our threaded calls are large). The functions are OpenBLAS's own exports,
+ * found through dlsym: with another BLAS nothing changes. Results do not
+ * depend on it.
+ */
+static void blas_quiet_workers(void)
+{
+	if (getenv("OPENBLAS_THREAD_TIMEOUT") || getenv("GOTO_THREAD_TIMEOUT"))
+		return;
+	void (*read_env)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "openblas_read_env");
+	void (*shutdown)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+	if (!read_env || !shutdown || setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0) != 0)
+		return;
+	read_env();
+	unsetenv("OPENBLAS_THREAD_TIMEOUT"); /* the process's environment as it was */
+	shutdown();
+}
+
+static int cpu_ctx_init(qk_ctx *ctx)
+{
+	(void)ctx;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, blas_quiet_workers);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- memory */

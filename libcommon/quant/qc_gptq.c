@@ -180,10 +180,11 @@ void qc_gptq_free(qc_gptq *g)
 #define ERR_FRACTION 8
 #define ERR_RUN 16
 
-/* Runs of a part of `rows` rows, 0 when every row is measured. */
-static int64_t err_runs(int64_t rows, int exact)
+/* Runs of a part of `rows` rows and `cols` columns, 0 when every row is
+ * measured. */
+static int64_t err_runs(int64_t rows, int64_t cols, int exact)
 {
-	if (exact || rows <= QC_GPTQ_ERR_ALL_ROWS)
+	if (exact || rows <= QC_GPTQ_ERR_ALL_ROWS || cols < QC_GPTQ_ERR_MIN_COLS)
 		return 0;
 	int64_t want = (rows + ERR_FRACTION - 1) / ERR_FRACTION;
 	if (want < QC_GPTQ_ERR_ALL_ROWS)
@@ -206,7 +207,7 @@ static int err_aux(qc_gptq *g, const qk_qspec *q, int nparts, int64_t R, int64_t
 	memset(g->rsums, 0, (size_t)R * sizeof *g->rsums);
 	int k = 0;
 	for (int64_t p = 0, r = 0; p < nparts; r += g->rmats[p].rows, p++)
-		if (err_runs(g->rmats[p].rows, g->o.exact_errors)) {
+		if (err_runs(g->rmats[p].rows, n, g->o.exact_errors)) {
 			g->emats[k] = g->rmats[p];
 			g->emats[k].deq = NULL;
 			g->emats[k].sums = g->rsums + r;
@@ -215,9 +216,9 @@ static int err_aux(qc_gptq *g, const qk_qspec *q, int nparts, int64_t R, int64_t
 	return k ? qk_gptq_rtn(g->kc, q, g->emats, k, n, g->d0) : 0;
 }
 
-int64_t qc_gptq_err_rows(int64_t rows, int exact)
+int64_t qc_gptq_err_rows(int64_t rows, int64_t cols, int exact)
 {
-	int64_t runs = err_runs(rows, exact);
+	int64_t runs = err_runs(rows, cols, exact);
 	return runs ? runs * ERR_RUN : rows;
 }
 
@@ -229,7 +230,7 @@ static int err_sample(qc_gptq *g, const qc_qargs *a, int nparts, int64_t R, int6
 	const int tensor = a->strategy == QC_QS_TENSOR;
 	int64_t total = 0;
 	for (int p = 0; p < nparts; p++) {
-		int64_t runs = err_runs(g->rmats[p].rows, g->o.exact_errors);
+		int64_t runs = err_runs(g->rmats[p].rows, n, g->o.exact_errors);
 		total += runs ? runs : 1;
 	}
 	if (total > INT_MAX)
@@ -239,7 +240,7 @@ static int err_sample(qc_gptq *g, const qc_qargs *a, int nparts, int64_t R, int6
 	int k = 0;
 	for (int64_t p = 0, r = 0; p < nparts; r += g->rmats[p].rows, p++) {
 		const qk_gptq_mat *m = &g->rmats[p];
-		int64_t runs = err_runs(m->rows, g->o.exact_errors);
+		int64_t runs = err_runs(m->rows, n, g->o.exact_errors);
 		if (!runs) {
 			g->emats[k++] = *m;
 			memset(g->esel + r, 1, (size_t)m->rows);
@@ -491,7 +492,7 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 	for (int64_t p = 0, r = 0; p < nparts; p++) {
 		qk_gptq_sums s = { 0 };
 		double aw = 0, aw_s = 0, ar = 0, ar_s = 0; /* diagonal forms, all rows and sample */
-		int sampled = H && err_runs(parts[p].rows, o->exact_errors) > 0;
+		int sampled = H && err_runs(parts[p].rows, n, o->exact_errors) > 0;
 		for (int64_t lr = 0; lr < parts[p].rows; lr++, r++) {
 			const qk_gptq_sums *x = &g->sums[r];
 			s.w2 += x->w2;

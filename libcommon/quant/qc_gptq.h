@@ -64,7 +64,8 @@
  * nothing extra). With method RTN the codes are RTN's and err_out equals
  * err_rtn. The first two cost as much as the sweep and no quantization
  * needs them, so unless exact_errors is set, a part of more than
- * QC_GPTQ_ERR_ALL_ROWS rows computes them on a sample of its rows and
+ * QC_GPTQ_ERR_ALL_ROWS rows and at least QC_GPTQ_ERR_MIN_COLS columns
+ * computes them on a sample of its rows and
  * carries each sample total to the part by the same quadratic form on H's
  * diagonal (sum_j H[j][j] a_j^2, computed for every row by an elementwise
  * pass): a ratio estimator, within about 1 % of the exact errors where
@@ -143,18 +144,22 @@ typedef struct qc_gptq_opts {
 	qc_gptq_actorder actorder; /* STATIC */
 	qc_clip_opts clip;         /* MSE search (qc_clip_opts_default(MSE)) */
 	int clip_hweight;          /* 1: weight the MSE search by diag(H) */
-	int exact_errors;          /* 0: err_out and err_rtn of a part of more than
-	                              QC_GPTQ_ERR_ALL_ROWS rows measured on a sample
-	                              of its rows (see qc_gptq_err_rows); 1: every row */
+	int exact_errors;          /* 0: err_out and err_rtn of a large part measured
+	                              on a sample of its rows (qc_gptq_err_rows);
+	                              1: every row */
 } qc_gptq_opts;
 
-/* Parts of at most this many rows are always measured on every row. */
+/* Parts of at most QC_GPTQ_ERR_ALL_ROWS rows, or of fewer than
+ * QC_GPTQ_ERR_MIN_COLS columns, are always measured on every row: their
+ * products are cheap, and with few columns a row's quadratic form strays
+ * further from its diagonal part (fewer terms to average). */
 #define QC_GPTQ_ERR_ALL_ROWS 1024
+#define QC_GPTQ_ERR_MIN_COLS 1024
 
 /* How many of a part's rows the error products measure: rows when exact or
- * rows <= QC_GPTQ_ERR_ALL_ROWS, else at least QC_GPTQ_ERR_ALL_ROWS and
- * rows / 8, in runs of 16 consecutive rows spread evenly over the part. */
-int64_t qc_gptq_err_rows(int64_t rows, int exact);
+ * as above, else at least QC_GPTQ_ERR_ALL_ROWS and rows / 8, in runs of 16
+ * consecutive rows spread evenly over the part (at most half the rows). */
+int64_t qc_gptq_err_rows(int64_t rows, int64_t cols, int exact);
 
 /* The defaults above. */
 void qc_gptq_opts_default(qc_gptq_opts *o);

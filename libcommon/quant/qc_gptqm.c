@@ -211,7 +211,7 @@ static int add_line(qc_gptqm *G, const char *mod, int64_t rows, int64_t cols,
 	if (isfinite(input_scale))
 		json_object_set_new(x, "input_scale", json_real(input_scale));
 	/* the rows err_out and err_rtn were measured on, when not all */
-	int64_t err_rows = qc_gptq_err_rows(rows, G->o.go.exact_errors);
+	int64_t err_rows = qc_gptq_err_rows(rows, cols, G->o.go.exact_errors);
 	if (G->T && err_rows < rows)
 		json_object_set_new(x, "err_rows", json_integer(err_rows));
 	qc_log(QC_LOG_DETAIL, "%s: err_out %.4g err_rtn %.4g err_w %.4g%s%.3g (%.1f s)", mod,

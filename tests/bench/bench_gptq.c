@@ -221,7 +221,7 @@ static int on_update(void *ctx, int layer, qc_walk_point p, qc_layer *lw)
 	}
 	/* W V and (W - Q_rtn) V on the rows measured */
 	for (int k = 0; k < count; k++)
-		B->flops_err += 2.0 * (double)qc_gptq_err_rows(parts[k].rows, B->exact_errors) *
+		B->flops_err += 2.0 * (double)qc_gptq_err_rows(parts[k].rows, n, B->exact_errors) *
 		                (double)n * (double)n;
 	B->t_update += qc_now() - t0;
 	B->c_update += cpu_now() - c0;

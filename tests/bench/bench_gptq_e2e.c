@@ -280,9 +280,9 @@ int main(int argc, char **argv)
 	double f_again = L * 2.0 * (T - kept) * 2.0 * h * im;
 	/* the rows qgptq's error products measure (every one only with
 	 * --exact-errors, which this bench does not pass) */
-#define ER(rows) ((double)qc_gptq_err_rows((int64_t)(rows), 0))
-	double f_err = L * 2.0 * ((ER(qd) + 2 * ER(kvd)) * h * h + ER(h) * qd * qd +
-	                          2 * ER(im) * h * h + ER(h) * im * im);
+#define ER(rows, cols) ((double)qc_gptq_err_rows((int64_t)(rows), (int64_t)(cols), 0))
+	double f_err = L * 2.0 * ((ER(qd, h) + 2 * ER(kvd, h)) * h * h + ER(h, qd) * qd * qd +
+	                          2 * ER(im, h) * h * h + ER(h, im) * im * im);
 #undef ER
 	printf("\nmodel %s, %d layer(s) (hidden %.0f, intermediate %.0f, heads %d/%d, vocab %lld); "
 	       "%lld x %lld tokens; %d threads\n", preset, (int)L, h, im, (int)cfg.num_attention_heads,

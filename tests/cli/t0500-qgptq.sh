@@ -209,5 +209,29 @@ test_expect_success '--mem spills activations to scratch files without changing 
 test_expect_code 2 '--mem below what a layer needs besides its activations' '
 	qgptq -q --mem 8MB --calib big.st -o sp8 mspill
 '
+# A Linear of more than 1024 rows and at least 1024 inputs gets err_out and
+# err_rtn from a sample of its rows (err_rows); --exact-errors measures
+# every row. The codes are the same either way.
+test_expect_success 'setup: a layer of 1024 inputs whose gate/up have 2048 rows' '
+	qsynth -q --preset tiny --layers 1 --hidden 1024 --intermediate 2048 --heads 8 \
+		--kv-heads 2 --seed 6 -o mwide &&
+	qcalib -q -m mwide --random -n 8 -L 256 --seed 3 -o cw.st &&
+	qgptq -q --calib cw.st --report samp.jsonl -o wsamp mwide &&
+	qgptq -q --exact-errors --calib cw.st --report exact.jsonl -o wexact mwide
+'
+test_expect_success 'sampled: gate/up on 1024 rows, the rest on every row' '
+	test "$(grep -c "\"err_rows\":1024" samp.jsonl)" = 2 &&
+	grep "mlp.gate_proj" samp.jsonl | grep -q "\"err_rows\":1024" &&
+	grep "mlp.up_proj" samp.jsonl | grep -q "\"err_rows\":1024" &&
+	! grep -q err_rows exact.jsonl &&
+	grep "mlp.gate_proj" wsamp/quant_report.jsonl | grep -q "\"err_rows\":1024"
+'
+test_expect_success '--exact-errors: the same codes and scales, errors within 2 %' '
+	for f in wsamp/*.safetensors; do cmp "$f" "wexact/${f#wsamp/}" || exit 1; done &&
+	errs samp.jsonl >es && errs exact.jsonl >ee && test "$(wc -l <es)" = 7 &&
+	paste es ee | awk "{ if (\$1 != \$4) bad = 1; for (i = 2; i <= 3; i++) {
+		r = \$i / \$(i + 3); if (r < 0.98 || r > 1.02) { print; bad = 1 } } } END { exit bad }" &&
+	paste es ee | awk "\$1 ~ /q_proj|down_proj/ && (\$2 != \$5 || \$3 != \$6) { bad = 1 } END { exit bad }"
+'
 test_expect_success '--help on stdout, exit 0' 'qgptq --help >h && expect_grep h "--actorder"'
 test_done

@@ -3,6 +3,7 @@
  * computed directly from their definitions. */
 #include "tutil.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,28 +120,25 @@ static qc_qargs qargs(int bits, int sym, qc_qstrategy st, int64_t gs)
 
 /* Per row r of W [rows, n]: num[r] = d H d^T with d = W_r - Q_r and
  * den[r] = W_r H W_r^T, in double from the definition (num or den NULL:
- * not wanted). */
+ * not wanted); the products through BLAS's dgemm. */
 static void row_forms(const float *w, const float *q, int64_t rows, int64_t n, const double *h,
                       double *num, double *den)
 {
-	double *d = malloc((size_t)n * sizeof *d), *hv = malloc((size_t)n * sizeof *hv);
+	double *d = malloc((size_t)(rows * n) * sizeof *d), *hv = malloc((size_t)(rows * n) * sizeof *hv);
 	assert_non_null(d);
 	assert_non_null(hv);
-	for (int64_t r = 0; r < rows; r++) {
-		for (int pass = 0; pass < 2; pass++) {
-			double *out = pass ? den : num;
-			if (!out)
-				continue;
-			for (int64_t j = 0; j < n; j++)
-				d[j] = pass ? w[r * n + j] : (double)w[r * n + j] - q[r * n + j];
+	for (int pass = 0; pass < 2; pass++) {
+		double *out = pass ? den : num;
+		if (!out)
+			continue;
+		for (int64_t i = 0; i < rows * n; i++)
+			d[i] = pass ? w[i] : (double)w[i] - q[i];
+		cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0, d,
+		            (int)n, h, (int)n, 0.0, hv, (int)n);
+		for (int64_t r = 0; r < rows; r++) {
 			double s = 0;
-			for (int64_t i = 0; i < n; i++) {
-				double acc = 0;
-				for (int64_t j = 0; j < n; j++)
-					acc += h[i * n + j] * d[j];
-				hv[i] = acc;
-				s += d[i] * acc;
-			}
+			for (int64_t i = 0; i < n; i++)
+				s += d[r * n + i] * hv[r * n + i];
 			out[r] = s;
 		}
 	}
@@ -793,12 +791,14 @@ static void test_parts_share_hessian(void **state)
 static void test_sampled_errors(void **state)
 {
 	(void)state;
-	assert_int_equal(qc_gptq_err_rows(3000, 0), 1024);
-	assert_int_equal(qc_gptq_err_rows(3000, 1), 3000);
-	assert_int_equal(qc_gptq_err_rows(1024, 0), 1024);
-	assert_int_equal(qc_gptq_err_rows(1025, 0), 1025);
-	assert_int_equal(qc_gptq_err_rows(28672, 0), 3584);
-	const int64_t cols = 64, T = 512, rbig = 3000, rsmall = 500, run = 16, runs = 1024 / run;
+	assert_int_equal(qc_gptq_err_rows(3000, 1024, 0), 1024);
+	assert_int_equal(qc_gptq_err_rows(3000, 1024, 1), 3000);
+	assert_int_equal(qc_gptq_err_rows(3000, 1023, 0), 3000);
+	assert_int_equal(qc_gptq_err_rows(1024, 4096, 0), 1024);
+	assert_int_equal(qc_gptq_err_rows(2047, 4096, 0), 2047);
+	assert_int_equal(qc_gptq_err_rows(2048, 4096, 0), 1024);
+	assert_int_equal(qc_gptq_err_rows(28672, 4096, 0), 3584);
+	const int64_t cols = 1024, T = 1536, rbig = 3000, rsmall = 500, run = 16, runs = 1024 / run;
 	seed(11);
 	float *x = make_x(T, cols, 2);
 	double *hd;
