@@ -66,9 +66,9 @@ static void help(void)
 	"                      (default 0.01; doubled while the factorization fails)\n"
 	"  --exact-errors      err_out and err_rtn of a Linear with more than 1024 rows\n"
 	"                      and at least 1024 inputs from every row; by default from\n"
-	"                      an even sample of at least 1024 and an eighth of them\n"
-	"                      (err_rows in the report; within about 1 %% where measured,\n"
-	"                      at a quarter of the time the exact products take)\n");
+	"                      an even sample of an eighth of them, at least 512\n"
+	"                      (err_rows in the report; within 1 %% where measured, at\n"
+	"                      an eighth of the time the exact products take)\n");
 	tool_qopts_help(1);
 	printf("\n"
 	"Exit status: 0 success, 2 usage or input error (including NaN or Inf weights,\n"

@@ -33,6 +33,17 @@ int qk_cpu_check(const qk_ctx *ctx, const char *op);
  * (kernels.h: the count is applied per call, from the context). */
 void qk_cpu_blas_threads(int n);
 
+/* large blocks, kept for reuse (qk_mem.c): blocks of QK_BIG_MIN bytes and
+ * more, 2 MiB aligned and offered transparent huge pages. big_free returns
+ * 1 when p was such a block (then kept or released), 0 otherwise (not
+ * touched). big_stats: bytes of live and cached blocks, and the most ever
+ * live. big_release frees every cached block. */
+#define QK_BIG_MIN ((size_t)32 << 20)
+void *qk_cpu_big_alloc(size_t bytes);
+int qk_cpu_big_free(void *p);
+void qk_cpu_big_stats(size_t *live_bytes, size_t *cached_bytes, size_t *peak_bytes);
+void qk_cpu_big_release(void);
+
 /* memory (qk_ctx.c) */
 void *qk_cpu_alloc(qk_ctx *ctx, size_t bytes);
 void qk_cpu_free(qk_ctx *ctx, void *p);

@@ -17,10 +17,12 @@
 #include "qc_pool.h"
 
 static int cpu_ctx_init(qk_ctx *ctx);
+static void cpu_ctx_fini(qk_ctx *ctx);
 
 const qk_backend qk_cpu_backend = {
 	.name = "cpu",
 	.ctx_init = cpu_ctx_init,
+	.ctx_fini = cpu_ctx_fini,
 	.alloc = qk_cpu_alloc,
 	.free = qk_cpu_free,
 	.upload = qk_cpu_upload,
@@ -117,47 +119,52 @@ static void blas_quiet_workers(void)
 	shutdown();
 }
 
+/* CPU contexts alive: when the last one goes, the cached large blocks
+ * (qk_mem.c) are released too */
+static _Atomic int n_contexts;
+
 static int cpu_ctx_init(qk_ctx *ctx)
 {
 	(void)ctx;
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, blas_quiet_workers);
+	n_contexts++;
 	return 0;
 }
 
-/* ---------------------------------------------------------------- memory */
+static void cpu_ctx_fini(qk_ctx *ctx)
+{
+	(void)ctx;
+	if (--n_contexts == 0)
+		qk_cpu_big_release();
+}
 
-#define HUGE_PAGE ((size_t)2 << 20)
-#define HUGE_FROM ((size_t)32 << 20)
+/* ---------------------------------------------------------------- memory */
 
 void *qk_cpu_alloc(qk_ctx *ctx, size_t bytes)
 {
 	(void)ctx;
 	void *p = NULL;
 	/* 64-byte alignment: whole cache lines, and what AVX-512 loads like.
-	 * Large blocks (a layer's FP32 weights, activations, Hessians) are
-	 * 2 MiB aligned and offered transparent huge pages: glibc maps every
-	 * block over 32 MB anew, so each layer's buffers are first-touched
-	 * again, and with 4 KiB pages that is a page fault per 4 KiB (measured:
-	 * most of qgptq's system time). Where THP is off this changes nothing. */
-	size_t n = (bytes + 63) & ~(size_t)63, align = 64;
-	if (n >= HUGE_FROM)
-		align = HUGE_PAGE;
-	if (n < bytes || posix_memalign(&p, align, n ? n : 64) != 0) {
+	 * Large blocks (a layer's FP32 weights, activations, Hessians) come
+	 * from qk_mem.c: 2 MiB aligned, offered transparent huge pages, and
+	 * kept for reuse when freed, so that each layer's buffers are not
+	 * first-touched again (measured: most of qgptq's system time). */
+	size_t n = (bytes + 63) & ~(size_t)63;
+	if (n >= QK_BIG_MIN)
+		p = qk_cpu_big_alloc(n);
+	else if (n >= bytes && posix_memalign(&p, 64, n ? n : 64) != 0)
+		p = NULL;
+	if (!p)
 		qc_seterr(QC_ENOMEM, "cannot allocate %zu bytes", bytes);
-		return NULL;
-	}
-#ifdef MADV_HUGEPAGE
-	if (align == HUGE_PAGE)
-		madvise(p, n & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE); /* advice only */
-#endif
 	return p;
 }
 
 void qk_cpu_free(qk_ctx *ctx, void *p)
 {
 	(void)ctx;
-	free(p);
+	if (!qk_cpu_big_free(p))
+		free(p);
 }
 
 int qk_cpu_upload(qk_ctx *ctx, void *dev_dst, const void *host_src, size_t bytes)

@@ -69,6 +69,8 @@ static void *work_alloc(size_t bytes)
 	void *p = NULL;
 	if (bytes < HUGE_MIN) {
 		p = malloc(bytes ? bytes : 1);
+	} else if (bytes >= QK_BIG_MIN) {
+		p = qk_cpu_big_alloc(bytes); /* kept for reuse when freed (qk_mem.c) */
 	} else {
 		size_t b = (bytes + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
 		if (b < bytes || posix_memalign(&p, HUGE_ALIGN, b) != 0)
@@ -81,6 +83,12 @@ static void *work_alloc(size_t bytes)
 	if (!p)
 		qc_seterr(QC_ENOMEM, "out of memory (%zu bytes of GPTQ working memory)", bytes);
 	return p;
+}
+
+static void work_free(void *p)
+{
+	if (!qk_cpu_big_free(p))
+		free(p);
 }
 
 // ---------------------------------------------------------------- quantization arithmetic
@@ -1063,8 +1071,8 @@ static int errors_part(void *arg, int part, int np)
 			add_row_sq(Y + mm * jb, mm, jb, jb, j->rows + r0, offsetof(qk_gptq_sums, xv_r));
 		}
 	}
-	free(X);
-	free(Y);
+	work_free(X);
+	work_free(Y);
 	return rc;
 }
 
@@ -1435,7 +1443,7 @@ static int sweep_part(void *arg, int part, int np)
 	if (!buf)
 		return QC_ENOMEM;
 	if (need_scratch && !(sh.scratch = work_alloc((size_t)(rows * n) * sizeof(float)))) {
-		free(buf);
+		work_free(buf);
 		return QC_ENOMEM;
 	}
 	float *tmp = buf + 4 * rows * wmax; /* [n] */
@@ -1495,8 +1503,8 @@ static int sweep_part(void *arg, int part, int np)
 	}
 	if (rc == 0 && sh.sorted)
 		unsort_rows(&sh, tmp);
-	free(buf);
-	free(sh.scratch);
+	work_free(buf);
+	work_free(sh.scratch);
 	return rc;
 }
 
@@ -1572,8 +1580,8 @@ int qk_cpu_gptq_sweep(qk_ctx *ctx, const qk_qspec *q, const qk_gptq_mat *m, int 
 	rc = qc_pool_run(nparts(ctx, R, 16), sweep_part, &j);
 out:
 	free(starts);
-	free(S);
-	free(ubb);
+	work_free(S);
+	work_free(ubb);
 	free(rows);
 	return rc;
 }

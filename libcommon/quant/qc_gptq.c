@@ -163,10 +163,11 @@ void qc_gptq_free(qc_gptq *g)
  * err_out's denominator tr(W H W^T) and RTN's tr(D H D^T) cost rows
  * cols^2 flops each, as much as the sweep itself, and are the only work
  * that no quantization needs. A part of more than QC_GPTQ_ERR_ALL_ROWS rows
- * measures them on a sample: runs of ERR_RUN consecutive rows spread
- * evenly over the part (so every head of q/k/v and every stretch of an
- * MLP's rows is in it), at least QC_GPTQ_ERR_ALL_ROWS rows and one row in
- * ERR_FRACTION. Each total is then carried from the sample to the part by
+ * (and at least QC_GPTQ_ERR_MIN_COLS columns) measures them on a sample:
+ * runs of ERR_RUN consecutive rows spread evenly over the part (so every
+ * head of q/k/v and every stretch of an MLP's rows is in it), one row in
+ * ERR_FRACTION and at least ERR_MIN_SAMPLE, so the products cost a quarter
+ * of the sweep. Each total is then carried from the sample to the part by
  * a per-row quantity known for every row that is nearly proportional to
  * it (a ratio estimator): the diagonal part of the same quadratic form,
  * sum_j H[j][j] a_j^2 for a = w and a = w - q_rtn (an elementwise pass over
@@ -178,6 +179,7 @@ void qc_gptq_free(qc_gptq *g)
  * form, 1 %). err_out's numerator, the sweep's own, is every row's.
  */
 #define ERR_FRACTION 8
+#define ERR_MIN_SAMPLE 512
 #define ERR_RUN 16
 
 /* Runs of a part of `rows` rows and `cols` columns, 0 when every row is
@@ -187,8 +189,8 @@ static int64_t err_runs(int64_t rows, int64_t cols, int exact)
 	if (exact || rows <= QC_GPTQ_ERR_ALL_ROWS || cols < QC_GPTQ_ERR_MIN_COLS)
 		return 0;
 	int64_t want = (rows + ERR_FRACTION - 1) / ERR_FRACTION;
-	if (want < QC_GPTQ_ERR_ALL_ROWS)
-		want = QC_GPTQ_ERR_ALL_ROWS;
+	if (want < ERR_MIN_SAMPLE)
+		want = ERR_MIN_SAMPLE;
 	int64_t runs = (want + ERR_RUN - 1) / ERR_RUN;
 	/* runs must not touch: rows / runs >= ERR_RUN */
 	if (runs * ERR_RUN * 2 > rows)

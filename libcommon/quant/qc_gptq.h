@@ -157,8 +157,8 @@ typedef struct qc_gptq_opts {
 #define QC_GPTQ_ERR_MIN_COLS 1024
 
 /* How many of a part's rows the error products measure: rows when exact or
- * as above, else at least QC_GPTQ_ERR_ALL_ROWS and rows / 8, in runs of 16
- * consecutive rows spread evenly over the part (at most half the rows). */
+ * as above, else rows / 8 and at least 512, in runs of 16 consecutive rows
+ * spread evenly over the part (at most half the rows). */
 int64_t qc_gptq_err_rows(int64_t rows, int64_t cols, int exact);
 
 /* The defaults above. */

@@ -1214,10 +1214,84 @@ static void test_debug_memory(void **state)
 	free(h); free(back);
 }
 
+/* qk_mem.c: a freed large block comes back, pages and contents kept, to a
+ * request it fits (at least half of it); a request it does not fit gets a
+ * fresh block; cached bytes never exceed the peak of live bytes minus the
+ * live ones (the memory the same calls use without the cache), and a new
+ * peak empties the cache; a pointer that is not a large block is left to
+ * the caller; qk_alloc's large blocks go through it. */
+static void check_big_bound(void)
+{
+	size_t live, cached, peak;
+	qk_cpu_big_stats(&live, &cached, &peak);
+	if (!(live + cached <= peak))
+		fail_msg("live %zu + cached %zu > peak %zu", live, cached, peak);
+}
+
+static void test_big_blocks(void **state)
+{
+	(void)state;
+	const size_t MB = (size_t)1 << 20;
+	size_t live0, cached, peak0;
+	qk_cpu_big_release();
+	qk_cpu_big_stats(&live0, &cached, &peak0);
+	assert_int_equal(cached, 0);
+	/* a new peak whatever came before */
+	size_t base = (peak0 > live0 ? peak0 - live0 : 0) + 64 * MB;
+	char *a = qk_cpu_big_alloc(40 * MB), *b = qk_cpu_big_alloc(base);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_true(((uintptr_t)a & (2 * MB - 1)) == 0);
+	memset(a, 0x5a, 40 * MB);
+	assert_int_equal(qk_cpu_big_free(a), 1);
+	check_big_bound();
+	char *c = qk_cpu_big_alloc(36 * MB); /* fits: the same block, as it was */
+	assert_ptr_equal(c, a);
+	assert_true(c[0] == 0x5a && c[40 * MB - 1] == 0x5a);
+	assert_int_equal(qk_cpu_big_free(c), 1);
+	char *d = qk_cpu_big_alloc(19 * MB + 40 * MB / 2); /* 39 MB: fits */
+	assert_ptr_equal(d, a);
+	assert_int_equal(qk_cpu_big_free(d), 1);
+	char *e = qk_cpu_big_alloc(18 * MB); /* under half (in 2 MiB pages): a fresh block */
+	assert_non_null(e);
+	assert_ptr_not_equal(e, a);
+	check_big_bound();
+	/* a new peak: the cached block goes */
+	char *f = qk_cpu_big_alloc(base + 64 * MB);
+	assert_non_null(f);
+	qk_cpu_big_stats(&live0, &cached, &peak0);
+	assert_int_equal(cached, 0);
+	assert_int_equal(qk_cpu_big_free(b), 1);
+	assert_int_equal(qk_cpu_big_free(e), 1);
+	assert_int_equal(qk_cpu_big_free(f), 1);
+	check_big_bound();
+	/* under the peak, blocks freed are kept; a small pointer is not one */
+	qk_cpu_big_stats(&live0, &cached, &peak0);
+	assert_true(cached > 0);
+	char *g = malloc(64);
+	assert_non_null(g);
+	assert_int_equal(qk_cpu_big_free(g), 0);
+	free(g);
+	assert_int_equal(qk_cpu_big_free(NULL), 0);
+	/* through qk_alloc: a large block is reused, a small one is not cached */
+	if (!qk_guard_requested()) {
+		float *h = qk_alloc(ctx1, 48 * MB);
+		assert_non_null(h);
+		qk_free(ctx1, h);
+		float *h2 = qk_alloc(ctx1, 47 * MB);
+		assert_ptr_equal(h2, h);
+		qk_free(ctx1, h2);
+	}
+	qk_cpu_big_release();
+	qk_cpu_big_stats(&live0, &cached, &peak0);
+	assert_int_equal(cached, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ctx),
+		cmocka_unit_test(test_big_blocks),
 		cmocka_unit_test(test_gemm),
 		cmocka_unit_test(test_linear),
 		cmocka_unit_test(test_convert),
