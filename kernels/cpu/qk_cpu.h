@@ -33,8 +33,9 @@ int qk_cpu_check(const qk_ctx *ctx, const char *op);
  * (kernels.h: the count is applied per call, from the context). */
 void qk_cpu_blas_threads(int n);
 
-/* large blocks, kept for reuse (qk_mem.c): blocks of QK_BIG_MIN bytes and
- * more, 2 MiB aligned and offered transparent huge pages. big_free returns
+/* large blocks, kept for reuse (qk_mem.c): 2 MiB aligned and offered
+ * transparent huge pages; qk_alloc takes its blocks of QK_BIG_MIN bytes and
+ * more from here. big_free returns
  * 1 when p was such a block (then kept or released), 0 otherwise (not
  * touched). big_stats: bytes of live and cached blocks, and the most ever
  * live. big_release frees every cached block. */

@@ -57,29 +57,15 @@ static int fits(int64_t v) { return v >= 0 && v <= INT_MAX; }
  * Working memory of the ops. A fresh page costs a fault on its first touch,
  * and faults are slow (in a VM, several microseconds each): a [rows, cols]
  * working matrix of a large Linear is some 10^5 pages. Buffers of 4 MiB
- * and more are therefore 2 MiB-aligned and offered to the kernel for
- * transparent huge pages (MADV_HUGEPAGE: one fault per 2 MiB where the
- * system allows it, a plain allocation where it does not).
+ * and more therefore come from qk_mem.c: 2 MiB-aligned, offered transparent
+ * huge pages, and kept for reuse when freed.
  */
 #define HUGE_MIN ((size_t)4 << 20)
-#define HUGE_ALIGN ((size_t)2 << 20)
 
 static void *work_alloc(size_t bytes)
 {
-	void *p = NULL;
-	if (bytes < HUGE_MIN) {
-		p = malloc(bytes ? bytes : 1);
-	} else if (bytes >= QK_BIG_MIN) {
-		p = qk_cpu_big_alloc(bytes); /* kept for reuse when freed (qk_mem.c) */
-	} else {
-		size_t b = (bytes + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
-		if (b < bytes || posix_memalign(&p, HUGE_ALIGN, b) != 0)
-			p = NULL;
-#ifdef MADV_HUGEPAGE
-		if (p)
-			(void)madvise(p, b, MADV_HUGEPAGE);
-#endif
-	}
+	/* large ones 2 MiB aligned, offered huge pages, kept for reuse */
+	void *p = bytes < HUGE_MIN ? malloc(bytes ? bytes : 1) : qk_cpu_big_alloc(bytes);
 	if (!p)
 		qc_seterr(QC_ENOMEM, "out of memory (%zu bytes of GPTQ working memory)", bytes);
 	return p;

@@ -7,9 +7,10 @@
  * so each is first-touched again, and first touches are slow: the kernel
  * zeroes every page, and in a VM each fault also costs the hypervisor
  * (measured on the development VM: about 2.4 CPU seconds per GB, some 10 %
- * of qgptq's CPU time on an 8B layer). So a freed block of at least
- * QK_BIG_MIN bytes is kept, and a later request that fits it (at least half
- * of it) gets it back, pages already present.
+ * of qgptq's CPU time on an 8B layer). So a freed large block (qk_alloc's
+ * of QK_BIG_MIN bytes and more, the GPTQ ops' working buffers of 4 MiB and
+ * more) is kept, and a later request that fits it (at least half of it)
+ * gets it back, pages already present.
  *
  * Memory use never exceeds what the same calls would have used without
  * the cache: with L the bytes of live large blocks and P the most L has

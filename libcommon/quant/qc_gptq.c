@@ -472,14 +472,16 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 		int ne = 0;
 		QC_TRY(err_sample(g, a, nparts, R, n, &ne));
 		QC_TRY(qk_gptq_errors(g->kc, &q, g->emats, ne, n, H, g->perm, g->dead));
-		QC_TRY(err_aux(g, &q, nparts, R, n));
+		/* method RTN gets the same sums from its own pass below */
+		if (o->method == QC_GPTQ_METHOD_GPTQ)
+			QC_TRY(err_aux(g, &q, nparts, R, n));
 	}
 	double t3 = qc_now(), c3 = cpu_now();
 	info->t_errors = t3 - t2;
 	info->c_errors = c3 - c2;
 
 	if (o->method == QC_GPTQ_METHOD_RTN)
-		QC_TRY(qk_gptq_rtn(g->kc, &q, g->rmats, nparts, n, NULL));
+		QC_TRY(qk_gptq_rtn(g->kc, &q, g->rmats, nparts, n, H ? g->d0 : NULL));
 	else
 		QC_TRY(qk_gptq_sweep(g->kc, &q, g->mats, nparts, n, H, g->perm, g->dead, colw, o->block,
 		                     dynamic));
@@ -489,7 +491,9 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 	info->c_sweep = cpu_now() - c3;
 
 	/* per part: the row sums in row order; the error products' over the
-	 * measured rows, carried to the part when sampled (err_aux) */
+	 * measured rows, carried to the part when sampled by the diagonal
+	 * forms (err_aux's, or method RTN's own pass's) */
+	const qk_gptq_sums *aux = o->method == QC_GPTQ_METHOD_RTN ? g->sums : g->rsums;
 	double total = qc_now() - t0;
 	for (int64_t p = 0, r = 0; p < nparts; p++) {
 		qk_gptq_sums s = { 0 };
@@ -506,12 +510,12 @@ int qc_gptq_run(qc_gptq *g, const qc_qargs *a, float *H, int64_t cols, qc_gptq_p
 				s.n_w += x->n_w;
 				s.xv_r += x->xv_r;
 				s.n_r += x->n_r;
-				aw_s += g->rsums[r].hw2;
-				ar_s += g->rsums[r].herr;
+				aw_s += aux[r].hw2;
+				ar_s += aux[r].herr;
 			}
 			if (sampled) {
-				aw += g->rsums[r].hw2;
-				ar += g->rsums[r].herr;
+				aw += aux[r].hw2;
+				ar += aux[r].herr;
 			}
 		}
 		qc_gptq_part *pt = &parts[p];

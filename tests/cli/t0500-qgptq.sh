@@ -233,5 +233,14 @@ test_expect_success '--exact-errors: the same codes and scales, errors within 2 
 		r = \$i / \$(i + 3); if (r < 0.98 || r > 1.02) { print; bad = 1 } } } END { exit bad }" &&
 	paste es ee | awk "\$1 ~ /q_proj|down_proj/ && (\$2 != \$5 || \$3 != \$6) { bad = 1 } END { exit bad }"
 '
+test_expect_success '--method rtn samples the same way: err_out is err_rtn, within 2 % of every row' '
+	qgptq -q --method rtn --calib cw.st --report rs.jsonl -o wrs mwide &&
+	qgptq -q --method rtn --exact-errors --calib cw.st --report re.jsonl -o wre mwide &&
+	test "$(grep -c "\"err_rows\":512" rs.jsonl)" = 2 &&
+	for f in wrs/*.safetensors; do cmp "$f" "wre/${f#wrs/}" || exit 1; done &&
+	errs rs.jsonl >rs && errs re.jsonl >re && test "$(wc -l <rs)" = 7 &&
+	paste rs re | awk "{ if (\$2 != \$3) bad = 1; r = \$2 / \$5; if (r < 0.98 || r > 1.02) { print; bad = 1 } }
+		END { exit bad }"
+'
 test_expect_success '--help on stdout, exit 0' 'qgptq --help >h && expect_grep h "--actorder"'
 test_done
