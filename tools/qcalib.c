@@ -108,19 +108,17 @@ static int do_show(const opts *o)
 		}
 		qc_h128 h;
 		qc_tok *t = load_tokenizer(o->tokdir, &h);
-		char hex[33];
-		if (strcmp(qc_h128_hex(h, hex), qc_tokset_meta(ts, "tokenizer_xxh3_128")) != 0)
-			qc_log(QC_LOG_INFO, "warning: '%s' was made with another tokenizer than '%s'", o->show,
-			       o->tokdir);
-		int32_t len;
-		const int32_t *row = qc_tokset_row(ts, o->decode, &len);
 		char *text;
 		size_t tl;
-		rc = qc_tok_decode(t, row, (size_t)len, 0, &text, &tl);
+		int same;
+		rc = qc_tokset_decode_row(ts, t, h, o->decode, &text, &tl, &same);
 		qc_tok_free(t);
 		qc_tokset_close(ts);
 		if (rc < 0)
 			return tool_fail(rc);
+		if (!same)
+			qc_log(QC_LOG_INFO, "warning: '%s' was made with another tokenizer than '%s'", o->show,
+			       o->tokdir);
 		fwrite(text, 1, tl, stdout);
 		putchar('\n');
 		free(text);
@@ -357,9 +355,7 @@ int main(int argc, char **argv)
 		} else {
 			if ((rc = qc_rows_pad(&r, t, &d, pad, &used)) < 0)
 				goto out;
-			produced = 0;
-			for (int64_t i = 0; i < r.n; i++)
-				produced += r.lens[i];
+			produced = qc_rows_tokens(&r);
 		}
 		qc_log(QC_LOG_INFO, "%zu documents, %" PRId64 " used, %" PRId64 " tokens", d.n, used, produced);
 		if (r.n < o.n)
@@ -381,11 +377,8 @@ int main(int argc, char **argv)
 		rc = qc_tokset_emit(&spec, &s);
 	}
 	if (rc == 0) {
-		int64_t total = 0;
-		for (int64_t i = 0; i < r.n; i++)
-			total += r.lens[i];
 		qc_log(QC_LOG_INFO, "wrote %" PRId64 " rows of %" PRId64 " (%" PRId64 " tokens) to %s", r.n, o.len,
-		       total, o.out && strcmp(o.out, "-") != 0 ? o.out : "<stdout>");
+		       qc_rows_tokens(&r), o.out && strcmp(o.out, "-") != 0 ? o.out : "<stdout>");
 		st = tool_close_stdout();
 	}
 out:

@@ -388,6 +388,14 @@ int qc_rows_pack(qc_rows *r, qc_tok *t, const qc_docs *d, int32_t eos, int64_t *
 	return 0;
 }
 
+int64_t qc_rows_tokens(const qc_rows *r)
+{
+	int64_t total = 0;
+	for (int64_t i = 0; i < r->n; i++)
+		total += r->lens[i];
+	return total;
+}
+
 int qc_rows_pad(qc_rows *r, qc_tok *t, const qc_docs *d, int32_t pad, int64_t *used)
 {
 	qc_ids ids = { 0 };

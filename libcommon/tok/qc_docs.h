@@ -96,6 +96,8 @@ typedef struct qc_rows {
 /* cap rows of len tokens, zeroed, none filled. QC_ENOMEM. */
 int qc_rows_alloc(qc_rows *r, int64_t cap, int64_t len);
 void qc_rows_free(qc_rows *r);   /* and zero it */
+/* Tokens in the filled rows (the sum of their lengths). */
+int64_t qc_rows_tokens(const qc_rows *r);
 
 /* Fill every row with ids drawn uniformly (qc_rng stream "qcalib random" of
  * seed) from the ordinary ids below vocab (QC_TOK_ID_NORMAL: what a model

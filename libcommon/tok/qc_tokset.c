@@ -306,6 +306,17 @@ int qc_tokset_save(const qc_tokset_spec *spec, const char *path)
 	return rc;
 }
 
+int qc_tokset_decode_row(const qc_tokset *ts, const qc_tok *t, qc_h128 tok_hash, int64_t i,
+                         char **text, size_t *len, int *same)
+{
+	char hex[33];
+	const char *made = qc_tokset_meta(ts, "tokenizer_xxh3_128");
+	*same = made && strcmp(qc_h128_hex(tok_hash, hex), made) == 0;
+	int32_t n;
+	const int32_t *row = qc_tokset_row(ts, i, &n);
+	return qc_tok_decode(t, row, (size_t)n, 0, text, len);
+}
+
 char *qc_tokset_describe(const qc_tokset *ts)
 {
 	char *text = NULL;

@@ -33,6 +33,7 @@
 
 #include "qc_hash.h"
 #include "qc_io.h"
+#include "qc_tok.h"
 
 #define QC_TOKSET_VERSION "1"
 
@@ -65,6 +66,13 @@ const char *qc_tokset_name(const qc_tokset *ts);
  * vocabulary, special ids, tokenizer, seed, options and sources, a line
  * each (malloc'd text; NULL when out of memory). */
 char *qc_tokset_describe(const qc_tokset *ts);
+
+/* What `qcalib --show --decode i` prints: row i (0 <= i < rows) decoded by
+ * t (qc_tok_decode, specials as text) into *text (malloc'd, *len bytes);
+ * *same = whether tok_hash (the hash of t's file) is the tokenizer hash ts
+ * was made with. Errors of qc_tok_decode. */
+int qc_tokset_decode_row(const qc_tokset *ts, const qc_tok *t, qc_h128 tok_hash, int64_t i,
+                         char **text, size_t *len, int *same);
 
 /* ---- writing ---- */
 

@@ -186,6 +186,7 @@ static void test_rows(void **state)
 		for (int64_t j = 0; j < 4; j++)
 			assert_int_equal(r.ids[i * 4 + j], j < len ? special[i].v[j] : pad);
 	}
+	assert_int_equal(qc_rows_tokens(&r), r.lens[0] + r.lens[1]);
 	qc_rows_free(&r);
 
 	/* random: ordinary ids only, the same for the same seed */
